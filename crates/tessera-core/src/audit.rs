@@ -1,0 +1,179 @@
+//! Audit event types: every state change and every use, append-only.
+//!
+//! No field can hold a secret: every field is a non-secret type (ids, hints, states, codes),
+//! and [`crate::Secret`] converts into none of them.
+
+use core::fmt;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::digest::Hint;
+use crate::format::Kind;
+use crate::id::{DeviceId, EndpointId, TokenId, UserId};
+use crate::kind::endpoint::Method;
+use crate::lifecycle::State;
+use crate::validate::Rejection;
+
+/// Who did something.
+#[derive(Clone, Debug, Deserialize, Eq, Hash, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Actor {
+    /// Tessera itself: sweeps, renewal, grace windows.
+    System,
+    /// A person acting through an application or the CLI.
+    User(UserId),
+    /// A client presenting a token (a device, an installer, an integration).
+    Client,
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::System => f.write_str("system"),
+            Self::User(u) => write!(f, "user:{u}"),
+            Self::Client => f.write_str("client"),
+        }
+    }
+}
+
+/// What happened.
+#[derive(Clone, Debug, Deserialize, Eq, Hash, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AuditAction {
+    /// A token was issued.
+    Issued,
+    /// A token was presented and accepted.
+    Used,
+    /// A token was presented and refused.
+    Refused {
+        /// Why (the exact internal reason; never sent to the client).
+        reason: Rejection,
+    },
+    /// A token's state changed.
+    StateChanged {
+        /// Before.
+        from: State,
+        /// After.
+        to: State,
+    },
+    /// A token was rotated; the subject is the old token.
+    Rotated {
+        /// The new token.
+        successor: TokenId,
+    },
+    /// An auto-renewing token was renewed; the subject is the expired token.
+    Renewed {
+        /// The new token.
+        successor: TokenId,
+    },
+    /// A secondary was mapped to an endpoint's primary.
+    Mapped,
+    /// A mapping was removed.
+    Unmapped,
+    /// A mapping was turned on or off.
+    MappingToggled {
+        /// Now on?
+        enabled: bool,
+    },
+    /// A secondary's enabled toggle changed.
+    Toggled {
+        /// Now on?
+        enabled: bool,
+    },
+    /// An IP was blocked for a token.
+    IpBlocked,
+    /// An IP was unblocked for a token.
+    IpUnblocked,
+    /// Stored records were purged for good.
+    Purged,
+}
+
+/// What an event is about.
+#[derive(Clone, Debug, Default, Deserialize, Eq, Hash, PartialEq, Serialize)]
+pub struct Subject {
+    /// The token.
+    pub token: Option<TokenId>,
+    /// Its kind.
+    pub kind: Option<Kind>,
+    /// Its hint.
+    pub hint: Option<Hint>,
+    /// The device, for onboarding.
+    pub device: Option<DeviceId>,
+    /// The endpoint, for endpoint tokens.
+    pub endpoint: Option<EndpointId>,
+    /// The method, for endpoint tokens.
+    pub method: Option<Method>,
+}
+
+/// One append-only audit event.
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq, Serialize)]
+pub struct AuditEvent {
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// Who.
+    pub actor: Actor,
+    /// The admin who issued the token for someone else, when one did.
+    pub generated_by: Option<UserId>,
+    /// From which address.
+    pub ip: Option<IpAddr>,
+    /// About what.
+    pub subject: Subject,
+    /// What happened.
+    pub action: AuditAction,
+}
+
+impl AuditEvent {
+    /// An event at `at` by `actor`.
+    pub fn new(at: OffsetDateTime, actor: Actor, action: AuditAction) -> Self {
+        Self {
+            at,
+            actor,
+            generated_by: None,
+            ip: None,
+            subject: Subject::default(),
+            action,
+        }
+    }
+
+    /// About this token.
+    #[must_use]
+    pub fn token(mut self, id: TokenId, kind: Kind, hint: &Hint) -> Self {
+        self.subject.token = Some(id);
+        self.subject.kind = Some(kind);
+        self.subject.hint = Some(hint.clone());
+        self
+    }
+
+    /// From this address.
+    #[must_use]
+    pub const fn ip(mut self, ip: Option<IpAddr>) -> Self {
+        self.ip = ip;
+        self
+    }
+
+    /// Issued by this admin for someone else.
+    #[must_use]
+    pub fn generated_by(mut self, by: Option<UserId>) -> Self {
+        self.generated_by = by;
+        self
+    }
+
+    /// For this device.
+    #[must_use]
+    pub fn device(mut self, device: &DeviceId) -> Self {
+        self.subject.device = Some(device.clone());
+        self
+    }
+
+    /// For this endpoint and method.
+    #[must_use]
+    pub fn endpoint(mut self, endpoint: &EndpointId, method: Method) -> Self {
+        self.subject.endpoint = Some(endpoint.clone());
+        self.subject.method = Some(method);
+        self
+    }
+}

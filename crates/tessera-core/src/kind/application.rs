@@ -1,0 +1,150 @@
+//! Application tokens: unique name, description, access types, per-IP log and block list,
+//! dormancy and deletion after inactivity.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use time::{Duration, OffsetDateTime};
+
+use crate::error::{Error, InvalidInput};
+use crate::id::{AccessType, ApplicationName, Description};
+use crate::lifecycle::{Action, State};
+
+/// A non-empty set of access types.
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq, Serialize)]
+#[serde(try_from = "BTreeSet<AccessType>", into = "BTreeSet<AccessType>")]
+pub struct AccessTypes(BTreeSet<AccessType>);
+
+impl AccessTypes {
+    /// One or more access types.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidInput::Empty`] when none is given.
+    pub fn new(types: impl IntoIterator<Item = AccessType>) -> Result<Self, Error> {
+        let set: BTreeSet<_> = types.into_iter().collect();
+        if set.is_empty() {
+            return Err(InvalidInput::Empty {
+                what: "access types",
+            }
+            .into());
+        }
+        Ok(Self(set))
+    }
+
+    /// The access types.
+    pub fn iter(&self) -> impl Iterator<Item = &AccessType> {
+        self.0.iter()
+    }
+
+    /// Whether it holds `t`.
+    pub fn contains(&self, t: &AccessType) -> bool {
+        self.0.contains(t)
+    }
+}
+
+impl TryFrom<BTreeSet<AccessType>> for AccessTypes {
+    type Error = Error;
+    fn try_from(s: BTreeSet<AccessType>) -> Result<Self, Error> {
+        Self::new(s)
+    }
+}
+
+impl From<AccessTypes> for BTreeSet<AccessType> {
+    fn from(s: AccessTypes) -> Self {
+        s.0
+    }
+}
+
+/// An application token's own fields.
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq, Serialize)]
+pub struct ApplicationData {
+    /// Unique name.
+    pub name: ApplicationName,
+    /// What it is for, for other administrators.
+    pub description: Description,
+    /// What it grants access to.
+    pub access: AccessTypes,
+}
+
+/// When unused application tokens go dormant and when they are deleted.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct InactivityPolicy {
+    dormant_after: Duration,
+    delete_after: Duration,
+}
+
+impl InactivityPolicy {
+    /// The console's rule: dormant after 30 days unused, deleted after 90.
+    pub const DEFAULT: Self = Self {
+        dormant_after: Duration::days(30),
+        delete_after: Duration::days(90),
+    };
+
+    /// Custom thresholds.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidInput::NotInFuture`] unless `0 < dormant_after < delete_after`.
+    pub fn new(dormant_after: Duration, delete_after: Duration) -> Result<Self, Error> {
+        if dormant_after <= Duration::ZERO || delete_after <= dormant_after {
+            return Err(InvalidInput::NotInFuture {
+                what: "inactivity thresholds (0 < dormant < delete)",
+            }
+            .into());
+        }
+        Ok(Self {
+            dormant_after,
+            delete_after,
+        })
+    }
+
+    /// Unused this long, a token goes dormant.
+    pub const fn dormant_after(self) -> Duration {
+        self.dormant_after
+    }
+
+    /// Unused this long, a token is deleted.
+    pub const fn delete_after(self) -> Duration {
+        self.delete_after
+    }
+
+    /// What the sweep does to a token in `state` last active at `last_activity` (its last use,
+    /// or its creation or reactivation if later).
+    pub fn decide(self, state: State, last_activity: OffsetDateTime, now: OffsetDateTime) -> Option<Action> {
+        let idle = now - last_activity;
+        if state.is_terminal() {
+            None
+        } else if idle >= self.delete_after {
+            Some(Action::Delete)
+        } else if idle >= self.dormant_after && state == State::Active {
+            Some(Action::MarkDormant)
+        } else {
+            None
+        }
+    }
+}
+
+impl Default for InactivityPolicy {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+
+    #[test]
+    fn thirty_and_ninety_days() {
+        let p = InactivityPolicy::default();
+        let t0 = datetime!(2026-01-01 0:00 UTC);
+        assert_eq!(p.decide(State::Active, t0, t0 + Duration::days(29)), None);
+        assert_eq!(p.decide(State::Active, t0, t0 + Duration::days(30)), Some(Action::MarkDormant));
+        assert_eq!(p.decide(State::Dormant, t0, t0 + Duration::days(60)), None);
+        assert_eq!(p.decide(State::Dormant, t0, t0 + Duration::days(90)), Some(Action::Delete));
+        assert!(InactivityPolicy::new(Duration::days(5), Duration::days(5)).is_err());
+    }
+}
