@@ -130,23 +130,22 @@ impl State {
     /// [`TransitionError`] naming this state and the action.
     pub const fn apply(self, action: Action) -> Result<Self, TransitionError> {
         use Action as A;
-        use State as S;
         let next = match (self, action) {
-            (S::Revoked | S::Deleted, _) => None,
-            (_, A::Revoke) => Some(S::Revoked),
-            (_, A::Delete) => Some(S::Deleted),
-            (S::Active, A::Disable) | (S::Dormant, A::Disable) => Some(S::Disabled),
-            (S::Disabled, A::Enable) => Some(S::Active),
-            (S::Active, A::MarkDormant) => Some(S::Dormant),
-            (S::Dormant, A::Reactivate) => Some(S::Active),
-            (S::Active, A::Supersede) => Some(S::Superseded),
-            (S::Active | S::Disabled | S::Dormant | S::Superseded, A::Retire) => {
-                Some(S::RotatedOut)
+            (Self::Revoked | Self::Deleted, _) => None,
+            (_, A::Revoke) => Some(Self::Revoked),
+            (_, A::Delete) => Some(Self::Deleted),
+            (Self::Active, A::Disable) | (Self::Dormant, A::Disable) => Some(Self::Disabled),
+            (Self::Disabled, A::Enable) => Some(Self::Active),
+            (Self::Active, A::MarkDormant) => Some(Self::Dormant),
+            (Self::Dormant, A::Reactivate) => Some(Self::Active),
+            (Self::Active, A::Supersede) => Some(Self::Superseded),
+            (Self::Active | Self::Disabled | Self::Dormant | Self::Superseded, A::Retire) => {
+                Some(Self::RotatedOut)
             }
-            (S::Active | S::Disabled | S::Dormant | S::Superseded | S::Exhausted, A::Expire) => {
-                Some(S::Expired)
+            (Self::Active | Self::Disabled | Self::Dormant | Self::Superseded | Self::Exhausted, A::Expire) => {
+                Some(Self::Expired)
             }
-            (S::Active, A::Exhaust) => Some(S::Exhausted),
+            (Self::Active, A::Exhaust) => Some(Self::Exhausted),
             _ => None,
         };
         match next {

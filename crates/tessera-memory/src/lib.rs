@@ -1,0 +1,3 @@
+//! Tessera memory.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]

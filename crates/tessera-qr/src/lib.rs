@@ -1,0 +1,3 @@
+//! Tessera qr.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]

@@ -1,0 +1,3 @@
+//! Tessera store.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
