@@ -145,7 +145,7 @@ impl State {
             (Self::Active | Self::Disabled | Self::Dormant | Self::Superseded | Self::Exhausted, A::Expire) => {
                 Some(Self::Expired)
             }
-            (Self::Active, A::Exhaust) => Some(Self::Exhausted),
+            (Self::Active | Self::Superseded, A::Exhaust) => Some(Self::Exhausted),
             _ => None,
         };
         match next {

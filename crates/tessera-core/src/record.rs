@@ -84,7 +84,7 @@ impl TokenRecord {
             {
                 State::Expired
             }
-            State::Active if self.limit.is_exhausted(self.uses) => State::Exhausted,
+            State::Active | State::Superseded if self.limit.is_exhausted(self.uses) => State::Exhausted,
             s => s,
         }
     }

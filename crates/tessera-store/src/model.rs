@@ -1,0 +1,197 @@
+//! Values the store traits take and return, beyond the core's records.
+
+use std::net::IpAddr;
+
+use tessera_core::id::{DeviceId, EndpointId, TokenId, UserId};
+use tessera_core::kind::endpoint::Method;
+use tessera_core::lifecycle::State;
+use tessera_core::record::TokenRecord;
+use tessera_core::validate::Rejection;
+use tessera_core::Kind;
+use time::OffsetDateTime;
+
+/// A compare-and-set state change: applied only if the token is still in `from`.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct StateChange {
+    /// The state the caller read.
+    pub from: State,
+    /// The state to set.
+    pub to: State,
+    /// When (becomes `activated_at` when `to` is `Active`).
+    pub at: OffsetDateTime,
+    /// The grace window end to store (`None` clears it).
+    pub grace_until: Option<OffsetDateTime>,
+    /// The successor to record, if any (`None` leaves it as it is).
+    pub successor: Option<TokenId>,
+}
+
+impl StateChange {
+    /// `from` -> `to` at `at`, with no grace and no successor.
+    pub const fn new(from: State, to: State, at: OffsetDateTime) -> Self {
+        Self {
+            from,
+            to,
+            at,
+            grace_until: None,
+            successor: None,
+        }
+    }
+}
+
+/// What an atomic redemption did.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub enum Redemption {
+    /// One use was consumed and the device recorded; the record as it is now.
+    Redeemed(TokenRecord),
+    /// Nothing changed, for this reason.
+    Refused(Rejection),
+}
+
+/// One device that redeemed an onboarding token.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct Enrollment {
+    /// The device.
+    pub device: DeviceId,
+    /// When it redeemed.
+    pub at: OffsetDateTime,
+}
+
+/// What usage is counted against.
+#[derive(Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+pub enum UsageSubject {
+    /// A client address (application tokens).
+    Ip(IpAddr),
+    /// An endpoint and method (endpoint tokens: traffic per integration).
+    Endpoint(EndpointId, Method),
+}
+
+/// Counted usage of one token by one subject.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct UsageEntry {
+    /// The token.
+    pub token: TokenId,
+    /// By what.
+    pub subject: UsageSubject,
+    /// First accepted use.
+    pub first_seen: Option<OffsetDateTime>,
+    /// Last accepted use.
+    pub last_seen: Option<OffsetDateTime>,
+    /// Accepted uses.
+    pub count: u64,
+    /// Whether this subject is blocked for this token (addresses only).
+    pub blocked: bool,
+}
+
+/// What an atomic usage upsert did.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub enum UsageOutcome {
+    /// Counted; the entry as it is now.
+    Counted(UsageEntry),
+    /// The subject is blocked for this token; nothing was counted.
+    Blocked,
+}
+
+/// Which tokens a listing returns. Every field narrows; the default lists everything.
+#[derive(Clone, Debug, Default, Eq, PartialEq)]
+#[non_exhaustive]
+pub struct TokenFilter {
+    /// Only this kind.
+    pub kind: Option<Kind>,
+    /// Only tokens in one of these stored states.
+    pub states: Option<Vec<State>>,
+    /// Only auth tokens of this owner.
+    pub owner: Option<UserId>,
+    /// Only endpoint primaries of this endpoint.
+    pub endpoint: Option<EndpointId>,
+    /// Only tokens whose expiry is set and at or before this instant.
+    pub expires_before: Option<OffsetDateTime>,
+}
+
+impl TokenFilter {
+    /// Only this kind.
+    #[must_use]
+    pub const fn kind(mut self, kind: Kind) -> Self {
+        self.kind = Some(kind);
+        self
+    }
+
+    /// Only these stored states.
+    #[must_use]
+    pub fn states(mut self, states: impl IntoIterator<Item = State>) -> Self {
+        self.states = Some(states.into_iter().collect());
+        self
+    }
+
+    /// Only this owner's auth tokens.
+    #[must_use]
+    pub fn owner(mut self, owner: UserId) -> Self {
+        self.owner = Some(owner);
+        self
+    }
+
+    /// Only this endpoint's primaries.
+    #[must_use]
+    pub fn endpoint(mut self, endpoint: EndpointId) -> Self {
+        self.endpoint = Some(endpoint);
+        self
+    }
+
+    /// Only tokens expiring at or before `at`.
+    #[must_use]
+    pub const fn expires_before(mut self, at: OffsetDateTime) -> Self {
+        self.expires_before = Some(at);
+        self
+    }
+
+    /// Whether `r` passes the filter (the reference semantics every backend implements).
+    pub fn matches(&self, r: &TokenRecord) -> bool {
+        use tessera_core::kind::{EndpointData, KindData};
+        self.kind.is_none_or(|k| r.kind() == k)
+            && self.states.as_ref().is_none_or(|s| s.contains(&r.state))
+            && self.owner.as_ref().is_none_or(|o| {
+                matches!(&r.data, KindData::Auth(a) if &a.owner == o)
+            })
+            && self.endpoint.as_ref().is_none_or(|e| {
+                matches!(&r.data, KindData::Endpoint(EndpointData::Primary { endpoint, .. }) if endpoint == e)
+            })
+            && self
+                .expires_before
+                .is_none_or(|t| r.expires_at.is_some_and(|e| e <= t))
+    }
+}
+
+/// Which audit events a query returns, oldest first.
+#[derive(Clone, Debug, Default, Eq, PartialEq)]
+#[non_exhaustive]
+pub struct AuditFilter {
+    /// Only events about this token.
+    pub token: Option<TokenId>,
+    /// Only events by this actor.
+    pub actor: Option<tessera_core::audit::Actor>,
+    /// Only events at or after.
+    pub since: Option<OffsetDateTime>,
+    /// Only events before.
+    pub until: Option<OffsetDateTime>,
+    /// At most this many (the oldest that match).
+    pub limit: Option<usize>,
+}
+
+impl AuditFilter {
+    /// Whether `e` passes the filter, limit aside.
+    pub fn matches(&self, e: &tessera_core::audit::AuditEvent) -> bool {
+        self.token.is_none_or(|t| e.subject.token == Some(t))
+            && self.actor.as_ref().is_none_or(|a| &e.actor == a)
+            && self.since.is_none_or(|s| e.at >= s)
+            && self.until.is_none_or(|u| e.at < u)
+    }
+}
+
+/// What a backend can do beyond the traits' contract; conformance cases gate on it.
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// Several processes can share the store.
+    pub shared_across_processes: bool,
+    /// Data survives a restart.
+    pub durable: bool,
+}

@@ -1,0 +1,157 @@
+//! The storage trait every backend implements.
+
+use std::net::IpAddr;
+
+use async_trait::async_trait;
+use tessera_core::audit::AuditEvent;
+use tessera_core::digest::{Digest, Hint};
+use tessera_core::id::{DeviceId, EndpointId, TokenId};
+use tessera_core::kind::KindData;
+use tessera_core::kind::endpoint::{Mapping, Method};
+use tessera_core::record::TokenRecord;
+use time::{Duration, OffsetDateTime};
+
+use crate::error::Result;
+use crate::model::{
+    AuditFilter, Capabilities, Enrollment, Redemption, StateChange, TokenFilter, UsageEntry,
+    UsageOutcome, UsageSubject,
+};
+
+/// Storage for token records, usage, endpoint mappings and audit.
+///
+/// Every method that decides something under concurrency is one atomic operation in the backend
+/// (a conditional update or a transaction): callers never read then write to decide.
+#[async_trait]
+pub trait Store: core::fmt::Debug + Send + Sync + 'static {
+    /// What this backend can do.
+    fn capabilities(&self) -> Capabilities;
+
+    // ---- records ----
+
+    /// Store a new record.
+    ///
+    /// # Errors
+    ///
+    /// `AlreadyExists` when the id or digest is taken, or an application token's name is.
+    async fn insert(&self, record: &TokenRecord) -> Result<()>;
+
+    /// Store many new records, all or none.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::insert`]; on error nothing is stored.
+    async fn insert_many(&self, records: &[TokenRecord]) -> Result<()>;
+
+    /// The record with this id (in any state, including `Deleted` tombstones).
+    async fn get(&self, id: TokenId) -> Result<Option<TokenRecord>>;
+
+    /// The record whose digest is `digest` (the validation lookup; indexed).
+    async fn find_by_digest(&self, digest: &Digest) -> Result<Option<TokenRecord>>;
+
+    /// Records passing `filter`, oldest first.
+    async fn list(&self, filter: &TokenFilter) -> Result<Vec<TokenRecord>>;
+
+    /// Apply `change` if the token is still in `change.from`; returns the updated record.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound`; `Conflict` when the state is no longer `change.from`.
+    async fn change_state(&self, id: TokenId, change: &StateChange) -> Result<TokenRecord>;
+
+    /// Atomically apply `change` to `old` (as [`Store::change_state`]) and insert `new`: a
+    /// rotation or a renewal. Either both happen or neither.
+    ///
+    /// # Errors
+    ///
+    /// As both halves; on error nothing changed.
+    async fn replace(&self, old: TokenId, change: &StateChange, new: &TokenRecord) -> Result<TokenRecord>;
+
+    /// Replace a token's kind data (toggles, descriptions). The kind must not change.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound`; `Conflict` when the stored kind differs.
+    async fn update_data(&self, id: TokenId, data: &KindData) -> Result<TokenRecord>;
+
+    /// Give a token a new secret in place (same id, same mappings): the old secret stops
+    /// working at once.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound`; `AlreadyExists` when the digest is taken.
+    async fn set_digest(&self, id: TokenId, digest: &Digest, hint: &Hint) -> Result<TokenRecord>;
+
+    /// Record a use at `now` unless one was recorded less than `interval` ago: at most one
+    /// write per token per interval. Returns whether it wrote.
+    async fn touch(&self, id: TokenId, now: OffsetDateTime, interval: Duration) -> Result<bool>;
+
+    /// Remove records for good, with their usage, enrollments and mappings (audit stays).
+    /// Returns how many were removed.
+    async fn purge(&self, ids: &[TokenId]) -> Result<u64>;
+
+    // ---- onboarding ----
+
+    /// Atomically redeem the onboarding token with `digest` for `device` at `now`: if it is
+    /// usable (active or in grace, not expired, uses left, binding admits the device), consume
+    /// one use, record the device, bind a first-device binding, mark it `Exhausted` on its last
+    /// use and set its last use; otherwise change nothing and say why.
+    async fn redeem(&self, digest: &Digest, device: &DeviceId, now: OffsetDateTime) -> Result<Redemption>;
+
+    /// Devices that redeemed a token, oldest first.
+    async fn enrollments(&self, id: TokenId) -> Result<Vec<Enrollment>>;
+
+    // ---- usage (IP log, endpoint traffic) ----
+
+    /// Atomically count one accepted use of token `id` by `subject` at `now` (first seen, last
+    /// seen, count + 1), unless the subject is blocked for the token.
+    async fn record_usage(&self, id: TokenId, subject: &UsageSubject, now: OffsetDateTime) -> Result<UsageOutcome>;
+
+    /// Whether `ip` is blocked for token `id`.
+    async fn is_blocked(&self, id: TokenId, ip: IpAddr) -> Result<bool>;
+
+    /// Block or unblock `ip` for token `id` (creating the entry with no uses if new).
+    async fn set_blocked(&self, id: TokenId, ip: IpAddr, blocked: bool) -> Result<UsageEntry>;
+
+    /// Usage entries of one token, by subject order.
+    async fn usage(&self, id: TokenId) -> Result<Vec<UsageEntry>>;
+
+    /// Usage entries of every token on one endpoint (traffic per integration).
+    async fn endpoint_usage(&self, endpoint: &EndpointId) -> Result<Vec<UsageEntry>>;
+
+    // ---- endpoint mappings ----
+
+    /// Map a secondary to an endpoint's primary slot.
+    ///
+    /// # Errors
+    ///
+    /// `AlreadyExists` when that mapping exists; `NotFound` when the secondary does not.
+    async fn put_mapping(&self, mapping: &Mapping) -> Result<()>;
+
+    /// The mapping of `secondary` to (`endpoint`, `method`).
+    async fn mapping(&self, secondary: TokenId, endpoint: &EndpointId, method: Method) -> Result<Option<Mapping>>;
+
+    /// Turn a mapping on or off.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound`.
+    async fn set_mapping_enabled(&self, secondary: TokenId, endpoint: &EndpointId, method: Method, enabled: bool) -> Result<Mapping>;
+
+    /// Remove a mapping.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound`.
+    async fn remove_mapping(&self, secondary: TokenId, endpoint: &EndpointId, method: Method) -> Result<()>;
+
+    /// Mappings, narrowed to one secondary and/or one endpoint.
+    async fn mappings(&self, secondary: Option<TokenId>, endpoint: Option<&EndpointId>) -> Result<Vec<Mapping>>;
+
+    // ---- audit ----
+
+    /// Append an event.
+    async fn append(&self, event: &AuditEvent) -> Result<()>;
+
+    /// Events passing `filter`, oldest first.
+    async fn events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>>;
+}
