@@ -32,7 +32,9 @@ pub trait Store: core::fmt::Debug + Send + Sync + 'static {
     ///
     /// # Errors
     ///
-    /// `AlreadyExists` when the id or digest is taken, or an application token's name is.
+    /// `AlreadyExists` when the id or digest is taken, or an application token's name is taken
+    /// by another application token that is still in force (any state but `Superseded`,
+    /// `RotatedOut`, `Revoked` and `Deleted`, so a rotation can reuse the name).
     async fn insert(&self, record: &TokenRecord) -> Result<()>;
 
     /// Store many new records, all or none.
@@ -58,8 +60,9 @@ pub trait Store: core::fmt::Debug + Send + Sync + 'static {
     /// `NotFound`; `Conflict` when the state is no longer `change.from`.
     async fn change_state(&self, id: TokenId, change: &StateChange) -> Result<TokenRecord>;
 
-    /// Atomically apply `change` to `old` (as [`Store::change_state`]) and insert `new`: a
-    /// rotation or a renewal. Either both happen or neither.
+    /// Atomically apply `change` to `old` (as [`Store::change_state`]) and then insert `new`: a
+    /// rotation or a renewal. Either both happen or neither. The change is applied first, so
+    /// `new` may reuse the application name `old` held.
     ///
     /// # Errors
     ///
