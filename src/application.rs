@@ -1,0 +1,265 @@
+//! Application bearer tokens with a per-IP usage log, IP blocking and inactivity rules.
+
+use std::net::IpAddr;
+
+use tessera_core::format::Spelling;
+use tessera_core::id::{ApplicationName, Description, TokenId};
+use tessera_core::kind::application::{AccessTypes, ApplicationData};
+use tessera_core::kind::onboarding::UsageLimit;
+use tessera_core::kind::KindData;
+use tessera_core::lifecycle::{Action, State};
+use tessera_core::record::TokenSummary;
+use tessera_core::validate::{self, Rejection, Request};
+use tessera_core::audit::{AuditAction, AuditEvent};
+use tessera_core::Kind;
+use tessera_store::{StoreError, TokenFilter, UsageEntry, UsageOutcome, UsageSubject};
+
+use crate::error::{Error, Result};
+use crate::principal::Principal;
+use crate::service::{Issued, TokenService};
+
+/// Application tokens: see [`TokenService::application`].
+#[derive(Clone, Copy, Debug)]
+pub struct ApplicationTokens<'a> {
+    svc: &'a TokenService,
+}
+
+/// An accepted bearer request.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct ApplicationAccess {
+    /// The token.
+    pub token: TokenId,
+    /// Its name.
+    pub name: ApplicationName,
+    /// What it grants.
+    pub access: AccessTypes,
+}
+
+/// An application token in a listing.
+#[derive(Clone, Debug)]
+pub struct ApplicationListing {
+    /// The token.
+    pub token: TokenSummary,
+    /// Its name, description and access types.
+    pub data: ApplicationData,
+}
+
+/// Why an `Authorization` header could not be read (RFC 6750 `invalid_request`).
+#[derive(Clone, Copy, Debug, Eq, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BearerError {
+    /// The header does not use the `Bearer` scheme.
+    #[error("authorization header must use the Bearer scheme: `Authorization: Bearer <token>`")]
+    Scheme,
+    /// The scheme is there but no token follows.
+    #[error("authorization header has no token after `Bearer `")]
+    Missing,
+}
+
+/// The token in an `Authorization` header value (`Bearer <token>`, scheme any case).
+///
+/// # Errors
+///
+/// [`BearerError`] when the header is not a bearer header.
+pub fn parse_bearer(header: &str) -> Result<&str, BearerError> {
+    let header = header.trim();
+    let (scheme, rest) = header.split_once(' ').unwrap_or((header, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(BearerError::Scheme);
+    }
+    let token = rest.trim();
+    if token.is_empty() {
+        return Err(BearerError::Missing);
+    }
+    Ok(token)
+}
+
+impl TokenService {
+    /// Application tokens.
+    pub const fn application(&self) -> ApplicationTokens<'_> {
+        ApplicationTokens { svc: self }
+    }
+}
+
+impl ApplicationTokens<'_> {
+    /// Generate a token, active at once. The secret is in the result and nowhere else: copy it
+    /// now.
+    ///
+    /// # Errors
+    ///
+    /// `AlreadyExists` from the store when the name is taken by a token in force.
+    pub async fn create(&self, name: ApplicationName, description: Description, access: AccessTypes, by: &Principal) -> Result<Issued> {
+        let now = self.svc.now();
+        let (secret, record) = self.svc.mint(
+            Kind::Application,
+            Spelling::Prefixed,
+            KindData::Application(ApplicationData {
+                name,
+                description,
+                access,
+            }),
+            UsageLimit::Unlimited,
+            None,
+            by.actor(),
+            None,
+            now,
+        )?;
+        self.svc.store_issued(secret, record, now).await
+    }
+
+    /// Every application token not deleted.
+    ///
+    /// # Errors
+    ///
+    /// Store failures.
+    pub async fn list(&self) -> Result<Vec<ApplicationListing>> {
+        let now = self.svc.now();
+        Ok(self
+            .svc
+            .inner
+            .store
+            .list(&TokenFilter::default().kind(Kind::Application))
+            .await?
+            .into_iter()
+            .filter(|r| r.state != State::Deleted)
+            .filter_map(|r| match &r.data {
+                KindData::Application(d) => Some(ApplicationListing {
+                    token: r.summary(now),
+                    data: d.clone(),
+                }),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Deactivate a token: all access is refused until it is activated.
+    ///
+    /// # Errors
+    ///
+    /// A transition error unless active or dormant.
+    pub async fn deactivate(&self, id: TokenId, by: &Principal) -> Result<TokenSummary> {
+        let r = self.svc.transition(Some(Kind::Application), id, Action::Disable, by.actor()).await?;
+        Ok(r.summary(self.svc.now()))
+    }
+
+    /// Activate a deactivated or dormant token; its inactivity clock starts again.
+    ///
+    /// # Errors
+    ///
+    /// A transition error unless disabled or dormant.
+    pub async fn activate(&self, id: TokenId, by: &Principal) -> Result<TokenSummary> {
+        let r = self.svc.record(Kind::Application, id).await?;
+        let action = if r.state == State::Dormant {
+            Action::Reactivate
+        } else {
+            Action::Enable
+        };
+        let r = self.svc.transition(Some(Kind::Application), id, action, by.actor()).await?;
+        Ok(r.summary(self.svc.now()))
+    }
+
+    /// Validate an `Authorization` header value (`Bearer <token>`) from `ip`: on acceptance the
+    /// use is counted for that address (first seen, last seen, count) in one atomic upsert.
+    ///
+    /// # Errors
+    ///
+    /// Store failures. A refused token is `Ok(Err(rejection))`; a header that is not a bearer
+    /// header is `Malformed`.
+    pub async fn validate_bearer(&self, header: &str, ip: IpAddr) -> Result<Result<ApplicationAccess, Rejection>> {
+        match parse_bearer(header) {
+            Ok(token) => self.validate(token, ip).await,
+            Err(_) => Ok(Err(Rejection::Malformed)),
+        }
+    }
+
+    /// Validate a bare token from `ip`, as [`validate_bearer`](Self::validate_bearer).
+    ///
+    /// # Errors
+    ///
+    /// Store failures.
+    pub async fn validate(&self, token: &str, ip: IpAddr) -> Result<Result<ApplicationAccess, Rejection>> {
+        let now = self.svc.now();
+        let record = match self.svc.lookup(Kind::Application, token).await? {
+            Ok(r) => r,
+            Err(rej) => return Ok(Err(rej)),
+        };
+        let event = self.svc.use_event(&record, now).ip(Some(ip));
+        let request = Request::Application { ip, ip_blocked: false };
+        if let Err(rej) = validate::validate(&record, &request, now) {
+            self.svc.refused(&record, rej, event).await?;
+            return Ok(Err(rej));
+        }
+        // The block check and the count are one atomic upsert.
+        match self.svc.inner.store.record_usage(record.id, &UsageSubject::Ip(ip), now).await {
+            Ok(UsageOutcome::Counted(_)) => {}
+            Ok(UsageOutcome::Blocked) => {
+                self.svc.refused(&record, Rejection::IpBlocked, event).await?;
+                return Ok(Err(Rejection::IpBlocked));
+            }
+            Err(StoreError::NotFound { .. }) => return Ok(Err(Rejection::NotFound)),
+            Err(e) => return Err(e.into()),
+        }
+        self.svc.used(&record, now, event).await?;
+        let KindData::Application(d) = record.data else {
+            return Ok(Err(Rejection::NotFound));
+        };
+        Ok(Ok(ApplicationAccess {
+            token: record.id,
+            name: d.name,
+            access: d.access,
+        }))
+    }
+
+    /// The addresses that used a token, with first and last use, count and block flag.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoSuchToken`]; store failures.
+    pub async fn ips(&self, id: TokenId) -> Result<Vec<UsageEntry>> {
+        self.svc.record(Kind::Application, id).await?;
+        Ok(self
+            .svc
+            .inner
+            .store
+            .usage(id)
+            .await?
+            .into_iter()
+            .filter(|u| matches!(u.subject, UsageSubject::Ip(_)))
+            .collect())
+    }
+
+    /// Block `ip` for this token: its requests are refused, other addresses are not affected.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoSuchToken`]; store failures.
+    pub async fn block(&self, id: TokenId, ip: IpAddr, by: &Principal) -> Result<UsageEntry> {
+        self.set_blocked(id, ip, true, by).await
+    }
+
+    /// Unblock `ip` for this token.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoSuchToken`]; store failures.
+    pub async fn unblock(&self, id: TokenId, ip: IpAddr, by: &Principal) -> Result<UsageEntry> {
+        self.set_blocked(id, ip, false, by).await
+    }
+
+    async fn set_blocked(&self, id: TokenId, ip: IpAddr, blocked: bool, by: &Principal) -> Result<UsageEntry> {
+        let r = self.svc.record(Kind::Application, id).await?;
+        if r.state == State::Deleted {
+            return Err(Error::NoSuchToken {
+                kind: Kind::Application,
+                id: id.to_string(),
+            });
+        }
+        let entry = self.svc.inner.store.set_blocked(id, ip, blocked).await?;
+        let action = if blocked { AuditAction::IpBlocked } else { AuditAction::IpUnblocked };
+        let event = AuditEvent::new(self.svc.now(), by.actor(), action)
+            .token(r.id, r.kind(), &r.hint)
+            .ip(Some(ip));
+        self.svc.inner.store.append(&event).await?;
+        Ok(entry)
+    }
+}

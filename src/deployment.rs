@@ -1,0 +1,188 @@
+//! Mass-deployment tokens for client installers.
+
+use tessera_core::format::Spelling;
+use tessera_core::id::{TokenId, TokenName};
+use tessera_core::kind::deployment::{self as rules, DeploymentData};
+use tessera_core::kind::onboarding::UsageLimit;
+use tessera_core::kind::KindData;
+use tessera_core::lifecycle::{Action, State};
+use tessera_core::record::{TokenRecord, TokenSummary};
+use tessera_core::validate::{self, Accepted, Rejection, Request};
+use tessera_core::{InvalidInput, Kind, Secret};
+use tessera_store::TokenFilter;
+use time::OffsetDateTime;
+
+use crate::error::{Error, Result};
+use crate::principal::Principal;
+use crate::service::{Issued, TokenService};
+
+/// Deployment tokens: see [`TokenService::deployment`].
+#[derive(Clone, Copy, Debug)]
+pub struct DeploymentTokens<'a> {
+    svc: &'a TokenService,
+}
+
+/// How to generate a deployment token.
+#[derive(Clone, Debug)]
+pub struct NewDeployment {
+    /// Name for reference.
+    pub name: TokenName,
+    /// Expiry, if any.
+    pub expires_at: Option<OffsetDateTime>,
+    /// Issue a successor valid 90 days when it expires.
+    pub auto_renew: bool,
+}
+
+impl NewDeployment {
+    /// A token named `name` with no expiry and no renewal.
+    ///
+    /// # Errors
+    ///
+    /// When the name is invalid.
+    pub fn named(name: impl Into<String>) -> Result<Self> {
+        Ok(Self {
+            name: TokenName::parse(name)?,
+            expires_at: None,
+            auto_renew: false,
+        })
+    }
+
+    /// Expire at `at`.
+    #[must_use]
+    pub const fn expires_at(mut self, at: OffsetDateTime) -> Self {
+        self.expires_at = Some(at);
+        self
+    }
+
+    /// Renew automatically on expiry.
+    #[must_use]
+    pub const fn auto_renew(mut self, on: bool) -> Self {
+        self.auto_renew = on;
+        self
+    }
+}
+
+impl TokenService {
+    /// Deployment tokens.
+    pub const fn deployment(&self) -> DeploymentTokens<'_> {
+        DeploymentTokens { svc: self }
+    }
+}
+
+impl DeploymentTokens<'_> {
+    /// Generate a token. Older tokens stay valid until their own expiry; this one becomes the
+    /// most recent.
+    ///
+    /// # Errors
+    ///
+    /// An expiry not in the future; store failures.
+    pub async fn generate(&self, spec: NewDeployment, by: &Principal) -> Result<Issued> {
+        let now = self.svc.now();
+        if spec.expires_at.is_some_and(|e| e <= now) {
+            return Err(InvalidInput::NotInFuture { what: "expiry" }.into());
+        }
+        let data = KindData::Deployment(DeploymentData {
+            name: spec.name,
+            auto_renew: spec.auto_renew,
+        });
+        let (secret, record) = self.svc.mint(
+            Kind::Deployment,
+            Spelling::Prefixed,
+            data,
+            UsageLimit::Unlimited,
+            spec.expires_at,
+            by.actor(),
+            None,
+            now,
+        )?;
+        self.svc.store_issued(secret, record, now).await
+    }
+
+    /// Every deployment token, oldest first, with its effective state.
+    ///
+    /// # Errors
+    ///
+    /// Store failures.
+    pub async fn list(&self) -> Result<Vec<TokenSummary>> {
+        self.svc.list(&TokenFilter::default().kind(Kind::Deployment)).await
+    }
+
+    /// The most recently generated token still in force: the one installer commands should
+    /// carry.
+    ///
+    /// # Errors
+    ///
+    /// Store failures.
+    pub async fn latest(&self) -> Result<Option<TokenSummary>> {
+        let now = self.svc.now();
+        let records = self
+            .svc
+            .inner
+            .store
+            .list(&TokenFilter::default().kind(Kind::Deployment).states([State::Active]))
+            .await?;
+        Ok(records
+            .iter()
+            .filter(|r| r.effective_state(now) == State::Active)
+            .max_by_key(|r| r.created_at)
+            .map(|r| r.summary(now)))
+    }
+
+    /// Expire a token at once (the console's "Expire Token"): commands rendered with it stop
+    /// working.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoSuchToken`]; a transition error when it is already expired or revoked.
+    pub async fn expire(&self, id: TokenId, by: &Principal) -> Result<TokenSummary> {
+        let r = self.svc.transition(Some(Kind::Deployment), id, Action::Expire, by.actor()).await?;
+        Ok(r.summary(self.svc.now()))
+    }
+
+    /// Render an installer command `template` (with `{token}` where the token goes) for
+    /// `secret`, which must be the most recent deployment token. The result carries the
+    /// secret, so it is a [`Secret`] too; a command rendered earlier keeps its token.
+    ///
+    /// # Errors
+    ///
+    /// A template without `{token}`; [`Error::Unsupported`] when `secret` is not the most
+    /// recent token in force.
+    pub async fn render_command(&self, template: &str, secret: &Secret) -> Result<Secret> {
+        let latest = self.latest().await?.ok_or(Error::Unsupported(
+            "no deployment token is in force; generate one first",
+        ))?;
+        match self.svc.lookup(Kind::Deployment, secret.expose_secret()).await? {
+            Ok(r) if r.id == latest.id => {}
+            _ => {
+                return Err(Error::Unsupported(
+                    "this is not the most recent deployment token; render the command with the newest one",
+                ));
+            }
+        }
+        Ok(Secret::from_presented(rules::render_command(template, secret.expose_secret())?))
+    }
+
+    /// Validate a token an installer presents.
+    ///
+    /// # Errors
+    ///
+    /// Store failures. A refused token is `Ok(Err(rejection))`.
+    pub async fn validate(&self, token: &str) -> Result<Result<Accepted, Rejection>> {
+        let now = self.svc.now();
+        let record: TokenRecord = match self.svc.lookup(Kind::Deployment, token).await? {
+            Ok(r) => r,
+            Err(rej) => return Ok(Err(rej)),
+        };
+        let event = self.svc.use_event(&record, now);
+        match validate::validate(&record, &Request::Deployment, now) {
+            Ok(a) => {
+                self.svc.used(&record, now, event).await?;
+                Ok(Ok(a))
+            }
+            Err(rej) => {
+                self.svc.refused(&record, rej, event).await?;
+                Ok(Err(rej))
+            }
+        }
+    }
+}

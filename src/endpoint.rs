@@ -1,0 +1,495 @@
+//! Endpoint tokens: a primary per endpoint and method, secondaries mapped to primaries.
+
+use std::net::IpAddr;
+
+use tessera_core::audit::{AuditAction, AuditEvent};
+use tessera_core::format::Spelling;
+use tessera_core::id::{Description, EndpointId, TokenId, TokenName};
+use tessera_core::kind::endpoint::{EndpointData, Mapping, Method};
+use tessera_core::kind::onboarding::UsageLimit;
+use tessera_core::kind::KindData;
+use tessera_core::lifecycle::{Action, State};
+use tessera_core::record::{TokenRecord, TokenSummary};
+use tessera_core::validate::{self, Rejection, Request};
+use tessera_core::{Kind, Secret};
+use tessera_store::{StoreError, TokenFilter, UsageEntry, UsageOutcome, UsageSubject};
+use time::Duration;
+
+use crate::error::{Error, Result};
+use crate::principal::Principal;
+use crate::service::{Issued, TokenService};
+
+/// Endpoint tokens: see [`TokenService::endpoint`].
+#[derive(Clone, Copy, Debug)]
+pub struct EndpointTokens<'a> {
+    svc: &'a TokenService,
+}
+
+/// Which token carried an accepted endpoint request.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub enum Carrier {
+    /// The endpoint's primary token for the method.
+    Primary,
+    /// A secondary token: the integrating application, by name.
+    Secondary {
+        /// The secondary's name.
+        name: TokenName,
+    },
+}
+
+/// An accepted endpoint request.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct EndpointAccess {
+    /// The token that carried it.
+    pub token: TokenId,
+    /// Primary or which secondary.
+    pub carrier: Carrier,
+    /// Whether the token is rotated and only in its grace window.
+    pub in_grace: bool,
+}
+
+/// A secondary token in a listing.
+#[derive(Clone, Debug)]
+pub struct SecondaryListing {
+    /// The token.
+    pub token: TokenSummary,
+    /// Its description.
+    pub description: Description,
+    /// Its enabled toggle.
+    pub enabled: bool,
+    /// Where it is mapped.
+    pub mappings: Vec<Mapping>,
+}
+
+/// Which secondaries a listing shows.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SecondaryFilter {
+    /// Also show deactivated tokens (the console shows active ones by default).
+    pub include_inactive: bool,
+    /// Hide tokens mapped nowhere (the console's "Hide unassigned").
+    pub hide_unassigned: bool,
+}
+
+impl TokenService {
+    /// Endpoint tokens.
+    pub const fn endpoint(&self) -> EndpointTokens<'_> {
+        EndpointTokens { svc: self }
+    }
+}
+
+impl EndpointTokens<'_> {
+    fn mint_primary(&self, endpoint: &EndpointId, method: Method, by: &Principal) -> Result<(Secret, TokenRecord)> {
+        self.svc.mint(
+            Kind::Endpoint,
+            Spelling::Prefixed,
+            KindData::Endpoint(EndpointData::Primary {
+                endpoint: endpoint.clone(),
+                method,
+            }),
+            UsageLimit::Unlimited,
+            None,
+            by.actor(),
+            None,
+            self.svc.now(),
+        )
+    }
+
+    async fn primaries_in_force(&self, endpoint: &EndpointId) -> Result<Vec<TokenRecord>> {
+        Ok(self
+            .svc
+            .inner
+            .store
+            .list(
+                &TokenFilter::default()
+                    .kind(Kind::Endpoint)
+                    .endpoint(endpoint.clone())
+                    .states([State::Active, State::Superseded, State::Disabled]),
+            )
+            .await?)
+    }
+
+    /// Turn token authentication on for an endpoint: generates the GET and POST primaries, and
+    /// DELETE when the endpoint allows deleting.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`] when it is already on; store failures.
+    pub async fn enable(&self, endpoint: &EndpointId, allow_delete: bool, by: &Principal) -> Result<Vec<(Method, Issued)>> {
+        if !self.primaries_in_force(endpoint).await?.is_empty() {
+            return Err(Error::Unsupported(
+                "token authentication is already on for this endpoint; regenerate a primary instead",
+            ));
+        }
+        let now = self.svc.now();
+        let mut minted = Vec::new();
+        for m in Method::primaries(allow_delete) {
+            minted.push((*m, self.mint_primary(endpoint, *m, by)?));
+        }
+        let records: Vec<TokenRecord> = minted.iter().map(|(_, (_, r))| r.clone()).collect();
+        self.svc.inner.store.insert_many(&records).await?;
+        let mut out = Vec::new();
+        for (m, (secret, record)) in minted {
+            self.svc.audit_issued(&record).await?;
+            out.push((
+                m,
+                Issued {
+                    secret,
+                    token: record.summary(now),
+                },
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Allow or disallow deleting on an endpoint: allowing creates its DELETE primary (returned),
+    /// disallowing revokes it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`] when token authentication is off; store failures.
+    pub async fn set_allow_delete(&self, endpoint: &EndpointId, allow: bool, by: &Principal) -> Result<Option<Issued>> {
+        let primaries = self.primaries_in_force(endpoint).await?;
+        if primaries.is_empty() {
+            return Err(Error::Unsupported(
+                "token authentication is off for this endpoint; enable it first",
+            ));
+        }
+        let delete: Vec<&TokenRecord> = primaries
+            .iter()
+            .filter(|r| matches!(&r.data, KindData::Endpoint(EndpointData::Primary { method: Method::Delete, .. })))
+            .collect();
+        if allow {
+            if !delete.is_empty() {
+                return Ok(None);
+            }
+            let now = self.svc.now();
+            let (secret, record) = self.mint_primary(endpoint, Method::Delete, by)?;
+            return self.svc.store_issued(secret, record, now).await.map(Some);
+        }
+        for r in delete {
+            self.svc.transition(Some(Kind::Endpoint), r.id, Action::Revoke, by.actor()).await?;
+        }
+        Ok(None)
+    }
+
+    /// Turn token authentication off: revokes every primary of the endpoint and removes the
+    /// secondaries' mappings to it.
+    ///
+    /// # Errors
+    ///
+    /// Store failures.
+    pub async fn disable(&self, endpoint: &EndpointId, by: &Principal) -> Result<()> {
+        for r in self.primaries_in_force(endpoint).await? {
+            self.svc.transition(Some(Kind::Endpoint), r.id, Action::Revoke, by.actor()).await?;
+        }
+        for m in self.svc.inner.store.mappings(None, Some(endpoint)).await? {
+            self.svc.inner.store.remove_mapping(m.secondary, &m.endpoint, m.method).await?;
+        }
+        Ok(())
+    }
+
+    /// The endpoint's primaries in force.
+    ///
+    /// # Errors
+    ///
+    /// Store failures.
+    pub async fn primaries(&self, endpoint: &EndpointId) -> Result<Vec<(Method, TokenSummary)>> {
+        let now = self.svc.now();
+        Ok(self
+            .primaries_in_force(endpoint)
+            .await?
+            .iter()
+            .filter_map(|r| match &r.data {
+                KindData::Endpoint(EndpointData::Primary { method, .. }) => Some((*method, r.summary(now))),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Regenerate the primary of `method` (the console's Generate button). The old one is
+    /// refused at once, or after `grace`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`] when the endpoint has no active primary for the method.
+    pub async fn regenerate_primary(&self, endpoint: &EndpointId, method: Method, grace: Option<Duration>, by: &Principal) -> Result<Issued> {
+        let current = self
+            .primaries_in_force(endpoint)
+            .await?
+            .into_iter()
+            .find(|r| {
+                r.state == State::Active
+                    && matches!(&r.data, KindData::Endpoint(EndpointData::Primary { method: m, .. }) if *m == method)
+            })
+            .ok_or(Error::Unsupported(
+                "the endpoint has no active primary for this method; enable token authentication or allow deleting",
+            ))?;
+        self.svc.rotate(current.id, grace, by).await
+    }
+
+    /// Create a secondary token: 64 random alphanumerics, enabled, mapped nowhere yet.
+    ///
+    /// # Errors
+    ///
+    /// Store failures.
+    pub async fn create_secondary(&self, name: TokenName, description: Description, by: &Principal) -> Result<Issued> {
+        let now = self.svc.now();
+        let (secret, record) = self.svc.mint(
+            Kind::Endpoint,
+            Spelling::Plain64,
+            KindData::Endpoint(EndpointData::Secondary {
+                name,
+                description,
+                enabled: true,
+            }),
+            UsageLimit::Unlimited,
+            None,
+            by.actor(),
+            None,
+            now,
+        )?;
+        self.svc.store_issued(secret, record, now).await
+    }
+
+    async fn secondary(&self, id: TokenId) -> Result<TokenRecord> {
+        let r = self.svc.record(Kind::Endpoint, id).await?;
+        if matches!(r.data, KindData::Endpoint(EndpointData::Secondary { .. })) {
+            Ok(r)
+        } else {
+            Err(Error::NoSuchToken {
+                kind: Kind::Endpoint,
+                id: id.to_string(),
+            })
+        }
+    }
+
+    /// Give a secondary a new value in place (the rotate arrow): same id, same mappings; the
+    /// old value stops working at once.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoSuchToken`] when `id` is not a secondary.
+    pub async fn regenerate_secondary(&self, id: TokenId, by: &Principal) -> Result<Secret> {
+        let r = self.secondary(id).await?;
+        let now = self.svc.now();
+        let secret = Secret::generate_with(Kind::Endpoint, Spelling::Plain64, self.svc.inner.settings.entropy)?;
+        let presented = tessera_core::format::parse(Kind::Endpoint, secret.expose_secret())
+            .map_err(tessera_core::Error::from)?;
+        let digest = self.svc.inner.peppers.current().digest(&presented);
+        let hint = presented.hint();
+        drop(presented);
+        let updated = self.svc.inner.store.set_digest(id, &digest, &hint).await?;
+        let event = AuditEvent::new(now, by.actor(), AuditAction::Rotated { successor: id })
+            .token(r.id, r.kind(), &updated.hint);
+        self.svc.inner.store.append(&event).await?;
+        Ok(secret)
+    }
+
+    /// Flip a secondary's enabled toggle.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoSuchToken`] when `id` is not a secondary.
+    pub async fn set_enabled(&self, id: TokenId, enabled: bool, by: &Principal) -> Result<()> {
+        let r = self.secondary(id).await?;
+        let KindData::Endpoint(EndpointData::Secondary { name, description, .. }) = r.data.clone() else {
+            return Err(Error::NoSuchToken {
+                kind: Kind::Endpoint,
+                id: id.to_string(),
+            });
+        };
+        let data = KindData::Endpoint(EndpointData::Secondary {
+            name,
+            description,
+            enabled,
+        });
+        self.svc.inner.store.update_data(id, &data).await?;
+        let event = AuditEvent::new(self.svc.now(), by.actor(), AuditAction::Toggled { enabled })
+            .token(r.id, r.kind(), &r.hint);
+        self.svc.inner.store.append(&event).await?;
+        Ok(())
+    }
+
+    /// Deactivate a secondary (it leaves the default listing and is refused).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoSuchToken`]; a transition error unless active.
+    pub async fn deactivate(&self, id: TokenId, by: &Principal) -> Result<()> {
+        self.secondary(id).await?;
+        self.svc.transition(Some(Kind::Endpoint), id, Action::Disable, by.actor()).await?;
+        Ok(())
+    }
+
+    /// Activate a deactivated secondary.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoSuchToken`]; a transition error unless deactivated.
+    pub async fn activate(&self, id: TokenId, by: &Principal) -> Result<()> {
+        self.secondary(id).await?;
+        self.svc.transition(Some(Kind::Endpoint), id, Action::Enable, by.actor()).await?;
+        Ok(())
+    }
+
+    /// Map a secondary to the primary of (`endpoint`, `method`), enabled.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoSuchToken`]; [`Error::Unsupported`] when the endpoint has no primary for the
+    /// method; `AlreadyExists` from the store when mapped already.
+    pub async fn map(&self, secondary: TokenId, endpoint: &EndpointId, method: Method, by: &Principal) -> Result<Mapping> {
+        let r = self.secondary(secondary).await?;
+        let has_primary = self.primaries_in_force(endpoint).await?.iter().any(|p| {
+            matches!(&p.data, KindData::Endpoint(EndpointData::Primary { method: m, .. }) if *m == method)
+        });
+        if !has_primary {
+            return Err(Error::Unsupported(
+                "the endpoint has no primary for this method; enable token authentication (and allow deleting for DELETE) first",
+            ));
+        }
+        let mapping = Mapping {
+            secondary,
+            endpoint: endpoint.clone(),
+            method,
+            enabled: true,
+        };
+        self.svc.inner.store.put_mapping(&mapping).await?;
+        let event = AuditEvent::new(self.svc.now(), by.actor(), AuditAction::Mapped)
+            .token(r.id, r.kind(), &r.hint)
+            .endpoint(endpoint, method);
+        self.svc.inner.store.append(&event).await?;
+        Ok(mapping)
+    }
+
+    /// Remove a mapping.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` from the store when there is no such mapping.
+    pub async fn unmap(&self, secondary: TokenId, endpoint: &EndpointId, method: Method, by: &Principal) -> Result<()> {
+        let r = self.secondary(secondary).await?;
+        self.svc.inner.store.remove_mapping(secondary, endpoint, method).await?;
+        let event = AuditEvent::new(self.svc.now(), by.actor(), AuditAction::Unmapped)
+            .token(r.id, r.kind(), &r.hint)
+            .endpoint(endpoint, method);
+        self.svc.inner.store.append(&event).await?;
+        Ok(())
+    }
+
+    /// Turn one mapping on or off: off stops that integration alone.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` from the store when there is no such mapping.
+    pub async fn set_mapping_enabled(&self, secondary: TokenId, endpoint: &EndpointId, method: Method, enabled: bool, by: &Principal) -> Result<Mapping> {
+        let r = self.secondary(secondary).await?;
+        let m = self
+            .svc
+            .inner
+            .store
+            .set_mapping_enabled(secondary, endpoint, method, enabled)
+            .await?;
+        let event = AuditEvent::new(self.svc.now(), by.actor(), AuditAction::MappingToggled { enabled })
+            .token(r.id, r.kind(), &r.hint)
+            .endpoint(endpoint, method);
+        self.svc.inner.store.append(&event).await?;
+        Ok(m)
+    }
+
+    /// Secondaries, active only by default.
+    ///
+    /// # Errors
+    ///
+    /// Store failures.
+    pub async fn secondaries(&self, filter: SecondaryFilter) -> Result<Vec<SecondaryListing>> {
+        let now = self.svc.now();
+        let states = if filter.include_inactive {
+            vec![State::Active, State::Disabled]
+        } else {
+            vec![State::Active]
+        };
+        let records = self
+            .svc
+            .inner
+            .store
+            .list(&TokenFilter::default().kind(Kind::Endpoint).states(states))
+            .await?;
+        let mut out = Vec::new();
+        for r in records {
+            let KindData::Endpoint(EndpointData::Secondary { description, enabled, .. }) = &r.data else {
+                continue;
+            };
+            let mappings = self.svc.inner.store.mappings(Some(r.id), None).await?;
+            if filter.hide_unassigned && mappings.is_empty() {
+                continue;
+            }
+            out.push(SecondaryListing {
+                token: r.summary(now),
+                description: description.clone(),
+                enabled: *enabled,
+                mappings,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Check a request to `endpoint` with `method` carrying `token`: accepted with the
+    /// endpoint's primary for the method, or with an enabled, active secondary whose mapping to
+    /// that primary is enabled. Accepted requests are counted per token, so
+    /// [`traffic`](Self::traffic) shows which application talks to the endpoint.
+    ///
+    /// # Errors
+    ///
+    /// Store failures. A refused token is `Ok(Err(rejection))`.
+    pub async fn check(&self, endpoint: &EndpointId, method: Method, token: &str, ip: Option<IpAddr>) -> Result<Result<EndpointAccess, Rejection>> {
+        let now = self.svc.now();
+        let record = match self.svc.lookup(Kind::Endpoint, token).await? {
+            Ok(r) => r,
+            Err(rej) => return Ok(Err(rej)),
+        };
+        let mapping = match &record.data {
+            KindData::Endpoint(EndpointData::Secondary { .. }) => {
+                self.svc.inner.store.mapping(record.id, endpoint, method).await?
+            }
+            _ => None,
+        };
+        let event = self.svc.use_event(&record, now).endpoint(endpoint, method).ip(ip);
+        let request = Request::Endpoint {
+            endpoint,
+            method,
+            mapping: mapping.as_ref(),
+        };
+        let accepted = match validate::validate(&record, &request, now) {
+            Ok(a) => a,
+            Err(rej) => {
+                self.svc.refused(&record, rej, event).await?;
+                return Ok(Err(rej));
+            }
+        };
+        let subject = UsageSubject::Endpoint(endpoint.clone(), method);
+        match self.svc.inner.store.record_usage(record.id, &subject, now).await {
+            Ok(UsageOutcome::Counted(_) | UsageOutcome::Blocked) | Err(StoreError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.svc.used(&record, now, event).await?;
+        let carrier = match &record.data {
+            KindData::Endpoint(EndpointData::Secondary { name, .. }) => Carrier::Secondary { name: name.clone() },
+            _ => Carrier::Primary,
+        };
+        Ok(Ok(EndpointAccess {
+            token: accepted.token,
+            carrier,
+            in_grace: accepted.in_grace,
+        }))
+    }
+
+    /// Accepted requests per token on an endpoint: which application talks to it.
+    ///
+    /// # Errors
+    ///
+    /// Store failures.
+    pub async fn traffic(&self, endpoint: &EndpointId) -> Result<Vec<UsageEntry>> {
+        Ok(self.svc.inner.store.endpoint_usage(endpoint).await?)
+    }
+}

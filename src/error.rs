@@ -1,0 +1,56 @@
+//! [`Error`]: what the service reports when it cannot answer (a refused token is not an error:
+//! it is a [`Rejection`](crate::Rejection) value).
+
+use tessera_core::Kind;
+use tessera_store::StoreError;
+
+/// A `Result` whose error defaults to [`Error`].
+pub type Result<T, E = Error> = core::result::Result<T, E>;
+
+/// Everything that can go wrong in a [`TokenService`](crate::TokenService) call.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Bad input or an illegal lifecycle step, from the core.
+    #[error(transparent)]
+    Core(#[from] tessera_core::Error),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The caller may not do this.
+    #[error("permission denied: {why}")]
+    Forbidden {
+        /// What is not allowed and who may do it.
+        why: &'static str,
+    },
+    /// No such token (or not of this kind).
+    #[error("no {kind} token with id {id}; list the tokens to find the right id")]
+    NoSuchToken {
+        /// The kind looked for.
+        kind: Kind,
+        /// The id given.
+        id: String,
+    },
+    /// The operation does not fit the token's current setup.
+    #[error("{0}")]
+    Unsupported(&'static str),
+}
+
+impl Error {
+    /// Whether retrying may succeed (a busy store, a lost race).
+    pub fn is_temporary(&self) -> bool {
+        matches!(self, Self::Store(e) if e.is_temporary())
+    }
+}
+
+impl From<tessera_core::TransitionError> for Error {
+    fn from(e: tessera_core::TransitionError) -> Self {
+        Self::Core(e.into())
+    }
+}
+
+impl From<tessera_core::InvalidInput> for Error {
+    fn from(e: tessera_core::InvalidInput) -> Self {
+        Self::Core(e.into())
+    }
+}

@@ -1,0 +1,257 @@
+//! Device onboarding (enrollment) tokens: usage-limited, shown as QR codes.
+
+use tessera_core::audit::{Actor, AuditAction, AuditEvent};
+use tessera_core::format::{self, Spelling};
+use tessera_core::id::{DeviceGroup, DeviceId, PolicyId, TokenId};
+use tessera_core::kind::onboarding::{DeviceBinding, OnboardingData, UsageLimit};
+use tessera_core::kind::KindData;
+use tessera_core::record::{TokenRecord, TokenSummary};
+use tessera_core::validate::Rejection;
+use tessera_core::{InvalidInput, Kind};
+use tessera_store::{Enrollment, Redemption, TokenFilter};
+use time::OffsetDateTime;
+
+use crate::error::Result;
+use crate::principal::Principal;
+use crate::service::{Issued, TokenService};
+
+/// Onboarding tokens: see [`TokenService::onboarding`].
+#[derive(Clone, Copy, Debug)]
+pub struct OnboardingTokens<'a> {
+    svc: &'a TokenService,
+}
+
+/// How to create an onboarding token.
+#[derive(Clone, Debug)]
+pub struct NewOnboarding {
+    /// Enrollment policy applied to devices.
+    pub policy: PolicyId,
+    /// Group devices are placed in.
+    pub group: DeviceGroup,
+    /// Uses allowed (single use by default).
+    pub limit: UsageLimit,
+    /// Expiry, if any.
+    pub expires_at: Option<OffsetDateTime>,
+    /// Which devices may redeem it.
+    pub binding: DeviceBinding,
+    /// Prefixed token (for QR codes) or short code (typed on a device).
+    pub spelling: Spelling,
+}
+
+impl NewOnboarding {
+    /// A single-use token applying `policy` and placing devices in `group`.
+    ///
+    /// # Errors
+    ///
+    /// When the policy or group is invalid.
+    pub fn new(policy: impl Into<String>, group: impl Into<String>) -> Result<Self> {
+        Ok(Self {
+            policy: PolicyId::parse(policy)?,
+            group: DeviceGroup::parse(group)?,
+            limit: UsageLimit::SINGLE,
+            expires_at: None,
+            binding: DeviceBinding::Any,
+            spelling: Spelling::Prefixed,
+        })
+    }
+
+    /// Allow this many uses.
+    #[must_use]
+    pub const fn limit(mut self, limit: UsageLimit) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// Expire at `at`.
+    #[must_use]
+    pub const fn expires_at(mut self, at: OffsetDateTime) -> Self {
+        self.expires_at = Some(at);
+        self
+    }
+
+    /// Restrict to a device, or to the first device that redeems it.
+    #[must_use]
+    pub fn binding(mut self, binding: DeviceBinding) -> Self {
+        self.binding = binding;
+        self
+    }
+
+    /// Spell the token as a short code a person can type.
+    #[must_use]
+    pub const fn short_code(mut self) -> Self {
+        self.spelling = Spelling::ShortCode;
+        self
+    }
+}
+
+/// What a device gets when its redemption is accepted.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct Enrolled {
+    /// The token redeemed.
+    pub token: TokenId,
+    /// Policy to apply.
+    pub policy: PolicyId,
+    /// Group to join.
+    pub group: DeviceGroup,
+    /// Uses left, `None` when unlimited.
+    pub remaining: Option<u64>,
+}
+
+/// An onboarding token in a listing.
+#[derive(Clone, Debug)]
+pub struct OnboardingListing {
+    /// The token.
+    pub token: TokenSummary,
+    /// Its settings.
+    pub data: OnboardingData,
+    /// Devices that redeemed it, oldest first.
+    pub devices: Vec<Enrollment>,
+}
+
+impl TokenService {
+    /// Onboarding tokens.
+    pub const fn onboarding(&self) -> OnboardingTokens<'_> {
+        OnboardingTokens { svc: self }
+    }
+}
+
+impl OnboardingTokens<'_> {
+    fn mint(&self, spec: NewOnboarding, by: &Principal, now: OffsetDateTime) -> Result<(tessera_core::Secret, TokenRecord)> {
+        if spec.expires_at.is_some_and(|e| e <= now) {
+            return Err(InvalidInput::NotInFuture { what: "expiry" }.into());
+        }
+        let data = KindData::Onboarding(OnboardingData {
+            policy: spec.policy,
+            group: spec.group,
+            binding: spec.binding,
+        });
+        self.svc.mint(
+            Kind::Onboarding,
+            spec.spelling,
+            data,
+            spec.limit,
+            spec.expires_at,
+            by.actor(),
+            None,
+            now,
+        )
+    }
+
+    /// Create one token.
+    ///
+    /// # Errors
+    ///
+    /// An expiry not in the future; store failures.
+    pub async fn create(&self, spec: NewOnboarding, by: &Principal) -> Result<Issued> {
+        let now = self.svc.now();
+        let (secret, record) = self.mint(spec, by, now)?;
+        self.svc.store_issued(secret, record, now).await
+    }
+
+    /// Create many tokens at once (e.g. one per device group), all or none.
+    ///
+    /// # Errors
+    ///
+    /// As [`create`](Self::create); on error none is stored.
+    pub async fn bulk(&self, specs: Vec<NewOnboarding>, by: &Principal) -> Result<Vec<Issued>> {
+        let now = self.svc.now();
+        let mut minted = Vec::with_capacity(specs.len());
+        for spec in specs {
+            minted.push(self.mint(spec, by, now)?);
+        }
+        let records: Vec<TokenRecord> = minted.iter().map(|(_, r)| r.clone()).collect();
+        self.svc.inner.store.insert_many(&records).await?;
+        let mut out = Vec::with_capacity(minted.len());
+        for (secret, record) in minted {
+            self.svc.audit_issued(&record).await?;
+            out.push(Issued {
+                secret,
+                token: record.summary(now),
+            });
+        }
+        Ok(out)
+    }
+
+    /// A device redeems a token: atomically consumes one use, records the device and returns
+    /// the policy and group. Under any concurrency a token with N uses enrolls at most N
+    /// devices.
+    ///
+    /// # Errors
+    ///
+    /// Store failures. A refused token is `Ok(Err(rejection))`.
+    pub async fn redeem(&self, token: &str, device: &DeviceId) -> Result<Result<Enrolled, Rejection>> {
+        let now = self.svc.now();
+        let Ok(presented) = format::parse(Kind::Onboarding, token) else {
+            return Ok(Err(Rejection::Malformed));
+        };
+        let mut last = Rejection::NotFound;
+        for digest in self.svc.inner.peppers.candidates(&presented) {
+            match self.svc.inner.store.redeem(&digest, device, now).await? {
+                Redemption::Redeemed(r) => {
+                    let event = self.svc.use_event(&r, now).device(device);
+                    self.svc.inner.store.append(&event).await?;
+                    let KindData::Onboarding(d) = &r.data else {
+                        return Ok(Err(Rejection::NotFound));
+                    };
+                    return Ok(Ok(Enrolled {
+                        token: r.id,
+                        policy: d.policy.clone(),
+                        group: d.group.clone(),
+                        remaining: r.remaining(),
+                    }));
+                }
+                Redemption::Refused(Rejection::NotFound) => {}
+                Redemption::Refused(rej) => {
+                    last = rej;
+                    if self.svc.inner.settings.audit_refusals {
+                        if let Some(r) = self.svc.inner.store.find_by_digest(&digest).await? {
+                            let event = AuditEvent::new(now, Actor::Client, AuditAction::Refused { reason: rej })
+                                .token(r.id, r.kind(), &r.hint)
+                                .device(device);
+                            self.svc.inner.store.append(&event).await?;
+                        }
+                    }
+                    break;
+                }
+            }
+        }
+        Ok(Err(last))
+    }
+
+    /// Revoke a token: no further device can enroll with it.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::NoSuchToken`]; a transition error when already revoked.
+    pub async fn revoke(&self, id: TokenId, by: &Principal) -> Result<TokenSummary> {
+        self.svc.record(Kind::Onboarding, id).await?;
+        self.svc.revoke(id, by).await
+    }
+
+    /// Every onboarding token with its uses left and enrolled devices.
+    ///
+    /// # Errors
+    ///
+    /// Store failures.
+    pub async fn list(&self) -> Result<Vec<OnboardingListing>> {
+        let now = self.svc.now();
+        let records = self
+            .svc
+            .inner
+            .store
+            .list(&TokenFilter::default().kind(Kind::Onboarding))
+            .await?;
+        let mut out = Vec::with_capacity(records.len());
+        for r in records {
+            let KindData::Onboarding(data) = r.data.clone() else {
+                continue;
+            };
+            out.push(OnboardingListing {
+                devices: self.svc.inner.store.enrollments(r.id).await?,
+                token: r.summary(now),
+                data,
+            });
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,370 @@
+//! [`TokenService`]: the one entry point, over any [`Store`].
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tessera_core::audit::{Actor, AuditAction, AuditEvent};
+use tessera_core::clock::{Clock, SystemClock};
+use tessera_core::digest::Peppers;
+use tessera_core::format::{self, Entropy, Presented, Spelling};
+use tessera_core::id::{TokenId, UserId};
+use tessera_core::kind::KindData;
+use tessera_core::kind::application::InactivityPolicy;
+use tessera_core::kind::onboarding::UsageLimit;
+use tessera_core::lifecycle::{Action, State};
+use tessera_core::record::{TokenRecord, TokenSummary};
+use tessera_core::validate::Rejection;
+use tessera_core::{Kind, Secret};
+use tessera_store::{StateChange, Store, StoreError};
+use time::{Duration, OffsetDateTime};
+
+use crate::error::{Error, Result};
+
+/// A token just issued: its secret, shown once, and its stored summary.
+///
+/// The secret is never stored and cannot be shown again; hand it to the person now.
+#[derive(Debug)]
+pub struct Issued {
+    /// The secret: show it once.
+    pub secret: Secret,
+    /// What was stored.
+    pub token: TokenSummary,
+}
+
+/// Settings of a [`TokenService`].
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    /// Writes of a token's last-use time are coalesced to at most one per this interval.
+    pub touch_interval: Duration,
+    /// When unused application tokens go dormant and are deleted.
+    pub inactivity: InactivityPolicy,
+    /// Entropy of generated prefixed tokens.
+    pub entropy: Entropy,
+    /// Whether every accepted use is appended to the audit trail (one write per use).
+    pub audit_uses: bool,
+    /// Whether refusals of known tokens are appended to the audit trail.
+    pub audit_refusals: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            touch_interval: Duration::seconds(60),
+            inactivity: InactivityPolicy::DEFAULT,
+            entropy: Entropy::DEFAULT,
+            audit_uses: true,
+            audit_refusals: true,
+        }
+    }
+}
+
+/// Issue, validate, rotate and revoke tokens of the five kinds over one store.
+///
+/// Cheap to clone; clones share the store, peppers, clock and last-use cache. Reach each kind
+/// through [`deployment`](Self::deployment), [`onboarding`](Self::onboarding),
+/// [`endpoint`](Self::endpoint), [`auth`](Self::auth) and [`application`](Self::application);
+/// operations every kind shares (rotate, revoke, sweep, audit) are methods here.
+#[derive(Clone)]
+pub struct TokenService {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) peppers: Peppers,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) settings: Settings,
+    touched: Mutex<HashMap<TokenId, OffsetDateTime>>,
+}
+
+impl fmt::Debug for TokenService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenService")
+            .field("store", &self.inner.store)
+            .field("clock", &self.inner.clock)
+            .field("settings", &self.inner.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`TokenService`].
+#[derive(Debug)]
+pub struct Builder {
+    store: Arc<dyn Store>,
+    peppers: Peppers,
+    clock: Arc<dyn Clock>,
+    settings: Settings,
+}
+
+impl Builder {
+    /// Read the time from this clock (a [`ManualClock`](tessera_core::clock::ManualClock) in
+    /// tests).
+    #[must_use]
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Coalesce last-use writes to one per `interval` per token (default 60 s).
+    #[must_use]
+    pub const fn touch_interval(mut self, interval: Duration) -> Self {
+        self.settings.touch_interval = interval;
+        self
+    }
+
+    /// Application-token inactivity thresholds (default 30 and 90 days).
+    #[must_use]
+    pub const fn inactivity(mut self, policy: InactivityPolicy) -> Self {
+        self.settings.inactivity = policy;
+        self
+    }
+
+    /// Entropy of generated tokens (default 256 bits).
+    #[must_use]
+    pub const fn entropy(mut self, entropy: Entropy) -> Self {
+        self.settings.entropy = entropy;
+        self
+    }
+
+    /// Whether to append every accepted use to the audit trail (default on). Off, uses still
+    /// count (last use, IP log, traffic, redemptions) but cost no audit write.
+    #[must_use]
+    pub const fn audit_uses(mut self, on: bool) -> Self {
+        self.settings.audit_uses = on;
+        self
+    }
+
+    /// Whether to append refusals of known tokens to the audit trail (default on).
+    #[must_use]
+    pub const fn audit_refusals(mut self, on: bool) -> Self {
+        self.settings.audit_refusals = on;
+        self
+    }
+
+    /// The service.
+    pub fn build(self) -> TokenService {
+        TokenService {
+            inner: Arc::new(Inner {
+                store: self.store,
+                peppers: self.peppers,
+                clock: self.clock,
+                settings: self.settings,
+                touched: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+}
+
+impl TokenService {
+    /// A service over `store`, digesting under `peppers`, reading the system clock.
+    pub fn new(store: impl Store, peppers: Peppers) -> Self {
+        Self::builder(store, peppers).build()
+    }
+
+    /// Configure a service over `store`.
+    pub fn builder(store: impl Store, peppers: Peppers) -> Builder {
+        Builder {
+            store: Arc::new(store),
+            peppers,
+            clock: Arc::new(SystemClock),
+            settings: Settings::default(),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    pub(crate) fn now(&self) -> OffsetDateTime {
+        self.inner.clock.now()
+    }
+
+    /// Generate a secret and the record that stores its digest, without storing it.
+    pub(crate) fn mint(
+        &self,
+        kind: Kind,
+        spelling: Spelling,
+        data: KindData,
+        limit: UsageLimit,
+        expires_at: Option<OffsetDateTime>,
+        created_by: Actor,
+        generated_by: Option<UserId>,
+        now: OffsetDateTime,
+    ) -> Result<(Secret, TokenRecord)> {
+        let secret = Secret::generate_with(kind, spelling, self.inner.settings.entropy)?;
+        let presented = format::parse(kind, secret.expose_secret()).map_err(tessera_core::Error::from)?;
+        let record = TokenRecord {
+            id: TokenId::generate()?,
+            digest: self.inner.peppers.current().digest(&presented),
+            spelling,
+            hint: presented.hint(),
+            state: State::Active,
+            created_at: now,
+            created_by,
+            generated_by,
+            expires_at,
+            last_used_at: None,
+            activated_at: now,
+            grace_until: None,
+            successor: None,
+            limit,
+            uses: 0,
+            data,
+        };
+        drop(presented);
+        Ok((secret, record))
+    }
+
+    /// Store a minted token and audit its issue.
+    pub(crate) async fn store_issued(&self, secret: Secret, record: TokenRecord, now: OffsetDateTime) -> Result<Issued> {
+        self.inner.store.insert(&record).await?;
+        self.audit_issued(&record).await?;
+        Ok(Issued {
+            secret,
+            token: record.summary(now),
+        })
+    }
+
+    pub(crate) async fn audit_issued(&self, record: &TokenRecord) -> Result<()> {
+        let event = AuditEvent::new(record.created_at, record.created_by.clone(), AuditAction::Issued)
+            .token(record.id, record.kind(), &record.hint)
+            .generated_by(record.generated_by.clone());
+        self.inner.store.append(&event).await?;
+        Ok(())
+    }
+
+    /// Parse presented text and find its record under any configured pepper.
+    pub(crate) async fn lookup(&self, kind: Kind, text: &str) -> Result<Result<TokenRecord, Rejection>> {
+        let presented = match format::parse(kind, text) {
+            Ok(p) => p,
+            Err(_) => return Ok(Err(Rejection::Malformed)),
+        };
+        self.lookup_presented(&presented).await
+    }
+
+    pub(crate) async fn lookup_presented(&self, presented: &Presented<'_>) -> Result<Result<TokenRecord, Rejection>> {
+        for digest in self.inner.peppers.candidates(presented) {
+            if let Some(r) = self.inner.store.find_by_digest(&digest).await? {
+                if r.kind() != presented.kind() {
+                    return Ok(Err(Rejection::NotFound));
+                }
+                return Ok(Ok(r));
+            }
+        }
+        Ok(Err(Rejection::NotFound))
+    }
+
+    /// A record of `kind` by id.
+    pub(crate) async fn record(&self, kind: Kind, id: TokenId) -> Result<TokenRecord> {
+        match self.inner.store.get(id).await? {
+            Some(r) if r.kind() == kind => Ok(r),
+            _ => Err(Error::NoSuchToken {
+                kind,
+                id: id.to_string(),
+            }),
+        }
+    }
+
+    /// Apply `action` to a token with compare-and-set, retrying when it changed meanwhile.
+    pub(crate) async fn transition(
+        &self,
+        kind: Option<Kind>,
+        id: TokenId,
+        action: Action,
+        actor: Actor,
+    ) -> Result<TokenRecord> {
+        let now = self.now();
+        for _ in 0..8 {
+            let record = match self.inner.store.get(id).await? {
+                Some(r) if kind.is_none_or(|k| r.kind() == k) => r,
+                Some(r) => {
+                    return Err(Error::NoSuchToken {
+                        kind: kind.unwrap_or(r.kind()),
+                        id: id.to_string(),
+                    });
+                }
+                None => {
+                    return Err(Error::NoSuchToken {
+                        kind: kind.unwrap_or(Kind::Deployment),
+                        id: id.to_string(),
+                    });
+                }
+            };
+            let to = record.state.apply(action)?;
+            let change = StateChange::new(record.state, to, now);
+            match self.inner.store.change_state(id, &change).await {
+                Ok(updated) => {
+                    self.audit_change(&updated, record.state, to, actor, now).await?;
+                    return Ok(updated);
+                }
+                Err(StoreError::Conflict) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::Conflict.into())
+    }
+
+    pub(crate) async fn audit_change(
+        &self,
+        record: &TokenRecord,
+        from: State,
+        to: State,
+        actor: Actor,
+        now: OffsetDateTime,
+    ) -> Result<()> {
+        let event = AuditEvent::new(now, actor, AuditAction::StateChanged { from, to })
+            .token(record.id, record.kind(), &record.hint)
+            .generated_by(record.generated_by.clone());
+        self.inner.store.append(&event).await?;
+        Ok(())
+    }
+
+    /// Record an accepted use: coalesced last-use write and, if configured, an audit event.
+    pub(crate) async fn used(&self, record: &TokenRecord, now: OffsetDateTime, event: AuditEvent) -> Result<()> {
+        let interval = self.inner.settings.touch_interval;
+        let due = {
+            let mut touched = self.inner.touched.lock().unwrap_or_else(PoisonError::into_inner);
+            match touched.get(&record.id) {
+                Some(last) if now - *last < interval => false,
+                _ => {
+                    if touched.len() > 100_000 {
+                        touched.clear();
+                    }
+                    touched.insert(record.id, now);
+                    true
+                }
+            }
+        };
+        if due && record.last_used_at.is_none_or(|l| now - l >= interval) {
+            self.inner.store.touch(record.id, now, interval).await?;
+        }
+        if self.inner.settings.audit_uses {
+            self.inner.store.append(&event).await?;
+        }
+        Ok(())
+    }
+
+    /// Record a refusal of a known token, if configured.
+    pub(crate) async fn refused(&self, record: &TokenRecord, reason: Rejection, event: AuditEvent) -> Result<()> {
+        if self.inner.settings.audit_refusals {
+            let _ = record;
+            let mut event = event;
+            event.action = AuditAction::Refused { reason };
+            self.inner.store.append(&event).await?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn use_event(&self, record: &TokenRecord, now: OffsetDateTime) -> AuditEvent {
+        AuditEvent::new(now, Actor::Client, AuditAction::Used)
+            .token(record.id, record.kind(), &record.hint)
+            .generated_by(record.generated_by.clone())
+    }
+}
