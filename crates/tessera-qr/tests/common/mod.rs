@@ -1,5 +1,10 @@
 //! Fixtures and decoders shared by the integration tests.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, reason = "each test file uses a part")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers panic on purpose"
+)]
 
 use tessera_core::format::{Entropy, Spelling};
 use tessera_core::{Kind, Secret};
