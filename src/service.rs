@@ -172,6 +172,17 @@ impl TokenService {
         }
     }
 
+    /// Configure a service over a store shared with other services (several instances over
+    /// one database, or one store behind several configurations).
+    pub fn builder_shared(store: Arc<dyn Store>, peppers: Peppers) -> Builder {
+        Builder {
+            store,
+            peppers,
+            clock: Arc::new(SystemClock),
+            settings: Settings::default(),
+        }
+    }
+
     /// The store.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store

@@ -1,0 +1,33 @@
+//! Shared set-up for the integration tests: a service over the memory store on a manual clock.
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::Arc;
+
+use tessera::core::clock::ManualClock;
+use tessera::core::digest::{KeyId, Pepper, Peppers};
+use tessera::memory::MemoryStore;
+use tessera::{Principal, TokenService};
+use time::macros::datetime;
+use time::OffsetDateTime;
+
+pub const T0: OffsetDateTime = datetime!(2026-11-23 09:00 UTC);
+
+pub fn peppers() -> Peppers {
+    Peppers::new(Pepper::new(KeyId(1), [7; 32]))
+}
+
+pub fn service() -> (TokenService, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(T0));
+    let svc = TokenService::builder(MemoryStore::new(), peppers())
+        .clock(clock.clone())
+        .build();
+    (svc, clock)
+}
+
+pub fn admin() -> Principal {
+    Principal::admin("root").unwrap()
+}
+
+pub fn user(name: &str) -> Principal {
+    Principal::user(name).unwrap()
+}
