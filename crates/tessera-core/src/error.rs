@@ -153,7 +153,13 @@ pub enum InvalidInput {
     },
 }
 
-/// Cut untrusted text for an error message.
+/// Cut untrusted text for an error message. Text that may hold a token (one pasted into the
+/// wrong field, whole or damaged) is redacted whole, so that no message carries a secret: any
+/// text with a `tsr_` prefix or with 24 or more letters and digits (no expiry or hint has that
+/// many, and a token id that long is refused without being echoed).
 pub(crate) fn cut(s: &str) -> String {
+    if s.contains("tsr_") || s.bytes().filter(u8::is_ascii_alphanumeric).count() >= 24 {
+        return String::from("[REDACTED]");
+    }
     s.chars().take(64).collect()
 }
