@@ -188,13 +188,13 @@ impl AndroidProvisioning {
 /// `<package>/<class>`: a package of two or more Java identifiers joined by `.`, and a class of
 /// one or more (`$` allowed, for nested classes), optionally starting with `.`.
 fn is_component_name(name: &str) -> bool {
-    fn identifiers(s: &str, extra: u8) -> Option<usize> {
+    /// How many Java identifiers `s` joins with `.`, or `None` if it is not such a list.
+    fn identifiers(s: &str, dollar: bool) -> Option<usize> {
+        let ok = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || (dollar && b == b'$');
         let mut count = 0;
         for part in s.split('.') {
-            let mut bytes = part.bytes();
-            let first = bytes.next()?;
-            let ok = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == extra;
-            if first.is_ascii_digit() || !ok(first) || !bytes.all(ok) {
+            let first = *part.as_bytes().first()?;
+            if first.is_ascii_digit() || !part.bytes().all(ok) {
                 return None;
             }
             count += 1;
@@ -206,8 +206,8 @@ fn is_component_name(name: &str) -> bool {
     };
     let class = class.strip_prefix('.').unwrap_or(class);
     name.len() <= MAX_COMPONENT_LEN
-        && identifiers(package, b'_').is_some_and(|n| n >= 2)
-        && identifiers(class, b'$').is_some()
+        && identifiers(package, false).is_some_and(|n| n >= 2)
+        && identifiers(class, true).is_some()
 }
 
 fn check_download_location(url: &str) -> core::result::Result<(), &'static str> {
