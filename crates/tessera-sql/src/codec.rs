@@ -1,0 +1,543 @@
+//! How Tessera values are spelled in SQL columns, the same for both backends.
+//!
+//! Times are `BIGINT` nanoseconds since the Unix epoch (UTC), which covers the years 1677 to
+//! 2262 at full precision; counts are `BIGINT`; ids are their 32-hex-digit text; a digest is its
+//! key id and its 32 bytes. Kind data is JSON, with the columns listings filter on copied out
+//! beside it. Nothing here ever sees a secret.
+
+use std::net::IpAddr;
+use std::num::NonZeroU64;
+
+use sqlx::{ColumnIndex, Decode, Row, Type};
+use tessera_core::audit::{Actor, AuditEvent};
+use tessera_core::digest::{Digest, Hint, KeyId};
+use tessera_core::format::Spelling;
+use tessera_core::id::{DeviceId, EndpointId, TokenId, UserId};
+use tessera_core::kind::endpoint::{EndpointData, Mapping, Method};
+use tessera_core::kind::onboarding::{DeviceBinding, UsageLimit};
+use tessera_core::kind::KindData;
+use tessera_core::lifecycle::State;
+use tessera_core::record::TokenRecord;
+use tessera_core::Kind;
+use tessera_store::{Enrollment, StoreError, UsageEntry, UsageSubject};
+use time::{Duration, OffsetDateTime};
+
+use crate::error::{map_sqlx_error, out_of_range};
+
+/// The columns of `tokens` every record query returns, in [`RawRecord`] order.
+macro_rules! record_columns {
+    () => {
+        "id, kind, digest_key, digest, spelling, hint, state, created_at, created_by, \
+         generated_by, expires_at, last_used_at, activated_at, grace_until, successor, max_uses, \
+         uses, binding, bound_device, data"
+    };
+}
+pub(crate) use record_columns;
+
+/// The columns of `token_usage` every usage query returns.
+macro_rules! usage_columns {
+    () => {
+        "token_id, subject_kind, subject, method, first_seen, last_seen, hits, blocked"
+    };
+}
+pub(crate) use usage_columns;
+
+/// A time as stored.
+pub(crate) fn ts(t: OffsetDateTime) -> Result<i64, StoreError> {
+    i64::try_from(t.unix_timestamp_nanos()).map_err(|_| {
+        out_of_range(
+            "timestamp",
+            "times must fall between the years 1677 and 2262",
+        )
+    })
+}
+
+/// An optional time as stored.
+pub(crate) fn ts_opt(t: Option<OffsetDateTime>) -> Result<Option<i64>, StoreError> {
+    t.map(ts).transpose()
+}
+
+/// A time as stored, saturating at the ends of the storable range (for filter bounds).
+pub(crate) fn ts_saturating(t: OffsetDateTime) -> i64 {
+    let n = t.unix_timestamp_nanos();
+    i64::try_from(n).unwrap_or(if n < 0 { i64::MIN } else { i64::MAX })
+}
+
+/// `now - interval` as stored, saturating at the oldest storable time.
+pub(crate) fn ts_before(now: OffsetDateTime, interval: Duration) -> i64 {
+    now.checked_sub(interval)
+        .and_then(|t| i64::try_from(t.unix_timestamp_nanos()).ok())
+        .unwrap_or(i64::MIN)
+}
+
+/// A stored time.
+pub(crate) fn from_ts(n: i64) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(n))
+        .map_err(|_| StoreError::Corrupt(format!("timestamp {n} is out of range")))
+}
+
+fn from_ts_opt(n: Option<i64>) -> Result<Option<OffsetDateTime>, StoreError> {
+    n.map(from_ts).transpose()
+}
+
+/// A count as stored.
+pub(crate) fn count(n: u64) -> Result<i64, StoreError> {
+    i64::try_from(n).map_err(|_| out_of_range("use count", "counts must stay below 2^63"))
+}
+
+fn from_count(n: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("{what} {n} is negative")))
+}
+
+/// A token id as stored.
+pub(crate) fn id(id: TokenId) -> String {
+    id.to_string()
+}
+
+fn from_id(s: &str) -> Result<TokenId, StoreError> {
+    TokenId::parse(s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn corrupt(what: &str, e: impl core::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+/// A digest as stored: key id and bytes.
+pub(crate) fn digest(d: &Digest) -> (i64, Vec<u8>) {
+    (i64::from(d.key().0), d.as_bytes().to_vec())
+}
+
+fn from_digest(key: i64, bytes: &[u8]) -> Result<Digest, StoreError> {
+    let key = u32::try_from(key).map_err(|_| corrupt("digest key id", key))?;
+    let bytes: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(String::from("a stored digest is not 32 bytes")))?;
+    Ok(Digest::from_parts(KeyId(key), bytes))
+}
+
+/// A spelling as stored.
+pub(crate) const fn spelling(s: Spelling) -> &'static str {
+    match s {
+        Spelling::Prefixed => "prefixed",
+        Spelling::Plain64 => "plain64",
+        Spelling::ShortCode => "short_code",
+    }
+}
+
+fn from_spelling(s: &str) -> Result<Spelling, StoreError> {
+    match s {
+        "prefixed" => Ok(Spelling::Prefixed),
+        "plain64" => Ok(Spelling::Plain64),
+        "short_code" => Ok(Spelling::ShortCode),
+        other => Err(corrupt("unknown spelling", other)),
+    }
+}
+
+/// JSON for a value stored in a text column.
+pub(crate) fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Backend(Box::new(e)))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|e| corrupt(what, e))
+}
+
+/// A method as stored.
+pub(crate) const fn method(m: Method) -> &'static str {
+    m.as_str()
+}
+
+fn from_method(s: &str) -> Result<Method, StoreError> {
+    Method::parse(s).ok_or_else(|| corrupt("unknown method", s))
+}
+
+/// The columns copied out of a record's kind data, for filters, constraints and atomic
+/// redemption.
+#[derive(Debug, Default)]
+pub(crate) struct DataColumns {
+    /// An application token's name (unique among tokens in force).
+    pub(crate) app_name: Option<String>,
+    /// An auth token's owner.
+    pub(crate) owner: Option<String>,
+    /// An endpoint primary's endpoint.
+    pub(crate) endpoint: Option<String>,
+    /// An endpoint primary's method.
+    pub(crate) method: Option<&'static str>,
+    /// An onboarding token's binding mode: `any`, `device` or `first_device`.
+    pub(crate) binding: Option<&'static str>,
+    /// The device an onboarding token is bound to, if any.
+    pub(crate) bound_device: Option<String>,
+    /// The kind data as JSON.
+    pub(crate) data: String,
+}
+
+impl DataColumns {
+    pub(crate) fn of(data: &KindData) -> Result<Self, StoreError> {
+        let mut c = Self {
+            data: json(data)?,
+            ..Self::default()
+        };
+        match data {
+            KindData::Application(a) => c.app_name = Some(a.name.as_str().to_owned()),
+            KindData::Auth(a) => c.owner = Some(a.owner.as_str().to_owned()),
+            KindData::Endpoint(EndpointData::Primary { endpoint, method: m }) => {
+                c.endpoint = Some(endpoint.as_str().to_owned());
+                c.method = Some(method(*m));
+            }
+            KindData::Onboarding(o) => {
+                let (mode, device) = match &o.binding {
+                    DeviceBinding::Any => ("any", None),
+                    DeviceBinding::Device(d) => ("device", Some(d)),
+                    DeviceBinding::FirstDevice(d) => ("first_device", d.as_ref()),
+                };
+                c.binding = Some(mode);
+                c.bound_device = device.map(|d| d.as_str().to_owned());
+            }
+            KindData::Deployment(_) | KindData::Endpoint(EndpointData::Secondary { .. }) => {}
+        }
+        Ok(c)
+    }
+}
+
+/// Every column of a record, ready to bind.
+#[derive(Debug)]
+pub(crate) struct RecordColumns {
+    pub(crate) id: String,
+    pub(crate) kind: &'static str,
+    pub(crate) digest_key: i64,
+    pub(crate) digest: Vec<u8>,
+    pub(crate) spelling: &'static str,
+    pub(crate) hint: String,
+    pub(crate) state: &'static str,
+    pub(crate) created_at: i64,
+    pub(crate) created_by: String,
+    pub(crate) generated_by: Option<String>,
+    pub(crate) expires_at: Option<i64>,
+    pub(crate) last_used_at: Option<i64>,
+    pub(crate) activated_at: i64,
+    pub(crate) grace_until: Option<i64>,
+    pub(crate) successor: Option<String>,
+    pub(crate) max_uses: Option<i64>,
+    pub(crate) uses: i64,
+    pub(crate) data: DataColumns,
+}
+
+impl RecordColumns {
+    pub(crate) fn of(r: &TokenRecord) -> Result<Self, StoreError> {
+        let (digest_key, digest) = digest(&r.digest);
+        Ok(Self {
+            id: id(r.id),
+            kind: r.kind().as_str(),
+            digest_key,
+            digest,
+            spelling: spelling(r.spelling),
+            hint: r.hint.as_str().to_owned(),
+            state: r.state.as_str(),
+            created_at: ts(r.created_at)?,
+            created_by: json(&r.created_by)?,
+            generated_by: r.generated_by.as_ref().map(|u| u.as_str().to_owned()),
+            expires_at: ts_opt(r.expires_at)?,
+            last_used_at: ts_opt(r.last_used_at)?,
+            activated_at: ts(r.activated_at)?,
+            grace_until: ts_opt(r.grace_until)?,
+            successor: r.successor.map(id),
+            max_uses: r.limit.max().map(count).transpose()?,
+            uses: count(r.uses)?,
+            data: DataColumns::of(&r.data)?,
+        })
+    }
+}
+
+/// A `tokens` row as read, before its values are checked.
+#[derive(Debug)]
+pub(crate) struct RawRecord {
+    id: String,
+    kind: String,
+    digest_key: i64,
+    digest: Vec<u8>,
+    spelling: String,
+    hint: String,
+    state: String,
+    created_at: i64,
+    created_by: String,
+    generated_by: Option<String>,
+    expires_at: Option<i64>,
+    last_used_at: Option<i64>,
+    activated_at: i64,
+    grace_until: Option<i64>,
+    successor: Option<String>,
+    max_uses: Option<i64>,
+    uses: i64,
+    binding: Option<String>,
+    bound_device: Option<String>,
+    data: String,
+}
+
+/// Read one column, mapping a failure to `Corrupt`.
+fn col<'r, R, T>(row: &'r R, name: &'static str) -> Result<T, StoreError>
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    T: Decode<'r, R::Database> + Type<R::Database>,
+{
+    row.try_get(name).map_err(|e| map_sqlx_error(e, "token"))
+}
+
+impl RawRecord {
+    /// Read the [`record_columns!`] of a row.
+    pub(crate) fn from_row<R>(row: &R) -> Result<Self, StoreError>
+    where
+        R: Row,
+        for<'a> &'a str: ColumnIndex<R>,
+        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+    {
+        Ok(Self {
+            id: col(row, "id")?,
+            kind: col(row, "kind")?,
+            digest_key: col(row, "digest_key")?,
+            digest: col(row, "digest")?,
+            spelling: col(row, "spelling")?,
+            hint: col(row, "hint")?,
+            state: col(row, "state")?,
+            created_at: col(row, "created_at")?,
+            created_by: col(row, "created_by")?,
+            generated_by: col(row, "generated_by")?,
+            expires_at: col(row, "expires_at")?,
+            last_used_at: col(row, "last_used_at")?,
+            activated_at: col(row, "activated_at")?,
+            grace_until: col(row, "grace_until")?,
+            successor: col(row, "successor")?,
+            max_uses: col(row, "max_uses")?,
+            uses: col(row, "uses")?,
+            binding: col(row, "binding")?,
+            bound_device: col(row, "bound_device")?,
+            data: col(row, "data")?,
+        })
+    }
+
+    /// Check every value and build the record.
+    pub(crate) fn into_record(self) -> Result<TokenRecord, StoreError> {
+        let kind = Kind::parse(&self.kind).ok_or_else(|| corrupt("unknown kind", &self.kind))?;
+        let mut data: KindData = from_json("kind data", &self.data)?;
+        if data.kind() != kind {
+            return Err(StoreError::Corrupt(format!(
+                "token {} is stored as {kind} but its data is {}",
+                self.id,
+                data.kind()
+            )));
+        }
+        // The binding columns are the truth: redemption binds a first device there, atomically.
+        if let KindData::Onboarding(o) = &mut data {
+            let device = self
+                .bound_device
+                .map(DeviceId::parse)
+                .transpose()
+                .map_err(|e| corrupt("bound device", e))?;
+            o.binding = match (self.binding.as_deref(), device) {
+                (Some("any"), _) => DeviceBinding::Any,
+                (Some("device"), Some(d)) => DeviceBinding::Device(d),
+                (Some("first_device"), d) => DeviceBinding::FirstDevice(d),
+                _ => return Err(StoreError::Corrupt(String::from("onboarding binding is malformed"))),
+            };
+        }
+        let limit = match self.max_uses {
+            None => UsageLimit::Unlimited,
+            Some(n) => UsageLimit::Limited(
+                NonZeroU64::new(from_count(n, "usage limit")?)
+                    .ok_or_else(|| StoreError::Corrupt(String::from("usage limit is zero")))?,
+            ),
+        };
+        Ok(TokenRecord {
+            id: from_id(&self.id)?,
+            digest: from_digest(self.digest_key, &self.digest)?,
+            spelling: from_spelling(&self.spelling)?,
+            hint: Hint::from_stored(&self.hint).map_err(|e| corrupt("hint", e))?,
+            state: State::parse(&self.state).ok_or_else(|| corrupt("unknown state", &self.state))?,
+            created_at: from_ts(self.created_at)?,
+            created_by: from_json::<Actor>("creator", &self.created_by)?,
+            generated_by: self
+                .generated_by
+                .map(UserId::parse)
+                .transpose()
+                .map_err(|e| corrupt("generated by", e))?,
+            expires_at: from_ts_opt(self.expires_at)?,
+            last_used_at: from_ts_opt(self.last_used_at)?,
+            activated_at: from_ts(self.activated_at)?,
+            grace_until: from_ts_opt(self.grace_until)?,
+            successor: self.successor.as_deref().map(from_id).transpose()?,
+            limit,
+            uses: from_count(self.uses, "use count")?,
+            data,
+        })
+    }
+}
+
+/// Read a record from a row of [`record_columns!`].
+pub(crate) fn record<R>(row: &R) -> Result<TokenRecord, StoreError>
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    RawRecord::from_row(row)?.into_record()
+}
+
+/// A usage subject as stored: kind, subject text, method (empty for addresses).
+pub(crate) fn subject(s: &UsageSubject) -> (&'static str, String, &'static str) {
+    match s {
+        UsageSubject::Ip(ip) => ("ip", ip.to_string(), ""),
+        UsageSubject::Endpoint(e, m) => ("endpoint", e.as_str().to_owned(), method(*m)),
+    }
+}
+
+/// Read a usage entry from a row of [`usage_columns!`].
+pub(crate) fn usage_entry<R>(row: &R) -> Result<UsageEntry, StoreError>
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let token: String = col(row, "token_id")?;
+    let kind: String = col(row, "subject_kind")?;
+    let subject: String = col(row, "subject")?;
+    let m: String = col(row, "method")?;
+    let subject = match kind.as_str() {
+        "ip" => UsageSubject::Ip(
+            subject
+                .parse::<IpAddr>()
+                .map_err(|e| corrupt("usage address", e))?,
+        ),
+        "endpoint" => UsageSubject::Endpoint(
+            EndpointId::parse(subject).map_err(|e| corrupt("usage endpoint", e))?,
+            from_method(&m)?,
+        ),
+        other => return Err(corrupt("unknown usage subject", other)),
+    };
+    Ok(UsageEntry {
+        token: from_id(&token)?,
+        subject,
+        first_seen: from_ts_opt(col(row, "first_seen")?)?,
+        last_seen: from_ts_opt(col(row, "last_seen")?)?,
+        count: from_count(col(row, "hits")?, "usage count")?,
+        blocked: col(row, "blocked")?,
+    })
+}
+
+/// Read a mapping from a row of `secondary, endpoint, method, enabled`.
+pub(crate) fn mapping<R>(row: &R) -> Result<Mapping, StoreError>
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let secondary: String = col(row, "secondary")?;
+    let endpoint: String = col(row, "endpoint")?;
+    let m: String = col(row, "method")?;
+    Ok(Mapping {
+        secondary: from_id(&secondary)?,
+        endpoint: EndpointId::parse(endpoint).map_err(|e| corrupt("mapping endpoint", e))?,
+        method: from_method(&m)?,
+        enabled: col(row, "enabled")?,
+    })
+}
+
+/// Read an enrollment from a row of `device, at`.
+pub(crate) fn enrollment<R>(row: &R) -> Result<Enrollment, StoreError>
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let device: String = col(row, "device")?;
+    Ok(Enrollment {
+        device: DeviceId::parse(device).map_err(|e| corrupt("enrolled device", e))?,
+        at: from_ts(col(row, "at")?)?,
+    })
+}
+
+/// Read an audit event from its stored body.
+pub(crate) fn event(body: &str) -> Result<AuditEvent, StoreError> {
+    from_json("audit event", body)
+}
+
+/// The columns an audit event is filtered on: time, token, actor.
+pub(crate) fn event_columns(e: &AuditEvent) -> Result<(i64, Option<String>, String, String), StoreError> {
+    Ok((ts(e.at)?, e.subject.token.map(id), json(&e.actor)?, json(e)?))
+}
+
+/// An actor as stored, for filtering.
+pub(crate) fn actor(a: &Actor) -> Result<String, StoreError> {
+    json(a)
+}
+
+/// A state list as a JSON array of stored names (for SQLite's `json_each`).
+pub(crate) fn states_json(states: &[State]) -> Result<String, StoreError> {
+    json(&states.iter().map(|s| s.as_str()).collect::<Vec<_>>())
+}
+
+/// What a record that failed to insert collided with among the records of its batch inserted
+/// before it; the application name when neither id nor digest matches.
+pub(crate) fn batch_collision(r: &TokenRecord, before: &[TokenRecord]) -> &'static str {
+    if before.iter().any(|b| b.id == r.id) {
+        "token id"
+    } else if before.iter().any(|b| b.digest == r.digest) {
+        "token digest"
+    } else {
+        "application token name"
+    }
+}
+
+/// Usage entries in a stable order: by token, then by subject.
+pub(crate) fn sorted_usage(mut entries: Vec<UsageEntry>) -> Result<Vec<UsageEntry>, StoreError> {
+    entries.sort_by(|a, b| (a.token, &a.subject).cmp(&(b.token, &b.subject)));
+    Ok(entries)
+}
+
+/// Mappings in a stable order: by secondary, endpoint and method.
+pub(crate) fn sorted_mappings(mut mappings: Vec<Mapping>) -> Vec<Mapping> {
+    mappings.sort_by(|a, b| {
+        (a.secondary, &a.endpoint, a.method).cmp(&(b.secondary, &b.endpoint, b.method))
+    });
+    mappings
+}
+
+/// An optional row limit as stored: everything when absent.
+pub(crate) fn limit(l: Option<usize>) -> i64 {
+    l.map_or(i64::MAX, |l| i64::try_from(l).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_round_trip_at_full_precision() {
+        let t = OffsetDateTime::from_unix_timestamp_nanos(1_790_000_000_123_456_789).unwrap();
+        assert_eq!(from_ts(ts(t).unwrap()).unwrap(), t);
+        let far = OffsetDateTime::from_unix_timestamp(i64::from(i32::MAX) * 10).unwrap();
+        assert!(ts(far).is_err());
+        assert_eq!(ts_before(t, Duration::MAX), i64::MIN);
+    }
+
+    #[test]
+    fn counts_refuse_what_sql_cannot_hold() {
+        assert_eq!(count(7).unwrap(), 7);
+        assert!(count(u64::MAX).is_err());
+        assert!(from_count(-1, "uses").is_err());
+    }
+
+    #[test]
+    fn spellings_round_trip() {
+        for s in [Spelling::Prefixed, Spelling::Plain64, Spelling::ShortCode] {
+            assert_eq!(from_spelling(spelling(s)).unwrap(), s);
+        }
+    }
+}

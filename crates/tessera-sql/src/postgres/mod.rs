@@ -1,0 +1,15 @@
+//! The PostgreSQL backend: one shared database for several service instances.
+
+mod config;
+mod store;
+
+pub use config::PostgresConfig;
+pub use store::PostgresStore;
+
+use crate::migrate::{Migration, embed};
+
+/// The migrations this build ships for PostgreSQL, in version order.
+pub(crate) const MIGRATIONS: &[Migration] = embed!("postgres":
+    1 "initial" "0001_initial.sql",
+    2 "audit actor index" "0002_audit_actor_index.sql",
+);

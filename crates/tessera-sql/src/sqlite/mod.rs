@@ -1,0 +1,16 @@
+//! The SQLite backend: an embedded database in a file (WAL, shareable between processes) or in
+//! memory.
+
+mod config;
+mod store;
+
+pub use config::SqliteConfig;
+pub use store::SqliteStore;
+
+use crate::migrate::{Migration, embed};
+
+/// The migrations this build ships for SQLite, in version order.
+pub(crate) const MIGRATIONS: &[Migration] = embed!("sqlite":
+    1 "initial" "0001_initial.sql",
+    2 "audit actor index" "0002_audit_actor_index.sql",
+);
