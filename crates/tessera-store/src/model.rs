@@ -2,12 +2,12 @@
 
 use std::net::IpAddr;
 
+use tessera_core::Kind;
 use tessera_core::id::{DeviceId, EndpointId, TokenId, UserId};
 use tessera_core::kind::endpoint::Method;
 use tessera_core::lifecycle::State;
 use tessera_core::record::TokenRecord;
 use tessera_core::validate::Rejection;
-use tessera_core::Kind;
 use time::OffsetDateTime;
 
 /// A compare-and-set state change: applied only if the token is still in `from`.
@@ -40,6 +40,10 @@ impl StateChange {
 
 /// What an atomic redemption did.
 #[derive(Clone, Debug, Eq, PartialEq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one value per redemption, returned at once; boxing the record would only add an allocation"
+)]
 pub enum Redemption {
     /// One use was consumed and the device recorded; the record as it is now.
     Redeemed(TokenRecord),

@@ -21,6 +21,11 @@ use crate::model::{
 ///
 /// Every method that decides something under concurrency is one atomic operation in the backend
 /// (a conditional update or a transaction): callers never read then write to decide.
+///
+/// Every record field round-trips exactly, text byte for byte and timestamps to at least the
+/// microsecond (as instants: the offset they were given in need not be kept). The conformance
+/// suite (`tessera_store::conformance`, feature `conformance`) is the executable form of this
+/// contract.
 #[async_trait]
 pub trait Store: core::fmt::Debug + Send + Sync + 'static {
     /// What this backend can do.
@@ -50,30 +55,40 @@ pub trait Store: core::fmt::Debug + Send + Sync + 'static {
     /// The record whose digest is `digest` (the validation lookup; indexed).
     async fn find_by_digest(&self, digest: &Digest) -> Result<Option<TokenRecord>>;
 
-    /// Records passing `filter`, oldest first.
+    /// Records passing `filter` (as [`TokenFilter::matches`]), oldest `created_at` first.
     async fn list(&self, filter: &TokenFilter) -> Result<Vec<TokenRecord>>;
 
     /// Apply `change` if the token is still in `change.from`; returns the updated record.
     ///
     /// # Errors
     ///
-    /// `NotFound`; `Conflict` when the state is no longer `change.from`.
+    /// `NotFound`; `Conflict` when the state is no longer `change.from`; `AlreadyExists` when
+    /// the change brings an application token back into force while another token in force
+    /// holds its name (a superseded token expired after its successor took the name).
     async fn change_state(&self, id: TokenId, change: &StateChange) -> Result<TokenRecord>;
 
     /// Atomically apply `change` to `old` (as [`Store::change_state`]) and then insert `new`: a
     /// rotation or a renewal. Either both happen or neither. The change is applied first, so
-    /// `new` may reuse the application name `old` held.
+    /// `new` may reuse the application name `old` held. Returns `old` as changed (as
+    /// [`Store::change_state`] does).
     ///
     /// # Errors
     ///
-    /// As both halves; on error nothing changed.
-    async fn replace(&self, old: TokenId, change: &StateChange, new: &TokenRecord) -> Result<TokenRecord>;
+    /// As both halves (`NotFound` and `Conflict` for `old`, `AlreadyExists` for `new`); on error
+    /// nothing changed.
+    async fn replace(
+        &self,
+        old: TokenId,
+        change: &StateChange,
+        new: &TokenRecord,
+    ) -> Result<TokenRecord>;
 
     /// Replace a token's kind data (toggles, descriptions). The kind must not change.
     ///
     /// # Errors
     ///
-    /// `NotFound`; `Conflict` when the stored kind differs.
+    /// `NotFound`; `Conflict` when the stored kind differs; `AlreadyExists` when an application
+    /// token is renamed to a name another token in force holds.
     async fn update_data(&self, id: TokenId, data: &KindData) -> Result<TokenRecord>;
 
     /// Give a token a new secret in place (same id, same mappings): the old secret stops
@@ -85,7 +100,8 @@ pub trait Store: core::fmt::Debug + Send + Sync + 'static {
     async fn set_digest(&self, id: TokenId, digest: &Digest, hint: &Hint) -> Result<TokenRecord>;
 
     /// Record a use at `now` unless one was recorded less than `interval` ago: at most one
-    /// write per token per interval. Returns whether it wrote.
+    /// write per token per interval (a use exactly `interval` later writes). Returns whether it
+    /// wrote. Changes nothing but `last_used_at`.
     async fn touch(&self, id: TokenId, now: OffsetDateTime, interval: Duration) -> Result<bool>;
 
     /// Remove records for good, with their usage, enrollments and mappings (audit stays).
@@ -98,7 +114,22 @@ pub trait Store: core::fmt::Debug + Send + Sync + 'static {
     /// usable (active or in grace, not expired, uses left, binding admits the device), consume
     /// one use, record the device, bind a first-device binding, mark it `Exhausted` on its last
     /// use and set its last use; otherwise change nothing and say why.
-    async fn redeem(&self, digest: &Digest, device: &DeviceId, now: OffsetDateTime) -> Result<Redemption>;
+    ///
+    /// Precisely: a digest no token has, or a token of another kind (in any state), is refused
+    /// as [`Rejection::NotFound`](tessera_core::validate::Rejection::NotFound). Otherwise the
+    /// answer is [`validate`](tessera_core::validate::validate) of the current record with
+    /// `Request::Onboarding { device }` at `now`: its rejection is the refusal; if it accepts
+    /// (effective state `Active` or `Superseded` with `grace_until > now`, `expires_at > now`
+    /// if set, `uses < limit`, binding admits `device`), `uses` grows by one, `last_used_at`
+    /// becomes `now`, `FirstDevice(None)` becomes `FirstDevice(Some(device))`, the state becomes
+    /// `Exhausted` when no use is left, the device is enrolled at `now`, and the record as
+    /// stored is returned. Under any concurrency a token with N uses admits at most N.
+    async fn redeem(
+        &self,
+        digest: &Digest,
+        device: &DeviceId,
+        now: OffsetDateTime,
+    ) -> Result<Redemption>;
 
     /// Devices that redeemed a token, oldest first.
     async fn enrollments(&self, id: TokenId) -> Result<Vec<Enrollment>>;
@@ -107,18 +138,33 @@ pub trait Store: core::fmt::Debug + Send + Sync + 'static {
 
     /// Atomically count one accepted use of token `id` by `subject` at `now` (first seen, last
     /// seen, count + 1), unless the subject is blocked for the token.
-    async fn record_usage(&self, id: TokenId, subject: &UsageSubject, now: OffsetDateTime) -> Result<UsageOutcome>;
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` when the token does not exist; nothing is stored.
+    async fn record_usage(
+        &self,
+        id: TokenId,
+        subject: &UsageSubject,
+        now: OffsetDateTime,
+    ) -> Result<UsageOutcome>;
 
     /// Whether `ip` is blocked for token `id`.
     async fn is_blocked(&self, id: TokenId, ip: IpAddr) -> Result<bool>;
 
-    /// Block or unblock `ip` for token `id` (creating the entry with no uses if new).
+    /// Block or unblock `ip` for token `id` (creating the entry with no uses if new); returns
+    /// the entry.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` when the token does not exist.
     async fn set_blocked(&self, id: TokenId, ip: IpAddr, blocked: bool) -> Result<UsageEntry>;
 
-    /// Usage entries of one token, by subject order.
+    /// Usage entries of one token, in [`UsageSubject`] order (addresses first, then endpoints).
     async fn usage(&self, id: TokenId) -> Result<Vec<UsageEntry>>;
 
-    /// Usage entries of every token on one endpoint (traffic per integration).
+    /// Usage entries of every token on one endpoint, any method (traffic per integration), in
+    /// no particular order.
     async fn endpoint_usage(&self, endpoint: &EndpointId) -> Result<Vec<UsageEntry>>;
 
     // ---- endpoint mappings ----
@@ -131,30 +177,51 @@ pub trait Store: core::fmt::Debug + Send + Sync + 'static {
     async fn put_mapping(&self, mapping: &Mapping) -> Result<()>;
 
     /// The mapping of `secondary` to (`endpoint`, `method`).
-    async fn mapping(&self, secondary: TokenId, endpoint: &EndpointId, method: Method) -> Result<Option<Mapping>>;
+    async fn mapping(
+        &self,
+        secondary: TokenId,
+        endpoint: &EndpointId,
+        method: Method,
+    ) -> Result<Option<Mapping>>;
 
     /// Turn a mapping on or off.
     ///
     /// # Errors
     ///
     /// `NotFound`.
-    async fn set_mapping_enabled(&self, secondary: TokenId, endpoint: &EndpointId, method: Method, enabled: bool) -> Result<Mapping>;
+    async fn set_mapping_enabled(
+        &self,
+        secondary: TokenId,
+        endpoint: &EndpointId,
+        method: Method,
+        enabled: bool,
+    ) -> Result<Mapping>;
 
     /// Remove a mapping.
     ///
     /// # Errors
     ///
     /// `NotFound`.
-    async fn remove_mapping(&self, secondary: TokenId, endpoint: &EndpointId, method: Method) -> Result<()>;
+    async fn remove_mapping(
+        &self,
+        secondary: TokenId,
+        endpoint: &EndpointId,
+        method: Method,
+    ) -> Result<()>;
 
-    /// Mappings, narrowed to one secondary and/or one endpoint.
-    async fn mappings(&self, secondary: Option<TokenId>, endpoint: Option<&EndpointId>) -> Result<Vec<Mapping>>;
+    /// Mappings, narrowed to one secondary and/or one endpoint, in no particular order.
+    async fn mappings(
+        &self,
+        secondary: Option<TokenId>,
+        endpoint: Option<&EndpointId>,
+    ) -> Result<Vec<Mapping>>;
 
     // ---- audit ----
 
     /// Append an event.
     async fn append(&self, event: &AuditEvent) -> Result<()>;
 
-    /// Events passing `filter`, oldest first.
+    /// Events passing `filter`, oldest `at` first (events at one instant in the order they were
+    /// appended), at most `filter.limit` of them (the oldest).
     async fn events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>>;
 }

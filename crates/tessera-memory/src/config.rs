@@ -1,0 +1,86 @@
+//! [`MemoryLimits`]: how much a [`MemoryStore`](crate::MemoryStore) keeps per token.
+
+/// Bounds on what a [`MemoryStore`](crate::MemoryStore) keeps per token, so that a token used
+/// from very many addresses or redeemed by very many devices cannot exhaust memory.
+///
+/// # Notes
+///
+/// - **Usage entries.** When a token already has `max_usage_entries_per_token` entries and a new
+///   address or endpoint uses it, the entry seen least recently that is *not blocked* is
+///   dropped first (its counts are lost). Blocked entries are never dropped, so a block list
+///   always holds; a token whose entries are all blocked keeps growing by its blocked entries.
+/// - **Enrollments.** Redemptions beyond `max_enrollments_per_token` still consume uses and are
+///   counted in the token's `uses`, but only the newest `max_enrollments_per_token` devices are
+///   listed by `enrollments`: the oldest are dropped.
+///
+/// Audit events are not bounded: the memory store is for tests, examples and short-lived
+/// processes.
+///
+/// # Default
+///
+/// 4,096 usage entries and 100,000 enrollments per token. A limit of 0 is taken as 1.
+///
+/// # Examples
+///
+/// ```
+/// use tessera_memory::{MemoryLimits, MemoryStore};
+///
+/// let limits = MemoryLimits::new()
+///     .with_max_usage_entries_per_token(256)
+///     .with_max_enrollments_per_token(10_000);
+/// let store = MemoryStore::with_limits(limits);
+/// assert_eq!(store.limits().max_usage_entries_per_token, 256);
+/// ```
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub struct MemoryLimits {
+    /// Usage entries (addresses, endpoints) kept per token.
+    pub max_usage_entries_per_token: usize,
+    /// Enrollments (redeeming devices) listed per token.
+    pub max_enrollments_per_token: usize,
+}
+
+impl MemoryLimits {
+    /// The default usage entries kept per token.
+    pub const DEFAULT_USAGE_ENTRIES: usize = 4_096;
+    /// The default enrollments listed per token.
+    pub const DEFAULT_ENROLLMENTS: usize = 100_000;
+
+    /// The defaults.
+    pub const fn new() -> Self {
+        Self {
+            max_usage_entries_per_token: Self::DEFAULT_USAGE_ENTRIES,
+            max_enrollments_per_token: Self::DEFAULT_ENROLLMENTS,
+        }
+    }
+
+    /// Keep at most `n` usage entries per token (at least 1).
+    #[must_use]
+    pub const fn with_max_usage_entries_per_token(mut self, n: usize) -> Self {
+        self.max_usage_entries_per_token = n;
+        self
+    }
+
+    /// List at most `n` enrollments per token (at least 1).
+    #[must_use]
+    pub const fn with_max_enrollments_per_token(mut self, n: usize) -> Self {
+        self.max_enrollments_per_token = n;
+        self
+    }
+
+    /// The usage cap actually applied.
+    pub(crate) fn usage_cap(self) -> usize {
+        self.max_usage_entries_per_token.max(1)
+    }
+
+    /// The enrollment cap actually applied.
+    pub(crate) fn enrollment_cap(self) -> usize {
+        self.max_enrollments_per_token.max(1)
+    }
+}
+
+impl Default for MemoryLimits {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,654 @@
+//! [`MemoryStore`]: the [`Store`] trait over in-process maps.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use async_trait::async_trait;
+use tessera_core::audit::AuditEvent;
+use tessera_core::digest::{Digest, Hint};
+use tessera_core::id::{ApplicationName, DeviceId, EndpointId, TokenId};
+use tessera_core::kind::KindData;
+use tessera_core::kind::endpoint::{Mapping, Method};
+use tessera_core::lifecycle::State;
+use tessera_core::record::TokenRecord;
+use tessera_core::validate::{Rejection, Request, validate};
+use tessera_store::{
+    AuditFilter, Capabilities, Enrollment, Redemption, Result, StateChange, Store, StoreError,
+    TokenFilter, UsageEntry, UsageOutcome, UsageSubject,
+};
+use time::{Duration, OffsetDateTime};
+
+use crate::config::MemoryLimits;
+
+/// A [`Store`] that keeps everything in this process's memory: the embedded default for tests,
+/// examples and single-process tools.
+///
+/// Every operation takes one lock for its whole duration, so each is atomic, and none holds a
+/// lock across an `.await` (nothing in it awaits). Records, usage, enrollments and mappings
+/// share one reader-writer lock (a purge removes them together); audit events have their own.
+/// Nothing survives the process, and two processes never share a store.
+///
+/// What is kept per token is bounded by [`MemoryLimits`].
+pub struct MemoryStore {
+    limits: MemoryLimits,
+    tables: RwLock<Tables>,
+    audit: RwLock<Vec<AuditEvent>>,
+}
+
+/// Everything but audit, under one lock.
+#[derive(Default)]
+struct Tables {
+    /// Insertion counter: ties in `created_at` list in insertion order.
+    next_seq: u64,
+    records: HashMap<TokenId, Stored>,
+    by_digest: HashMap<Digest, TokenId>,
+    /// Names of application tokens in force (see [`held_name`]).
+    app_names: HashMap<ApplicationName, TokenId>,
+    usage: HashMap<TokenId, BTreeMap<UsageSubject, Usage>>,
+    enrollments: HashMap<TokenId, VecDeque<Enrollment>>,
+    /// Mapping key to its enabled flag.
+    mappings: BTreeMap<(TokenId, EndpointId, Method), bool>,
+}
+
+struct Stored {
+    seq: u64,
+    record: TokenRecord,
+}
+
+/// One usage entry, without its keys.
+#[derive(Clone, Copy, Default)]
+struct Usage {
+    first_seen: Option<OffsetDateTime>,
+    last_seen: Option<OffsetDateTime>,
+    count: u64,
+    blocked: bool,
+}
+
+impl Usage {
+    fn entry(self, token: TokenId, subject: UsageSubject) -> UsageEntry {
+        UsageEntry {
+            token,
+            subject,
+            first_seen: self.first_seen,
+            last_seen: self.last_seen,
+            count: self.count,
+            blocked: self.blocked,
+        }
+    }
+}
+
+/// The name an application token holds: only while it is in force, that is in any state but
+/// superseded, rotated out, revoked or deleted (so a rotation's successor can take it).
+fn held_name(r: &TokenRecord) -> Option<&ApplicationName> {
+    match &r.data {
+        KindData::Application(a)
+            if !matches!(
+                r.state,
+                State::Superseded | State::RotatedOut | State::Revoked | State::Deleted
+            ) =>
+        {
+            Some(&a.name)
+        }
+        _ => None,
+    }
+}
+
+const TOKEN: StoreError = StoreError::NotFound { what: "token" };
+
+impl MemoryStore {
+    /// An empty store with the default [`MemoryLimits`].
+    pub fn new() -> Self {
+        Self::with_limits(MemoryLimits::default())
+    }
+
+    /// An empty store with these limits.
+    pub fn with_limits(limits: MemoryLimits) -> Self {
+        Self {
+            limits,
+            tables: RwLock::new(Tables::default()),
+            audit: RwLock::new(Vec::new()),
+        }
+    }
+
+    /// The limits this store applies.
+    pub const fn limits(&self) -> MemoryLimits {
+        self.limits
+    }
+
+    // A panic while a lock is held cannot leave the tables half-updated: every write checks
+    // everything before it changes anything. So a poisoned lock is still consistent.
+    fn read(&self) -> RwLockReadGuard<'_, Tables> {
+        self.tables.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Tables> {
+        self.tables.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tokens = self.read().records.len();
+        let events = self
+            .audit
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        f.debug_struct("MemoryStore")
+            .field("limits", &self.limits)
+            .field("tokens", &tokens)
+            .field("audit_events", &events)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tables {
+    /// Why `r` cannot be added as a new record, if it cannot. `batch` holds records about to be
+    /// added with it.
+    fn check_new(&self, r: &TokenRecord, batch: &[TokenRecord]) -> Result<()> {
+        if self.records.contains_key(&r.id) || batch.iter().any(|b| b.id == r.id) {
+            return Err(StoreError::AlreadyExists { what: "token id" });
+        }
+        if self.by_digest.contains_key(&r.digest) || batch.iter().any(|b| b.digest == r.digest) {
+            return Err(StoreError::AlreadyExists {
+                what: "token digest",
+            });
+        }
+        if let Some(name) = held_name(r) {
+            if self.app_names.contains_key(name) || batch.iter().any(|b| held_name(b) == Some(name))
+            {
+                return Err(StoreError::AlreadyExists {
+                    what: "application token name",
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Add a record that passed [`Tables::check_new`].
+    fn add(&mut self, r: &TokenRecord) {
+        self.by_digest.insert(r.digest, r.id);
+        if let Some(name) = held_name(r) {
+            self.app_names.insert(name.clone(), r.id);
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.records.insert(
+            r.id,
+            Stored {
+                seq,
+                record: r.clone(),
+            },
+        );
+    }
+
+    /// Why the stored record `id` cannot become `next`, if it cannot: its new digest or its new
+    /// application name is another token's.
+    fn check_update(&self, id: TokenId, old: &TokenRecord, next: &TokenRecord) -> Result<()> {
+        if next.digest != old.digest && self.by_digest.contains_key(&next.digest) {
+            return Err(StoreError::AlreadyExists {
+                what: "token digest",
+            });
+        }
+        if let Some(name) = held_name(next) {
+            if held_name(old) != Some(name) && self.app_names.get(name).is_some_and(|h| *h != id) {
+                return Err(StoreError::AlreadyExists {
+                    what: "application token name",
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Make the stored record `id` into `next` (checked or known consistent), keeping the indexes
+    /// in step; returns the record it was.
+    fn set(&mut self, id: TokenId, next: TokenRecord) -> Option<TokenRecord> {
+        let stored = self.records.get_mut(&id)?;
+        let old = core::mem::replace(&mut stored.record, next);
+        let next = &stored.record;
+        if old.digest != next.digest {
+            self.by_digest.remove(&old.digest);
+            self.by_digest.insert(next.digest, id);
+        }
+        if held_name(&old) != held_name(next) {
+            if let Some(name) = held_name(&old) {
+                if self.app_names.get(name) == Some(&id) {
+                    self.app_names.remove(name);
+                }
+            }
+            if let Some(name) = held_name(next) {
+                self.app_names.insert(name.clone(), id);
+            }
+        }
+        Some(old)
+    }
+
+    /// Check and apply `next` to the stored record `id`; returns it as stored now.
+    fn update(&mut self, id: TokenId, next: TokenRecord) -> Result<TokenRecord> {
+        let old = &self.records.get(&id).ok_or(TOKEN)?.record;
+        self.check_update(id, old, &next)?;
+        self.set(id, next.clone());
+        Ok(next)
+    }
+
+    /// The record `id` after `change`, if it is still in `change.from`.
+    fn changed(&self, id: TokenId, change: &StateChange) -> Result<TokenRecord> {
+        let r = &self.records.get(&id).ok_or(TOKEN)?.record;
+        if r.state != change.from {
+            return Err(StoreError::Conflict);
+        }
+        let mut next = r.clone();
+        next.state = change.to;
+        if change.to == State::Active {
+            next.activated_at = change.at;
+        }
+        next.grace_until = change.grace_until;
+        if let Some(s) = change.successor {
+            next.successor = Some(s);
+        }
+        Ok(next)
+    }
+
+    /// Make room for one more usage entry of a token: drop the least recently seen entry that
+    /// is not blocked while the token is at its cap.
+    fn make_room(entries: &mut BTreeMap<UsageSubject, Usage>, cap: usize) {
+        while entries.len() >= cap {
+            let victim = entries
+                .iter()
+                .filter(|(_, u)| !u.blocked)
+                .min_by_key(|(_, u)| u.last_seen)
+                .map(|(s, _)| s.clone());
+            match victim {
+                Some(s) => {
+                    entries.remove(&s);
+                }
+                // Every entry is blocked: a block list is never dropped.
+                None => return,
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    fn capabilities(&self) -> Capabilities {
+        // Not shared across processes, not durable.
+        Capabilities::default()
+    }
+
+    async fn insert(&self, record: &TokenRecord) -> Result<()> {
+        let mut t = self.write();
+        t.check_new(record, &[])?;
+        t.add(record);
+        Ok(())
+    }
+
+    async fn insert_many(&self, records: &[TokenRecord]) -> Result<()> {
+        let mut t = self.write();
+        for (i, r) in records.iter().enumerate() {
+            t.check_new(r, &records[..i])?;
+        }
+        for r in records {
+            t.add(r);
+        }
+        Ok(())
+    }
+
+    async fn get(&self, id: TokenId) -> Result<Option<TokenRecord>> {
+        Ok(self.read().records.get(&id).map(|s| s.record.clone()))
+    }
+
+    async fn find_by_digest(&self, digest: &Digest) -> Result<Option<TokenRecord>> {
+        let t = self.read();
+        Ok(t.by_digest
+            .get(digest)
+            .and_then(|id| t.records.get(id))
+            .map(|s| s.record.clone()))
+    }
+
+    async fn list(&self, filter: &TokenFilter) -> Result<Vec<TokenRecord>> {
+        let t = self.read();
+        let mut found: Vec<&Stored> = t
+            .records
+            .values()
+            .filter(|s| filter.matches(&s.record))
+            .collect();
+        found.sort_by_key(|s| (s.record.created_at, s.seq));
+        Ok(found.into_iter().map(|s| s.record.clone()).collect())
+    }
+
+    async fn change_state(&self, id: TokenId, change: &StateChange) -> Result<TokenRecord> {
+        let mut t = self.write();
+        let next = t.changed(id, change)?;
+        t.update(id, next)
+    }
+
+    async fn replace(
+        &self,
+        old: TokenId,
+        change: &StateChange,
+        new: &TokenRecord,
+    ) -> Result<TokenRecord> {
+        let mut t = self.write();
+        let next = t.changed(old, change)?;
+        let before = t.records.get(&old).ok_or(TOKEN)?.record.clone();
+        t.check_update(old, &before, &next)?;
+        // The change goes first, so `new` may take the name `old` held. If `new` cannot be added
+        // the change is undone; nobody sees the middle, as the write lock is held throughout.
+        t.set(old, next.clone());
+        if let Err(e) = t.check_new(new, &[]) {
+            t.set(old, before);
+            return Err(e);
+        }
+        t.add(new);
+        Ok(next)
+    }
+
+    async fn update_data(&self, id: TokenId, data: &KindData) -> Result<TokenRecord> {
+        let mut t = self.write();
+        let r = &t.records.get(&id).ok_or(TOKEN)?.record;
+        if r.kind() != data.kind() {
+            return Err(StoreError::Conflict);
+        }
+        let next = TokenRecord {
+            data: data.clone(),
+            ..r.clone()
+        };
+        t.update(id, next)
+    }
+
+    async fn set_digest(&self, id: TokenId, digest: &Digest, hint: &Hint) -> Result<TokenRecord> {
+        let mut t = self.write();
+        let r = &t.records.get(&id).ok_or(TOKEN)?.record;
+        let next = TokenRecord {
+            digest: *digest,
+            hint: hint.clone(),
+            ..r.clone()
+        };
+        t.update(id, next)
+    }
+
+    async fn touch(&self, id: TokenId, now: OffsetDateTime, interval: Duration) -> Result<bool> {
+        let mut t = self.write();
+        let r = &mut t.records.get_mut(&id).ok_or(TOKEN)?.record;
+        if r.last_used_at.is_some_and(|last| now - last < interval) {
+            return Ok(false);
+        }
+        r.last_used_at = Some(now);
+        Ok(true)
+    }
+
+    async fn purge(&self, ids: &[TokenId]) -> Result<u64> {
+        let mut t = self.write();
+        let mut removed = 0;
+        for id in ids {
+            let Some(stored) = t.records.remove(id) else {
+                continue;
+            };
+            let r = stored.record;
+            t.by_digest.remove(&r.digest);
+            if let Some(name) = held_name(&r) {
+                if t.app_names.get(name) == Some(id) {
+                    t.app_names.remove(name);
+                }
+            }
+            t.usage.remove(id);
+            t.enrollments.remove(id);
+            t.mappings.retain(|(secondary, _, _), _| secondary != id);
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    async fn redeem(
+        &self,
+        digest: &Digest,
+        device: &DeviceId,
+        now: OffsetDateTime,
+    ) -> Result<Redemption> {
+        let cap = self.limits.enrollment_cap();
+        let mut t = self.write();
+        let Some(id) = t.by_digest.get(digest).copied() else {
+            return Ok(Redemption::Refused(Rejection::NotFound));
+        };
+        let Some(stored) = t.records.get_mut(&id) else {
+            return Ok(Redemption::Refused(Rejection::NotFound));
+        };
+        let r = &mut stored.record;
+        let KindData::Onboarding(_) = &r.data else {
+            // To a redemption, a token of another kind does not exist.
+            return Ok(Redemption::Refused(Rejection::NotFound));
+        };
+        if let Err(why) = validate(r, &Request::Onboarding { device }, now) {
+            return Ok(Redemption::Refused(why));
+        }
+        // Usable, uses left and the binding admits the device: consume one use.
+        r.uses = r.uses.saturating_add(1);
+        r.last_used_at = Some(now);
+        if let KindData::Onboarding(o) = &mut r.data {
+            o.binding = o.binding.after_redeem(device);
+        }
+        if r.limit.is_exhausted(r.uses) {
+            r.state = State::Exhausted;
+        }
+        let after = r.clone();
+        let list = t.enrollments.entry(id).or_default();
+        let at = list.partition_point(|e| e.at <= now);
+        list.insert(
+            at,
+            Enrollment {
+                device: device.clone(),
+                at: now,
+            },
+        );
+        while list.len() > cap {
+            list.pop_front();
+        }
+        Ok(Redemption::Redeemed(after))
+    }
+
+    async fn enrollments(&self, id: TokenId) -> Result<Vec<Enrollment>> {
+        Ok(self
+            .read()
+            .enrollments
+            .get(&id)
+            .map(|l| l.iter().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn record_usage(
+        &self,
+        id: TokenId,
+        subject: &UsageSubject,
+        now: OffsetDateTime,
+    ) -> Result<UsageOutcome> {
+        let cap = self.limits.usage_cap();
+        let mut t = self.write();
+        if !t.records.contains_key(&id) {
+            return Err(TOKEN);
+        }
+        let entries = t.usage.entry(id).or_default();
+        let usage = match entries.get_mut(subject) {
+            Some(u) if u.blocked => return Ok(UsageOutcome::Blocked),
+            Some(u) => u,
+            None => {
+                Tables::make_room(entries, cap);
+                entries.entry(subject.clone()).or_default()
+            }
+        };
+        usage.count = usage.count.saturating_add(1);
+        usage.first_seen = Some(usage.first_seen.map_or(now, |f| f.min(now)));
+        usage.last_seen = Some(usage.last_seen.map_or(now, |l| l.max(now)));
+        Ok(UsageOutcome::Counted(usage.entry(id, subject.clone())))
+    }
+
+    async fn is_blocked(&self, id: TokenId, ip: IpAddr) -> Result<bool> {
+        Ok(self
+            .read()
+            .usage
+            .get(&id)
+            .and_then(|entries| entries.get(&UsageSubject::Ip(ip)))
+            .is_some_and(|u| u.blocked))
+    }
+
+    async fn set_blocked(&self, id: TokenId, ip: IpAddr, blocked: bool) -> Result<UsageEntry> {
+        let cap = self.limits.usage_cap();
+        let mut t = self.write();
+        if !t.records.contains_key(&id) {
+            return Err(TOKEN);
+        }
+        let entries = t.usage.entry(id).or_default();
+        let subject = UsageSubject::Ip(ip);
+        if !entries.contains_key(&subject) {
+            Tables::make_room(entries, cap);
+        }
+        let usage = entries.entry(subject.clone()).or_default();
+        usage.blocked = blocked;
+        Ok(usage.entry(id, subject))
+    }
+
+    async fn usage(&self, id: TokenId) -> Result<Vec<UsageEntry>> {
+        Ok(self
+            .read()
+            .usage
+            .get(&id)
+            .map(|entries| {
+                entries
+                    .iter()
+                    .map(|(s, u)| u.entry(id, s.clone()))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn endpoint_usage(&self, endpoint: &EndpointId) -> Result<Vec<UsageEntry>> {
+        let t = self.read();
+        let mut out: Vec<UsageEntry> = t
+            .usage
+            .iter()
+            .flat_map(|(id, entries)| {
+                entries
+                    .iter()
+                    .filter(|(s, _)| matches!(s, UsageSubject::Endpoint(e, _) if e == endpoint))
+                    .map(|(s, u)| u.entry(*id, s.clone()))
+            })
+            .collect();
+        out.sort_by(|a, b| (a.token, &a.subject).cmp(&(b.token, &b.subject)));
+        Ok(out)
+    }
+
+    async fn put_mapping(&self, mapping: &Mapping) -> Result<()> {
+        let mut t = self.write();
+        if !t.records.contains_key(&mapping.secondary) {
+            return Err(StoreError::NotFound {
+                what: "secondary token",
+            });
+        }
+        let key = (mapping.secondary, mapping.endpoint.clone(), mapping.method);
+        if t.mappings.contains_key(&key) {
+            return Err(StoreError::AlreadyExists { what: "mapping" });
+        }
+        t.mappings.insert(key, mapping.enabled);
+        Ok(())
+    }
+
+    async fn mapping(
+        &self,
+        secondary: TokenId,
+        endpoint: &EndpointId,
+        method: Method,
+    ) -> Result<Option<Mapping>> {
+        let key = (secondary, endpoint.clone(), method);
+        Ok(self.read().mappings.get(&key).map(|enabled| Mapping {
+            secondary,
+            endpoint: endpoint.clone(),
+            method,
+            enabled: *enabled,
+        }))
+    }
+
+    async fn set_mapping_enabled(
+        &self,
+        secondary: TokenId,
+        endpoint: &EndpointId,
+        method: Method,
+        enabled: bool,
+    ) -> Result<Mapping> {
+        let key = (secondary, endpoint.clone(), method);
+        let mut t = self.write();
+        let flag = t
+            .mappings
+            .get_mut(&key)
+            .ok_or(StoreError::NotFound { what: "mapping" })?;
+        *flag = enabled;
+        Ok(Mapping {
+            secondary,
+            endpoint: endpoint.clone(),
+            method,
+            enabled,
+        })
+    }
+
+    async fn remove_mapping(
+        &self,
+        secondary: TokenId,
+        endpoint: &EndpointId,
+        method: Method,
+    ) -> Result<()> {
+        let key = (secondary, endpoint.clone(), method);
+        match self.write().mappings.remove(&key) {
+            Some(_) => Ok(()),
+            None => Err(StoreError::NotFound { what: "mapping" }),
+        }
+    }
+
+    async fn mappings(
+        &self,
+        secondary: Option<TokenId>,
+        endpoint: Option<&EndpointId>,
+    ) -> Result<Vec<Mapping>> {
+        Ok(self
+            .read()
+            .mappings
+            .iter()
+            .filter(|((s, e, _), _)| {
+                secondary.is_none_or(|x| *s == x) && endpoint.is_none_or(|x| e == x)
+            })
+            .map(|((s, e, m), enabled)| Mapping {
+                secondary: *s,
+                endpoint: e.clone(),
+                method: *m,
+                enabled: *enabled,
+            })
+            .collect())
+    }
+
+    async fn append(&self, event: &AuditEvent) -> Result<()> {
+        let mut events = self.audit.write().unwrap_or_else(PoisonError::into_inner);
+        // Oldest first; an event at the same instant as others goes after them.
+        let at = events.partition_point(|e| e.at <= event.at);
+        events.insert(at, event.clone());
+        Ok(())
+    }
+
+    async fn events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>> {
+        let events = self.audit.read().unwrap_or_else(PoisonError::into_inner);
+        let start = filter
+            .since
+            .map_or(0, |s| events.partition_point(|e| e.at < s));
+        Ok(events[start..]
+            .iter()
+            .filter(|e| filter.matches(e))
+            .take(filter.limit.unwrap_or(usize::MAX))
+            .cloned()
+            .collect())
+    }
+}

@@ -1,0 +1,428 @@
+//! Concurrency: every decision the store makes atomically holds when many tasks race on a
+//! multi-thread runtime.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use libtest_mimic::Failed;
+use tessera_core::id::{ApplicationName, DeviceId};
+use tessera_core::kind::KindData;
+use tessera_core::kind::onboarding::{DeviceBinding, UsageLimit};
+use tessera_core::lifecycle::State;
+use tessera_core::record::TokenRecord;
+use tessera_core::validate::Rejection;
+use time::Duration;
+use tokio::sync::Barrier;
+
+use super::fixtures::{self, application, at, ip, onboarding_record, record};
+use super::records::stored;
+use super::{Case, Context, Outcome};
+use crate::{Redemption, StateChange, Store, StoreError, UsageOutcome, UsageSubject};
+
+pub(super) fn cases() -> Vec<Case> {
+    cases![
+        redeem_admits_exactly_the_limit,
+        redeem_unlimited_admits_every_attempt,
+        redeem_binds_exactly_one_first_device,
+        record_usage_counts_add_up,
+        change_state_has_one_winner,
+        replace_has_one_winner,
+        touch_writes_once_per_interval,
+        insert_application_name_has_one_winner,
+    ]
+}
+
+/// Tasks racing in each case.
+const TASKS: usize = 64;
+
+/// Run `f(0..n)` as `n` tasks released together; their outputs in task order.
+async fn race<T, F, Fut>(n: usize, f: F) -> Result<Vec<T>, Failed>
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let barrier = Arc::new(Barrier::new(n));
+    let handles: Vec<_> = (0..n)
+        .map(|i| {
+            let barrier = Arc::clone(&barrier);
+            let task = f(i);
+            tokio::spawn(async move {
+                barrier.wait().await;
+                task.await
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(n);
+    for h in handles {
+        out.push(h.await.ctx("a racing task")?);
+    }
+    Ok(out)
+}
+
+/// `attempts` redemptions of `r` by distinct devices from `TASKS` tasks at one instant; each
+/// answer with its device.
+async fn hammer(
+    store: &Arc<dyn Store>,
+    r: &TokenRecord,
+    attempts: usize,
+) -> Result<Vec<(DeviceId, Redemption)>, Failed> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let per_task = race(TASKS, |_| {
+        let (store, next, digest) = (Arc::clone(store), Arc::clone(&next), r.digest);
+        async move {
+            let mut out = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= attempts {
+                    return Ok::<_, Failed>(out);
+                }
+                let dev = DeviceId::parse(format!("device-{i:05}"))?;
+                let got = store.redeem(&digest, &dev, at(10)).await.ctx("redeem")?;
+                out.push((dev, got));
+            }
+        }
+    })
+    .await?;
+    let mut all = Vec::with_capacity(attempts);
+    for answers in per_task {
+        all.extend(answers?);
+    }
+    ensure_eq!(all.len(), attempts, "answers");
+    Ok(all)
+}
+
+/// Check the winners of a hammering: `expected` redemptions, each returning a distinct use
+/// count from 1 to `expected`, only the last exhausting a limited token; enrollments hold
+/// exactly the winners.
+async fn check_winners(
+    store: &Arc<dyn Store>,
+    r: &TokenRecord,
+    answers: &[(DeviceId, Redemption)],
+    expected: u64,
+) -> Outcome {
+    let mut winners = BTreeSet::new();
+    let mut counts = BTreeSet::new();
+    for (dev, answer) in answers {
+        match answer {
+            Redemption::Redeemed(after) => {
+                winners.insert(dev.clone());
+                counts.insert(after.uses);
+                let last = r.limit.max() == Some(after.uses);
+                let state = if last {
+                    State::Exhausted
+                } else {
+                    State::Active
+                };
+                ensure_eq!(after.state, state, "state returned with use {}", after.uses);
+            }
+            Redemption::Refused(why) => {
+                ensure_eq!(*why, Rejection::Exhausted, "refusal of {dev}");
+            }
+        }
+    }
+    ensure_eq!(u64::try_from(winners.len())?, expected, "devices admitted");
+    ensure_eq!(
+        counts,
+        (1..=expected).collect::<BTreeSet<_>>(),
+        "use counts returned"
+    );
+    let after = stored(&**store, r.id).await?;
+    ensure_eq!(after.uses, expected, "stored uses");
+    let state = if r.limit.max().is_some() {
+        State::Exhausted
+    } else {
+        State::Active
+    };
+    ensure_eq!(after.state, state, "stored state");
+    let enrolled = store.enrollments(r.id).await.ctx("enrollments")?;
+    ensure_eq!(u64::try_from(enrolled.len())?, expected, "enrollments");
+    let devices: BTreeSet<_> = enrolled.into_iter().map(|e| e.device).collect();
+    ensure_eq!(devices, winners, "enrolled devices");
+    Ok(())
+}
+
+/// A token with 100 uses, raced by 64 tasks making 1,000 attempts, admits exactly 100 distinct
+/// devices and refuses the rest as `Exhausted`.
+async fn redeem_admits_exactly_the_limit(store: Arc<dyn Store>) -> Outcome {
+    let r = onboarding_record(UsageLimit::uses(100)?)?;
+    store.insert(&r).await.ctx("insert")?;
+    let answers = hammer(&store, &r, 1_000).await?;
+    check_winners(&store, &r, &answers, 100).await
+}
+
+/// An unlimited token, raced by 64 tasks making 1,000 attempts, admits every one.
+async fn redeem_unlimited_admits_every_attempt(store: Arc<dyn Store>) -> Outcome {
+    let r = onboarding_record(UsageLimit::Unlimited)?;
+    store.insert(&r).await.ctx("insert")?;
+    let answers = hammer(&store, &r, 1_000).await?;
+    check_winners(&store, &r, &answers, 1_000).await
+}
+
+/// 64 devices racing for a first-device token with uses to spare: exactly one is admitted and
+/// bound, the others are refused with `DeviceMismatch`.
+async fn redeem_binds_exactly_one_first_device(store: Arc<dyn Store>) -> Outcome {
+    let mut r = onboarding_record(UsageLimit::uses(10)?)?;
+    r.data = fixtures::onboarding(DeviceBinding::FirstDevice(None))?;
+    store.insert(&r).await.ctx("insert")?;
+    let answers = race(TASKS, |i| {
+        let (store, digest) = (Arc::clone(&store), r.digest);
+        async move {
+            let dev = DeviceId::parse(format!("device-{i}"))?;
+            let got = store.redeem(&digest, &dev, at(1)).await.ctx("redeem")?;
+            Ok::<_, Failed>((dev, got))
+        }
+    })
+    .await?;
+    let mut winner = None;
+    for answer in answers {
+        match answer? {
+            (dev, Redemption::Redeemed(_)) => {
+                ensure!(
+                    winner.is_none(),
+                    "two devices were admitted: {winner:?} and {dev}"
+                );
+                winner = Some(dev);
+            }
+            (dev, Redemption::Refused(why)) => {
+                ensure_eq!(why, Rejection::DeviceMismatch, "refusal of {dev}");
+            }
+        }
+    }
+    let winner = winner.ctx("the device admitted")?;
+    let after = stored(&*store, r.id).await?;
+    ensure_eq!(after.uses, 1, "uses");
+    ensure_eq!(
+        after.data,
+        fixtures::onboarding(DeviceBinding::FirstDevice(Some(winner)))?,
+        "binding"
+    );
+    Ok(())
+}
+
+/// 64 tasks counting 40 uses each over four addresses and an endpoint: every count adds up,
+/// and each use is returned a distinct count.
+async fn record_usage_counts_add_up(store: Arc<dyn Store>) -> Outcome {
+    const CALLS: usize = 40;
+    let r = record(application("busy")?)?;
+    store.insert(&r).await.ctx("insert")?;
+    let subjects = Arc::new(vec![
+        UsageSubject::Ip(ip("192.0.2.1")?),
+        UsageSubject::Ip(ip("192.0.2.2")?),
+        UsageSubject::Ip(ip("2001:db8::3")?),
+        UsageSubject::Ip(ip("2001:db8::4")?),
+        UsageSubject::Endpoint(
+            fixtures::endpoint("/busy")?,
+            tessera_core::kind::endpoint::Method::Get,
+        ),
+    ]);
+    let answers = race(TASKS, |t| {
+        let (store, subjects, id) = (Arc::clone(&store), Arc::clone(&subjects), r.id);
+        async move {
+            let mut out = Vec::with_capacity(CALLS);
+            for k in 0..CALLS {
+                let s = &subjects[(t + k) % subjects.len()];
+                let got = store.record_usage(id, s, at(5)).await.ctx("record_usage")?;
+                out.push((s.clone(), got));
+            }
+            Ok::<_, Failed>(out)
+        }
+    })
+    .await?;
+    let mut returned: BTreeMap<UsageSubject, BTreeSet<u64>> = BTreeMap::new();
+    for answer in answers {
+        for (s, got) in answer? {
+            match got {
+                UsageOutcome::Counted(e) => {
+                    ensure!(
+                        returned.entry(s).or_default().insert(e.count),
+                        "count {} returned twice",
+                        e.count
+                    );
+                }
+                UsageOutcome::Blocked => return Err(Failed::from("a use was refused as blocked")),
+            }
+        }
+    }
+    let mut expected: BTreeMap<UsageSubject, u64> = BTreeMap::new();
+    for t in 0..TASKS {
+        for k in 0..CALLS {
+            *expected
+                .entry(subjects[(t + k) % subjects.len()].clone())
+                .or_default() += 1;
+        }
+    }
+    for (s, n) in &expected {
+        let got = returned.get(s).cloned().unwrap_or_default();
+        ensure_eq!(
+            got,
+            (1..=*n).collect::<BTreeSet<_>>(),
+            "counts returned for {s:?}"
+        );
+    }
+    let stored_counts: BTreeMap<_, _> = store
+        .usage(r.id)
+        .await
+        .ctx("usage")?
+        .into_iter()
+        .map(|e| (e.subject, e.count))
+        .collect();
+    ensure_eq!(stored_counts, expected, "stored counts");
+    Ok(())
+}
+
+/// 64 compare-and-set changes from the same state: exactly one wins, the rest are `Conflict`.
+async fn change_state_has_one_winner(store: Arc<dyn Store>) -> Outcome {
+    let r = record(application("contested")?)?;
+    store.insert(&r).await.ctx("insert")?;
+    let targets = [
+        State::Disabled,
+        State::Dormant,
+        State::Revoked,
+        State::Superseded,
+    ];
+    let answers = race(TASKS, |i| {
+        let store = Arc::clone(&store);
+        let change = StateChange::new(State::Active, targets[i % targets.len()], at(1));
+        async move { store.change_state(r.id, &change).await }
+    })
+    .await?;
+    let mut winner = None;
+    for answer in answers {
+        match answer {
+            Ok(after) => {
+                ensure!(winner.is_none(), "two changes won");
+                winner = Some(after.state);
+            }
+            Err(StoreError::Conflict) => {}
+            Err(e) => {
+                return Err(Failed::from(format!(
+                    "a losing change failed otherwise: {e}"
+                )));
+            }
+        }
+    }
+    let state = winner.ctx("the winning change")?;
+    ensure_eq!(stored(&*store, r.id).await?.state, state, "stored state");
+    Ok(())
+}
+
+/// 64 rotations of one token, each with its own successor taking the same application name:
+/// exactly one happens, the rest are `Conflict` and store nothing.
+async fn replace_has_one_winner(store: Arc<dyn Store>) -> Outcome {
+    let old = record(application("rotating")?)?;
+    store.insert(&old).await.ctx("insert")?;
+    let mut news = Vec::with_capacity(TASKS);
+    for _ in 0..TASKS {
+        news.push(record(application("rotating")?)?);
+    }
+    let news = Arc::new(news);
+    let answers = race(TASKS, |i| {
+        let (store, news) = (Arc::clone(&store), Arc::clone(&news));
+        async move {
+            let new = &news[i];
+            let change = StateChange {
+                grace_until: Some(at(3_600)),
+                successor: Some(new.id),
+                ..StateChange::new(State::Active, State::Superseded, at(1))
+            };
+            store.replace(old.id, &change, new).await
+        }
+    })
+    .await?;
+    let mut winner = None;
+    for (i, answer) in answers.into_iter().enumerate() {
+        match answer {
+            Ok(_) => {
+                ensure!(winner.is_none(), "two rotations won");
+                winner = Some(i);
+            }
+            Err(StoreError::Conflict) => {}
+            Err(e) => {
+                return Err(Failed::from(format!(
+                    "a losing rotation failed otherwise: {e}"
+                )));
+            }
+        }
+    }
+    let winner = winner.ctx("the winning rotation")?;
+    let after = stored(&*store, old.id).await?;
+    ensure_eq!(after.successor, Some(news[winner].id), "successor");
+    ensure_eq!(after.state, State::Superseded, "old state");
+    for (i, new) in news.iter().enumerate() {
+        let found = store.get(new.id).await.ctx("get")?;
+        ensure_eq!(found.is_some(), i == winner, "successor {i} stored");
+    }
+    Ok(())
+}
+
+/// 64 touches within one interval: exactly one writes, and its instant is stored.
+async fn touch_writes_once_per_interval(store: Arc<dyn Store>) -> Outcome {
+    let r = record(application("touched")?)?;
+    store.insert(&r).await.ctx("insert")?;
+    let answers = race(TASKS, |i| {
+        let store = Arc::clone(&store);
+        let now = at(100) + Duration::milliseconds(i64::try_from(i).unwrap_or(0));
+        async move {
+            store
+                .touch(r.id, now, Duration::seconds(60))
+                .await
+                .map(|w| (w, now))
+        }
+    })
+    .await?;
+    let mut written = Vec::new();
+    for answer in answers {
+        let (wrote, now) = answer.ctx("touch")?;
+        if wrote {
+            written.push(now);
+        }
+    }
+    ensure_eq!(written.len(), 1, "touches that wrote");
+    ensure_eq!(
+        stored(&*store, r.id).await?.last_used_at,
+        written.first().copied(),
+        "last use"
+    );
+    Ok(())
+}
+
+/// 64 inserts of application tokens with one name: exactly one is stored, the rest are
+/// `AlreadyExists`.
+async fn insert_application_name_has_one_winner(store: Arc<dyn Store>) -> Outcome {
+    let mut rs = Vec::with_capacity(TASKS);
+    for _ in 0..TASKS {
+        rs.push(record(application("only-one")?)?);
+    }
+    let rs = Arc::new(rs);
+    let answers = race(TASKS, |i| {
+        let (store, rs) = (Arc::clone(&store), Arc::clone(&rs));
+        async move { store.insert(&rs[i]).await }
+    })
+    .await?;
+    let mut won = 0;
+    for answer in answers {
+        match answer {
+            Ok(()) => won += 1,
+            Err(StoreError::AlreadyExists { .. }) => {}
+            Err(e) => {
+                return Err(Failed::from(format!(
+                    "a losing insert failed otherwise: {e}"
+                )));
+            }
+        }
+    }
+    ensure_eq!(won, 1, "inserts that won");
+    let name = ApplicationName::parse("only-one")?;
+    let holders = store
+        .list(&crate::TokenFilter::default())
+        .await
+        .ctx("list")?
+        .into_iter()
+        .filter(|t| matches!(&t.data, KindData::Application(a) if a.name == name))
+        .count();
+    ensure_eq!(holders, 1, "stored tokens with the name");
+    Ok(())
+}

@@ -1,0 +1,479 @@
+//! Onboarding redemption and enrollments: what a redemption consumes and records, and every
+//! reason it is refused.
+
+use std::sync::Arc;
+
+use libtest_mimic::Failed;
+use tessera_core::id::DeviceId;
+use tessera_core::kind::endpoint::Method;
+use tessera_core::kind::onboarding::{DeviceBinding, UsageLimit};
+use tessera_core::kind::{KindData, OnboardingData};
+use tessera_core::lifecycle::State;
+use tessera_core::record::TokenRecord;
+use tessera_core::validate::{Rejection, Request, validate};
+use time::OffsetDateTime;
+
+use super::fixtures::{self, at, device, onboarding_record, record};
+use super::records::{insert_all, stored};
+use super::{Case, Context, Outcome};
+use crate::{Enrollment, Redemption, Store};
+
+pub(super) fn cases() -> Vec<Case> {
+    cases![
+        redeem_consumes_one_use,
+        redeem_exhausts_on_last_use,
+        redeem_single_use_exhausts_at_once,
+        redeem_unlimited_never_exhausts,
+        redeem_in_grace_consumes_and_exhausts,
+        redeem_binds_first_device,
+        redeem_unknown_digest_is_not_found,
+        redeem_other_kind_is_not_found,
+        redeem_refuses_expired,
+        redeem_refuses_revoked,
+        redeem_refuses_disabled,
+        redeem_refuses_dormant,
+        redeem_refuses_deleted,
+        redeem_refuses_rotated_out,
+        redeem_refuses_exhausted,
+        redeem_refuses_other_device_for_device_binding,
+        redeem_refuses_other_device_after_first_device,
+        redeem_classifies_like_validate,
+        enrollments_are_oldest_first,
+        enrollments_of_unredeemed_token_are_empty,
+    ]
+}
+
+/// Redeem and expect success; returns the record the store returned.
+async fn redeemed(
+    store: &dyn Store,
+    r: &TokenRecord,
+    dev: &DeviceId,
+    now: OffsetDateTime,
+) -> Result<TokenRecord, Failed> {
+    match store.redeem(&r.digest, dev, now).await.ctx("redeem")? {
+        Redemption::Redeemed(after) => Ok(after),
+        Redemption::Refused(why) => Err(Failed::from(format!(
+            "redeem by {dev} at {now} was refused ({why:?}); the record was {r:?}"
+        ))),
+    }
+}
+
+/// Insert `r`, redeem it at `now` and expect `Refused(why)` with nothing changed.
+async fn refused(
+    store: &dyn Store,
+    r: &TokenRecord,
+    dev: &DeviceId,
+    now: OffsetDateTime,
+    why: Rejection,
+) -> Outcome {
+    store.insert(r).await.ctx("insert")?;
+    refused_again(store, r, dev, now, why).await
+}
+
+/// Redeem the stored `r` at `now` and expect `Refused(why)` with nothing changed.
+async fn refused_again(
+    store: &dyn Store,
+    r: &TokenRecord,
+    dev: &DeviceId,
+    now: OffsetDateTime,
+    why: Rejection,
+) -> Outcome {
+    let before = stored(store, r.id).await?;
+    let enrolled = store.enrollments(r.id).await.ctx("enrollments")?;
+    let got = store.redeem(&r.digest, dev, now).await.ctx("redeem")?;
+    ensure_eq!(
+        got,
+        Redemption::Refused(why),
+        "redeem by {dev} at {now} of {r:?}"
+    );
+    ensure_eq!(
+        stored(store, r.id).await?,
+        before,
+        "record after a refused redemption"
+    );
+    ensure_eq!(
+        store.enrollments(r.id).await.ctx("enrollments")?,
+        enrolled,
+        "enrollments after a refused redemption"
+    );
+    Ok(())
+}
+
+fn with_state(mut r: TokenRecord, state: State) -> TokenRecord {
+    r.state = state;
+    r
+}
+
+/// A redemption consumes one use, sets the last use, records the device and returns the record
+/// as stored.
+async fn redeem_consumes_one_use(store: Arc<dyn Store>) -> Outcome {
+    let r = onboarding_record(UsageLimit::uses(3)?)?;
+    store.insert(&r).await.ctx("insert")?;
+    let dev = device("SN-1")?;
+    let after = redeemed(&*store, &r, &dev, at(10)).await?;
+    let expected = TokenRecord {
+        uses: 1,
+        last_used_at: Some(at(10)),
+        ..r.clone()
+    };
+    ensure_eq!(after, expected, "returned record");
+    ensure_eq!(stored(&*store, r.id).await?, expected, "stored record");
+    ensure_eq!(
+        store.enrollments(r.id).await.ctx("enrollments")?,
+        vec![Enrollment {
+            device: dev,
+            at: at(10)
+        }],
+        "enrollments"
+    );
+    Ok(())
+}
+
+/// The last use marks the token `Exhausted`; a further redemption is refused as `Exhausted`.
+async fn redeem_exhausts_on_last_use(store: Arc<dyn Store>) -> Outcome {
+    let r = onboarding_record(UsageLimit::uses(2)?)?;
+    store.insert(&r).await.ctx("insert")?;
+    let first = redeemed(&*store, &r, &device("a")?, at(1)).await?;
+    ensure_eq!(
+        (first.state, first.uses),
+        (State::Active, 1),
+        "after the first use"
+    );
+    let last = redeemed(&*store, &r, &device("b")?, at(2)).await?;
+    ensure_eq!(
+        (last.state, last.uses),
+        (State::Exhausted, 2),
+        "after the last use"
+    );
+    ensure_eq!(last.last_used_at, Some(at(2)), "last use");
+    ensure_eq!(stored(&*store, r.id).await?, last, "stored record");
+    refused_again(&*store, &r, &device("c")?, at(3), Rejection::Exhausted).await
+}
+
+/// A single-use token is exhausted by its one redemption.
+async fn redeem_single_use_exhausts_at_once(store: Arc<dyn Store>) -> Outcome {
+    let r = onboarding_record(UsageLimit::SINGLE)?;
+    store.insert(&r).await.ctx("insert")?;
+    let after = redeemed(&*store, &r, &device("only")?, at(1)).await?;
+    ensure_eq!(
+        (after.state, after.uses),
+        (State::Exhausted, 1),
+        "after the one use"
+    );
+    refused_again(&*store, &r, &device("only")?, at(2), Rejection::Exhausted).await
+}
+
+/// An unlimited token stays active however often it is redeemed, counting every use.
+async fn redeem_unlimited_never_exhausts(store: Arc<dyn Store>) -> Outcome {
+    let r = onboarding_record(UsageLimit::Unlimited)?;
+    store.insert(&r).await.ctx("insert")?;
+    for i in 0..40 {
+        let after = redeemed(&*store, &r, &device(&format!("dev-{i}"))?, at(i)).await?;
+        ensure_eq!(after.state, State::Active, "state after use {i}");
+        ensure_eq!(after.uses, u64::try_from(i + 1)?, "uses after use {i}");
+    }
+    ensure_eq!(
+        store.enrollments(r.id).await.ctx("enrollments")?.len(),
+        40,
+        "enrollments"
+    );
+    Ok(())
+}
+
+/// A superseded token in its grace window can be redeemed; its last use makes it `Exhausted`.
+async fn redeem_in_grace_consumes_and_exhausts(store: Arc<dyn Store>) -> Outcome {
+    let mut r = with_state(onboarding_record(UsageLimit::uses(2)?)?, State::Superseded);
+    r.grace_until = Some(at(100));
+    store.insert(&r).await.ctx("insert")?;
+    let first = redeemed(&*store, &r, &device("a")?, at(10)).await?;
+    ensure_eq!(
+        (first.state, first.uses),
+        (State::Superseded, 1),
+        "after a use in grace"
+    );
+    let last = redeemed(&*store, &r, &device("b")?, at(99)).await?;
+    ensure_eq!(
+        (last.state, last.uses),
+        (State::Exhausted, 2),
+        "after the last use in grace"
+    );
+    ensure_eq!(last.grace_until, Some(at(100)), "grace end kept");
+    Ok(())
+}
+
+/// A first-device binding binds the first redeemer, who may redeem again; others are refused
+/// with `DeviceMismatch`.
+async fn redeem_binds_first_device(store: Arc<dyn Store>) -> Outcome {
+    let mut r = onboarding_record(UsageLimit::uses(3)?)?;
+    r.data = fixtures::onboarding(DeviceBinding::FirstDevice(None))?;
+    store.insert(&r).await.ctx("insert")?;
+    let a = device("first")?;
+    let after = redeemed(&*store, &r, &a, at(1)).await?;
+    let bound = fixtures::onboarding(DeviceBinding::FirstDevice(Some(a.clone())))?;
+    ensure_eq!(after.data, bound, "binding after the first redemption");
+    ensure_eq!(stored(&*store, r.id).await?.data, bound, "stored binding");
+    refused_again(
+        &*store,
+        &r,
+        &device("second")?,
+        at(2),
+        Rejection::DeviceMismatch,
+    )
+    .await?;
+    let again = redeemed(&*store, &r, &a, at(3)).await?;
+    ensure_eq!(again.uses, 2, "uses after the bound device redeemed again");
+    Ok(())
+}
+
+/// A digest no token has is refused as `NotFound`.
+async fn redeem_unknown_digest_is_not_found(store: Arc<dyn Store>) -> Outcome {
+    store
+        .insert(&onboarding_record(UsageLimit::SINGLE)?)
+        .await
+        .ctx("insert")?;
+    let (d, _) = fixtures::digest(tessera_core::Kind::Onboarding)?;
+    ensure_eq!(
+        store.redeem(&d, &device("a")?, at(1)).await.ctx("redeem")?,
+        Redemption::Refused(Rejection::NotFound),
+        "redeem of an unknown digest"
+    );
+    Ok(())
+}
+
+/// A token of any other kind, in any state, is to a redemption a token that does not exist.
+async fn redeem_other_kind_is_not_found(store: Arc<dyn Store>) -> Outcome {
+    let datas = [
+        fixtures::deployment("d")?,
+        fixtures::primary("/e", Method::Get)?,
+        fixtures::secondary("s", true)?,
+        fixtures::auth("u", "a", &["p"])?,
+        fixtures::application("app")?,
+    ];
+    for data in datas {
+        for state in [State::Active, State::Revoked, State::Expired] {
+            let mut r = record(data.clone())?;
+            r.state = state;
+            r.limit = UsageLimit::uses(5)?;
+            if let KindData::Application(a) = &mut r.data {
+                a.name = tessera_core::id::ApplicationName::parse(format!("app-{state}"))?;
+            }
+            refused(&*store, &r, &device("a")?, at(1), Rejection::NotFound).await?;
+        }
+    }
+    Ok(())
+}
+
+/// A token past its expiry (stored as active, at the very instant, or stored as expired) is
+/// refused as `Expired`.
+async fn redeem_refuses_expired(store: Arc<dyn Store>) -> Outcome {
+    let dev = device("a")?;
+    let mut past = onboarding_record(UsageLimit::uses(5)?)?;
+    past.expires_at = Some(at(-1));
+    refused(&*store, &past, &dev, at(0), Rejection::Expired).await?;
+    let mut edge = onboarding_record(UsageLimit::uses(5)?)?;
+    edge.expires_at = Some(at(0));
+    refused(&*store, &edge, &dev, at(0), Rejection::Expired).await?;
+    let stored_expired = with_state(onboarding_record(UsageLimit::uses(5)?)?, State::Expired);
+    refused(&*store, &stored_expired, &dev, at(0), Rejection::Expired).await?;
+    let mut in_grace = with_state(onboarding_record(UsageLimit::uses(5)?)?, State::Superseded);
+    in_grace.grace_until = Some(at(100));
+    in_grace.expires_at = Some(at(50));
+    refused(&*store, &in_grace, &dev, at(60), Rejection::Expired).await
+}
+
+/// A revoked token is refused as `Revoked`.
+async fn redeem_refuses_revoked(store: Arc<dyn Store>) -> Outcome {
+    let r = with_state(onboarding_record(UsageLimit::uses(5)?)?, State::Revoked);
+    refused(&*store, &r, &device("a")?, at(1), Rejection::Revoked).await
+}
+
+/// A disabled token is refused as `Disabled`.
+async fn redeem_refuses_disabled(store: Arc<dyn Store>) -> Outcome {
+    let r = with_state(onboarding_record(UsageLimit::uses(5)?)?, State::Disabled);
+    refused(&*store, &r, &device("a")?, at(1), Rejection::Disabled).await
+}
+
+/// A dormant token is refused as `Dormant`.
+async fn redeem_refuses_dormant(store: Arc<dyn Store>) -> Outcome {
+    let r = with_state(onboarding_record(UsageLimit::uses(5)?)?, State::Dormant);
+    refused(&*store, &r, &device("a")?, at(1), Rejection::Dormant).await
+}
+
+/// A deleted tombstone is refused as `Deleted`.
+async fn redeem_refuses_deleted(store: Arc<dyn Store>) -> Outcome {
+    let r = with_state(onboarding_record(UsageLimit::uses(5)?)?, State::Deleted);
+    refused(&*store, &r, &device("a")?, at(1), Rejection::Deleted).await
+}
+
+/// A token superseded past its grace window (or at its very end, or with none), or stored as
+/// rotated out, is refused as `RotatedOut`.
+async fn redeem_refuses_rotated_out(store: Arc<dyn Store>) -> Outcome {
+    let dev = device("a")?;
+    for grace in [Some(at(-1)), Some(at(0)), None] {
+        let mut r = with_state(onboarding_record(UsageLimit::uses(5)?)?, State::Superseded);
+        r.grace_until = grace;
+        refused(&*store, &r, &dev, at(0), Rejection::RotatedOut).await?;
+    }
+    let r = with_state(onboarding_record(UsageLimit::uses(5)?)?, State::RotatedOut);
+    refused(&*store, &r, &dev, at(0), Rejection::RotatedOut).await
+}
+
+/// A token with no uses left (stored as exhausted, or active with every use consumed) is
+/// refused as `Exhausted`.
+async fn redeem_refuses_exhausted(store: Arc<dyn Store>) -> Outcome {
+    let dev = device("a")?;
+    let mut r = with_state(onboarding_record(UsageLimit::uses(3)?)?, State::Exhausted);
+    r.uses = 3;
+    refused(&*store, &r, &dev, at(1), Rejection::Exhausted).await?;
+    let mut r = onboarding_record(UsageLimit::uses(3)?)?;
+    r.uses = 3;
+    refused(&*store, &r, &dev, at(1), Rejection::Exhausted).await
+}
+
+/// A token bound to one device refuses every other with `DeviceMismatch` and admits that one.
+async fn redeem_refuses_other_device_for_device_binding(store: Arc<dyn Store>) -> Outcome {
+    let owner = device("SN-OWNER")?;
+    let mut r = onboarding_record(UsageLimit::uses(2)?)?;
+    r.data = fixtures::onboarding(DeviceBinding::Device(owner.clone()))?;
+    refused(
+        &*store,
+        &r,
+        &device("SN-THIEF")?,
+        at(1),
+        Rejection::DeviceMismatch,
+    )
+    .await?;
+    refused_again(
+        &*store,
+        &r,
+        &device("sn-owner")?,
+        at(1),
+        Rejection::DeviceMismatch,
+    )
+    .await?;
+    let after = redeemed(&*store, &r, &owner, at(2)).await?;
+    ensure_eq!(
+        after.data,
+        r.data,
+        "a device binding does not change on redemption"
+    );
+    Ok(())
+}
+
+/// A token already bound to its first device refuses every other with `DeviceMismatch`.
+async fn redeem_refuses_other_device_after_first_device(store: Arc<dyn Store>) -> Outcome {
+    let mut r = onboarding_record(UsageLimit::uses(5)?)?;
+    r.uses = 1;
+    r.data = fixtures::onboarding(DeviceBinding::FirstDevice(Some(device("bound")?)))?;
+    refused(
+        &*store,
+        &r,
+        &device("other")?,
+        at(1),
+        Rejection::DeviceMismatch,
+    )
+    .await
+}
+
+/// Across states, expiries, grace windows, limits, bindings and devices, a redemption is
+/// refused exactly when `validate` refuses the stored record, for the same reason.
+async fn redeem_classifies_like_validate(store: Arc<dyn Store>) -> Outcome {
+    let now = at(0);
+    let a = device("A")?;
+    let b = device("B")?;
+    let bindings = [
+        DeviceBinding::Any,
+        DeviceBinding::Device(a.clone()),
+        DeviceBinding::FirstDevice(None),
+        DeviceBinding::FirstDevice(Some(a.clone())),
+    ];
+    let mut records = Vec::new();
+    for state in State::ALL {
+        for expires in [None, Some(at(-1)), Some(at(1))] {
+            for grace in [None, Some(at(-1)), Some(at(1))] {
+                for (limit, uses) in [
+                    (UsageLimit::uses(2)?, 0),
+                    (UsageLimit::uses(2)?, 2),
+                    (UsageLimit::Unlimited, 7),
+                ] {
+                    for binding in &bindings {
+                        let mut r = onboarding_record(limit)?;
+                        r.state = state;
+                        r.expires_at = expires;
+                        r.grace_until = grace;
+                        r.uses = uses;
+                        r.data = KindData::Onboarding(OnboardingData {
+                            binding: binding.clone(),
+                            ..match fixtures::onboarding(DeviceBinding::Any)? {
+                                KindData::Onboarding(o) => o,
+                                _ => return Err(Failed::from("fixture is not onboarding")),
+                            }
+                        });
+                        records.push(r);
+                    }
+                }
+            }
+        }
+    }
+    store.insert_many(&records).await.ctx("insert_many")?;
+    for r in &records {
+        for dev in [&b, &a] {
+            let before = stored(&*store, r.id).await?;
+            let expected = validate(&before, &Request::Onboarding { device: dev }, now);
+            let got = store.redeem(&r.digest, dev, now).await.ctx("redeem")?;
+            match (expected, got) {
+                (Err(why), Redemption::Refused(got)) => {
+                    ensure_eq!(got, why, "refusal of {dev} for {before:?}");
+                }
+                (Ok(_), Redemption::Redeemed(after)) => {
+                    ensure_eq!(
+                        after.uses,
+                        before.uses + 1,
+                        "uses after redeeming {before:?}"
+                    );
+                }
+                (expected, got) => {
+                    return Err(Failed::from(format!(
+                        "redeem by {dev} of {before:?}: validate says {expected:?}, store says {got:?}"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Enrollments list every redeeming device with its instant, oldest first.
+async fn enrollments_are_oldest_first(store: Arc<dyn Store>) -> Outcome {
+    let r = onboarding_record(UsageLimit::uses(10)?)?;
+    let other = onboarding_record(UsageLimit::uses(10)?)?;
+    insert_all(&*store, &[r.clone(), other.clone()]).await?;
+    let mut expected = Vec::new();
+    for (i, name) in ["zeta", "alpha", "mu", "beta"].into_iter().enumerate() {
+        let dev = device(name)?;
+        let when = at(i64::try_from(i)? * 10);
+        redeemed(&*store, &r, &dev, when).await?;
+        redeemed(&*store, &other, &device("elsewhere")?, when).await?;
+        expected.push(Enrollment {
+            device: dev,
+            at: when,
+        });
+    }
+    ensure_eq!(
+        store.enrollments(r.id).await.ctx("enrollments")?,
+        expected,
+        "enrollments"
+    );
+    Ok(())
+}
+
+/// A token never redeemed has no enrollments.
+async fn enrollments_of_unredeemed_token_are_empty(store: Arc<dyn Store>) -> Outcome {
+    let r = onboarding_record(UsageLimit::uses(10)?)?;
+    store.insert(&r).await.ctx("insert")?;
+    ensure!(
+        store.enrollments(r.id).await.ctx("enrollments")?.is_empty(),
+        "enrollments appeared"
+    );
+    Ok(())
+}
