@@ -9,16 +9,16 @@ use std::net::IpAddr;
 use std::num::NonZeroU64;
 
 use sqlx::{ColumnIndex, Decode, Row, Type};
+use tessera_core::Kind;
 use tessera_core::audit::{Actor, AuditEvent};
 use tessera_core::digest::{Digest, Hint, KeyId};
 use tessera_core::format::Spelling;
 use tessera_core::id::{DeviceId, EndpointId, TokenId, UserId};
+use tessera_core::kind::KindData;
 use tessera_core::kind::endpoint::{EndpointData, Mapping, Method};
 use tessera_core::kind::onboarding::{DeviceBinding, UsageLimit};
-use tessera_core::kind::KindData;
 use tessera_core::lifecycle::State;
 use tessera_core::record::TokenRecord;
-use tessera_core::Kind;
 use tessera_store::{Enrollment, StoreError, UsageEntry, UsageSubject};
 use time::{Duration, OffsetDateTime};
 
@@ -180,7 +180,10 @@ impl DataColumns {
         match data {
             KindData::Application(a) => c.app_name = Some(a.name.as_str().to_owned()),
             KindData::Auth(a) => c.owner = Some(a.owner.as_str().to_owned()),
-            KindData::Endpoint(EndpointData::Primary { endpoint, method: m }) => {
+            KindData::Endpoint(EndpointData::Primary {
+                endpoint,
+                method: m,
+            }) => {
                 c.endpoint = Some(endpoint.as_str().to_owned());
                 c.method = Some(method(*m));
             }
@@ -339,7 +342,11 @@ impl RawRecord {
                 (Some("any"), _) => DeviceBinding::Any,
                 (Some("device"), Some(d)) => DeviceBinding::Device(d),
                 (Some("first_device"), d) => DeviceBinding::FirstDevice(d),
-                _ => return Err(StoreError::Corrupt(String::from("onboarding binding is malformed"))),
+                _ => {
+                    return Err(StoreError::Corrupt(String::from(
+                        "onboarding binding is malformed",
+                    )));
+                }
             };
         }
         let limit = match self.max_uses {
@@ -354,7 +361,8 @@ impl RawRecord {
             digest: from_digest(self.digest_key, &self.digest)?,
             spelling: from_spelling(&self.spelling)?,
             hint: Hint::from_stored(&self.hint).map_err(|e| corrupt("hint", e))?,
-            state: State::parse(&self.state).ok_or_else(|| corrupt("unknown state", &self.state))?,
+            state: State::parse(&self.state)
+                .ok_or_else(|| corrupt("unknown state", &self.state))?,
             created_at: from_ts(self.created_at)?,
             created_by: from_json::<Actor>("creator", &self.created_by)?,
             generated_by: self
@@ -469,8 +477,15 @@ pub(crate) fn event(body: &str) -> Result<AuditEvent, StoreError> {
 }
 
 /// The columns an audit event is filtered on: time, token, actor.
-pub(crate) fn event_columns(e: &AuditEvent) -> Result<(i64, Option<String>, String, String), StoreError> {
-    Ok((ts(e.at)?, e.subject.token.map(id), json(&e.actor)?, json(e)?))
+pub(crate) fn event_columns(
+    e: &AuditEvent,
+) -> Result<(i64, Option<String>, String, String), StoreError> {
+    Ok((
+        ts(e.at)?,
+        e.subject.token.map(id),
+        json(&e.actor)?,
+        json(e)?,
+    ))
 }
 
 /// An actor as stored, for filtering.

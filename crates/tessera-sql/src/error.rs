@@ -131,7 +131,10 @@ fn is_temporary(db: &dyn sqlx::error::DatabaseError) -> bool {
         // 53300 too many connections; 55P03 lock not available; 57P01-57P03 shutdown or
         // starting up.
         return code.starts_with("08")
-            || matches!(code, "40001" | "40P01" | "53300" | "55P03" | "57P01" | "57P02" | "57P03");
+            || matches!(
+                code,
+                "40001" | "40P01" | "53300" | "55P03" | "57P01" | "57P02" | "57P03"
+            );
     }
     let _ = db;
     false

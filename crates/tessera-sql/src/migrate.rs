@@ -127,7 +127,10 @@ mod tests {
     fn refuses_newer_changed_and_unknown() {
         assert!(matches!(
             plan(&[(3, vec![])], KNOWN, 2),
-            Err(Error::SchemaTooNew { found: 3, supported: 2 })
+            Err(Error::SchemaTooNew {
+                found: 3,
+                supported: 2
+            })
         ));
         assert!(matches!(
             plan(&[(1, vec![0; 32])], KNOWN, 2),

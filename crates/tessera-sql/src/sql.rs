@@ -20,7 +20,8 @@ pub(crate) const COLLISION: &str = "SELECT CASE \
      ELSE 'name' END AS collided";
 
 /// A record by id.
-pub(crate) const GET_TOKEN: &str = concat!("SELECT ", record_columns!(), " FROM tokens WHERE id = $1");
+pub(crate) const GET_TOKEN: &str =
+    concat!("SELECT ", record_columns!(), " FROM tokens WHERE id = $1");
 
 /// A record by digest.
 pub(crate) const FIND_BY_DIGEST: &str = concat!(
@@ -121,7 +122,11 @@ pub(crate) const SET_BLOCKED: &str = concat!(
 );
 
 /// A token's usage entries.
-pub(crate) const USAGE: &str = concat!("SELECT ", usage_columns!(), " FROM token_usage WHERE token_id = $1");
+pub(crate) const USAGE: &str = concat!(
+    "SELECT ",
+    usage_columns!(),
+    " FROM token_usage WHERE token_id = $1"
+);
 
 /// An endpoint's usage entries, every token.
 pub(crate) const ENDPOINT_USAGE: &str = concat!(

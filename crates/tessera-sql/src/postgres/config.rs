@@ -108,7 +108,12 @@ impl fmt::Debug for PostgresConfig {
 
 /// Check a schema name is a plain, lowercase identifier that needs no quoting.
 pub(crate) fn check_schema(name: &str) -> Result<(), Error> {
-    let bad = |why| Err(Error::Config { what: "schema name", why });
+    let bad = |why| {
+        Err(Error::Config {
+            what: "schema name",
+            why,
+        })
+    };
     let Some(first) = name.bytes().next() else {
         return bad("it is empty; give 1 to 63 lowercase letters, digits and underscores");
     };
@@ -147,14 +152,26 @@ mod tests {
         for good in ["tessera", "_t", "tessera_test_0123", &"a".repeat(63)] {
             assert!(check_schema(good).is_ok(), "{good}");
         }
-        for bad in ["", "Tessera", "1abc", "a-b", "a\"b", "a;drop", "pg_temp", "ü", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "Tessera",
+            "1abc",
+            "a-b",
+            "a\"b",
+            "a;drop",
+            "pg_temp",
+            "ü",
+            &"a".repeat(64),
+        ] {
             assert!(check_schema(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn bad_urls_are_refused_without_echoing_them() {
-        let e = PostgresConfig::new("mysql://root:s3cret@x").connect_options().unwrap_err();
+        let e = PostgresConfig::new("mysql://root:s3cret@x")
+            .connect_options()
+            .unwrap_err();
         assert!(!e.to_string().contains("s3cret"));
     }
 }

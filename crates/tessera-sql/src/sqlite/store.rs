@@ -5,8 +5,8 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{Sqlite, SqliteArguments, SqlitePool};
 use sqlx::query::Query;
+use sqlx::sqlite::{Sqlite, SqliteArguments, SqlitePool};
 use sqlx::{Row, SqliteConnection};
 use tessera_core::audit::AuditEvent;
 use tessera_core::digest::{Digest, Hint};
@@ -47,7 +47,8 @@ const LIST_TOKENS: &str = concat!(
 const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS _tessera_migrations (\
      version INTEGER PRIMARY KEY, description TEXT NOT NULL, checksum BLOB NOT NULL, \
      installed_at INTEGER NOT NULL) STRICT";
-const APPLIED_MIGRATIONS: &str = "SELECT version, checksum FROM _tessera_migrations ORDER BY version";
+const APPLIED_MIGRATIONS: &str =
+    "SELECT version, checksum FROM _tessera_migrations ORDER BY version";
 const RECORD_MIGRATION: &str = "INSERT INTO _tessera_migrations \
      (version, description, checksum, installed_at) \
      VALUES ($1, $2, $3, CAST(strftime('%s', 'now') AS INTEGER))";
@@ -144,8 +145,15 @@ impl SqliteStore {
     pub async fn migrate_to(&self, version: i64) -> Result<(), Error> {
         let fail = |e| Error::Migrate(db(e));
         // One immediate transaction: one migrating process at a time, all or nothing.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(fail)?;
-        sqlx::raw_sql(CREATE_MIGRATIONS_TABLE).execute(&mut *tx).await.map_err(fail)?;
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(fail)?;
+        sqlx::raw_sql(CREATE_MIGRATIONS_TABLE)
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
         let applied: Vec<(i64, Vec<u8>)> = sqlx::query_as(APPLIED_MIGRATIONS)
             .fetch_all(&mut *tx)
             .await
@@ -177,7 +185,10 @@ impl SqliteStore {
         if tables == 0 {
             return Ok(None);
         }
-        sqlx::query_scalar(SCHEMA_VERSION).fetch_one(&self.pool).await.map_err(fail)
+        sqlx::query_scalar(SCHEMA_VERSION)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(fail)
     }
 
     /// Close every connection, waiting for operations in flight.
@@ -206,7 +217,12 @@ impl SqliteStore {
 
     /// What a record that failed to insert collided with, checked against the database and
     /// against the records inserted before it in the same batch.
-    async fn collision(&self, c: &RecordColumns, r: &TokenRecord, before: &[TokenRecord]) -> &'static str {
+    async fn collision(
+        &self,
+        c: &RecordColumns,
+        r: &TokenRecord,
+        before: &[TokenRecord],
+    ) -> &'static str {
         let found: Option<String> = sqlx::query_scalar(sql::COLLISION)
             .bind(c.id.as_str())
             .bind(c.digest_key)
@@ -222,12 +238,22 @@ impl SqliteStore {
         }
     }
 
-    async fn insert_in(&self, conn: &mut SqliteConnection, c: &RecordColumns) -> Result<(), sqlx::Error> {
-        bind_record(sqlx::query(sql::INSERT_TOKEN), c).execute(conn).await.map(|_| ())
+    async fn insert_in(
+        &self,
+        conn: &mut SqliteConnection,
+        c: &RecordColumns,
+    ) -> Result<(), sqlx::Error> {
+        bind_record(sqlx::query(sql::INSERT_TOKEN), c)
+            .execute(conn)
+            .await
+            .map(|_| ())
     }
 
     async fn insert_batch(&self, records: &[TokenRecord]) -> Result<(), StoreError> {
-        let columns = records.iter().map(RecordColumns::of).collect::<Result<Vec<_>, _>>()?;
+        let columns = records
+            .iter()
+            .map(RecordColumns::of)
+            .collect::<Result<Vec<_>, _>>()?;
         let mut tx = self.begin().await?;
         for (i, c) in columns.iter().enumerate() {
             if let Err(e) = self.insert_in(&mut tx, c).await {
@@ -238,7 +264,13 @@ impl SqliteStore {
         tx.commit().await.map_err(db)
     }
 
-    async fn insert_error(&self, e: sqlx::Error, c: &RecordColumns, records: &[TokenRecord], i: usize) -> StoreError {
+    async fn insert_error(
+        &self,
+        e: sqlx::Error,
+        c: &RecordColumns,
+        records: &[TokenRecord],
+        i: usize,
+    ) -> StoreError {
         match map_sqlx_error(e, "token") {
             StoreError::AlreadyExists { .. } => StoreError::AlreadyExists {
                 what: self.collision(c, &records[i], &records[..i]).await,
@@ -311,9 +343,14 @@ impl Store for SqliteStore {
 
     async fn insert(&self, record: &TokenRecord) -> Result<(), StoreError> {
         let c = RecordColumns::of(record)?;
-        match bind_record(sqlx::query(sql::INSERT_TOKEN), &c).execute(&self.pool).await {
+        match bind_record(sqlx::query(sql::INSERT_TOKEN), &c)
+            .execute(&self.pool)
+            .await
+        {
             Ok(_) => Ok(()),
-            Err(e) => Err(self.insert_error(e, &c, core::slice::from_ref(record), 0).await),
+            Err(e) => Err(self
+                .insert_error(e, &c, core::slice::from_ref(record), 0)
+                .await),
         }
     }
 
@@ -342,7 +379,11 @@ impl Store for SqliteStore {
     }
 
     async fn list(&self, filter: &TokenFilter) -> Result<Vec<TokenRecord>, StoreError> {
-        let states = filter.states.as_deref().map(codec::states_json).transpose()?;
+        let states = filter
+            .states
+            .as_deref()
+            .map(codec::states_json)
+            .transpose()?;
         let rows = sqlx::query(LIST_TOKENS)
             .bind(filter.kind.map(|k| k.as_str()))
             .bind(states)
@@ -355,7 +396,11 @@ impl Store for SqliteStore {
         rows.iter().map(codec::record).collect()
     }
 
-    async fn change_state(&self, id: TokenId, change: &StateChange) -> Result<TokenRecord, StoreError> {
+    async fn change_state(
+        &self,
+        id: TokenId,
+        change: &StateChange,
+    ) -> Result<TokenRecord, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(db)?;
         let row = bind_change(sqlx::query(sql::CHANGE_STATE), id, change)?
             .fetch_optional(&mut *conn)
@@ -367,7 +412,12 @@ impl Store for SqliteStore {
         }
     }
 
-    async fn replace(&self, old: TokenId, change: &StateChange, new: &TokenRecord) -> Result<TokenRecord, StoreError> {
+    async fn replace(
+        &self,
+        old: TokenId,
+        change: &StateChange,
+        new: &TokenRecord,
+    ) -> Result<TokenRecord, StoreError> {
         let c = RecordColumns::of(new)?;
         let mut tx = self.begin().await?;
         let row = bind_change(sqlx::query(sql::CHANGE_STATE), old, change)?
@@ -382,7 +432,9 @@ impl Store for SqliteStore {
         let updated = codec::record(&row)?;
         if let Err(e) = self.insert_in(&mut tx, &c).await {
             let _ = tx.rollback().await;
-            return Err(self.insert_error(e, &c, core::slice::from_ref(new), 0).await);
+            return Err(self
+                .insert_error(e, &c, core::slice::from_ref(new), 0)
+                .await);
         }
         tx.commit().await.map_err(db)?;
         Ok(updated)
@@ -407,7 +459,12 @@ impl Store for SqliteStore {
         }
     }
 
-    async fn set_digest(&self, id: TokenId, digest: &Digest, hint: &Hint) -> Result<TokenRecord, StoreError> {
+    async fn set_digest(
+        &self,
+        id: TokenId,
+        digest: &Digest,
+        hint: &Hint,
+    ) -> Result<TokenRecord, StoreError> {
         let (key, bytes) = codec::digest(digest);
         let row = sqlx::query(sql::SET_DIGEST)
             .bind(codec::id(id))
@@ -423,7 +480,12 @@ impl Store for SqliteStore {
         }
     }
 
-    async fn touch(&self, id: TokenId, now: OffsetDateTime, interval: Duration) -> Result<bool, StoreError> {
+    async fn touch(
+        &self,
+        id: TokenId,
+        now: OffsetDateTime,
+        interval: Duration,
+    ) -> Result<bool, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(db)?;
         let done = sqlx::query(sql::TOUCH)
             .bind(codec::id(id))
@@ -456,7 +518,12 @@ impl Store for SqliteStore {
         Ok(removed)
     }
 
-    async fn redeem(&self, digest: &Digest, device: &DeviceId, now: OffsetDateTime) -> Result<Redemption, StoreError> {
+    async fn redeem(
+        &self,
+        digest: &Digest,
+        device: &DeviceId,
+        now: OffsetDateTime,
+    ) -> Result<Redemption, StoreError> {
         let (key, bytes) = codec::digest(digest);
         let at = codec::ts(now)?;
         for _ in 0..REDEEM_ATTEMPTS {
@@ -514,7 +581,12 @@ impl Store for SqliteStore {
         rows.iter().map(codec::enrollment).collect()
     }
 
-    async fn record_usage(&self, id: TokenId, subject: &UsageSubject, now: OffsetDateTime) -> Result<UsageOutcome, StoreError> {
+    async fn record_usage(
+        &self,
+        id: TokenId,
+        subject: &UsageSubject,
+        now: OffsetDateTime,
+    ) -> Result<UsageOutcome, StoreError> {
         let (kind, key, method) = codec::subject(subject);
         let row = sqlx::query(sql::RECORD_USAGE)
             .bind(codec::id(id))
@@ -541,7 +613,12 @@ impl Store for SqliteStore {
         Ok(blocked.unwrap_or(false))
     }
 
-    async fn set_blocked(&self, id: TokenId, ip: IpAddr, blocked: bool) -> Result<UsageEntry, StoreError> {
+    async fn set_blocked(
+        &self,
+        id: TokenId,
+        ip: IpAddr,
+        blocked: bool,
+    ) -> Result<UsageEntry, StoreError> {
         let row = sqlx::query(sql::SET_BLOCKED)
             .bind(codec::id(id))
             .bind(ip.to_string())
@@ -558,7 +635,11 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
-        codec::sorted_usage(rows.iter().map(codec::usage_entry).collect::<Result<_, _>>()?)
+        codec::sorted_usage(
+            rows.iter()
+                .map(codec::usage_entry)
+                .collect::<Result<_, _>>()?,
+        )
     }
 
     async fn endpoint_usage(&self, endpoint: &EndpointId) -> Result<Vec<UsageEntry>, StoreError> {
@@ -567,7 +648,11 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
-        codec::sorted_usage(rows.iter().map(codec::usage_entry).collect::<Result<_, _>>()?)
+        codec::sorted_usage(
+            rows.iter()
+                .map(codec::usage_entry)
+                .collect::<Result<_, _>>()?,
+        )
     }
 
     async fn put_mapping(&self, mapping: &Mapping) -> Result<(), StoreError> {
@@ -582,7 +667,12 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn mapping(&self, secondary: TokenId, endpoint: &EndpointId, method: Method) -> Result<Option<Mapping>, StoreError> {
+    async fn mapping(
+        &self,
+        secondary: TokenId,
+        endpoint: &EndpointId,
+        method: Method,
+    ) -> Result<Option<Mapping>, StoreError> {
         let row = sqlx::query(sql::GET_MAPPING)
             .bind(codec::id(secondary))
             .bind(endpoint.as_str())
@@ -614,7 +704,12 @@ impl Store for SqliteStore {
         }
     }
 
-    async fn remove_mapping(&self, secondary: TokenId, endpoint: &EndpointId, method: Method) -> Result<(), StoreError> {
+    async fn remove_mapping(
+        &self,
+        secondary: TokenId,
+        endpoint: &EndpointId,
+        method: Method,
+    ) -> Result<(), StoreError> {
         let done = sqlx::query(sql::REMOVE_MAPPING)
             .bind(codec::id(secondary))
             .bind(endpoint.as_str())
@@ -628,14 +723,20 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn mappings(&self, secondary: Option<TokenId>, endpoint: Option<&EndpointId>) -> Result<Vec<Mapping>, StoreError> {
+    async fn mappings(
+        &self,
+        secondary: Option<TokenId>,
+        endpoint: Option<&EndpointId>,
+    ) -> Result<Vec<Mapping>, StoreError> {
         let rows = sqlx::query(sql::MAPPINGS)
             .bind(secondary.map(codec::id))
             .bind(endpoint.map(EndpointId::as_str))
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
-        Ok(codec::sorted_mappings(rows.iter().map(codec::mapping).collect::<Result<_, _>>()?))
+        Ok(codec::sorted_mappings(
+            rows.iter().map(codec::mapping).collect::<Result<_, _>>()?,
+        ))
     }
 
     async fn append(&self, event: &AuditEvent) -> Result<(), StoreError> {

@@ -1,0 +1,797 @@
+//! [`PostgresStore`]: the [`Store`] implementation on PostgreSQL.
+
+use core::fmt;
+use std::net::IpAddr;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgArguments, PgPool, Postgres};
+use sqlx::query::Query;
+use sqlx::{PgConnection, Row};
+use tessera_core::audit::AuditEvent;
+use tessera_core::digest::{Digest, Hint};
+use tessera_core::id::{DeviceId, EndpointId, TokenId};
+use tessera_core::kind::KindData;
+use tessera_core::kind::endpoint::{Mapping, Method};
+use tessera_core::record::TokenRecord;
+use tessera_core::validate::{Rejection, Request, validate};
+use tessera_store::{
+    AuditFilter, Capabilities, Enrollment, Redemption, StateChange, Store, StoreError, TokenFilter,
+    UsageEntry, UsageOutcome, UsageSubject,
+};
+use time::{Duration, OffsetDateTime};
+
+use super::{MIGRATIONS, PostgresConfig};
+use crate::codec::{self, DataColumns, RecordColumns, record_columns};
+use crate::error::{Error, map_sqlx_error};
+use crate::{migrate, sql};
+
+type Q<'q> = Query<'q, Postgres, PgArguments>;
+
+/// How many times a redemption re-reads a token that changed under it before giving up with
+/// `Conflict`.
+const REDEEM_ATTEMPTS: usize = 3;
+
+/// Records narrowed by $1 kind, $2 states (an array), $3 owner, $4 endpoint, $5 expiring at or
+/// before; each optional.
+const LIST_TOKENS: &str = concat!(
+    "SELECT ",
+    record_columns!(),
+    " FROM tokens WHERE ($1::text IS NULL OR kind = $1) \
+       AND ($2::text[] IS NULL OR state = ANY($2)) \
+       AND ($3::text IS NULL OR owner = $3) AND ($4::text IS NULL OR endpoint = $4) \
+       AND ($5::bigint IS NULL OR expires_at <= $5) \
+     ORDER BY created_at, seq"
+);
+
+/// Serialise migrations of one schema across every instance: $1 the lock key.
+const LOCK_MIGRATIONS: &str = "SELECT pg_advisory_xact_lock($1)";
+const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS _tessera_migrations (\
+     version BIGINT PRIMARY KEY, description TEXT NOT NULL, checksum BYTEA NOT NULL, \
+     installed_at BIGINT NOT NULL)";
+const APPLIED_MIGRATIONS: &str =
+    "SELECT version, checksum FROM _tessera_migrations ORDER BY version";
+const RECORD_MIGRATION: &str = "INSERT INTO _tessera_migrations \
+     (version, description, checksum, installed_at) \
+     VALUES ($1, $2, $3, CAST(EXTRACT(EPOCH FROM now()) AS BIGINT))";
+const HAS_MIGRATIONS_TABLE: &str = "SELECT to_regclass('_tessera_migrations') IS NOT NULL";
+const SCHEMA_VERSION: &str = "SELECT MAX(version) FROM _tessera_migrations";
+
+/// A Tessera store in a PostgreSQL database, shared by any number of service instances.
+///
+/// Connect with [`PostgresStore::connect`] or [`PostgresStore::connect_with`] (to pick a
+/// schema or the pool size), then call [`PostgresStore::migrate`] once to create or upgrade the
+/// schema; several instances may migrate at once (an advisory lock serialises them). Every
+/// atomic operation is one conditional statement or one transaction.
+///
+/// `Debug` never prints the connection URL.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn f() -> Result<(), tessera_sql::Error> {
+/// use tessera_sql::postgres::{PostgresConfig, PostgresStore};
+///
+/// let config = PostgresConfig::new("postgres://tessera@127.0.0.1/tessera").schema("tessera")?;
+/// let store = PostgresStore::connect_with(config).await?;
+/// store.migrate().await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    schema: Option<String>,
+}
+
+impl PostgresStore {
+    /// The newest schema version this build creates and reads.
+    pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
+
+    /// Connect to `url` with the default settings.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a malformed URL; [`Error::Connect`] when the server cannot be
+    /// reached or refuses the login; [`Error::SchemaTooNew`] when a newer build migrated it.
+    pub async fn connect(url: &str) -> Result<Self, Error> {
+        Self::connect_with(PostgresConfig::new(url)).await
+    }
+
+    /// Connect with explicit settings.
+    ///
+    /// # Errors
+    ///
+    /// As [`PostgresStore::connect`].
+    pub async fn connect_with(config: PostgresConfig) -> Result<Self, Error> {
+        let pool = config
+            .pool_options()
+            .connect_with(config.connect_options()?)
+            .await
+            .map_err(|e| Error::Connect(Box::new(e)))?;
+        let store = Self {
+            pool,
+            schema: config.schema_name().map(str::to_owned),
+        };
+        migrate::check_not_too_new(store.schema_version().await?, MIGRATIONS)?;
+        Ok(store)
+    }
+
+    /// The schema Tessera's tables live in, if one was configured.
+    pub fn schema(&self) -> Option<&str> {
+        self.schema.as_deref()
+    }
+
+    /// Create the schema (and the configured PostgreSQL schema, if missing), or upgrade it in
+    /// place to [`PostgresStore::SCHEMA_VERSION`]. Safe to call on every start, from several
+    /// instances at once.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SchemaTooNew`] when a newer build migrated the database;
+    /// [`Error::MigrationChanged`] or [`Error::MigrationUnknown`] when its history does not
+    /// match this build's; [`Error::Migrate`] when a statement fails (nothing is applied then).
+    pub async fn migrate(&self) -> Result<(), Error> {
+        self.migrate_to(Self::SCHEMA_VERSION).await
+    }
+
+    /// Apply the migrations up to `version` only. For testing upgrades; use
+    /// [`PostgresStore::migrate`].
+    ///
+    /// # Errors
+    ///
+    /// As [`PostgresStore::migrate`].
+    #[doc(hidden)]
+    pub async fn migrate_to(&self, version: i64) -> Result<(), Error> {
+        let fail = |e| Error::Migrate(db(e));
+        // One transaction holding a transaction-scoped advisory lock: one migrating instance
+        // per schema at a time, all or nothing, and the lock cannot outlive the transaction.
+        let mut tx = self.pool.begin().await.map_err(fail)?;
+        sqlx::query(LOCK_MIGRATIONS)
+            .bind(lock_key(self.schema.as_deref()))
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+        if let Some(schema) = &self.schema {
+            // Checked by `PostgresConfig::schema` to be a plain lowercase identifier.
+            let create = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
+            sqlx::raw_sql(&create)
+                .execute(&mut *tx)
+                .await
+                .map_err(fail)?;
+        }
+        sqlx::raw_sql(CREATE_MIGRATIONS_TABLE)
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+        let applied: Vec<(i64, Vec<u8>)> = sqlx::query_as(APPLIED_MIGRATIONS)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(fail)?;
+        for m in migrate::plan(&applied, MIGRATIONS, version)? {
+            sqlx::raw_sql(m.sql).execute(&mut *tx).await.map_err(fail)?;
+            sqlx::query(RECORD_MIGRATION)
+                .bind(m.version)
+                .bind(m.description)
+                .bind(m.checksum())
+                .execute(&mut *tx)
+                .await
+                .map_err(fail)?;
+        }
+        tx.commit().await.map_err(fail)
+    }
+
+    /// The schema version the database is at, `None` before the first migration.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connect`] when the database cannot be read.
+    pub async fn schema_version(&self) -> Result<Option<i64>, Error> {
+        let fail = |e| Error::Connect(Box::new(e));
+        let exists: bool = sqlx::query_scalar(HAS_MIGRATIONS_TABLE)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(fail)?;
+        if !exists {
+            return Ok(None);
+        }
+        sqlx::query_scalar(SCHEMA_VERSION)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(fail)
+    }
+
+    /// Close every connection, waiting for operations in flight.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, Postgres>, StoreError> {
+        self.pool.begin().await.map_err(db)
+    }
+
+    /// Why a conditional update on `id` matched nothing: `NotFound` or `Conflict`.
+    async fn missed(conn: &mut PgConnection, id: TokenId) -> StoreError {
+        match sqlx::query_scalar::<_, String>(sql::TOKEN_KIND)
+            .bind(codec::id(id))
+            .fetch_optional(conn)
+            .await
+        {
+            Ok(Some(_)) => StoreError::Conflict,
+            Ok(None) => StoreError::NotFound { what: "token" },
+            Err(e) => db(e),
+        }
+    }
+
+    /// What a record that failed to insert collided with, checked against the database and
+    /// against the records inserted before it in the same batch.
+    async fn collision(
+        &self,
+        c: &RecordColumns,
+        r: &TokenRecord,
+        before: &[TokenRecord],
+    ) -> &'static str {
+        let found: Option<String> = sqlx::query_scalar(sql::COLLISION)
+            .bind(c.id.as_str())
+            .bind(c.digest_key)
+            .bind(c.digest.as_slice())
+            .fetch_optional(&self.pool)
+            .await
+            .ok()
+            .flatten();
+        match found.as_deref() {
+            Some("id") => "token id",
+            Some("digest") => "token digest",
+            _ => codec::batch_collision(r, before),
+        }
+    }
+
+    async fn insert_in(
+        &self,
+        conn: &mut PgConnection,
+        c: &RecordColumns,
+    ) -> Result<(), sqlx::Error> {
+        bind_record(sqlx::query(sql::INSERT_TOKEN), c)
+            .execute(conn)
+            .await
+            .map(|_| ())
+    }
+
+    async fn insert_batch(&self, records: &[TokenRecord]) -> Result<(), StoreError> {
+        let columns = records
+            .iter()
+            .map(RecordColumns::of)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut tx = self.begin().await?;
+        for (i, c) in columns.iter().enumerate() {
+            if let Err(e) = self.insert_in(&mut tx, c).await {
+                let _ = tx.rollback().await;
+                return Err(self.insert_error(e, c, records, i).await);
+            }
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    async fn insert_error(
+        &self,
+        e: sqlx::Error,
+        c: &RecordColumns,
+        records: &[TokenRecord],
+        i: usize,
+    ) -> StoreError {
+        match map_sqlx_error(e, "token") {
+            StoreError::AlreadyExists { .. } => StoreError::AlreadyExists {
+                what: self.collision(c, &records[i], &records[..i]).await,
+            },
+            other => other,
+        }
+    }
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the URL: it may hold a password.
+        f.debug_struct("PostgresStore")
+            .field("schema", &self.schema)
+            .field("connections", &self.pool.size())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The advisory lock key of a schema's migrations.
+fn lock_key(schema: Option<&str>) -> i64 {
+    let mut h = blake3::Hasher::new();
+    h.update(b"tessera-sql migrations\0");
+    h.update(schema.unwrap_or("").as_bytes());
+    let mut key = [0u8; 8];
+    key.copy_from_slice(&h.finalize().as_bytes()[..8]);
+    i64::from_le_bytes(key)
+}
+
+fn db(e: sqlx::Error) -> StoreError {
+    map_sqlx_error(e, "token")
+}
+
+/// A state or data change can only collide on the application name.
+fn name_taken(e: sqlx::Error) -> StoreError {
+    map_sqlx_error(e, "application token name")
+}
+
+fn bind_record<'q>(q: Q<'q>, c: &'q RecordColumns) -> Q<'q> {
+    bind_data(
+        q.bind(c.id.as_str())
+            .bind(c.kind)
+            .bind(c.digest_key)
+            .bind(c.digest.as_slice())
+            .bind(c.spelling)
+            .bind(c.hint.as_str())
+            .bind(c.state)
+            .bind(c.created_at)
+            .bind(c.created_by.as_str())
+            .bind(c.generated_by.as_deref())
+            .bind(c.expires_at)
+            .bind(c.last_used_at)
+            .bind(c.activated_at)
+            .bind(c.grace_until)
+            .bind(c.successor.as_deref())
+            .bind(c.max_uses)
+            .bind(c.uses),
+        &c.data,
+    )
+    .bind(c.data.data.as_str())
+}
+
+/// Bind app name, owner, endpoint, method, binding and bound device, in that order.
+fn bind_data<'q>(q: Q<'q>, d: &'q DataColumns) -> Q<'q> {
+    q.bind(d.app_name.as_deref())
+        .bind(d.owner.as_deref())
+        .bind(d.endpoint.as_deref())
+        .bind(d.method)
+        .bind(d.binding)
+        .bind(d.bound_device.as_deref())
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn capabilities(&self) -> Capabilities {
+        let mut c = Capabilities::default();
+        c.shared_across_processes = true;
+        c.durable = true;
+        c
+    }
+
+    async fn insert(&self, record: &TokenRecord) -> Result<(), StoreError> {
+        let c = RecordColumns::of(record)?;
+        match bind_record(sqlx::query(sql::INSERT_TOKEN), &c)
+            .execute(&self.pool)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self
+                .insert_error(e, &c, core::slice::from_ref(record), 0)
+                .await),
+        }
+    }
+
+    async fn insert_many(&self, records: &[TokenRecord]) -> Result<(), StoreError> {
+        self.insert_batch(records).await
+    }
+
+    async fn get(&self, id: TokenId) -> Result<Option<TokenRecord>, StoreError> {
+        let row = sqlx::query(sql::GET_TOKEN)
+            .bind(codec::id(id))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(codec::record).transpose()
+    }
+
+    async fn find_by_digest(&self, digest: &Digest) -> Result<Option<TokenRecord>, StoreError> {
+        let (key, bytes) = codec::digest(digest);
+        let row = sqlx::query(sql::FIND_BY_DIGEST)
+            .bind(key)
+            .bind(bytes)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(codec::record).transpose()
+    }
+
+    async fn list(&self, filter: &TokenFilter) -> Result<Vec<TokenRecord>, StoreError> {
+        let states: Option<Vec<&str>> = filter
+            .states
+            .as_ref()
+            .map(|s| s.iter().map(|s| s.as_str()).collect());
+        let rows = sqlx::query(LIST_TOKENS)
+            .bind(filter.kind.map(|k| k.as_str()))
+            .bind(states)
+            .bind(filter.owner.as_ref().map(|o| o.as_str()))
+            .bind(filter.endpoint.as_ref().map(|e| e.as_str()))
+            .bind(filter.expires_before.map(codec::ts_saturating))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(codec::record).collect()
+    }
+
+    async fn change_state(
+        &self,
+        id: TokenId,
+        change: &StateChange,
+    ) -> Result<TokenRecord, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let row = bind_change(sqlx::query(sql::CHANGE_STATE), id, change)?
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(name_taken)?;
+        match row {
+            Some(row) => codec::record(&row),
+            None => Err(Self::missed(&mut conn, id).await),
+        }
+    }
+
+    async fn replace(
+        &self,
+        old: TokenId,
+        change: &StateChange,
+        new: &TokenRecord,
+    ) -> Result<TokenRecord, StoreError> {
+        let c = RecordColumns::of(new)?;
+        let mut tx = self.begin().await?;
+        let row = bind_change(sqlx::query(sql::CHANGE_STATE), old, change)?
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(name_taken)?;
+        let Some(row) = row else {
+            let e = Self::missed(&mut tx, old).await;
+            let _ = tx.rollback().await;
+            return Err(e);
+        };
+        let updated = codec::record(&row)?;
+        if let Err(e) = self.insert_in(&mut tx, &c).await {
+            let _ = tx.rollback().await;
+            return Err(self
+                .insert_error(e, &c, core::slice::from_ref(new), 0)
+                .await);
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(updated)
+    }
+
+    async fn update_data(&self, id: TokenId, data: &KindData) -> Result<TokenRecord, StoreError> {
+        let d = DataColumns::of(data)?;
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let row = bind_data(
+            sqlx::query(sql::UPDATE_DATA)
+                .bind(codec::id(id))
+                .bind(data.kind().as_str())
+                .bind(d.data.as_str()),
+            &d,
+        )
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(name_taken)?;
+        match row {
+            Some(row) => codec::record(&row),
+            None => Err(Self::missed(&mut conn, id).await),
+        }
+    }
+
+    async fn set_digest(
+        &self,
+        id: TokenId,
+        digest: &Digest,
+        hint: &Hint,
+    ) -> Result<TokenRecord, StoreError> {
+        let (key, bytes) = codec::digest(digest);
+        let row = sqlx::query(sql::SET_DIGEST)
+            .bind(codec::id(id))
+            .bind(key)
+            .bind(bytes)
+            .bind(hint.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| map_sqlx_error(e, "token digest"))?;
+        match row {
+            Some(row) => codec::record(&row),
+            None => Err(StoreError::NotFound { what: "token" }),
+        }
+    }
+
+    async fn touch(
+        &self,
+        id: TokenId,
+        now: OffsetDateTime,
+        interval: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let done = sqlx::query(sql::TOUCH)
+            .bind(codec::id(id))
+            .bind(codec::ts(now)?)
+            .bind(codec::ts_before(now, interval))
+            .execute(&mut *conn)
+            .await
+            .map_err(db)?;
+        if done.rows_affected() > 0 {
+            return Ok(true);
+        }
+        match Self::missed(&mut conn, id).await {
+            StoreError::Conflict => Ok(false),
+            e => Err(e),
+        }
+    }
+
+    async fn purge(&self, ids: &[TokenId]) -> Result<u64, StoreError> {
+        let mut tx = self.begin().await?;
+        let mut removed = 0;
+        for id in ids {
+            let done = sqlx::query(sql::PURGE)
+                .bind(codec::id(*id))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            removed += done.rows_affected();
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(removed)
+    }
+
+    async fn redeem(
+        &self,
+        digest: &Digest,
+        device: &DeviceId,
+        now: OffsetDateTime,
+    ) -> Result<Redemption, StoreError> {
+        let (key, bytes) = codec::digest(digest);
+        let at = codec::ts(now)?;
+        for _ in 0..REDEEM_ATTEMPTS {
+            let mut tx = self.begin().await?;
+            let row = sqlx::query(sql::REDEEM)
+                .bind(key)
+                .bind(bytes.as_slice())
+                .bind(at)
+                .bind(device.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+            if let Some(row) = row {
+                let record = codec::record(&row)?;
+                sqlx::query(sql::INSERT_ENROLLMENT)
+                    .bind(codec::id(record.id))
+                    .bind(device.as_str())
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                tx.commit().await.map_err(db)?;
+                return Ok(Redemption::Redeemed(record));
+            }
+            // Nothing changed: say why, from the record as it is.
+            let current = sqlx::query(sql::FIND_BY_DIGEST)
+                .bind(key)
+                .bind(bytes.as_slice())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+            let _ = tx.rollback().await;
+            let Some(current) = current else {
+                return Ok(Redemption::Refused(Rejection::NotFound));
+            };
+            let record = codec::record(&current)?;
+            if !matches!(record.data, KindData::Onboarding(_)) {
+                // To a redemption, a token of another kind does not exist.
+                return Ok(Redemption::Refused(Rejection::NotFound));
+            }
+            if let Err(why) = validate(&record, &Request::Onboarding { device }, now) {
+                return Ok(Redemption::Refused(why));
+            }
+            // It changed between the two statements and is usable now: try again.
+        }
+        Err(StoreError::Conflict)
+    }
+
+    async fn enrollments(&self, id: TokenId) -> Result<Vec<Enrollment>, StoreError> {
+        let rows = sqlx::query(sql::ENROLLMENTS)
+            .bind(codec::id(id))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(codec::enrollment).collect()
+    }
+
+    async fn record_usage(
+        &self,
+        id: TokenId,
+        subject: &UsageSubject,
+        now: OffsetDateTime,
+    ) -> Result<UsageOutcome, StoreError> {
+        let (kind, key, method) = codec::subject(subject);
+        let row = sqlx::query(sql::RECORD_USAGE)
+            .bind(codec::id(id))
+            .bind(kind)
+            .bind(key)
+            .bind(method)
+            .bind(codec::ts(now)?)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        match row {
+            Some(row) => Ok(UsageOutcome::Counted(codec::usage_entry(&row)?)),
+            None => Ok(UsageOutcome::Blocked),
+        }
+    }
+
+    async fn is_blocked(&self, id: TokenId, ip: IpAddr) -> Result<bool, StoreError> {
+        let blocked: Option<bool> = sqlx::query_scalar(sql::IS_BLOCKED)
+            .bind(codec::id(id))
+            .bind(ip.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(blocked.unwrap_or(false))
+    }
+
+    async fn set_blocked(
+        &self,
+        id: TokenId,
+        ip: IpAddr,
+        blocked: bool,
+    ) -> Result<UsageEntry, StoreError> {
+        let row = sqlx::query(sql::SET_BLOCKED)
+            .bind(codec::id(id))
+            .bind(ip.to_string())
+            .bind(blocked)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        codec::usage_entry(&row)
+    }
+
+    async fn usage(&self, id: TokenId) -> Result<Vec<UsageEntry>, StoreError> {
+        let rows = sqlx::query(sql::USAGE)
+            .bind(codec::id(id))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        codec::sorted_usage(
+            rows.iter()
+                .map(codec::usage_entry)
+                .collect::<Result<_, _>>()?,
+        )
+    }
+
+    async fn endpoint_usage(&self, endpoint: &EndpointId) -> Result<Vec<UsageEntry>, StoreError> {
+        let rows = sqlx::query(sql::ENDPOINT_USAGE)
+            .bind(endpoint.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        codec::sorted_usage(
+            rows.iter()
+                .map(codec::usage_entry)
+                .collect::<Result<_, _>>()?,
+        )
+    }
+
+    async fn put_mapping(&self, mapping: &Mapping) -> Result<(), StoreError> {
+        sqlx::query(sql::PUT_MAPPING)
+            .bind(codec::id(mapping.secondary))
+            .bind(mapping.endpoint.as_str())
+            .bind(codec::method(mapping.method))
+            .bind(mapping.enabled)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| map_sqlx_error(e, "mapping"))?;
+        Ok(())
+    }
+
+    async fn mapping(
+        &self,
+        secondary: TokenId,
+        endpoint: &EndpointId,
+        method: Method,
+    ) -> Result<Option<Mapping>, StoreError> {
+        let row = sqlx::query(sql::GET_MAPPING)
+            .bind(codec::id(secondary))
+            .bind(endpoint.as_str())
+            .bind(codec::method(method))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(codec::mapping).transpose()
+    }
+
+    async fn set_mapping_enabled(
+        &self,
+        secondary: TokenId,
+        endpoint: &EndpointId,
+        method: Method,
+        enabled: bool,
+    ) -> Result<Mapping, StoreError> {
+        let row = sqlx::query(sql::SET_MAPPING_ENABLED)
+            .bind(codec::id(secondary))
+            .bind(endpoint.as_str())
+            .bind(codec::method(method))
+            .bind(enabled)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        match row {
+            Some(row) => codec::mapping(&row),
+            None => Err(StoreError::NotFound { what: "mapping" }),
+        }
+    }
+
+    async fn remove_mapping(
+        &self,
+        secondary: TokenId,
+        endpoint: &EndpointId,
+        method: Method,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(sql::REMOVE_MAPPING)
+            .bind(codec::id(secondary))
+            .bind(endpoint.as_str())
+            .bind(codec::method(method))
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound { what: "mapping" });
+        }
+        Ok(())
+    }
+
+    async fn mappings(
+        &self,
+        secondary: Option<TokenId>,
+        endpoint: Option<&EndpointId>,
+    ) -> Result<Vec<Mapping>, StoreError> {
+        let rows = sqlx::query(sql::MAPPINGS)
+            .bind(secondary.map(codec::id))
+            .bind(endpoint.map(EndpointId::as_str))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(codec::sorted_mappings(
+            rows.iter().map(codec::mapping).collect::<Result<_, _>>()?,
+        ))
+    }
+
+    async fn append(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        let (at, token, actor, body) = codec::event_columns(event)?;
+        sqlx::query(sql::APPEND_EVENT)
+            .bind(at)
+            .bind(token)
+            .bind(actor)
+            .bind(body)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
+        let actor = filter.actor.as_ref().map(codec::actor).transpose()?;
+        let rows = sqlx::query(sql::EVENTS)
+            .bind(filter.token.map(codec::id))
+            .bind(actor)
+            .bind(filter.since.map(codec::ts_saturating))
+            .bind(filter.until.map(codec::ts_saturating))
+            .bind(codec::limit(filter.limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|row| codec::event(&row.try_get::<String, _>("body").map_err(db)?))
+            .collect()
+    }
+}
+
+/// Bind a state change after the id: from, to, at, grace until, successor.
+fn bind_change<'q>(q: Q<'q>, id: TokenId, change: &StateChange) -> Result<Q<'q>, StoreError> {
+    Ok(q.bind(codec::id(id))
+        .bind(change.from.as_str())
+        .bind(change.to.as_str())
+        .bind(codec::ts(change.at)?)
+        .bind(codec::ts_opt(change.grace_until)?)
+        .bind(change.successor.map(codec::id)))
+}
