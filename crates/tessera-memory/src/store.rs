@@ -652,3 +652,281 @@ impl Store for MemoryStore {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tessera_core::audit::Actor;
+    use tessera_core::digest::{KeyId, Pepper};
+    use tessera_core::id::{AccessType, ApplicationName, Description, DeviceGroup, PolicyId};
+    use tessera_core::kind::application::AccessTypes;
+    use tessera_core::kind::onboarding::{DeviceBinding, UsageLimit};
+    use tessera_core::kind::{ApplicationData, OnboardingData};
+    use tessera_core::{Secret, format};
+    use time::macros::datetime;
+
+    use super::*;
+
+    const T0: OffsetDateTime = datetime!(2026-01-01 0:00 UTC);
+
+    fn at(secs: i64) -> OffsetDateTime {
+        T0 + Duration::seconds(secs)
+    }
+
+    fn token(data: KindData, limit: UsageLimit) -> TokenRecord {
+        let secret = Secret::generate(data.kind()).unwrap();
+        let presented = format::parse(data.kind(), secret.expose_secret()).unwrap();
+        TokenRecord {
+            id: TokenId::generate().unwrap(),
+            digest: Pepper::new(KeyId(1), [3; 32]).digest(&presented),
+            spelling: presented.spelling(),
+            hint: presented.hint(),
+            state: State::Active,
+            created_at: T0,
+            created_by: Actor::System,
+            generated_by: None,
+            expires_at: None,
+            last_used_at: None,
+            activated_at: T0,
+            grace_until: None,
+            successor: None,
+            limit,
+            uses: 0,
+            data,
+        }
+    }
+
+    fn app() -> TokenRecord {
+        let data = KindData::Application(ApplicationData {
+            name: ApplicationName::parse("app").unwrap(),
+            description: Description::default(),
+            access: AccessTypes::new([AccessType::parse("feeds").unwrap()]).unwrap(),
+        });
+        token(data, UsageLimit::Unlimited)
+    }
+
+    fn onboarding(limit: UsageLimit) -> TokenRecord {
+        let data = KindData::Onboarding(OnboardingData {
+            policy: PolicyId::parse("p").unwrap(),
+            group: DeviceGroup::parse("g").unwrap(),
+            binding: DeviceBinding::Any,
+        });
+        token(data, limit)
+    }
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::from([192, 0, 2, last])
+    }
+
+    async fn addresses(store: &MemoryStore, id: TokenId) -> Vec<(IpAddr, u64, bool)> {
+        store
+            .usage(id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| match e.subject {
+                UsageSubject::Ip(a) => (a, e.count, e.blocked),
+                UsageSubject::Endpoint(..) => panic!("unexpected endpoint entry"),
+            })
+            .collect()
+    }
+
+    fn store(usage: usize, enrollments: usize) -> MemoryStore {
+        MemoryStore::with_limits(
+            MemoryLimits::new()
+                .with_max_usage_entries_per_token(usage)
+                .with_max_enrollments_per_token(enrollments),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_new_address_evicts_the_least_recently_seen() {
+        let s = store(3, 10);
+        let r = app();
+        s.insert(&r).await.unwrap();
+        // 1 is seen last at 40, 2 at 20, 3 at 30: 2 is the least recently seen.
+        for (a, secs) in [(1, 10), (2, 20), (3, 30), (1, 40)] {
+            s.record_usage(r.id, &UsageSubject::Ip(ip(a)), at(secs))
+                .await
+                .unwrap();
+        }
+        s.record_usage(r.id, &UsageSubject::Ip(ip(4)), at(50))
+            .await
+            .unwrap();
+        assert_eq!(
+            addresses(&s, r.id).await,
+            vec![(ip(1), 2, false), (ip(3), 1, false), (ip(4), 1, false)]
+        );
+        // A known address at the cap evicts nothing.
+        s.record_usage(r.id, &UsageSubject::Ip(ip(3)), at(60))
+            .await
+            .unwrap();
+        assert_eq!(addresses(&s, r.id).await.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn blocked_entries_are_never_evicted() {
+        let s = store(2, 10);
+        let r = app();
+        s.insert(&r).await.unwrap();
+        // The block has never been seen (the least recent of all) but stays.
+        s.set_blocked(r.id, ip(1), true).await.unwrap();
+        s.record_usage(r.id, &UsageSubject::Ip(ip(2)), at(10))
+            .await
+            .unwrap();
+        s.record_usage(r.id, &UsageSubject::Ip(ip(3)), at(20))
+            .await
+            .unwrap();
+        assert_eq!(
+            addresses(&s, r.id).await,
+            vec![(ip(1), 0, true), (ip(3), 1, false)]
+        );
+        assert!(s.is_blocked(r.id, ip(1)).await.unwrap());
+        assert_eq!(
+            s.record_usage(r.id, &UsageSubject::Ip(ip(1)), at(30))
+                .await
+                .unwrap(),
+            UsageOutcome::Blocked
+        );
+    }
+
+    #[tokio::test]
+    async fn blocking_a_new_address_at_the_cap_evicts_an_unblocked_one() {
+        let s = store(2, 10);
+        let r = app();
+        s.insert(&r).await.unwrap();
+        s.record_usage(r.id, &UsageSubject::Ip(ip(1)), at(10))
+            .await
+            .unwrap();
+        s.record_usage(r.id, &UsageSubject::Ip(ip(2)), at(20))
+            .await
+            .unwrap();
+        s.set_blocked(r.id, ip(9), true).await.unwrap();
+        assert_eq!(
+            addresses(&s, r.id).await,
+            vec![(ip(2), 1, false), (ip(9), 0, true)]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_token_with_only_blocked_entries_grows_past_the_cap() {
+        let s = store(2, 10);
+        let r = app();
+        s.insert(&r).await.unwrap();
+        s.set_blocked(r.id, ip(1), true).await.unwrap();
+        s.set_blocked(r.id, ip(2), true).await.unwrap();
+        s.set_blocked(r.id, ip(3), true).await.unwrap();
+        s.record_usage(r.id, &UsageSubject::Ip(ip(4)), at(10))
+            .await
+            .unwrap();
+        assert_eq!(
+            addresses(&s, r.id).await,
+            vec![
+                (ip(1), 0, true),
+                (ip(2), 0, true),
+                (ip(3), 0, true),
+                (ip(4), 1, false)
+            ]
+        );
+        // The next new address evicts the one unblocked entry, not a block.
+        s.record_usage(r.id, &UsageSubject::Ip(ip(5)), at(20))
+            .await
+            .unwrap();
+        let kept: Vec<_> = addresses(&s, r.id)
+            .await
+            .into_iter()
+            .map(|(a, ..)| a)
+            .collect();
+        assert_eq!(kept, vec![ip(1), ip(2), ip(3), ip(5)]);
+    }
+
+    #[tokio::test]
+    async fn enrollments_past_the_cap_drop_the_oldest_but_count() {
+        let s = store(10, 3);
+        let r = onboarding(UsageLimit::Unlimited);
+        s.insert(&r).await.unwrap();
+        for i in 0..5 {
+            let d = DeviceId::parse(format!("dev-{i}")).unwrap();
+            assert!(matches!(
+                s.redeem(&r.digest, &d, at(i)).await.unwrap(),
+                Redemption::Redeemed(_)
+            ));
+        }
+        assert_eq!(s.get(r.id).await.unwrap().unwrap().uses, 5);
+        let listed: Vec<_> = s
+            .enrollments(r.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.device.to_string())
+            .collect();
+        assert_eq!(listed, ["dev-2", "dev-3", "dev-4"]);
+    }
+
+    #[tokio::test]
+    async fn zero_limits_are_taken_as_one() {
+        let s = store(0, 0);
+        let r = app();
+        let o = onboarding(UsageLimit::Unlimited);
+        s.insert(&r).await.unwrap();
+        s.insert(&o).await.unwrap();
+        s.record_usage(r.id, &UsageSubject::Ip(ip(1)), at(1))
+            .await
+            .unwrap();
+        s.record_usage(r.id, &UsageSubject::Ip(ip(2)), at(2))
+            .await
+            .unwrap();
+        assert_eq!(addresses(&s, r.id).await, vec![(ip(2), 1, false)]);
+        for i in 0..2 {
+            let d = DeviceId::parse(format!("dev-{i}")).unwrap();
+            s.redeem(&o.digest, &d, at(i)).await.unwrap();
+        }
+        assert_eq!(s.enrollments(o.id).await.unwrap().len(), 1);
+    }
+
+    #[test]
+    fn defaults_and_capabilities() {
+        let s = MemoryStore::default();
+        assert_eq!(s.limits(), MemoryLimits::new());
+        assert_eq!(s.limits().max_usage_entries_per_token, 4_096);
+        assert_eq!(s.limits().max_enrollments_per_token, 100_000);
+        let c = s.capabilities();
+        assert!(!c.durable && !c.shared_across_processes);
+        let shown = format!("{s:?}");
+        assert!(
+            shown.starts_with("MemoryStore") && shown.contains("tokens: 0"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn redemptions_from_many_threads_never_exceed_the_limit() {
+        let s = std::sync::Arc::new(MemoryStore::new());
+        let r = onboarding(UsageLimit::uses(50).unwrap());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(s.insert(&r)).unwrap();
+        let handles: Vec<_> = (0..8)
+            .map(|t| {
+                let (s, digest) = (std::sync::Arc::clone(&s), r.digest);
+                std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .build()
+                        .unwrap();
+                    (0..20)
+                        .filter(|i| {
+                            let d = DeviceId::parse(format!("t{t}-{i}")).unwrap();
+                            let got = rt.block_on(s.redeem(&digest, &d, at(1))).unwrap();
+                            matches!(got, Redemption::Redeemed(_))
+                        })
+                        .count()
+                })
+            })
+            .collect();
+        let admitted: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+        assert_eq!(admitted, 50);
+        let after = rt.block_on(s.get(r.id)).unwrap().unwrap();
+        assert_eq!((after.uses, after.state), (50, State::Exhausted));
+        assert_eq!(rt.block_on(s.enrollments(r.id)).unwrap().len(), 50);
+    }
+}

@@ -25,6 +25,7 @@ pub(super) fn cases() -> Vec<Case> {
     cases![
         redeem_admits_exactly_the_limit,
         redeem_unlimited_admits_every_attempt,
+        redeem_admits_exactly_the_limit_of_each_token,
         redeem_binds_exactly_one_first_device,
         record_usage_counts_add_up,
         change_state_has_one_winner,
@@ -159,6 +160,65 @@ async fn redeem_unlimited_admits_every_attempt(store: Arc<dyn Store>) -> Outcome
     store.insert(&r).await.ctx("insert")?;
     let answers = hammer(&store, &r, 1_000).await?;
     check_winners(&store, &r, &answers, 1_000).await
+}
+
+/// 64 tasks making 2,000 attempts spread over 100 tokens of one to three uses (every
+/// last use contested): each token admits exactly its limit.
+async fn redeem_admits_exactly_the_limit_of_each_token(store: Arc<dyn Store>) -> Outcome {
+    const ATTEMPTS: usize = 2_000;
+    let mut tokens = Vec::with_capacity(100);
+    for i in 0..100 {
+        tokens.push(onboarding_record(UsageLimit::uses(i % 3 + 1)?)?);
+    }
+    store.insert_many(&tokens).await.ctx("insert_many")?;
+    let tokens = Arc::new(tokens);
+    let next = Arc::new(AtomicUsize::new(0));
+    let per_task = race(TASKS, |_| {
+        let (store, next, tokens) = (Arc::clone(&store), Arc::clone(&next), Arc::clone(&tokens));
+        async move {
+            let mut admitted = vec![0u64; tokens.len()];
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= ATTEMPTS {
+                    return Ok::<_, Failed>(admitted);
+                }
+                // Neighbouring attempts, which run at once, go to the same token.
+                let k = (i / 8) % tokens.len();
+                let dev = DeviceId::parse(format!("device-{i:05}"))?;
+                match store
+                    .redeem(&tokens[k].digest, &dev, at(10))
+                    .await
+                    .ctx("redeem")?
+                {
+                    Redemption::Redeemed(_) => admitted[k] += 1,
+                    Redemption::Refused(Rejection::Exhausted) => {}
+                    Redemption::Refused(why) => {
+                        return Err(Failed::from(format!("refused as {why:?}, not Exhausted")));
+                    }
+                }
+            }
+        }
+    })
+    .await?;
+    let mut admitted = vec![0u64; tokens.len()];
+    for task in per_task {
+        for (total, n) in admitted.iter_mut().zip(task?) {
+            *total += n;
+        }
+    }
+    for (r, n) in tokens.iter().zip(admitted) {
+        let limit = r.limit.max().ctx("a limited token")?;
+        ensure_eq!(n, limit, "devices admitted by a token of {limit} uses");
+        let after = stored(&*store, r.id).await?;
+        ensure_eq!(
+            (after.uses, after.state),
+            (limit, State::Exhausted),
+            "stored uses and state"
+        );
+        let enrolled = store.enrollments(r.id).await.ctx("enrollments")?;
+        ensure_eq!(u64::try_from(enrolled.len())?, limit, "enrollments");
+    }
+    Ok(())
 }
 
 /// 64 devices racing for a first-device token with uses to spare: exactly one is admitted and
