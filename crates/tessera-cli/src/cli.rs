@@ -1,0 +1,672 @@
+//! The command line, as clap reads it. Each doc comment is the `--help` text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::error::EXIT_CODES_HELP;
+
+/// Issue, inspect, rotate, revoke and scan for Tessera tokens.
+///
+/// Tokens live in a SQLite database (default: `tessera.db` in the user's data directory) or in
+/// PostgreSQL (`--database-url`). Start with `tessera init`.
+#[derive(Debug, Parser)]
+#[command(name = "tessera", version, after_help = EXIT_CODES_HELP, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: Global,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub(crate) struct Global {
+    /// SQLite database file [default: tessera.db in the user's data directory, e.g.
+    /// ~/.local/share/tessera]
+    #[arg(long, env = "TESSERA_DB", global = true, value_name = "PATH")]
+    pub(crate) db: Option<PathBuf>,
+    /// Use PostgreSQL at this URL instead of SQLite (postgres://user@host/database)
+    #[arg(
+        long,
+        env = "TESSERA_DATABASE_URL",
+        global = true,
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub(crate) database_url: Option<String>,
+    /// Pepper key file [default: tessera.key beside the SQLite database, or in the data
+    /// directory for PostgreSQL]; the environment variable TESSERA_PEPPER (64 hex characters)
+    /// takes precedence over any file
+    #[arg(long, env = "TESSERA_KEY_FILE", global = true, value_name = "PATH")]
+    pub(crate) key: Option<PathBuf>,
+    /// Act as this user, recorded in the audit trail [default: $USER, else "operator"]
+    #[arg(long = "as", env = "TESSERA_USER", global = true, value_name = "USER")]
+    pub(crate) as_user: Option<String>,
+    /// Act as an administrator: manage every user's auth tokens and issue them for others
+    #[arg(long, global = true)]
+    pub(crate) admin: bool,
+    /// Print results as JSON for scripts (errors too, on standard error)
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    /// Do not ask before destructive commands (required when there is no terminal)
+    #[arg(short = 'y', long, global = true)]
+    pub(crate) yes: bool,
+    /// Pretend the time is this RFC 3339 instant (for testing and planning sweeps)
+    #[arg(
+        long,
+        env = "TESSERA_NOW",
+        global = true,
+        hide = true,
+        value_name = "TIME"
+    )]
+    pub(crate) now: Option<String>,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Create the database, apply its migrations and create the pepper key file
+    ///
+    /// The key file (hex, mode 0600) is written beside the database as tessera.key, unless
+    /// TESSERA_PEPPER is set. Keep it out of the database's backups: it is what makes a leaked
+    /// database useless. An existing key file is never overwritten.
+    Init,
+    /// Mass-deployment tokens for client installers
+    #[command(subcommand)]
+    Deployment(DeploymentCmd),
+    /// Device onboarding (enrollment) tokens: usage-limited, shown as QR codes
+    #[command(subcommand)]
+    Onboarding(OnboardingCmd),
+    /// Endpoint tokens: primaries per endpoint and method, secondaries mapped to them
+    #[command(subcommand)]
+    Endpoint(EndpointCmd),
+    /// Per-user auth tokens scoped to a subset of the user's delegated actions
+    #[command(subcommand)]
+    Auth(AuthCmd),
+    /// Application bearer tokens with a per-IP usage log, IP blocking and inactivity rules
+    #[command(subcommand)]
+    App(AppCmd),
+    /// List tokens of every kind
+    List(ListArgs),
+    /// Show one token
+    Show {
+        /// Token id (or a unique prefix of at least 6 characters)
+        id: String,
+    },
+    /// Rotate a token: issue a successor with the same settings and retire the old one
+    Rotate {
+        /// Token id (or a unique prefix)
+        id: String,
+        /// Keep the old token working this long (e.g. 30m, 12h, 7d); at once by default
+        #[arg(long, value_name = "DURATION")]
+        grace: Option<String>,
+    },
+    /// Revoke tokens of any kind, for good
+    Revoke {
+        /// Token ids (or unique prefixes)
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Apply expiry, auto-renewal, grace ends, dormancy and deletion to every token
+    Sweep(SweepArgs),
+    /// Show the audit trail, oldest first
+    Audit(AuditArgs),
+    /// Check a token without using it: its kind, id and whether it is in force
+    ///
+    /// Exits 0 when the token is in force and 3 when it is not (malformed, unknown, expired,
+    /// revoked, ...). Nothing is recorded: use the kind's own check (`deployment verify`,
+    /// `endpoint check`, `auth check`, `app verify`, `onboarding redeem`) to exercise it.
+    Verify {
+        /// The token [default: read from standard input, which keeps it out of shell history]
+        token: Option<String>,
+    },
+    /// Find Tessera tokens in text (logs, repositories) by prefix and checksum
+    ///
+    /// Only text with a Tessera prefix and a valid checksum is reported, so look-alikes and
+    /// random text give no false positives. Each finding shows file, line, kind, hint and the
+    /// token's current state in the database. Plain 64-character endpoint secondaries and
+    /// onboarding short codes have no prefix and are not searched for.
+    Scan(ScanArgs),
+    /// Print a shell completion script (e.g. `tessera completions bash > /etc/bash_completion.d/tessera`)
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `tessera list`.
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    /// Only this kind
+    #[arg(long, value_enum)]
+    pub(crate) kind: Option<KindArg>,
+    /// Only tokens in force (active, or rotated and in their grace window)
+    #[arg(long)]
+    pub(crate) active: bool,
+}
+
+/// A token kind on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(crate) enum KindArg {
+    /// Deployment tokens
+    Deployment,
+    /// Onboarding tokens
+    Onboarding,
+    /// Endpoint tokens
+    Endpoint,
+    /// Auth tokens
+    Auth,
+    /// Application tokens
+    #[value(alias = "app")]
+    Application,
+}
+
+/// `tessera sweep`.
+#[derive(Debug, Args)]
+pub(crate) struct SweepArgs {
+    /// Show what would happen and change nothing
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Application tokens unused this long go dormant
+    #[arg(long, value_name = "DURATION", default_value = "30d")]
+    pub(crate) dormant_after: String,
+    /// Application tokens unused this long are deleted for good
+    #[arg(long, value_name = "DURATION", default_value = "90d")]
+    pub(crate) delete_after: String,
+}
+
+/// `tessera audit`.
+#[derive(Debug, Args)]
+pub(crate) struct AuditArgs {
+    /// Only events about this token (id or unique prefix)
+    #[arg(long)]
+    pub(crate) token: Option<String>,
+    /// Only events by this actor: a user name, `system` or `client`
+    #[arg(long)]
+    pub(crate) actor: Option<String>,
+    /// Only events at or after: RFC 3339, a date (2026-01-31) or an age (24h, 7d)
+    #[arg(long, value_name = "TIME")]
+    pub(crate) since: Option<String>,
+    /// Only events before: RFC 3339, a date or an age
+    #[arg(long, value_name = "TIME")]
+    pub(crate) until: Option<String>,
+    /// At most this many events (the oldest that match)
+    #[arg(long)]
+    pub(crate) limit: Option<usize>,
+}
+
+/// `tessera scan`.
+#[derive(Debug, Args)]
+pub(crate) struct ScanArgs {
+    /// Files to scan [default: standard input]
+    pub(crate) files: Vec<PathBuf>,
+    /// Revoke every token found that is still revocable (asks first unless --yes)
+    #[arg(long, conflicts_with = "offline")]
+    pub(crate) revoke: bool,
+    /// Do not open the database: report kind, hint and place only
+    #[arg(long)]
+    pub(crate) offline: bool,
+}
+
+/// `tessera deployment ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum DeploymentCmd {
+    /// Generate a token; older ones stay valid until their own expiry
+    Generate {
+        /// A name for reference
+        #[arg(long)]
+        name: String,
+        /// Expiry: 90m, 12h, 30d or a date (2027-01-31)
+        #[arg(long, value_name = "EXPIRY")]
+        expires: Option<String>,
+        /// On expiry, issue a successor valid 90 days (by `tessera sweep`)
+        #[arg(long, requires = "expires")]
+        auto_renew: bool,
+        /// Also print the installer command: a template with {token} where the token goes
+        #[arg(long, value_name = "TEMPLATE")]
+        command: Option<String>,
+    },
+    /// List the tokens; the most recent one in force is marked latest
+    List,
+    /// Expire a token at once; commands rendered with it stop working
+    Expire {
+        /// Token id (or a unique prefix)
+        id: String,
+    },
+    /// Render the installer command for the most recent token
+    ///
+    /// The token itself is needed, as it is not stored: pass it on standard input.
+    Command {
+        /// The command template, with {token} where the token goes
+        #[arg(long, value_name = "TEMPLATE")]
+        template: String,
+        /// The token [default: read from standard input]
+        token: Option<String>,
+    },
+    /// Validate a token as an installer would present it (recorded as a use)
+    Verify {
+        /// The token [default: read from standard input]
+        token: Option<String>,
+    },
+}
+
+/// A QR output format.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(crate) enum QrFormat {
+    /// An SVG file (needs --out)
+    Svg,
+    /// A PNG file (needs --out)
+    Png,
+    /// Half blocks in the terminal
+    Terminal,
+}
+
+/// What the QR code carries.
+#[derive(Debug, Args)]
+pub(crate) struct QrArgs {
+    /// Carry a link to this base URI with the token in a query parameter
+    /// (e.g. https://mdm.example.com/enroll) instead of the token alone
+    #[arg(long, value_name = "URI", conflicts_with = "android_component")]
+    pub(crate) uri: Option<String>,
+    /// Carry the Android Enterprise provisioning JSON: the DPC's admin receiver
+    /// (package/.Receiver); needs --android-download and --android-checksum
+    #[arg(long, value_name = "COMPONENT", requires_all = ["android_download", "android_checksum"])]
+    pub(crate) android_component: Option<String>,
+    /// Android provisioning: https URL of the DPC's APK
+    #[arg(long, value_name = "URL", requires = "android_component")]
+    pub(crate) android_download: Option<String>,
+    /// Android provisioning: URL-safe base64 SHA-256 of the APK's signing certificate
+    #[arg(long, value_name = "SHA256", requires = "android_component")]
+    pub(crate) android_checksum: Option<String>,
+    /// Error correction: l, m (screens), q, h (printed codes)
+    #[arg(long, value_name = "LEVEL", default_value = "m")]
+    pub(crate) ec: String,
+}
+
+/// `tessera onboarding ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum OnboardingCmd {
+    /// Create a token; optionally draw it as a QR code at once
+    Create {
+        #[command(flatten)]
+        spec: OnboardingSpec,
+        /// Bind the token to this device id
+        #[arg(long, conflicts_with = "first_device")]
+        device: Option<String>,
+        /// Bind the token to the first device that redeems it
+        #[arg(long)]
+        first_device: bool,
+        /// Spell the token as a short code a person can type on a device
+        #[arg(long)]
+        short_code: bool,
+        /// Draw the token as a QR code too
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        qr: Option<QrFormat>,
+        /// Where the SVG or PNG goes (created with mode 0600; never overwritten)
+        #[arg(long, value_name = "FILE", requires = "qr")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        qr_args: QrArgs,
+    },
+    /// Create many tokens at once, e.g. one per device group, with a progress bar
+    ///
+    /// The secrets are written once, as tab-separated lines (id, group, policy, token) or JSON
+    /// lines with --json, to --out (created with mode 0600, never overwritten) or to standard
+    /// output.
+    Bulk {
+        #[command(flatten)]
+        spec: OnboardingSpec,
+        /// More device groups: one batch of --count tokens per group
+        #[arg(long = "also-group", value_name = "GROUP")]
+        also_groups: Vec<String>,
+        /// Tokens per group
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+        /// Where the secrets go [default: standard output]
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Redeem a token for a device, as the device would (consumes one use)
+    Redeem {
+        /// The device id
+        #[arg(long)]
+        device: String,
+        /// The token [default: read from standard input]
+        token: Option<String>,
+    },
+    /// Revoke tokens: no further device can enroll with them
+    Revoke {
+        /// Token ids (or unique prefixes)
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Draw a QR code for a token you hold (secrets are not stored: pass the token)
+    ///
+    /// The token is checked first: it must be an onboarding token of this database that can
+    /// still enroll devices.
+    Qr {
+        /// Output format
+        #[arg(long, value_enum, default_value = "terminal")]
+        format: QrFormat,
+        /// Where the SVG or PNG goes (created with mode 0600; never overwritten)
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        qr_args: QrArgs,
+        /// The token [default: read from standard input]
+        token: Option<String>,
+    },
+    /// List the tokens with their uses and enrolled devices
+    List,
+}
+
+/// What an onboarding token applies.
+#[derive(Debug, Args)]
+pub(crate) struct OnboardingSpec {
+    /// Enrollment policy applied to devices
+    #[arg(long)]
+    pub(crate) policy: String,
+    /// Device group devices are placed in
+    #[arg(long)]
+    pub(crate) group: String,
+    /// Uses allowed [default: 1]
+    #[arg(long, conflicts_with = "unlimited")]
+    pub(crate) uses: Option<u64>,
+    /// Any number of uses
+    #[arg(long)]
+    pub(crate) unlimited: bool,
+    /// Expiry: 90m, 12h, 30d or a date (2027-01-31)
+    #[arg(long, value_name = "EXPIRY")]
+    pub(crate) expires: Option<String>,
+}
+
+/// An HTTP method on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(crate) enum MethodArg {
+    /// GET
+    #[value(alias = "GET")]
+    Get,
+    /// POST
+    #[value(alias = "POST")]
+    Post,
+    /// DELETE
+    #[value(alias = "DELETE")]
+    Delete,
+}
+
+/// `tessera endpoint ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum EndpointCmd {
+    /// Turn token authentication on: generates the GET and POST primaries (and DELETE)
+    Enable {
+        /// The endpoint (a route or configured name)
+        endpoint: String,
+        /// The endpoint allows deleting: generate a DELETE primary too
+        #[arg(long)]
+        allow_delete: bool,
+    },
+    /// Turn token authentication off: revokes the primaries and removes mappings to them
+    Disable {
+        /// The endpoint
+        endpoint: String,
+    },
+    /// Allow or forbid DELETE: allowing generates its primary, forbidding revokes it
+    AllowDelete {
+        /// The endpoint
+        endpoint: String,
+        /// Forbid deleting instead
+        #[arg(long)]
+        off: bool,
+    },
+    /// Primary tokens
+    #[command(subcommand)]
+    Primary(PrimaryCmd),
+    /// Secondary tokens, one per integrating application
+    #[command(subcommand)]
+    Secondary(SecondaryCmd),
+    /// Check a request (endpoint, method, token) as the endpoint would (recorded as traffic)
+    Check {
+        /// The endpoint
+        endpoint: String,
+        /// The method
+        #[arg(value_enum)]
+        method: MethodArg,
+        /// The client address, for the audit trail
+        #[arg(long)]
+        ip: Option<std::net::IpAddr>,
+        /// The token [default: read from standard input]
+        token: Option<String>,
+    },
+    /// Accepted requests per token on an endpoint: which application talks to it
+    Traffic {
+        /// The endpoint
+        endpoint: String,
+    },
+}
+
+/// `tessera endpoint primary ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum PrimaryCmd {
+    /// List an endpoint's primaries in force
+    List {
+        /// The endpoint
+        endpoint: String,
+    },
+    /// Regenerate the primary of a method; the old one is refused at once or after --grace
+    Regenerate {
+        /// The endpoint
+        endpoint: String,
+        /// The method
+        #[arg(value_enum)]
+        method: MethodArg,
+        /// Keep the old primary working this long (e.g. 10m, 1h)
+        #[arg(long, value_name = "DURATION")]
+        grace: Option<String>,
+    },
+}
+
+/// `tessera endpoint secondary ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum SecondaryCmd {
+    /// Create a secondary: 64 random alphanumerics, enabled, mapped nowhere yet
+    Create {
+        /// Name it after the integrating application
+        #[arg(long)]
+        name: String,
+        /// What it is for
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List secondaries (active ones unless --all)
+    List {
+        /// Include deactivated secondaries
+        #[arg(long)]
+        all: bool,
+        /// Hide secondaries mapped nowhere
+        #[arg(long)]
+        hide_unassigned: bool,
+    },
+    /// Turn a secondary's enabled toggle on
+    Enable {
+        /// Secondary id (or a unique prefix)
+        id: String,
+    },
+    /// Turn a secondary's enabled toggle off: every integration using it stops
+    Disable {
+        /// Secondary id (or a unique prefix)
+        id: String,
+    },
+    /// Activate a deactivated secondary
+    Activate {
+        /// Secondary id (or a unique prefix)
+        id: String,
+    },
+    /// Deactivate a secondary: it leaves the default listing and is refused
+    Deactivate {
+        /// Secondary id (or a unique prefix)
+        id: String,
+    },
+    /// Give a secondary a new value in place, keeping its id and mappings
+    Regenerate {
+        /// Secondary id (or a unique prefix)
+        id: String,
+    },
+    /// Map a secondary to the primary of an endpoint and method
+    Map {
+        /// Secondary id (or a unique prefix)
+        id: String,
+        /// The endpoint
+        endpoint: String,
+        /// The method
+        #[arg(value_enum)]
+        method: MethodArg,
+    },
+    /// Remove a mapping
+    Unmap {
+        /// Secondary id (or a unique prefix)
+        id: String,
+        /// The endpoint
+        endpoint: String,
+        /// The method
+        #[arg(value_enum)]
+        method: MethodArg,
+    },
+    /// Turn a mapping on
+    MapEnable {
+        /// Secondary id (or a unique prefix)
+        id: String,
+        /// The endpoint
+        endpoint: String,
+        /// The method
+        #[arg(value_enum)]
+        method: MethodArg,
+    },
+    /// Turn a mapping off: stops that integration alone
+    MapDisable {
+        /// Secondary id (or a unique prefix)
+        id: String,
+        /// The endpoint
+        endpoint: String,
+        /// The method
+        #[arg(value_enum)]
+        method: MethodArg,
+    },
+}
+
+/// `tessera auth ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuthCmd {
+    /// Generate a token for yourself, or with --admin for another user (shown as generated-by)
+    ///
+    /// The CLI has no user directory: pass the actions delegated to the owner with --delegated.
+    /// The scope must be a subset of them.
+    Generate {
+        /// A name for the token
+        #[arg(long)]
+        name: String,
+        /// The owner [default: the acting user, see --as]
+        #[arg(long = "for", value_name = "USER")]
+        owner: Option<String>,
+        /// Actions the token may do, comma-separated
+        #[arg(long, value_delimiter = ',', required = true)]
+        scope: Vec<String>,
+        /// Actions delegated to the owner now, comma-separated [default: the scope]
+        #[arg(long, value_delimiter = ',')]
+        delegated: Vec<String>,
+        /// Expiry: 90m, 12h, 30d or a date (2027-01-31)
+        #[arg(long, value_name = "EXPIRY")]
+        expires: String,
+    },
+    /// List your tokens, or with --admin everyone's
+    List {
+        /// Only this owner's (an administrator's option)
+        #[arg(long, value_name = "USER")]
+        owner: Option<String>,
+    },
+    /// Delete tokens (several at once); permission is checked for all before any is deleted
+    Delete {
+        /// Token ids (or unique prefixes)
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Check a request for an action, as the REST API would (recorded as a use)
+    Check {
+        /// The action requested
+        #[arg(long)]
+        action: String,
+        /// Actions the owner holds now, comma-separated
+        #[arg(long, value_delimiter = ',', required = true)]
+        held: Vec<String>,
+        /// The token [default: read from standard input]
+        token: Option<String>,
+    },
+}
+
+/// `tessera app ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum AppCmd {
+    /// Generate a token, active at once
+    Create {
+        /// Unique name: letters, digits and dashes, at most 32
+        #[arg(long)]
+        name: String,
+        /// What it is for, at most 1024 characters
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Access types, comma-separated (e.g. security-director,third-party-feeds)
+        #[arg(long, value_delimiter = ',', required = true)]
+        access: Vec<String>,
+    },
+    /// List the tokens
+    List,
+    /// Deactivate a token: all access is refused until it is activated
+    Deactivate {
+        /// Token id (or a unique prefix)
+        id: String,
+    },
+    /// Activate a deactivated or dormant token
+    Activate {
+        /// Token id (or a unique prefix)
+        id: String,
+    },
+    /// The addresses that used a token, with first and last use
+    Ips {
+        /// Token id (or a unique prefix)
+        id: String,
+    },
+    /// Block an address for a token
+    Block {
+        /// Token id (or a unique prefix)
+        id: String,
+        /// The address
+        ip: std::net::IpAddr,
+    },
+    /// Unblock an address for a token
+    Unblock {
+        /// Token id (or a unique prefix)
+        id: String,
+        /// The address
+        ip: std::net::IpAddr,
+    },
+    /// Validate a token from an address, as the API would (recorded in the IP log)
+    Verify {
+        /// The client address
+        #[arg(long)]
+        ip: std::net::IpAddr,
+        /// The token, or a whole `Bearer <token>` header [default: read from standard input]
+        token: Option<String>,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,61 @@
+//! # tessera
+//!
+//! The `tessera` command: every action of the five token consoles (deployment, onboarding,
+//! endpoint, auth and application tokens) from the shell, over a SQLite file by default or a
+//! shared PostgreSQL database. See `tessera --help` and this crate's README.
+#![forbid(unsafe_code)]
+
+mod cli;
+mod cmd;
+mod context;
+mod error;
+mod output;
+mod parse;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::Cli;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.global.json;
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let err = error::CliError::failure(format!("cannot start the async runtime: {e}"));
+            report(&err, json);
+            return ExitCode::from(err.exit_code());
+        }
+    };
+    match runtime.block_on(cmd::run(cli)) {
+        Ok(()) => ExitCode::from(error::EXIT_OK),
+        Err(e) => {
+            report(&e, json);
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Print an error on standard error: a line for people, a JSON object for scripts.
+fn report(e: &error::CliError, json: bool) {
+    if json {
+        let mut v = serde_json::json!({
+            "error": {
+                "class": e.class(),
+                "exit_code": e.exit_code(),
+                "message": e.to_string(),
+            }
+        });
+        if let error::CliError::Rejected { reason, .. } = e {
+            v["error"]["reason"] = serde_json::Value::from(reason.code());
+        }
+        eprintln!("{v}");
+    } else {
+        eprintln!("error: {e}");
+    }
+}
