@@ -129,7 +129,7 @@ async fn admin_generates_for_others_and_manages_everyone() {
     }
     // Audit records the admin as generated_by on the issue event.
     let events = svc
-        .audit(&tessera::store::AuditFilter { token: Some(for_bob.token.id), ..Default::default() })
+        .audit(&tessera::store::AuditFilter::default().token(for_bob.token.id))
         .await
         .unwrap();
     assert_eq!(events[0].generated_by.as_ref().map(UserId::as_str), Some("root"));

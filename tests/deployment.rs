@@ -100,7 +100,7 @@ async fn auto_renewal_issues_a_90_day_successor_once() {
     assert_eq!(d.validate(old.secret.expose_secret()).await.unwrap(), Err(Rejection::Expired));
     assert!(d.validate(successor.secret.expose_secret()).await.unwrap().is_ok());
     let renewed_events = svc
-        .audit(&tessera::store::AuditFilter { token: Some(old.token.id), ..Default::default() })
+        .audit(&tessera::store::AuditFilter::default().token(old.token.id))
         .await
         .unwrap();
     assert!(renewed_events

@@ -142,7 +142,7 @@ async fn cleanup_purges_dead_tokens_after_retention_and_keeps_audit() {
     assert!(svc.token(alive.token.id).await.is_ok());
     assert_eq!(svc.deployment().validate(dead.secret.expose_secret()).await.unwrap(), Err(Rejection::NotFound));
     let trail = svc
-        .audit(&AuditFilter { token: Some(dead.token.id), ..Default::default() })
+        .audit(&AuditFilter::default().token(dead.token.id))
         .await
         .unwrap();
     assert!(matches!(trail.first().unwrap().action, AuditAction::Issued));
@@ -160,7 +160,7 @@ async fn audit_trail_records_every_change_and_use_without_secrets() {
     let _ = svc.application().validate_bearer(&h, ip()).await.unwrap();
     svc.application().block(t.token.id, ip(), &admin()).await.unwrap();
 
-    let all = svc.audit(&AuditFilter { token: Some(t.token.id), ..Default::default() }).await.unwrap();
+    let all = svc.audit(&AuditFilter::default().token(t.token.id)).await.unwrap();
     let kinds: Vec<String> = all.iter().map(|e| format!("{:?}", e.action)).collect();
     assert_eq!(all.len(), 5, "{kinds:?}");
     assert!(matches!(all[0].action, AuditAction::Issued));
@@ -170,12 +170,12 @@ async fn audit_trail_records_every_change_and_use_without_secrets() {
     assert!(matches!(all[3].action, AuditAction::Refused { reason: Rejection::Disabled }));
     assert!(matches!(all[4].action, AuditAction::IpBlocked));
     let by_admin = svc
-        .audit(&AuditFilter { actor: Some(Actor::User(admin().id().clone())), ..Default::default() })
+        .audit(&AuditFilter::default().actor(Actor::User(admin().id().clone())))
         .await
         .unwrap();
     assert_eq!(by_admin.len(), 3);
     let later = svc
-        .audit(&AuditFilter { since: Some(common::T0 + Duration::seconds(30)), ..Default::default() })
+        .audit(&AuditFilter::default().since(common::T0 + Duration::seconds(30)))
         .await
         .unwrap();
     assert_eq!(later.len(), 3);

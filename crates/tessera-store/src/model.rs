@@ -181,6 +181,41 @@ pub struct AuditFilter {
 }
 
 impl AuditFilter {
+    /// Only events about this token.
+    #[must_use]
+    pub const fn token(mut self, id: TokenId) -> Self {
+        self.token = Some(id);
+        self
+    }
+
+    /// Only events by this actor.
+    #[must_use]
+    pub fn actor(mut self, actor: tessera_core::audit::Actor) -> Self {
+        self.actor = Some(actor);
+        self
+    }
+
+    /// Only events at or after `at`.
+    #[must_use]
+    pub const fn since(mut self, at: OffsetDateTime) -> Self {
+        self.since = Some(at);
+        self
+    }
+
+    /// Only events before `at`.
+    #[must_use]
+    pub const fn until(mut self, at: OffsetDateTime) -> Self {
+        self.until = Some(at);
+        self
+    }
+
+    /// At most `n` events.
+    #[must_use]
+    pub const fn limit(mut self, n: usize) -> Self {
+        self.limit = Some(n);
+        self
+    }
+
     /// Whether `e` passes the filter, limit aside.
     pub fn matches(&self, e: &tessera_core::audit::AuditEvent) -> bool {
         self.token.is_none_or(|t| e.subject.token == Some(t))
