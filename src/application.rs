@@ -2,16 +2,16 @@
 
 use std::net::IpAddr;
 
+use tessera_core::Kind;
+use tessera_core::audit::{AuditAction, AuditEvent};
 use tessera_core::format::Spelling;
 use tessera_core::id::{ApplicationName, Description, TokenId};
+use tessera_core::kind::KindData;
 use tessera_core::kind::application::{AccessTypes, ApplicationData};
 use tessera_core::kind::onboarding::UsageLimit;
-use tessera_core::kind::KindData;
 use tessera_core::lifecycle::{Action, State};
 use tessera_core::record::TokenSummary;
 use tessera_core::validate::{self, Rejection, Request};
-use tessera_core::audit::{AuditAction, AuditEvent};
-use tessera_core::Kind;
 use tessera_store::{StoreError, TokenFilter, UsageEntry, UsageOutcome, UsageSubject};
 
 use crate::error::{Error, Result};
@@ -88,7 +88,13 @@ impl ApplicationTokens<'_> {
     /// # Errors
     ///
     /// `AlreadyExists` from the store when the name is taken by a token in force.
-    pub async fn create(&self, name: ApplicationName, description: Description, access: AccessTypes, by: &Principal) -> Result<Issued> {
+    pub async fn create(
+        &self,
+        name: ApplicationName,
+        description: Description,
+        access: AccessTypes,
+        by: &Principal,
+    ) -> Result<Issued> {
         let now = self.svc.now();
         let (secret, record) = self.svc.mint(
             Kind::Application,
@@ -138,7 +144,10 @@ impl ApplicationTokens<'_> {
     ///
     /// A transition error unless active or dormant.
     pub async fn deactivate(&self, id: TokenId, by: &Principal) -> Result<TokenSummary> {
-        let r = self.svc.transition(Some(Kind::Application), id, Action::Disable, by.actor()).await?;
+        let r = self
+            .svc
+            .transition(Some(Kind::Application), id, Action::Disable, by.actor())
+            .await?;
         Ok(r.summary(self.svc.now()))
     }
 
@@ -154,7 +163,10 @@ impl ApplicationTokens<'_> {
         } else {
             Action::Enable
         };
-        let r = self.svc.transition(Some(Kind::Application), id, action, by.actor()).await?;
+        let r = self
+            .svc
+            .transition(Some(Kind::Application), id, action, by.actor())
+            .await?;
         Ok(r.summary(self.svc.now()))
     }
 
@@ -165,7 +177,11 @@ impl ApplicationTokens<'_> {
     ///
     /// Store failures. A refused token is `Ok(Err(rejection))`; a header that is not a bearer
     /// header is `Malformed`.
-    pub async fn validate_bearer(&self, header: &str, ip: IpAddr) -> Result<Result<ApplicationAccess, Rejection>> {
+    pub async fn validate_bearer(
+        &self,
+        header: &str,
+        ip: IpAddr,
+    ) -> Result<Result<ApplicationAccess, Rejection>> {
         match parse_bearer(header) {
             Ok(token) => self.validate(token, ip).await,
             Err(_) => Ok(Err(Rejection::Malformed)),
@@ -177,23 +193,38 @@ impl ApplicationTokens<'_> {
     /// # Errors
     ///
     /// Store failures.
-    pub async fn validate(&self, token: &str, ip: IpAddr) -> Result<Result<ApplicationAccess, Rejection>> {
+    pub async fn validate(
+        &self,
+        token: &str,
+        ip: IpAddr,
+    ) -> Result<Result<ApplicationAccess, Rejection>> {
         let now = self.svc.now();
         let record = match self.svc.lookup(Kind::Application, token).await? {
             Ok(r) => r,
             Err(rej) => return Ok(Err(rej)),
         };
         let event = self.svc.use_event(&record, now).ip(Some(ip));
-        let request = Request::Application { ip, ip_blocked: false };
+        let request = Request::Application {
+            ip,
+            ip_blocked: false,
+        };
         if let Err(rej) = validate::validate(&record, &request, now) {
             self.svc.refused(&record, rej, event).await?;
             return Ok(Err(rej));
         }
         // The block check and the count are one atomic upsert.
-        match self.svc.inner.store.record_usage(record.id, &UsageSubject::Ip(ip), now).await {
+        match self
+            .svc
+            .inner
+            .store
+            .record_usage(record.id, &UsageSubject::Ip(ip), now)
+            .await
+        {
             Ok(UsageOutcome::Counted(_)) => {}
             Ok(UsageOutcome::Blocked) => {
-                self.svc.refused(&record, Rejection::IpBlocked, event).await?;
+                self.svc
+                    .refused(&record, Rejection::IpBlocked, event)
+                    .await?;
                 return Ok(Err(Rejection::IpBlocked));
             }
             Err(StoreError::NotFound { .. }) => return Ok(Err(Rejection::NotFound)),
@@ -246,7 +277,13 @@ impl ApplicationTokens<'_> {
         self.set_blocked(id, ip, false, by).await
     }
 
-    async fn set_blocked(&self, id: TokenId, ip: IpAddr, blocked: bool, by: &Principal) -> Result<UsageEntry> {
+    async fn set_blocked(
+        &self,
+        id: TokenId,
+        ip: IpAddr,
+        blocked: bool,
+        by: &Principal,
+    ) -> Result<UsageEntry> {
         let r = self.svc.record(Kind::Application, id).await?;
         if r.state == State::Deleted {
             return Err(Error::NoSuchToken {
@@ -255,7 +292,11 @@ impl ApplicationTokens<'_> {
             });
         }
         let entry = self.svc.inner.store.set_blocked(id, ip, blocked).await?;
-        let action = if blocked { AuditAction::IpBlocked } else { AuditAction::IpUnblocked };
+        let action = if blocked {
+            AuditAction::IpBlocked
+        } else {
+            AuditAction::IpUnblocked
+        };
         let event = AuditEvent::new(self.svc.now(), by.actor(), action)
             .token(r.id, r.kind(), &r.hint)
             .ip(Some(ip));

@@ -2,15 +2,15 @@
 
 use std::collections::BTreeSet;
 
+use tessera_core::Kind;
 use tessera_core::format::Spelling;
 use tessera_core::id::{Permission, TokenId, TokenName, UserId};
+use tessera_core::kind::KindData;
 use tessera_core::kind::auth::{AuthData, Expiry, Scope};
 use tessera_core::kind::onboarding::UsageLimit;
-use tessera_core::kind::KindData;
 use tessera_core::lifecycle::Action;
 use tessera_core::record::{TokenRecord, TokenSummary};
 use tessera_core::validate::{self, Rejection, Request};
-use tessera_core::Kind;
 use tessera_store::TokenFilter;
 
 use crate::error::{Error, Result};
@@ -72,7 +72,12 @@ impl AuthTokens<'_> {
     ///
     /// [`Error::Forbidden`] when a non-admin generates for someone else; a scope action the
     /// owner does not hold; an expiry not in the future.
-    pub async fn generate(&self, spec: NewAuth, delegated: &BTreeSet<Permission>, by: &Principal) -> Result<Issued> {
+    pub async fn generate(
+        &self,
+        spec: NewAuth,
+        delegated: &BTreeSet<Permission>,
+        by: &Principal,
+    ) -> Result<Issued> {
         if &spec.owner != by.id() && !by.is_admin() {
             return Err(Error::Forbidden {
                 why: "only an administrator can generate auth tokens for another user",
@@ -168,7 +173,9 @@ impl AuthTokens<'_> {
             if r.state.is_terminal() {
                 continue;
             }
-            self.svc.transition(Some(Kind::Auth), r.id, Action::Delete, by.actor()).await?;
+            self.svc
+                .transition(Some(Kind::Auth), r.id, Action::Delete, by.actor())
+                .await?;
             n += 1;
         }
         Ok(n)
@@ -181,7 +188,12 @@ impl AuthTokens<'_> {
     ///
     /// Store failures. A refused token is `Ok(Err(rejection))`; scope refusals map to
     /// `insufficient_scope`.
-    pub async fn check(&self, token: &str, action: &Permission, held: &BTreeSet<Permission>) -> Result<Result<AuthAccess, Rejection>> {
+    pub async fn check(
+        &self,
+        token: &str,
+        action: &Permission,
+        held: &BTreeSet<Permission>,
+    ) -> Result<Result<AuthAccess, Rejection>> {
         let now = self.svc.now();
         let record = match self.svc.lookup(Kind::Auth, token).await? {
             Ok(r) => r,

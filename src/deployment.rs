@@ -2,9 +2,9 @@
 
 use tessera_core::format::Spelling;
 use tessera_core::id::{TokenId, TokenName};
+use tessera_core::kind::KindData;
 use tessera_core::kind::deployment::{self as rules, DeploymentData};
 use tessera_core::kind::onboarding::UsageLimit;
-use tessera_core::kind::KindData;
 use tessera_core::lifecycle::{Action, State};
 use tessera_core::record::{TokenRecord, TokenSummary};
 use tessera_core::validate::{self, Accepted, Rejection, Request};
@@ -104,7 +104,9 @@ impl DeploymentTokens<'_> {
     ///
     /// Store failures.
     pub async fn list(&self) -> Result<Vec<TokenSummary>> {
-        self.svc.list(&TokenFilter::default().kind(Kind::Deployment)).await
+        self.svc
+            .list(&TokenFilter::default().kind(Kind::Deployment))
+            .await
     }
 
     /// The most recently generated token still in force: the one installer commands should
@@ -119,7 +121,11 @@ impl DeploymentTokens<'_> {
             .svc
             .inner
             .store
-            .list(&TokenFilter::default().kind(Kind::Deployment).states([State::Active]))
+            .list(
+                &TokenFilter::default()
+                    .kind(Kind::Deployment)
+                    .states([State::Active]),
+            )
             .await?;
         Ok(records
             .iter()
@@ -135,7 +141,10 @@ impl DeploymentTokens<'_> {
     ///
     /// [`Error::NoSuchToken`]; a transition error when it is already expired or revoked.
     pub async fn expire(&self, id: TokenId, by: &Principal) -> Result<TokenSummary> {
-        let r = self.svc.transition(Some(Kind::Deployment), id, Action::Expire, by.actor()).await?;
+        let r = self
+            .svc
+            .transition(Some(Kind::Deployment), id, Action::Expire, by.actor())
+            .await?;
         Ok(r.summary(self.svc.now()))
     }
 
@@ -151,7 +160,11 @@ impl DeploymentTokens<'_> {
         let latest = self.latest().await?.ok_or(Error::Unsupported(
             "no deployment token is in force; generate one first",
         ))?;
-        match self.svc.lookup(Kind::Deployment, secret.expose_secret()).await? {
+        match self
+            .svc
+            .lookup(Kind::Deployment, secret.expose_secret())
+            .await?
+        {
             Ok(r) if r.id == latest.id => {}
             _ => {
                 return Err(Error::Unsupported(
@@ -159,7 +172,10 @@ impl DeploymentTokens<'_> {
                 ));
             }
         }
-        Ok(Secret::from_presented(rules::render_command(template, secret.expose_secret())?))
+        Ok(Secret::from_presented(rules::render_command(
+            template,
+            secret.expose_secret(),
+        )?))
     }
 
     /// Validate a token an installer presents.

@@ -5,9 +5,9 @@ use std::net::IpAddr;
 use tessera_core::audit::{AuditAction, AuditEvent};
 use tessera_core::format::Spelling;
 use tessera_core::id::{Description, EndpointId, TokenId, TokenName};
+use tessera_core::kind::KindData;
 use tessera_core::kind::endpoint::{EndpointData, Mapping, Method};
 use tessera_core::kind::onboarding::UsageLimit;
-use tessera_core::kind::KindData;
 use tessera_core::lifecycle::{Action, State};
 use tessera_core::record::{TokenRecord, TokenSummary};
 use tessera_core::validate::{self, Rejection, Request};
@@ -78,7 +78,12 @@ impl TokenService {
 }
 
 impl EndpointTokens<'_> {
-    fn mint_primary(&self, endpoint: &EndpointId, method: Method, by: &Principal) -> Result<(Secret, TokenRecord)> {
+    fn mint_primary(
+        &self,
+        endpoint: &EndpointId,
+        method: Method,
+        by: &Principal,
+    ) -> Result<(Secret, TokenRecord)> {
         self.svc.mint(
             Kind::Endpoint,
             Spelling::Prefixed,
@@ -114,7 +119,12 @@ impl EndpointTokens<'_> {
     /// # Errors
     ///
     /// [`Error::Unsupported`] when it is already on; store failures.
-    pub async fn enable(&self, endpoint: &EndpointId, allow_delete: bool, by: &Principal) -> Result<Vec<(Method, Issued)>> {
+    pub async fn enable(
+        &self,
+        endpoint: &EndpointId,
+        allow_delete: bool,
+        by: &Principal,
+    ) -> Result<Vec<(Method, Issued)>> {
         if !self.primaries_in_force(endpoint).await?.is_empty() {
             return Err(Error::Unsupported(
                 "token authentication is already on for this endpoint; regenerate a primary instead",
@@ -147,7 +157,12 @@ impl EndpointTokens<'_> {
     /// # Errors
     ///
     /// [`Error::Unsupported`] when token authentication is off; store failures.
-    pub async fn set_allow_delete(&self, endpoint: &EndpointId, allow: bool, by: &Principal) -> Result<Option<Issued>> {
+    pub async fn set_allow_delete(
+        &self,
+        endpoint: &EndpointId,
+        allow: bool,
+        by: &Principal,
+    ) -> Result<Option<Issued>> {
         let primaries = self.primaries_in_force(endpoint).await?;
         if primaries.is_empty() {
             return Err(Error::Unsupported(
@@ -156,7 +171,15 @@ impl EndpointTokens<'_> {
         }
         let delete: Vec<&TokenRecord> = primaries
             .iter()
-            .filter(|r| matches!(&r.data, KindData::Endpoint(EndpointData::Primary { method: Method::Delete, .. })))
+            .filter(|r| {
+                matches!(
+                    &r.data,
+                    KindData::Endpoint(EndpointData::Primary {
+                        method: Method::Delete,
+                        ..
+                    })
+                )
+            })
             .collect();
         if allow {
             if !delete.is_empty() {
@@ -167,7 +190,9 @@ impl EndpointTokens<'_> {
             return self.svc.store_issued(secret, record, now).await.map(Some);
         }
         for r in delete {
-            self.svc.transition(Some(Kind::Endpoint), r.id, Action::Revoke, by.actor()).await?;
+            self.svc
+                .transition(Some(Kind::Endpoint), r.id, Action::Revoke, by.actor())
+                .await?;
         }
         Ok(None)
     }
@@ -180,10 +205,16 @@ impl EndpointTokens<'_> {
     /// Store failures.
     pub async fn disable(&self, endpoint: &EndpointId, by: &Principal) -> Result<()> {
         for r in self.primaries_in_force(endpoint).await? {
-            self.svc.transition(Some(Kind::Endpoint), r.id, Action::Revoke, by.actor()).await?;
+            self.svc
+                .transition(Some(Kind::Endpoint), r.id, Action::Revoke, by.actor())
+                .await?;
         }
         for m in self.svc.inner.store.mappings(None, Some(endpoint)).await? {
-            self.svc.inner.store.remove_mapping(m.secondary, &m.endpoint, m.method).await?;
+            self.svc
+                .inner
+                .store
+                .remove_mapping(m.secondary, &m.endpoint, m.method)
+                .await?;
         }
         Ok(())
     }
@@ -200,7 +231,9 @@ impl EndpointTokens<'_> {
             .await?
             .iter()
             .filter_map(|r| match &r.data {
-                KindData::Endpoint(EndpointData::Primary { method, .. }) => Some((*method, r.summary(now))),
+                KindData::Endpoint(EndpointData::Primary { method, .. }) => {
+                    Some((*method, r.summary(now)))
+                }
                 _ => None,
             })
             .collect())
@@ -212,7 +245,13 @@ impl EndpointTokens<'_> {
     /// # Errors
     ///
     /// [`Error::Unsupported`] when the endpoint has no active primary for the method.
-    pub async fn regenerate_primary(&self, endpoint: &EndpointId, method: Method, grace: Option<Duration>, by: &Principal) -> Result<Issued> {
+    pub async fn regenerate_primary(
+        &self,
+        endpoint: &EndpointId,
+        method: Method,
+        grace: Option<Duration>,
+        by: &Principal,
+    ) -> Result<Issued> {
         let current = self
             .primaries_in_force(endpoint)
             .await?
@@ -232,7 +271,12 @@ impl EndpointTokens<'_> {
     /// # Errors
     ///
     /// Store failures.
-    pub async fn create_secondary(&self, name: TokenName, description: Description, by: &Principal) -> Result<Issued> {
+    pub async fn create_secondary(
+        &self,
+        name: TokenName,
+        description: Description,
+        by: &Principal,
+    ) -> Result<Issued> {
         let now = self.svc.now();
         let (secret, record) = self.svc.mint(
             Kind::Endpoint,
@@ -272,15 +316,22 @@ impl EndpointTokens<'_> {
     pub async fn regenerate_secondary(&self, id: TokenId, by: &Principal) -> Result<Secret> {
         let r = self.secondary(id).await?;
         let now = self.svc.now();
-        let secret = Secret::generate_with(Kind::Endpoint, Spelling::Plain64, self.svc.inner.settings.entropy)?;
+        let secret = Secret::generate_with(
+            Kind::Endpoint,
+            Spelling::Plain64,
+            self.svc.inner.settings.entropy,
+        )?;
         let presented = tessera_core::format::parse(Kind::Endpoint, secret.expose_secret())
             .map_err(tessera_core::Error::from)?;
         let digest = self.svc.inner.peppers.current().digest(&presented);
         let hint = presented.hint();
         drop(presented);
         let updated = self.svc.inner.store.set_digest(id, &digest, &hint).await?;
-        let event = AuditEvent::new(now, by.actor(), AuditAction::Rotated { successor: id })
-            .token(r.id, r.kind(), &updated.hint);
+        let event = AuditEvent::new(now, by.actor(), AuditAction::Rotated { successor: id }).token(
+            r.id,
+            r.kind(),
+            &updated.hint,
+        );
         self.svc.inner.store.append(&event).await?;
         Ok(secret)
     }
@@ -292,7 +343,10 @@ impl EndpointTokens<'_> {
     /// [`Error::NoSuchToken`] when `id` is not a secondary.
     pub async fn set_enabled(&self, id: TokenId, enabled: bool, by: &Principal) -> Result<()> {
         let r = self.secondary(id).await?;
-        let KindData::Endpoint(EndpointData::Secondary { name, description, .. }) = r.data.clone() else {
+        let KindData::Endpoint(EndpointData::Secondary {
+            name, description, ..
+        }) = r.data.clone()
+        else {
             return Err(Error::NoSuchToken {
                 kind: Kind::Endpoint,
                 id: id.to_string(),
@@ -317,7 +371,9 @@ impl EndpointTokens<'_> {
     /// [`Error::NoSuchToken`]; a transition error unless active.
     pub async fn deactivate(&self, id: TokenId, by: &Principal) -> Result<()> {
         self.secondary(id).await?;
-        self.svc.transition(Some(Kind::Endpoint), id, Action::Disable, by.actor()).await?;
+        self.svc
+            .transition(Some(Kind::Endpoint), id, Action::Disable, by.actor())
+            .await?;
         Ok(())
     }
 
@@ -328,7 +384,9 @@ impl EndpointTokens<'_> {
     /// [`Error::NoSuchToken`]; a transition error unless deactivated.
     pub async fn activate(&self, id: TokenId, by: &Principal) -> Result<()> {
         self.secondary(id).await?;
-        self.svc.transition(Some(Kind::Endpoint), id, Action::Enable, by.actor()).await?;
+        self.svc
+            .transition(Some(Kind::Endpoint), id, Action::Enable, by.actor())
+            .await?;
         Ok(())
     }
 
@@ -338,7 +396,13 @@ impl EndpointTokens<'_> {
     ///
     /// [`Error::NoSuchToken`]; [`Error::Unsupported`] when the endpoint has no primary for the
     /// method; `AlreadyExists` from the store when mapped already.
-    pub async fn map(&self, secondary: TokenId, endpoint: &EndpointId, method: Method, by: &Principal) -> Result<Mapping> {
+    pub async fn map(
+        &self,
+        secondary: TokenId,
+        endpoint: &EndpointId,
+        method: Method,
+        by: &Principal,
+    ) -> Result<Mapping> {
         let r = self.secondary(secondary).await?;
         let has_primary = self.primaries_in_force(endpoint).await?.iter().any(|p| {
             matches!(&p.data, KindData::Endpoint(EndpointData::Primary { method: m, .. }) if *m == method)
@@ -367,9 +431,19 @@ impl EndpointTokens<'_> {
     /// # Errors
     ///
     /// `NotFound` from the store when there is no such mapping.
-    pub async fn unmap(&self, secondary: TokenId, endpoint: &EndpointId, method: Method, by: &Principal) -> Result<()> {
+    pub async fn unmap(
+        &self,
+        secondary: TokenId,
+        endpoint: &EndpointId,
+        method: Method,
+        by: &Principal,
+    ) -> Result<()> {
         let r = self.secondary(secondary).await?;
-        self.svc.inner.store.remove_mapping(secondary, endpoint, method).await?;
+        self.svc
+            .inner
+            .store
+            .remove_mapping(secondary, endpoint, method)
+            .await?;
         let event = AuditEvent::new(self.svc.now(), by.actor(), AuditAction::Unmapped)
             .token(r.id, r.kind(), &r.hint)
             .endpoint(endpoint, method);
@@ -382,7 +456,14 @@ impl EndpointTokens<'_> {
     /// # Errors
     ///
     /// `NotFound` from the store when there is no such mapping.
-    pub async fn set_mapping_enabled(&self, secondary: TokenId, endpoint: &EndpointId, method: Method, enabled: bool, by: &Principal) -> Result<Mapping> {
+    pub async fn set_mapping_enabled(
+        &self,
+        secondary: TokenId,
+        endpoint: &EndpointId,
+        method: Method,
+        enabled: bool,
+        by: &Principal,
+    ) -> Result<Mapping> {
         let r = self.secondary(secondary).await?;
         let m = self
             .svc
@@ -390,9 +471,13 @@ impl EndpointTokens<'_> {
             .store
             .set_mapping_enabled(secondary, endpoint, method, enabled)
             .await?;
-        let event = AuditEvent::new(self.svc.now(), by.actor(), AuditAction::MappingToggled { enabled })
-            .token(r.id, r.kind(), &r.hint)
-            .endpoint(endpoint, method);
+        let event = AuditEvent::new(
+            self.svc.now(),
+            by.actor(),
+            AuditAction::MappingToggled { enabled },
+        )
+        .token(r.id, r.kind(), &r.hint)
+        .endpoint(endpoint, method);
         self.svc.inner.store.append(&event).await?;
         Ok(m)
     }
@@ -417,7 +502,12 @@ impl EndpointTokens<'_> {
             .await?;
         let mut out = Vec::new();
         for r in records {
-            let KindData::Endpoint(EndpointData::Secondary { description, enabled, .. }) = &r.data else {
+            let KindData::Endpoint(EndpointData::Secondary {
+                description,
+                enabled,
+                ..
+            }) = &r.data
+            else {
                 continue;
             };
             let mappings = self.svc.inner.store.mappings(Some(r.id), None).await?;
@@ -442,7 +532,13 @@ impl EndpointTokens<'_> {
     /// # Errors
     ///
     /// Store failures. A refused token is `Ok(Err(rejection))`.
-    pub async fn check(&self, endpoint: &EndpointId, method: Method, token: &str, ip: Option<IpAddr>) -> Result<Result<EndpointAccess, Rejection>> {
+    pub async fn check(
+        &self,
+        endpoint: &EndpointId,
+        method: Method,
+        token: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<Result<EndpointAccess, Rejection>> {
         let now = self.svc.now();
         let record = match self.svc.lookup(Kind::Endpoint, token).await? {
             Ok(r) => r,
@@ -450,11 +546,19 @@ impl EndpointTokens<'_> {
         };
         let mapping = match &record.data {
             KindData::Endpoint(EndpointData::Secondary { .. }) => {
-                self.svc.inner.store.mapping(record.id, endpoint, method).await?
+                self.svc
+                    .inner
+                    .store
+                    .mapping(record.id, endpoint, method)
+                    .await?
             }
             _ => None,
         };
-        let event = self.svc.use_event(&record, now).endpoint(endpoint, method).ip(ip);
+        let event = self
+            .svc
+            .use_event(&record, now)
+            .endpoint(endpoint, method)
+            .ip(ip);
         let request = Request::Endpoint {
             endpoint,
             method,
@@ -468,13 +572,22 @@ impl EndpointTokens<'_> {
             }
         };
         let subject = UsageSubject::Endpoint(endpoint.clone(), method);
-        match self.svc.inner.store.record_usage(record.id, &subject, now).await {
-            Ok(UsageOutcome::Counted(_) | UsageOutcome::Blocked) | Err(StoreError::NotFound { .. }) => {}
+        match self
+            .svc
+            .inner
+            .store
+            .record_usage(record.id, &subject, now)
+            .await
+        {
+            Ok(UsageOutcome::Counted(_) | UsageOutcome::Blocked)
+            | Err(StoreError::NotFound { .. }) => {}
             Err(e) => return Err(e.into()),
         }
         self.svc.used(&record, now, event).await?;
         let carrier = match &record.data {
-            KindData::Endpoint(EndpointData::Secondary { name, .. }) => Carrier::Secondary { name: name.clone() },
+            KindData::Endpoint(EndpointData::Secondary { name, .. }) => {
+                Carrier::Secondary { name: name.clone() }
+            }
             _ => Carrier::Primary,
         };
         Ok(Ok(EndpointAccess {

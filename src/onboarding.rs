@@ -3,8 +3,8 @@
 use tessera_core::audit::{Actor, AuditAction, AuditEvent};
 use tessera_core::format::{self, Spelling};
 use tessera_core::id::{DeviceGroup, DeviceId, PolicyId, TokenId};
-use tessera_core::kind::onboarding::{DeviceBinding, OnboardingData, UsageLimit};
 use tessera_core::kind::KindData;
+use tessera_core::kind::onboarding::{DeviceBinding, OnboardingData, UsageLimit};
 use tessera_core::record::{TokenRecord, TokenSummary};
 use tessera_core::validate::Rejection;
 use tessera_core::{InvalidInput, Kind};
@@ -116,7 +116,12 @@ impl TokenService {
 }
 
 impl OnboardingTokens<'_> {
-    fn mint(&self, spec: NewOnboarding, by: &Principal, now: OffsetDateTime) -> Result<(tessera_core::Secret, TokenRecord)> {
+    fn mint(
+        &self,
+        spec: NewOnboarding,
+        by: &Principal,
+        now: OffsetDateTime,
+    ) -> Result<(tessera_core::Secret, TokenRecord)> {
         if spec.expires_at.is_some_and(|e| e <= now) {
             return Err(InvalidInput::NotInFuture { what: "expiry" }.into());
         }
@@ -179,7 +184,11 @@ impl OnboardingTokens<'_> {
     /// # Errors
     ///
     /// Store failures. A refused token is `Ok(Err(rejection))`.
-    pub async fn redeem(&self, token: &str, device: &DeviceId) -> Result<Result<Enrolled, Rejection>> {
+    pub async fn redeem(
+        &self,
+        token: &str,
+        device: &DeviceId,
+    ) -> Result<Result<Enrolled, Rejection>> {
         let now = self.svc.now();
         let Ok(presented) = format::parse(Kind::Onboarding, token) else {
             return Ok(Err(Rejection::Malformed));
@@ -205,9 +214,13 @@ impl OnboardingTokens<'_> {
                     last = rej;
                     if self.svc.inner.settings.audit_refusals {
                         if let Some(r) = self.svc.inner.store.find_by_digest(&digest).await? {
-                            let event = AuditEvent::new(now, Actor::Client, AuditAction::Refused { reason: rej })
-                                .token(r.id, r.kind(), &r.hint)
-                                .device(device);
+                            let event = AuditEvent::new(
+                                now,
+                                Actor::Client,
+                                AuditAction::Refused { reason: rej },
+                            )
+                            .token(r.id, r.kind(), &r.hint)
+                            .device(device);
                             self.svc.inner.store.append(&event).await?;
                         }
                     }

@@ -210,7 +210,8 @@ impl TokenService {
         now: OffsetDateTime,
     ) -> Result<(Secret, TokenRecord)> {
         let secret = Secret::generate_with(kind, spelling, self.inner.settings.entropy)?;
-        let presented = format::parse(kind, secret.expose_secret()).map_err(tessera_core::Error::from)?;
+        let presented =
+            format::parse(kind, secret.expose_secret()).map_err(tessera_core::Error::from)?;
         let record = TokenRecord {
             id: TokenId::generate()?,
             digest: self.inner.peppers.current().digest(&presented),
@@ -234,7 +235,12 @@ impl TokenService {
     }
 
     /// Store a minted token and audit its issue.
-    pub(crate) async fn store_issued(&self, secret: Secret, record: TokenRecord, now: OffsetDateTime) -> Result<Issued> {
+    pub(crate) async fn store_issued(
+        &self,
+        secret: Secret,
+        record: TokenRecord,
+        now: OffsetDateTime,
+    ) -> Result<Issued> {
         self.inner.store.insert(&record).await?;
         self.audit_issued(&record).await?;
         Ok(Issued {
@@ -244,23 +250,33 @@ impl TokenService {
     }
 
     pub(crate) async fn audit_issued(&self, record: &TokenRecord) -> Result<()> {
-        let event = AuditEvent::new(record.created_at, record.created_by.clone(), AuditAction::Issued)
-            .token(record.id, record.kind(), &record.hint)
-            .generated_by(record.generated_by.clone());
+        let event = AuditEvent::new(
+            record.created_at,
+            record.created_by.clone(),
+            AuditAction::Issued,
+        )
+        .token(record.id, record.kind(), &record.hint)
+        .generated_by(record.generated_by.clone());
         self.inner.store.append(&event).await?;
         Ok(())
     }
 
     /// Parse presented text and find its record under any configured pepper.
-    pub(crate) async fn lookup(&self, kind: Kind, text: &str) -> Result<Result<TokenRecord, Rejection>> {
-        let presented = match format::parse(kind, text) {
-            Ok(p) => p,
-            Err(_) => return Ok(Err(Rejection::Malformed)),
+    pub(crate) async fn lookup(
+        &self,
+        kind: Kind,
+        text: &str,
+    ) -> Result<Result<TokenRecord, Rejection>> {
+        let Ok(presented) = format::parse(kind, text) else {
+            return Ok(Err(Rejection::Malformed));
         };
         self.lookup_presented(&presented).await
     }
 
-    pub(crate) async fn lookup_presented(&self, presented: &Presented<'_>) -> Result<Result<TokenRecord, Rejection>> {
+    pub(crate) async fn lookup_presented(
+        &self,
+        presented: &Presented<'_>,
+    ) -> Result<Result<TokenRecord, Rejection>> {
         for digest in self.inner.peppers.candidates(presented) {
             if let Some(r) = self.inner.store.find_by_digest(&digest).await? {
                 if r.kind() != presented.kind() {
@@ -297,7 +313,7 @@ impl TokenService {
                 Some(r) if kind.is_none_or(|k| r.kind() == k) => r,
                 Some(r) => {
                     return Err(Error::NoSuchToken {
-                        kind: kind.unwrap_or(r.kind()),
+                        kind: kind.unwrap_or_else(|| r.kind()),
                         id: id.to_string(),
                     });
                 }
@@ -312,7 +328,8 @@ impl TokenService {
             let change = StateChange::new(record.state, to, now);
             match self.inner.store.change_state(id, &change).await {
                 Ok(updated) => {
-                    self.audit_change(&updated, record.state, to, actor, now).await?;
+                    self.audit_change(&updated, record.state, to, actor, now)
+                        .await?;
                     return Ok(updated);
                 }
                 Err(StoreError::Conflict) => {}
@@ -338,10 +355,19 @@ impl TokenService {
     }
 
     /// Record an accepted use: coalesced last-use write and, if configured, an audit event.
-    pub(crate) async fn used(&self, record: &TokenRecord, now: OffsetDateTime, event: AuditEvent) -> Result<()> {
+    pub(crate) async fn used(
+        &self,
+        record: &TokenRecord,
+        now: OffsetDateTime,
+        event: AuditEvent,
+    ) -> Result<()> {
         let interval = self.inner.settings.touch_interval;
         let due = {
-            let mut touched = self.inner.touched.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut touched = self
+                .inner
+                .touched
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             match touched.get(&record.id) {
                 Some(last) if now - *last < interval => false,
                 _ => {
@@ -363,7 +389,12 @@ impl TokenService {
     }
 
     /// Record a refusal of a known token, if configured.
-    pub(crate) async fn refused(&self, record: &TokenRecord, reason: Rejection, event: AuditEvent) -> Result<()> {
+    pub(crate) async fn refused(
+        &self,
+        record: &TokenRecord,
+        reason: Rejection,
+        event: AuditEvent,
+    ) -> Result<()> {
         if self.inner.settings.audit_refusals {
             let _ = record;
             let mut event = event;

@@ -1,12 +1,12 @@
 //! Operations every kind shares: look up, rotate, revoke, sweep, clean up, notify, audit.
 
+use tessera_core::Kind;
 use tessera_core::audit::{Actor, AuditAction, AuditEvent};
 use tessera_core::id::TokenId;
 use tessera_core::kind::onboarding::UsageLimit;
 use tessera_core::kind::{EndpointData, KindData};
 use tessera_core::lifecycle::{Action, State};
 use tessera_core::record::{TokenRecord, TokenSummary};
-use tessera_core::Kind;
 use tessera_store::{AuditFilter, StateChange, StoreError, TokenFilter};
 use time::{Duration, OffsetDateTime};
 
@@ -84,7 +84,12 @@ impl TokenService {
     ///
     /// [`Error::NoSuchToken`]; a transition error unless the token is active (or, without
     /// grace, disabled or dormant); [`Error::Unsupported`] for endpoint secondaries.
-    pub async fn rotate(&self, id: TokenId, grace: Option<Duration>, by: &Principal) -> Result<Issued> {
+    pub async fn rotate(
+        &self,
+        id: TokenId,
+        grace: Option<Duration>,
+        by: &Principal,
+    ) -> Result<Issued> {
         let now = self.now();
         let old = self
             .inner
@@ -130,7 +135,8 @@ impl TokenService {
             .token(old.id, old.kind(), &old.hint)
             .generated_by(old.generated_by.clone());
         self.inner.store.append(&event).await?;
-        self.audit_change(&old, old.state, to, by.actor(), now).await?;
+        self.audit_change(&old, old.state, to, by.actor(), now)
+            .await?;
         Ok(Issued {
             secret,
             token: new.summary(now),
@@ -143,7 +149,9 @@ impl TokenService {
     ///
     /// [`Error::NoSuchToken`]; a transition error when it is already revoked or deleted.
     pub async fn revoke(&self, id: TokenId, by: &Principal) -> Result<TokenSummary> {
-        let r = self.transition(None, id, Action::Revoke, by.actor()).await?;
+        let r = self
+            .transition(None, id, Action::Revoke, by.actor())
+            .await?;
         Ok(r.summary(self.now()))
     }
 
@@ -175,7 +183,8 @@ impl TokenService {
     ///
     /// Store failures.
     pub async fn exhausted(&self) -> Result<Vec<TokenSummary>> {
-        self.list(&TokenFilter::default().states([State::Exhausted])).await
+        self.list(&TokenFilter::default().states([State::Exhausted]))
+            .await
     }
 
     /// Apply the time-driven rules to every token: expiry (renewing auto-renewing deployment
@@ -208,7 +217,11 @@ impl TokenService {
                     if tessera_core::kind::deployment::due_for_renewal(d, r.expires_at, now)
                         && r.state == State::Active
                     {
-                        let successor = if dry_run { None } else { self.renew(&r, now).await? };
+                        let successor = if dry_run {
+                            None
+                        } else {
+                            self.renew(&r, now).await?
+                        };
                         if dry_run || successor.is_some() {
                             report.renewed.push(Renewal {
                                 expired: r.id,
@@ -222,16 +235,21 @@ impl TokenService {
                     report.expired.push(r.id);
                 }
             } else if r.kind() == Kind::Application {
-                match self.inner.settings.inactivity.decide(r.state, r.last_activity(), now) {
-                    Some(Action::MarkDormant) => {
-                        if dry_run || self.sweep_step(&r, State::Dormant, now).await? {
-                            report.dormant.push(r.id);
-                        }
+                match self
+                    .inner
+                    .settings
+                    .inactivity
+                    .decide(r.state, r.last_activity(), now)
+                {
+                    Some(Action::MarkDormant)
+                        if dry_run || self.sweep_step(&r, State::Dormant, now).await? =>
+                    {
+                        report.dormant.push(r.id);
                     }
-                    Some(Action::Delete) => {
-                        if dry_run || self.sweep_step(&r, State::Deleted, now).await? {
-                            report.deleted.push(r.id);
-                        }
+                    Some(Action::Delete)
+                        if dry_run || self.sweep_step(&r, State::Deleted, now).await? =>
+                    {
+                        report.deleted.push(r.id);
                     }
                     _ => {}
                 }
@@ -249,7 +267,8 @@ impl TokenService {
             .await
         {
             Ok(updated) => {
-                self.audit_change(&updated, r.state, to, Actor::System, now).await?;
+                self.audit_change(&updated, r.state, to, Actor::System, now)
+                    .await?;
                 Ok(true)
             }
             Err(StoreError::Conflict | StoreError::NotFound { .. }) => Ok(false),
@@ -280,9 +299,14 @@ impl TokenService {
             Err(e) => return Err(e.into()),
         }
         self.audit_issued(&new).await?;
-        self.audit_change(old, old.state, State::Expired, Actor::System, now).await?;
-        let event = AuditEvent::new(now, Actor::System, AuditAction::Renewed { successor: new.id })
-            .token(old.id, old.kind(), &old.hint);
+        self.audit_change(old, old.state, State::Expired, Actor::System, now)
+            .await?;
+        let event = AuditEvent::new(
+            now,
+            Actor::System,
+            AuditAction::Renewed { successor: new.id },
+        )
+        .token(old.id, old.kind(), &old.hint);
         self.inner.store.append(&event).await?;
         Ok(Some(Issued {
             secret,
@@ -317,8 +341,16 @@ impl TokenService {
                 let dead = r.effective_state(now);
                 matches!(
                     dead,
-                    State::Expired | State::Exhausted | State::RotatedOut | State::Revoked | State::Deleted
-                ) && r.expires_at.map_or(r.last_activity(), |e| e.max(r.last_activity())) + retention <= now
+                    State::Expired
+                        | State::Exhausted
+                        | State::RotatedOut
+                        | State::Revoked
+                        | State::Deleted
+                ) && r
+                    .expires_at
+                    .map_or_else(|| r.last_activity(), |e| e.max(r.last_activity()))
+                    + retention
+                    <= now
             })
             .map(|r| r.id)
             .collect();

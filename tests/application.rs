@@ -1,11 +1,12 @@
 //! Application tokens through the public API.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly
 
 mod common;
 
 use std::net::IpAddr;
 
 use common::{admin, service};
-use tessera::application::{parse_bearer, BearerError};
+use tessera::application::{BearerError, parse_bearer};
 use tessera::core::id::{AccessType, ApplicationName, Description};
 use tessera::core::kind::application::AccessTypes;
 use tessera::core::lifecycle::State;
@@ -40,16 +41,32 @@ async fn create_validate_and_log_ips() {
     let t = create(&svc, "siem-01").await;
     assert_eq!(t.token.state, State::Active);
     let header = format!("Bearer {}", t.secret.expose_secret());
-    let ok = a.validate_bearer(&header, ip("10.0.0.1")).await.unwrap().unwrap();
+    let ok = a
+        .validate_bearer(&header, ip("10.0.0.1"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(ok.name.as_str(), "siem-01");
-    assert!(ok.access.contains(&AccessType::parse("third-party-feeds").unwrap()));
+    assert!(
+        ok.access
+            .contains(&AccessType::parse("third-party-feeds").unwrap())
+    );
     clock.advance(Duration::minutes(5));
-    a.validate_bearer(&header, ip("10.0.0.1")).await.unwrap().unwrap();
-    a.validate_bearer(&header, ip("2001:db8::7")).await.unwrap().unwrap();
+    a.validate_bearer(&header, ip("10.0.0.1"))
+        .await
+        .unwrap()
+        .unwrap();
+    a.validate_bearer(&header, ip("2001:db8::7"))
+        .await
+        .unwrap()
+        .unwrap();
 
     let ips = a.ips(t.token.id).await.unwrap();
     assert_eq!(ips.len(), 2);
-    let first = ips.iter().find(|u| u.subject == UsageSubject::Ip(ip("10.0.0.1"))).unwrap();
+    let first = ips
+        .iter()
+        .find(|u| u.subject == UsageSubject::Ip(ip("10.0.0.1")))
+        .unwrap();
     assert_eq!(first.count, 2);
     assert_eq!(first.first_seen, Some(common::T0));
     assert_eq!(first.last_seen, Some(common::T0 + Duration::minutes(5)));
@@ -66,9 +83,17 @@ async fn names_are_unique_and_checked() {
     create(&svc, "feed").await;
     let dup = svc
         .application()
-        .create(ApplicationName::parse("feed").unwrap(), Description::default(), access(&["x"]), &admin())
+        .create(
+            ApplicationName::parse("feed").unwrap(),
+            Description::default(),
+            access(&["x"]),
+            &admin(),
+        )
         .await;
-    assert!(matches!(dup, Err(Error::Store(StoreError::AlreadyExists { .. }))));
+    assert!(matches!(
+        dup,
+        Err(Error::Store(StoreError::AlreadyExists { .. }))
+    ));
     assert!(ApplicationName::parse("has space").is_err());
     assert!(ApplicationName::parse("a".repeat(33)).is_err());
     assert!(Description::parse("d".repeat(1025)).is_err());
@@ -82,7 +107,11 @@ async fn bearer_header_parsing() {
     assert_eq!(parse_bearer("Basic abc"), Err(BearerError::Scheme));
     assert_eq!(parse_bearer("Bearer"), Err(BearerError::Missing));
     let (svc, _) = service();
-    let r = svc.application().validate_bearer("Token abc", ip("10.0.0.1")).await.unwrap();
+    let r = svc
+        .application()
+        .validate_bearer("Token abc", ip("10.0.0.1"))
+        .await
+        .unwrap();
     assert_eq!(r, Err(Rejection::Malformed));
 }
 
@@ -94,20 +123,49 @@ async fn block_and_unblock_an_ip_for_one_token() {
     let other = create(&svc, "two").await;
     let h = format!("Bearer {}", t.secret.expose_secret());
     let h2 = format!("Bearer {}", other.secret.expose_secret());
-    a.validate_bearer(&h, ip("10.0.0.9")).await.unwrap().unwrap();
+    a.validate_bearer(&h, ip("10.0.0.9"))
+        .await
+        .unwrap()
+        .unwrap();
     let e = a.block(t.token.id, ip("10.0.0.9"), &admin()).await.unwrap();
     assert!(e.blocked);
-    assert_eq!(a.validate_bearer(&h, ip("10.0.0.9")).await.unwrap(), Err(Rejection::IpBlocked));
+    assert_eq!(
+        a.validate_bearer(&h, ip("10.0.0.9")).await.unwrap(),
+        Err(Rejection::IpBlocked)
+    );
     // Other addresses, and other tokens from that address, are not affected.
-    assert!(a.validate_bearer(&h, ip("10.0.0.10")).await.unwrap().is_ok());
-    assert!(a.validate_bearer(&h2, ip("10.0.0.9")).await.unwrap().is_ok());
+    assert!(
+        a.validate_bearer(&h, ip("10.0.0.10"))
+            .await
+            .unwrap()
+            .is_ok()
+    );
+    assert!(
+        a.validate_bearer(&h2, ip("10.0.0.9"))
+            .await
+            .unwrap()
+            .is_ok()
+    );
     let ips = a.ips(t.token.id).await.unwrap();
-    let blocked = ips.iter().find(|u| u.subject == UsageSubject::Ip(ip("10.0.0.9"))).unwrap();
-    assert_eq!(blocked.count, 1, "a blocked attempt is not counted as a use");
-    a.unblock(t.token.id, ip("10.0.0.9"), &admin()).await.unwrap();
+    let blocked = ips
+        .iter()
+        .find(|u| u.subject == UsageSubject::Ip(ip("10.0.0.9")))
+        .unwrap();
+    assert_eq!(
+        blocked.count, 1,
+        "a blocked attempt is not counted as a use"
+    );
+    a.unblock(t.token.id, ip("10.0.0.9"), &admin())
+        .await
+        .unwrap();
     assert!(a.validate_bearer(&h, ip("10.0.0.9")).await.unwrap().is_ok());
     // Blocking an address that never used the token is allowed (pre-emptive).
-    assert!(a.block(t.token.id, ip("192.0.2.1"), &admin()).await.unwrap().blocked);
+    assert!(
+        a.block(t.token.id, ip("192.0.2.1"), &admin())
+            .await
+            .unwrap()
+            .blocked
+    );
 }
 
 #[tokio::test]
@@ -116,10 +174,19 @@ async fn deactivate_and_activate() {
     let a = svc.application();
     let t = create(&svc, "toggle").await;
     let h = format!("Bearer {}", t.secret.expose_secret());
-    assert_eq!(a.deactivate(t.token.id, &admin()).await.unwrap().state, State::Disabled);
-    assert_eq!(a.validate_bearer(&h, ip("10.0.0.1")).await.unwrap(), Err(Rejection::Disabled));
+    assert_eq!(
+        a.deactivate(t.token.id, &admin()).await.unwrap().state,
+        State::Disabled
+    );
+    assert_eq!(
+        a.validate_bearer(&h, ip("10.0.0.1")).await.unwrap(),
+        Err(Rejection::Disabled)
+    );
     assert!(a.deactivate(t.token.id, &admin()).await.is_err());
-    assert_eq!(a.activate(t.token.id, &admin()).await.unwrap().state, State::Active);
+    assert_eq!(
+        a.activate(t.token.id, &admin()).await.unwrap().state,
+        State::Active
+    );
     assert!(a.validate_bearer(&h, ip("10.0.0.1")).await.unwrap().is_ok());
 }
 
@@ -133,23 +200,45 @@ async fn dormant_after_30_days_deleted_after_90() {
     let h_busy = format!("Bearer {}", busy.secret.expose_secret());
     for _ in 0..6 {
         clock.advance(Duration::days(5));
-        a.validate_bearer(&h_busy, ip("10.0.0.2")).await.unwrap().unwrap();
+        a.validate_bearer(&h_busy, ip("10.0.0.2"))
+            .await
+            .unwrap()
+            .unwrap();
     }
     // Day 30: idle goes dormant, busy stays active.
     let report = svc.sweep(false).await.unwrap();
     assert_eq!(report.dormant, vec![idle.token.id]);
-    assert_eq!(a.validate_bearer(&h_idle, ip("10.0.0.1")).await.unwrap(), Err(Rejection::Dormant));
-    assert!(a.validate_bearer(&h_busy, ip("10.0.0.2")).await.unwrap().is_ok());
+    assert_eq!(
+        a.validate_bearer(&h_idle, ip("10.0.0.1")).await.unwrap(),
+        Err(Rejection::Dormant)
+    );
+    assert!(
+        a.validate_bearer(&h_busy, ip("10.0.0.2"))
+            .await
+            .unwrap()
+            .is_ok()
+    );
     // Reactivated, the inactivity clock restarts.
     a.activate(idle.token.id, &admin()).await.unwrap();
-    assert!(a.validate_bearer(&h_idle, ip("10.0.0.1")).await.unwrap().is_ok());
+    assert!(
+        a.validate_bearer(&h_idle, ip("10.0.0.1"))
+            .await
+            .unwrap()
+            .is_ok()
+    );
     clock.advance(Duration::days(31));
     assert_eq!(svc.sweep(false).await.unwrap().dormant.len(), 2);
     clock.advance(Duration::days(59));
     let report = svc.sweep(false).await.unwrap();
     assert_eq!(report.deleted.len(), 2);
-    assert_eq!(a.validate_bearer(&h_idle, ip("10.0.0.1")).await.unwrap(), Err(Rejection::Deleted));
-    assert!(a.activate(idle.token.id, &admin()).await.is_err(), "deleted cannot be recovered");
+    assert_eq!(
+        a.validate_bearer(&h_idle, ip("10.0.0.1")).await.unwrap(),
+        Err(Rejection::Deleted)
+    );
+    assert!(
+        a.activate(idle.token.id, &admin()).await.is_err(),
+        "deleted cannot be recovered"
+    );
     assert!(a.list().await.unwrap().is_empty());
 }
 
@@ -157,10 +246,11 @@ async fn dormant_after_30_days_deleted_after_90() {
 async fn inactivity_thresholds_are_configurable() {
     use tessera::core::kind::application::InactivityPolicy;
     let clock = std::sync::Arc::new(tessera::core::clock::ManualClock::new(common::T0));
-    let svc = tessera::TokenService::builder(tessera::memory::MemoryStore::new(), common::peppers())
-        .clock(clock.clone())
-        .inactivity(InactivityPolicy::new(Duration::days(7), Duration::days(14)).unwrap())
-        .build();
+    let svc =
+        tessera::TokenService::builder(tessera::memory::MemoryStore::new(), common::peppers())
+            .clock(clock.clone())
+            .inactivity(InactivityPolicy::new(Duration::days(7), Duration::days(14)).unwrap())
+            .build();
     let t = create(&svc, "weekly").await;
     clock.advance(Duration::days(7));
     assert_eq!(svc.sweep(false).await.unwrap().dormant, vec![t.token.id]);

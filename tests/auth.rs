@@ -1,4 +1,5 @@
 //! Auth tokens through the public API.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly
 
 mod common;
 
@@ -36,28 +37,53 @@ async fn technician_generates_own_scoped_token() {
     let bob = user("bob");
     let delegated = perms(&["reset_password", "unlock_account", "create_user"]);
     let t = a
-        .generate(spec("bob", "helpdesk-script", &["reset_password", "unlock_account"], "12h"), &delegated, &bob)
+        .generate(
+            spec(
+                "bob",
+                "helpdesk-script",
+                &["reset_password", "unlock_account"],
+                "12h",
+            ),
+            &delegated,
+            &bob,
+        )
         .await
         .unwrap();
     assert_eq!(t.token.expires_at, Some(common::T0 + Duration::hours(12)));
     assert_eq!(t.token.generated_by, None);
     let tok = t.secret.expose_secret();
 
-    let ok = a.check(tok, &perm("reset_password"), &delegated).await.unwrap().unwrap();
+    let ok = a
+        .check(tok, &perm("reset_password"), &delegated)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(ok.owner.as_str(), "bob");
     // Outside the scope, though the user holds it.
-    let r = a.check(tok, &perm("create_user"), &delegated).await.unwrap().unwrap_err();
+    let r = a
+        .check(tok, &perm("create_user"), &delegated)
+        .await
+        .unwrap()
+        .unwrap_err();
     assert_eq!(r, Rejection::InsufficientScope);
     assert_eq!(r.oauth(), OAuthError::InsufficientScope);
     // In scope, but the user no longer holds it.
     let now_held = perms(&["unlock_account"]);
-    let r = a.check(tok, &perm("reset_password"), &now_held).await.unwrap().unwrap_err();
+    let r = a
+        .check(tok, &perm("reset_password"), &now_held)
+        .await
+        .unwrap()
+        .unwrap_err();
     assert_eq!(r, Rejection::PermissionWithdrawn);
     assert_eq!(r.oauth(), OAuthError::InsufficientScope);
     assert_eq!(a.owner_of(tok).await.unwrap().unwrap().as_str(), "bob");
 
     clock.advance(Duration::hours(12));
-    let r = a.check(tok, &perm("unlock_account"), &delegated).await.unwrap().unwrap_err();
+    let r = a
+        .check(tok, &perm("unlock_account"), &delegated)
+        .await
+        .unwrap()
+        .unwrap_err();
     assert_eq!(r, Rejection::Expired);
     assert_eq!(r.oauth(), OAuthError::InvalidToken);
 }
@@ -75,16 +101,27 @@ async fn scope_must_be_delegated_and_expiry_in_future() {
     assert!(e.to_string().contains("delete_user"), "{e}");
     let e = svc
         .auth()
-        .generate(spec("bob", "x", &["reset_password"], "2020-01-01"), &delegated, &bob)
+        .generate(
+            spec("bob", "x", &["reset_password"], "2020-01-01"),
+            &delegated,
+            &bob,
+        )
         .await
         .unwrap_err();
     assert!(matches!(e, Error::Core(_)));
     let ok = svc
         .auth()
-        .generate(spec("bob", "x", &["reset_password"], "2027-01-31"), &delegated, &bob)
+        .generate(
+            spec("bob", "x", &["reset_password"], "2027-01-31"),
+            &delegated,
+            &bob,
+        )
         .await
         .unwrap();
-    assert_eq!(ok.token.expires_at, Some(time::macros::datetime!(2027-01-31 0:00 UTC)));
+    assert_eq!(
+        ok.token.expires_at,
+        Some(time::macros::datetime!(2027-01-31 0:00 UTC))
+    );
 }
 
 #[tokio::test]
@@ -95,36 +132,96 @@ async fn admin_generates_for_others_and_manages_everyone() {
     let bob = user("bob");
     let carol = user("carol");
     let delegated = perms(&["reset_password", "unlock_account"]);
-    let for_bob = a.generate(spec("bob", "from-admin", &["unlock_account"], "90m"), &delegated, &root).await.unwrap();
-    assert_eq!(for_bob.token.generated_by.as_ref().map(UserId::as_str), Some("root"));
-    let own = a.generate(spec("bob", "own", &["reset_password"], "1d"), &delegated, &bob).await.unwrap();
-    let carols = a.generate(spec("carol", "c", &["reset_password"], "1d"), &delegated, &carol).await.unwrap();
+    let for_bob = a
+        .generate(
+            spec("bob", "from-admin", &["unlock_account"], "90m"),
+            &delegated,
+            &root,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        for_bob.token.generated_by.as_ref().map(UserId::as_str),
+        Some("root")
+    );
+    let own = a
+        .generate(
+            spec("bob", "own", &["reset_password"], "1d"),
+            &delegated,
+            &bob,
+        )
+        .await
+        .unwrap();
+    let carols = a
+        .generate(
+            spec("carol", "c", &["reset_password"], "1d"),
+            &delegated,
+            &carol,
+        )
+        .await
+        .unwrap();
 
     // A non-admin cannot generate for, list, revoke or delete another user's tokens.
     assert!(matches!(
-        a.generate(spec("carol", "x", &["reset_password"], "1d"), &delegated, &bob).await,
+        a.generate(
+            spec("carol", "x", &["reset_password"], "1d"),
+            &delegated,
+            &bob
+        )
+        .await,
         Err(Error::Forbidden { .. })
     ));
-    assert!(matches!(a.list(Some(carol.id()), &bob).await, Err(Error::Forbidden { .. })));
-    assert!(matches!(a.revoke(carols.token.id, &bob).await, Err(Error::Forbidden { .. })));
+    assert!(matches!(
+        a.list(Some(carol.id()), &bob).await,
+        Err(Error::Forbidden { .. })
+    ));
+    assert!(matches!(
+        a.revoke(carols.token.id, &bob).await,
+        Err(Error::Forbidden { .. })
+    ));
     assert!(matches!(
         a.delete_many(&[own.token.id, carols.token.id], &bob).await,
         Err(Error::Forbidden { .. })
     ));
     // ...and the refused bulk delete deleted nothing.
-    assert!(a.check(own.secret.expose_secret(), &perm("reset_password"), &delegated).await.unwrap().is_ok());
+    assert!(
+        a.check(
+            own.secret.expose_secret(),
+            &perm("reset_password"),
+            &delegated
+        )
+        .await
+        .unwrap()
+        .is_ok()
+    );
 
     let bobs = a.list(None, &bob).await.unwrap();
     assert_eq!(bobs.len(), 2);
-    let by_admin = bobs.iter().find(|l| l.token.id == for_bob.token.id).unwrap();
-    assert_eq!(by_admin.token.generated_by.as_ref().map(UserId::as_str), Some("root"));
+    let by_admin = bobs
+        .iter()
+        .find(|l| l.token.id == for_bob.token.id)
+        .unwrap();
+    assert_eq!(
+        by_admin.token.generated_by.as_ref().map(UserId::as_str),
+        Some("root")
+    );
     assert_eq!(a.list(None, &root).await.unwrap().len(), 3);
     assert_eq!(a.list(Some(carol.id()), &root).await.unwrap().len(), 1);
 
-    let n = a.delete_many(&[for_bob.token.id, own.token.id, carols.token.id], &root).await.unwrap();
+    let n = a
+        .delete_many(&[for_bob.token.id, own.token.id, carols.token.id], &root)
+        .await
+        .unwrap();
     assert_eq!(n, 3);
     for t in [&for_bob, &own, &carols] {
-        let r = a.check(t.secret.expose_secret(), &perm("reset_password"), &delegated).await.unwrap();
+        let r = a
+            .check(
+                t.secret.expose_secret(),
+                &perm("reset_password"),
+                &delegated,
+            )
+            .await
+            .unwrap();
         assert_eq!(r.unwrap_err(), Rejection::Deleted);
     }
     // Audit records the admin as generated_by on the issue event.
@@ -132,7 +229,10 @@ async fn admin_generates_for_others_and_manages_everyone() {
         .audit(&tessera::store::AuditFilter::default().token(for_bob.token.id))
         .await
         .unwrap();
-    assert_eq!(events[0].generated_by.as_ref().map(UserId::as_str), Some("root"));
+    assert_eq!(
+        events[0].generated_by.as_ref().map(UserId::as_str),
+        Some("root")
+    );
 }
 
 #[tokio::test]
@@ -140,8 +240,24 @@ async fn own_revoke() {
     let (svc, _) = service();
     let bob = user("bob");
     let delegated = perms(&["reset_password"]);
-    let t = svc.auth().generate(spec("bob", "x", &["reset_password"], "1d"), &delegated, &bob).await.unwrap();
+    let t = svc
+        .auth()
+        .generate(
+            spec("bob", "x", &["reset_password"], "1d"),
+            &delegated,
+            &bob,
+        )
+        .await
+        .unwrap();
     svc.auth().revoke(t.token.id, &bob).await.unwrap();
-    let r = svc.auth().check(t.secret.expose_secret(), &perm("reset_password"), &delegated).await.unwrap();
+    let r = svc
+        .auth()
+        .check(
+            t.secret.expose_secret(),
+            &perm("reset_password"),
+            &delegated,
+        )
+        .await
+        .unwrap();
     assert_eq!(r.unwrap_err(), Rejection::Revoked);
 }

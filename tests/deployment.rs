@@ -1,4 +1,5 @@
 //! Deployment tokens through the public API.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly
 
 mod common;
 
@@ -14,35 +15,68 @@ const TEMPLATE: &str = "msiexec /i inSyncClient.msi TOKEN={token} /quiet";
 async fn generate_list_and_latest() {
     let (svc, clock) = service();
     let d = svc.deployment();
-    let first = d.generate(NewDeployment::named("wave-1").unwrap(), &admin()).await.unwrap();
+    let first = d
+        .generate(NewDeployment::named("wave-1").unwrap(), &admin())
+        .await
+        .unwrap();
     clock.advance(Duration::minutes(1));
-    let second = d.generate(NewDeployment::named("wave-2").unwrap(), &admin()).await.unwrap();
+    let second = d
+        .generate(NewDeployment::named("wave-2").unwrap(), &admin())
+        .await
+        .unwrap();
     assert!(first.secret.expose_secret().starts_with("tsr_dep_"));
     let list = d.list().await.unwrap();
     assert_eq!(list.len(), 2);
     assert_eq!(list[0].name.as_deref(), Some("wave-1"));
-    assert!(list.iter().all(|t| !t.hint.contains(&first.secret.expose_secret()[8..20])));
+    assert!(
+        list.iter()
+            .all(|t| !t.hint.contains(&first.secret.expose_secret()[8..20]))
+    );
     assert_eq!(d.latest().await.unwrap().unwrap().id, second.token.id);
     // Older tokens stay valid until their own expiry.
-    assert!(d.validate(first.secret.expose_secret()).await.unwrap().is_ok());
-    assert!(d.validate(second.secret.expose_secret()).await.unwrap().is_ok());
+    assert!(
+        d.validate(first.secret.expose_secret())
+            .await
+            .unwrap()
+            .is_ok()
+    );
+    assert!(
+        d.validate(second.secret.expose_secret())
+            .await
+            .unwrap()
+            .is_ok()
+    );
 }
 
 #[tokio::test]
 async fn expiry_and_expire_at_once() {
     let (svc, clock) = service();
     let d = svc.deployment();
-    let spec = NewDeployment::named("short").unwrap().expires_at(common::T0 + Duration::days(1));
+    let spec = NewDeployment::named("short")
+        .unwrap()
+        .expires_at(common::T0 + Duration::days(1));
     let t = d.generate(spec, &admin()).await.unwrap();
     assert!(d.validate(t.secret.expose_secret()).await.unwrap().is_ok());
     clock.advance(Duration::days(1));
-    assert_eq!(d.validate(t.secret.expose_secret()).await.unwrap(), Err(Rejection::Expired));
+    assert_eq!(
+        d.validate(t.secret.expose_secret()).await.unwrap(),
+        Err(Rejection::Expired)
+    );
 
-    let u = d.generate(NewDeployment::named("leaked").unwrap(), &admin()).await.unwrap();
+    let u = d
+        .generate(NewDeployment::named("leaked").unwrap(), &admin())
+        .await
+        .unwrap();
     let s = d.expire(u.token.id, &admin()).await.unwrap();
     assert_eq!(s.state, State::Expired);
-    assert_eq!(d.validate(u.secret.expose_secret()).await.unwrap(), Err(Rejection::Expired));
-    assert!(d.expire(u.token.id, &admin()).await.is_err(), "expiring twice is an error");
+    assert_eq!(
+        d.validate(u.secret.expose_secret()).await.unwrap(),
+        Err(Rejection::Expired)
+    );
+    assert!(
+        d.expire(u.token.id, &admin()).await.is_err(),
+        "expiring twice is an error"
+    );
     let past = NewDeployment::named("past").unwrap().expires_at(common::T0);
     assert!(d.generate(past, &admin()).await.is_err());
 }
@@ -51,21 +85,34 @@ async fn expiry_and_expire_at_once() {
 async fn command_is_rendered_with_the_latest_token_and_keeps_it() {
     let (svc, clock) = service();
     let d = svc.deployment();
-    let a = d.generate(NewDeployment::named("a").unwrap(), &admin()).await.unwrap();
+    let a = d
+        .generate(NewDeployment::named("a").unwrap(), &admin())
+        .await
+        .unwrap();
     let cmd_a = d.render_command(TEMPLATE, &a.secret).await.unwrap();
     assert_eq!(
         cmd_a.expose_secret(),
-        format!("msiexec /i inSyncClient.msi TOKEN={} /quiet", a.secret.expose_secret())
+        format!(
+            "msiexec /i inSyncClient.msi TOKEN={} /quiet",
+            a.secret.expose_secret()
+        )
     );
     assert!(!format!("{cmd_a:?}").contains(a.secret.expose_secret()));
     clock.advance(Duration::seconds(1));
-    let b = d.generate(NewDeployment::named("b").unwrap(), &admin()).await.unwrap();
+    let b = d
+        .generate(NewDeployment::named("b").unwrap(), &admin())
+        .await
+        .unwrap();
     // The earlier command keeps its token; a new render needs the newest one.
     assert!(cmd_a.expose_secret().contains(a.secret.expose_secret()));
     assert!(d.render_command(TEMPLATE, &a.secret).await.is_err());
     assert!(d.render_command(TEMPLATE, &b.secret).await.is_ok());
     assert!(d.render_command("no placeholder", &b.secret).await.is_err());
-    assert!(d.render_command(TEMPLATE, &Secret::from_presented("junk")).await.is_err());
+    assert!(
+        d.render_command(TEMPLATE, &Secret::from_presented("junk"))
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -89,7 +136,10 @@ async fn auto_renewal_issues_a_90_day_successor_once() {
     assert_eq!(report.renewed.len(), 1);
     let successor = report.renewed[0].successor.as_ref().unwrap();
     assert_eq!(report.renewed[0].expired, old.token.id);
-    assert_eq!(successor.token.expires_at, Some(clock_now(&clock) + Duration::days(90)));
+    assert_eq!(
+        successor.token.expires_at,
+        Some(clock_now(&clock) + Duration::days(90))
+    );
     assert_eq!(d.latest().await.unwrap().unwrap().id, successor.token.id);
     // Sweeping again renews nothing more.
     assert!(svc.sweep(false).await.unwrap().renewed.is_empty());
@@ -97,15 +147,25 @@ async fn auto_renewal_issues_a_90_day_successor_once() {
 
     // The old command keeps the old, now expired token; the new one works.
     assert!(cmd_old.expose_secret().contains(old.secret.expose_secret()));
-    assert_eq!(d.validate(old.secret.expose_secret()).await.unwrap(), Err(Rejection::Expired));
-    assert!(d.validate(successor.secret.expose_secret()).await.unwrap().is_ok());
+    assert_eq!(
+        d.validate(old.secret.expose_secret()).await.unwrap(),
+        Err(Rejection::Expired)
+    );
+    assert!(
+        d.validate(successor.secret.expose_secret())
+            .await
+            .unwrap()
+            .is_ok()
+    );
     let renewed_events = svc
         .audit(&tessera::store::AuditFilter::default().token(old.token.id))
         .await
         .unwrap();
-    assert!(renewed_events
-        .iter()
-        .any(|e| matches!(e.action, tessera::core::audit::AuditAction::Renewed { .. })));
+    assert!(
+        renewed_events
+            .iter()
+            .any(|e| matches!(e.action, tessera::core::audit::AuditAction::Renewed { .. }))
+    );
 }
 
 fn clock_now(clock: &tessera::core::clock::ManualClock) -> time::OffsetDateTime {
@@ -118,9 +178,18 @@ async fn tokens_of_other_kinds_and_garbage_are_refused() {
     let (svc, _) = service();
     let d = svc.deployment();
     assert_eq!(d.validate("").await.unwrap(), Err(Rejection::Malformed));
-    assert_eq!(d.validate(&"x".repeat(10_000)).await.unwrap(), Err(Rejection::Malformed));
+    assert_eq!(
+        d.validate(&"x".repeat(10_000)).await.unwrap(),
+        Err(Rejection::Malformed)
+    );
     let other = Secret::generate(tessera::Kind::Deployment).unwrap();
-    assert_eq!(d.validate(other.expose_secret()).await.unwrap(), Err(Rejection::NotFound));
+    assert_eq!(
+        d.validate(other.expose_secret()).await.unwrap(),
+        Err(Rejection::NotFound)
+    );
     let app = Secret::generate(tessera::Kind::Application).unwrap();
-    assert_eq!(d.validate(app.expose_secret()).await.unwrap(), Err(Rejection::Malformed));
+    assert_eq!(
+        d.validate(app.expose_secret()).await.unwrap(),
+        Err(Rejection::Malformed)
+    );
 }

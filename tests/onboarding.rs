@@ -1,15 +1,16 @@
 //! Onboarding tokens through the public API.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly
 
 mod common;
 
 use std::sync::Arc;
 
 use common::{admin, service};
+use tessera::Rejection;
 use tessera::core::id::DeviceId;
 use tessera::core::kind::onboarding::{DeviceBinding, UsageLimit};
 use tessera::core::lifecycle::State;
 use tessera::onboarding::NewOnboarding;
-use tessera::Rejection;
 use time::Duration;
 
 fn dev(s: &str) -> DeviceId {
@@ -20,12 +21,25 @@ fn dev(s: &str) -> DeviceId {
 async fn single_use_by_default() {
     let (svc, _) = service();
     let o = svc.onboarding();
-    let t = o.create(NewOnboarding::new("std", "sales").unwrap(), &admin()).await.unwrap();
+    let t = o
+        .create(NewOnboarding::new("std", "sales").unwrap(), &admin())
+        .await
+        .unwrap();
     assert!(t.secret.expose_secret().starts_with("tsr_onb_"));
     assert_eq!(t.token.remaining, Some(1));
-    let e = o.redeem(t.secret.expose_secret(), &dev("a")).await.unwrap().unwrap();
-    assert_eq!((e.policy.as_str(), e.group.as_str(), e.remaining), ("std", "sales", Some(0)));
-    assert_eq!(o.redeem(t.secret.expose_secret(), &dev("b")).await.unwrap(), Err(Rejection::Exhausted));
+    let e = o
+        .redeem(t.secret.expose_secret(), &dev("a"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (e.policy.as_str(), e.group.as_str(), e.remaining),
+        ("std", "sales", Some(0))
+    );
+    assert_eq!(
+        o.redeem(t.secret.expose_secret(), &dev("b")).await.unwrap(),
+        Err(Rejection::Exhausted)
+    );
     let list = o.list().await.unwrap();
     assert_eq!(list[0].token.state, State::Exhausted);
     assert_eq!(list[0].devices.len(), 1);
@@ -37,13 +51,22 @@ async fn single_use_by_default() {
 async fn n_uses_unlimited_and_expiry() {
     let (svc, clock) = service();
     let o = svc.onboarding();
-    let three = NewOnboarding::new("p", "g").unwrap().limit(UsageLimit::uses(3).unwrap());
+    let three = NewOnboarding::new("p", "g")
+        .unwrap()
+        .limit(UsageLimit::uses(3).unwrap());
     let t = o.create(three, &admin()).await.unwrap();
     for (i, d) in ["a", "b", "c"].iter().enumerate() {
-        let e = o.redeem(t.secret.expose_secret(), &dev(d)).await.unwrap().unwrap();
+        let e = o
+            .redeem(t.secret.expose_secret(), &dev(d))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(e.remaining, Some(2 - i as u64));
     }
-    assert_eq!(o.redeem(t.secret.expose_secret(), &dev("d")).await.unwrap(), Err(Rejection::Exhausted));
+    assert_eq!(
+        o.redeem(t.secret.expose_secret(), &dev("d")).await.unwrap(),
+        Err(Rejection::Exhausted)
+    );
 
     let spec = NewOnboarding::new("p", "g")
         .unwrap()
@@ -51,12 +74,24 @@ async fn n_uses_unlimited_and_expiry() {
         .expires_at(common::T0 + Duration::hours(2));
     let u = o.create(spec, &admin()).await.unwrap();
     for i in 0..50 {
-        let e = o.redeem(u.secret.expose_secret(), &dev(&format!("d{i}"))).await.unwrap().unwrap();
+        let e = o
+            .redeem(u.secret.expose_secret(), &dev(&format!("d{i}")))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(e.remaining, None);
     }
-    assert_eq!(svc.expiring_within(Duration::hours(3)).await.unwrap().len(), 1);
+    assert_eq!(
+        svc.expiring_within(Duration::hours(3)).await.unwrap().len(),
+        1
+    );
     clock.advance(Duration::hours(2));
-    assert_eq!(o.redeem(u.secret.expose_secret(), &dev("late")).await.unwrap(), Err(Rejection::Expired));
+    assert_eq!(
+        o.redeem(u.secret.expose_secret(), &dev("late"))
+            .await
+            .unwrap(),
+        Err(Rejection::Expired)
+    );
     assert!(UsageLimit::uses(0).is_err());
 }
 
@@ -69,29 +104,60 @@ async fn device_binding() {
         .limit(UsageLimit::uses(5).unwrap())
         .binding(DeviceBinding::Device(dev("serial-1")));
     let t = o.create(bound, &admin()).await.unwrap();
-    assert_eq!(o.redeem(t.secret.expose_secret(), &dev("thief")).await.unwrap(), Err(Rejection::DeviceMismatch));
-    assert!(o.redeem(t.secret.expose_secret(), &dev("serial-1")).await.unwrap().is_ok());
+    assert_eq!(
+        o.redeem(t.secret.expose_secret(), &dev("thief"))
+            .await
+            .unwrap(),
+        Err(Rejection::DeviceMismatch)
+    );
+    assert!(
+        o.redeem(t.secret.expose_secret(), &dev("serial-1"))
+            .await
+            .unwrap()
+            .is_ok()
+    );
 
     let first = NewOnboarding::new("p", "g")
         .unwrap()
         .limit(UsageLimit::uses(5).unwrap())
         .binding(DeviceBinding::FirstDevice(None));
     let f = o.create(first, &admin()).await.unwrap();
-    assert!(o.redeem(f.secret.expose_secret(), &dev("first")).await.unwrap().is_ok());
-    assert_eq!(o.redeem(f.secret.expose_secret(), &dev("second")).await.unwrap(), Err(Rejection::DeviceMismatch));
-    assert!(o.redeem(f.secret.expose_secret(), &dev("first")).await.unwrap().is_ok());
+    assert!(
+        o.redeem(f.secret.expose_secret(), &dev("first"))
+            .await
+            .unwrap()
+            .is_ok()
+    );
+    assert_eq!(
+        o.redeem(f.secret.expose_secret(), &dev("second"))
+            .await
+            .unwrap(),
+        Err(Rejection::DeviceMismatch)
+    );
+    assert!(
+        o.redeem(f.secret.expose_secret(), &dev("first"))
+            .await
+            .unwrap()
+            .is_ok()
+    );
     // A refused attempt consumed nothing.
     let listing = o.list().await.unwrap();
     let fl = listing.iter().find(|l| l.token.id == f.token.id).unwrap();
     assert_eq!(fl.token.remaining, Some(3));
-    assert_eq!(fl.data.binding, DeviceBinding::FirstDevice(Some(dev("first"))));
+    assert_eq!(
+        fl.data.binding,
+        DeviceBinding::FirstDevice(Some(dev("first")))
+    );
 }
 
 #[tokio::test]
 async fn short_codes_are_typeable() {
     let (svc, _) = service();
     let o = svc.onboarding();
-    let t = o.create(NewOnboarding::new("p", "g").unwrap().short_code(), &admin()).await.unwrap();
+    let t = o
+        .create(NewOnboarding::new("p", "g").unwrap().short_code(), &admin())
+        .await
+        .unwrap();
     let code = t.secret.expose_secret().to_owned();
     assert_eq!(code.len(), 34, "{code}");
     // People type in lower case and without dashes.
@@ -101,7 +167,10 @@ async fn short_codes_are_typeable() {
     let mut typo: Vec<char> = code.chars().collect();
     typo[0] = if typo[0] == '7' { '8' } else { '7' };
     let typo: String = typo.into_iter().collect();
-    assert_eq!(o.redeem(&typo, &dev("x")).await.unwrap(), Err(Rejection::Malformed));
+    assert_eq!(
+        o.redeem(&typo, &dev("x")).await.unwrap(),
+        Err(Rejection::Malformed)
+    );
 }
 
 #[tokio::test]
@@ -110,14 +179,27 @@ async fn bulk_one_per_group_and_revoke() {
     let o = svc.onboarding();
     let specs = ["sales", "support", "warehouse"]
         .iter()
-        .map(|g| NewOnboarding::new("std", *g).unwrap().limit(UsageLimit::uses(10).unwrap()))
+        .map(|g| {
+            NewOnboarding::new("std", *g)
+                .unwrap()
+                .limit(UsageLimit::uses(10).unwrap())
+        })
         .collect();
     let issued = o.bulk(specs, &admin()).await.unwrap();
     assert_eq!(issued.len(), 3);
-    let e = o.redeem(issued[1].secret.expose_secret(), &dev("d")).await.unwrap().unwrap();
+    let e = o
+        .redeem(issued[1].secret.expose_secret(), &dev("d"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(e.group.as_str(), "support");
     o.revoke(issued[0].token.id, &admin()).await.unwrap();
-    assert_eq!(o.redeem(issued[0].secret.expose_secret(), &dev("d")).await.unwrap(), Err(Rejection::Revoked));
+    assert_eq!(
+        o.redeem(issued[0].secret.expose_secret(), &dev("d"))
+            .await
+            .unwrap(),
+        Err(Rejection::Revoked)
+    );
     assert!(o.revoke(issued[0].token.id, &admin()).await.is_err());
     assert_eq!(o.list().await.unwrap().len(), 3);
 }
@@ -125,7 +207,9 @@ async fn bulk_one_per_group_and_revoke() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_redemptions_never_exceed_the_limit() {
     let (svc, _) = service();
-    let spec = NewOnboarding::new("p", "g").unwrap().limit(UsageLimit::uses(100).unwrap());
+    let spec = NewOnboarding::new("p", "g")
+        .unwrap()
+        .limit(UsageLimit::uses(100).unwrap());
     let t = svc.onboarding().create(spec, &admin()).await.unwrap();
     let token: Arc<str> = t.secret.expose_secret().into();
     let mut tasks = Vec::new();
@@ -136,7 +220,12 @@ async fn concurrent_redemptions_never_exceed_the_limit() {
             let mut ok = 0;
             let mut attempt = task;
             while attempt < 1000 {
-                match svc.onboarding().redeem(&token, &dev(&format!("dev-{attempt}"))).await.unwrap() {
+                match svc
+                    .onboarding()
+                    .redeem(&token, &dev(&format!("dev-{attempt}")))
+                    .await
+                    .unwrap()
+                {
                     Ok(_) => ok += 1,
                     Err(r) => assert_eq!(r, Rejection::Exhausted),
                 }

@@ -1,5 +1,5 @@
 //! Shared set-up for the integration tests: a service over the memory store on a manual clock.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 use std::sync::Arc;
 
@@ -7,8 +7,8 @@ use tessera::core::clock::ManualClock;
 use tessera::core::digest::{KeyId, Pepper, Peppers};
 use tessera::memory::MemoryStore;
 use tessera::{Principal, TokenService};
-use time::macros::datetime;
 use time::OffsetDateTime;
+use time::macros::datetime;
 
 pub const T0: OffsetDateTime = datetime!(2026-11-23 09:00 UTC);
 
