@@ -104,7 +104,9 @@ impl Drop for Pepper {
 
 impl fmt::Debug for Pepper {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Pepper").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("Pepper")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -271,6 +273,9 @@ mod tests {
         let p = parse(Kind::Onboarding, s.expose_secret()).unwrap();
         let h = p.hint();
         assert_eq!(h.as_str().chars().count(), 13);
-        assert!(s.expose_secret().starts_with(h.as_str().trim_end_matches('…')));
+        assert!(
+            s.expose_secret()
+                .starts_with(h.as_str().trim_end_matches('…'))
+        );
     }
 }

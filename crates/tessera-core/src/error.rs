@@ -21,7 +21,9 @@ pub enum Error {
     #[error(transparent)]
     Invalid(#[from] InvalidInput),
     /// The operating system's random number generator failed.
-    #[error("the operating system's random number generator failed; retry, and check the host's entropy source")]
+    #[error(
+        "the operating system's random number generator failed; retry, and check the host's entropy source"
+    )]
     Rng,
 }
 
@@ -43,16 +45,22 @@ pub enum FormatError {
         max: usize,
     },
     /// The input holds a character no token contains.
-    #[error("token holds a character no token contains at byte {at}; copy the token again without spaces or quotes")]
+    #[error(
+        "token holds a character no token contains at byte {at}; copy the token again without spaces or quotes"
+    )]
     Charset {
         /// Byte offset of the first offending character.
         at: usize,
     },
     /// The input does not start with a known Tessera prefix.
-    #[error("token does not start with a known prefix such as `tsr_onb_`; check that this is a Tessera token")]
+    #[error(
+        "token does not start with a known prefix such as `tsr_onb_`; check that this is a Tessera token"
+    )]
     UnknownPrefix,
     /// The token is of another kind than the one expected.
-    #[error("token is a {found} token where a {expected} token was expected; use the right token for this call")]
+    #[error(
+        "token is a {found} token where a {expected} token was expected; use the right token for this call"
+    )]
     WrongKind {
         /// The kind that was expected.
         expected: crate::Kind,
@@ -60,7 +68,9 @@ pub enum FormatError {
         found: crate::Kind,
     },
     /// The body is shorter or longer than a token of this kind can be.
-    #[error("token body has {len} characters, outside {min}..={max}; the token was truncated or extended, copy it again")]
+    #[error(
+        "token body has {len} characters, outside {min}..={max}; the token was truncated or extended, copy it again"
+    )]
     BodyLength {
         /// Characters in the body.
         len: usize,
@@ -107,7 +117,9 @@ pub enum InvalidInput {
         max: usize,
     },
     /// An expiry could not be parsed.
-    #[error("expiry `{input}` is not understood: {why}; write e.g. `90m`, `12h`, `30d` or `2027-01-31`")]
+    #[error(
+        "expiry `{input}` is not understood: {why}; write e.g. `90m`, `12h`, `30d` or `2027-01-31`"
+    )]
     Expiry {
         /// The offending text (never a secret: expiries are not secrets), cut to 64 characters.
         input: String,

@@ -391,7 +391,9 @@ pub fn parse(expected: Kind, input: &str) -> Result<Presented<'_>, FormatError> 
         });
     }
     match expected {
-        Kind::Endpoint if bytes.len() == PLAIN_LEN && bytes.iter().all(u8::is_ascii_alphanumeric) => {
+        Kind::Endpoint
+            if bytes.len() == PLAIN_LEN && bytes.iter().all(u8::is_ascii_alphanumeric) =>
+        {
             Ok(Presented {
                 kind: expected,
                 spelling: Spelling::Plain64,
@@ -533,7 +535,8 @@ pub fn scan(text: &str) -> Vec<(usize, Presented<'_>)> {
         while end < bytes.len() && bytes[end].is_ascii_alphanumeric() {
             end += 1;
         }
-        let boundary_ok = start == 0 || !(bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_');
+        let boundary_ok =
+            start == 0 || !(bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_');
         if boundary_ok && end <= bytes.len() {
             if let Some(candidate) = text.get(start..end) {
                 if let Ok(p) = parse_any(candidate) {

@@ -142,9 +142,10 @@ impl State {
             (Self::Active | Self::Disabled | Self::Dormant | Self::Superseded, A::Retire) => {
                 Some(Self::RotatedOut)
             }
-            (Self::Active | Self::Disabled | Self::Dormant | Self::Superseded | Self::Exhausted, A::Expire) => {
-                Some(Self::Expired)
-            }
+            (
+                Self::Active | Self::Disabled | Self::Dormant | Self::Superseded | Self::Exhausted,
+                A::Expire,
+            ) => Some(Self::Expired),
             (Self::Active | Self::Superseded, A::Exhaust) => Some(Self::Exhausted),
             _ => None,
         };
@@ -250,14 +251,23 @@ mod tests {
         assert_eq!(State::Disabled.apply(Action::Enable), Ok(State::Active));
         assert_eq!(State::Active.apply(Action::MarkDormant), Ok(State::Dormant));
         assert_eq!(State::Dormant.apply(Action::Reactivate), Ok(State::Active));
-        assert_eq!(State::Active.apply(Action::Supersede), Ok(State::Superseded));
-        assert_eq!(State::Superseded.apply(Action::Retire), Ok(State::RotatedOut));
+        assert_eq!(
+            State::Active.apply(Action::Supersede),
+            Ok(State::Superseded)
+        );
+        assert_eq!(
+            State::Superseded.apply(Action::Retire),
+            Ok(State::RotatedOut)
+        );
     }
 
     #[test]
     fn illegal_steps_are_errors_with_advice() {
         let e = State::Revoked.apply(Action::Enable).unwrap_err();
-        assert_eq!(e.to_string(), "cannot enable a token that is revoked; revocation is final; issue a new token");
+        assert_eq!(
+            e.to_string(),
+            "cannot enable a token that is revoked; revocation is final; issue a new token"
+        );
         assert!(State::Active.apply(Action::Enable).is_err());
         assert!(State::Expired.apply(Action::Reactivate).is_err());
         assert!(State::Exhausted.apply(Action::Enable).is_err());

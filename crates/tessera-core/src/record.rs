@@ -79,12 +79,16 @@ impl TokenRecord {
         match self.state {
             s if s.is_terminal() => s,
             State::Superseded if self.grace_until.is_none_or(|g| g <= now) => State::RotatedOut,
-            s if matches!(s, State::Active | State::Superseded | State::Disabled | State::Dormant)
-                && self.expires_at.is_some_and(|e| e <= now) =>
+            s if matches!(
+                s,
+                State::Active | State::Superseded | State::Disabled | State::Dormant
+            ) && self.expires_at.is_some_and(|e| e <= now) =>
             {
                 State::Expired
             }
-            State::Active | State::Superseded if self.limit.is_exhausted(self.uses) => State::Exhausted,
+            State::Active | State::Superseded if self.limit.is_exhausted(self.uses) => {
+                State::Exhausted
+            }
             s => s,
         }
     }

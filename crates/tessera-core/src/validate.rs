@@ -201,7 +201,11 @@ pub struct Accepted {
 /// # Errors
 ///
 /// The first [`Rejection`] that applies: state and time rules first, then the kind's rules.
-pub fn validate(record: &TokenRecord, request: &Request<'_>, now: OffsetDateTime) -> Result<Accepted, Rejection> {
+pub fn validate(
+    record: &TokenRecord,
+    request: &Request<'_>,
+    now: OffsetDateTime,
+) -> Result<Accepted, Rejection> {
     let state = record.effective_state(now);
     let lifecycle = match state {
         State::Active | State::Superseded => Ok(()),
@@ -223,9 +227,14 @@ pub fn validate(record: &TokenRecord, request: &Request<'_>, now: OffsetDateTime
                 Err(Rejection::DeviceMismatch)
             }
         }
-        (KindData::Endpoint(e), Request::Endpoint { endpoint, method, mapping }) => {
-            check_endpoint(record.id, e, endpoint, *method, *mapping)
-        }
+        (
+            KindData::Endpoint(e),
+            Request::Endpoint {
+                endpoint,
+                method,
+                mapping,
+            },
+        ) => check_endpoint(record.id, e, endpoint, *method, *mapping),
         (KindData::Auth(a), Request::Auth { action, held }) => {
             if !a.scope.contains(action) {
                 Err(Rejection::InsufficientScope)

@@ -111,7 +111,12 @@ impl InactivityPolicy {
 
     /// What the sweep does to a token in `state` last active at `last_activity` (its last use,
     /// or its creation or reactivation if later).
-    pub fn decide(self, state: State, last_activity: OffsetDateTime, now: OffsetDateTime) -> Option<Action> {
+    pub fn decide(
+        self,
+        state: State,
+        last_activity: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Option<Action> {
         let idle = now - last_activity;
         if state.is_terminal() {
             None
@@ -142,9 +147,15 @@ mod tests {
         let p = InactivityPolicy::default();
         let t0 = datetime!(2026-01-01 0:00 UTC);
         assert_eq!(p.decide(State::Active, t0, t0 + Duration::days(29)), None);
-        assert_eq!(p.decide(State::Active, t0, t0 + Duration::days(30)), Some(Action::MarkDormant));
+        assert_eq!(
+            p.decide(State::Active, t0, t0 + Duration::days(30)),
+            Some(Action::MarkDormant)
+        );
         assert_eq!(p.decide(State::Dormant, t0, t0 + Duration::days(60)), None);
-        assert_eq!(p.decide(State::Dormant, t0, t0 + Duration::days(90)), Some(Action::Delete));
+        assert_eq!(
+            p.decide(State::Dormant, t0, t0 + Duration::days(90)),
+            Some(Action::Delete)
+        );
         assert!(InactivityPolicy::new(Duration::days(5), Duration::days(5)).is_err());
     }
 }

@@ -155,7 +155,10 @@ impl Expiry {
             (None, _) => now,
         };
         if at <= now {
-            return Err(InvalidInput::NotInFuture { what: "expiry date" }.into());
+            return Err(InvalidInput::NotInFuture {
+                what: "expiry date",
+            }
+            .into());
         }
         Ok(at)
     }
@@ -197,8 +200,22 @@ mod tests {
         assert_eq!(Expiry::parse("90m").unwrap(), Expiry::Minutes(90));
         assert_eq!(Expiry::parse("12h").unwrap(), Expiry::Hours(12));
         assert_eq!(Expiry::parse("30d").unwrap(), Expiry::Days(30));
-        assert!(matches!(Expiry::parse("2027-01-31").unwrap(), Expiry::Date(_)));
-        for bad in ["", "m", "0d", "12", "12x", "-3d", "2027-02-30", "99999999999d", "1.5h", "40000d"] {
+        assert!(matches!(
+            Expiry::parse("2027-01-31").unwrap(),
+            Expiry::Date(_)
+        ));
+        for bad in [
+            "",
+            "m",
+            "0d",
+            "12",
+            "12x",
+            "-3d",
+            "2027-02-30",
+            "99999999999d",
+            "1.5h",
+            "40000d",
+        ] {
             assert!(Expiry::parse(bad).is_err(), "{bad}");
         }
     }
@@ -206,7 +223,10 @@ mod tests {
     #[test]
     fn resolves_against_now() {
         let now = datetime!(2026-11-23 12:00 UTC);
-        assert_eq!(Expiry::Hours(12).resolve(now).unwrap(), datetime!(2026-11-24 0:00 UTC));
+        assert_eq!(
+            Expiry::Hours(12).resolve(now).unwrap(),
+            datetime!(2026-11-24 0:00 UTC)
+        );
         assert!(Expiry::parse("2026-11-01").unwrap().resolve(now).is_err());
     }
 
@@ -214,7 +234,11 @@ mod tests {
     fn scope_must_be_within_held() {
         let p = |s: &str| Permission::parse(s).unwrap();
         let scope = Scope::new([p("reset_password")]).unwrap();
-        assert!(scope.check_within(&[p("reset_password"), p("unlock")].into()).is_ok());
+        assert!(
+            scope
+                .check_within(&[p("reset_password"), p("unlock")].into())
+                .is_ok()
+        );
         assert!(scope.check_within(&[p("unlock")].into()).is_err());
         assert!(Scope::new([]).is_err());
     }

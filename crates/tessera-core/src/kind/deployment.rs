@@ -26,7 +26,11 @@ pub fn successor_expiry(now: OffsetDateTime) -> OffsetDateTime {
 }
 
 /// Whether a token with this expiry and renewal flag is due for renewal at `now`.
-pub fn due_for_renewal(data: &DeploymentData, expires_at: Option<OffsetDateTime>, now: OffsetDateTime) -> bool {
+pub fn due_for_renewal(
+    data: &DeploymentData,
+    expires_at: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+) -> bool {
     data.auto_renew && expires_at.is_some_and(|e| e <= now)
 }
 

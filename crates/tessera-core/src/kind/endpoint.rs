@@ -33,12 +33,18 @@ impl Method {
 
     /// Parse a method name, any case.
     pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|m| m.as_str().eq_ignore_ascii_case(s))
+        Self::ALL
+            .into_iter()
+            .find(|m| m.as_str().eq_ignore_ascii_case(s))
     }
 
     /// The methods that have a primary on an endpoint.
     pub fn primaries(allow_delete: bool) -> &'static [Self] {
-        if allow_delete { &Self::ALL } else { &Self::ALL[..2] }
+        if allow_delete {
+            &Self::ALL
+        } else {
+            &Self::ALL[..2]
+        }
     }
 }
 
