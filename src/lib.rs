@@ -68,3 +68,8 @@ pub use tokens::{Renewal, SweepReport};
 pub mod memory {
     pub use tessera_memory::*;
 }
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(all(doctest, feature = "memory"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
