@@ -1,0 +1,96 @@
+//! [`ApplicationLayer`]: application bearer tokens.
+
+use http::request::Parts;
+use tessera::TokenService;
+use tower::Layer;
+
+use crate::bearer;
+use crate::client_ip::{ClientIp, ClientIpSource};
+use crate::guarded::{Guard, Guarded};
+use crate::refusal::{LOG_TARGET, Refusal, misconfigured, rejected, unavailable};
+
+const KIND: &str = "application";
+
+/// Authenticates `Authorization: Bearer <token>` with an application token.
+///
+/// For each request it takes the client's address (see [`ClientIpSource`]), validates the token
+/// from that address, which records the use in the token's per-IP log (first and last use,
+/// count) and refuses addresses blocked for the token, and then either calls the inner service
+/// with [`ApplicationAccess`](tessera::application::ApplicationAccess) (token id, name, access types) and [`ClientIp`] in the request
+/// extensions, or answers with a [`Refusal`]:
+///
+/// | request | answer |
+/// |---|---|
+/// | no `Authorization` header, or another scheme | 401 `WWW-Authenticate: Bearer` |
+/// | broken header | 400 `Bearer error="invalid_request"` |
+/// | any token not accepted, for any reason | 401 `Bearer error="invalid_token"` |
+/// | the store fails | 503 |
+/// | no client address in the request (a setup error) | 500 |
+///
+/// # Examples
+///
+/// ```
+/// use axum::{Extension, Router, routing::get};
+/// use tessera::application::ApplicationAccess;
+/// use tessera_http::ApplicationLayer;
+///
+/// fn feed(service: tessera::TokenService) -> Router {
+///     Router::new()
+///         .route("/feed", get(|Extension(access): Extension<ApplicationAccess>| async move {
+///             format!("hello {}", access.name)
+///         }))
+///         .layer(ApplicationLayer::new(service))
+///     // serve with `into_make_service_with_connect_info::<SocketAddr>()`
+/// }
+/// ```
+#[derive(Clone, Debug)]
+pub struct ApplicationLayer {
+    service: TokenService,
+    client_ip: ClientIpSource,
+}
+
+impl ApplicationLayer {
+    /// Check application tokens with `service`, taking the client address from the connection.
+    pub fn new(service: TokenService) -> Self {
+        Self {
+            service,
+            client_ip: ClientIpSource::connection(),
+        }
+    }
+
+    /// Take the client address from `source` instead (behind a trusted reverse proxy).
+    #[must_use]
+    pub fn client_ip(mut self, source: ClientIpSource) -> Self {
+        self.client_ip = source;
+        self
+    }
+
+    pub(crate) async fn admit(&self, parts: &mut Parts) -> Result<(), Refusal> {
+        bearer::hide(&mut parts.headers);
+        let token = bearer::token(&parts.headers, KIND)?;
+        let Some(ip) = self.client_ip.client_ip(parts) else {
+            return Err(misconfigured(
+                KIND,
+                "no ConnectInfo<SocketAddr> in the request; serve with \
+                 into_make_service_with_connect_info::<SocketAddr>()",
+            ));
+        };
+        let access = match self.service.application().validate(token, ip).await {
+            Ok(Ok(access)) => access,
+            Ok(Err(rejection)) => return Err(rejected(KIND, rejection, Some(ip))),
+            Err(e) => return Err(unavailable(KIND, &e)),
+        };
+        tracing::trace!(target: LOG_TARGET, kind = KIND, token_id = %access.token, name = %access.name, "request admitted");
+        parts.extensions.insert(ClientIp(ip));
+        parts.extensions.insert(access);
+        Ok(())
+    }
+}
+
+impl<S> Layer<S> for ApplicationLayer {
+    type Service = Guarded<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Guarded::new(inner, Guard::Application(self.clone()))
+    }
+}
