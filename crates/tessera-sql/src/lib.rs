@@ -80,3 +80,17 @@ pub use error::{Error, Result};
 pub use postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
+
+#[cfg(all(test, feature = "sqlite", feature = "postgres"))]
+mod send_check {
+    fn is_send<T: Send>(_: T) {}
+
+    /// `tokio::spawn` needs these futures `Send` for every lifetime (`sqlx::raw_sql` breaks that).
+    #[allow(dead_code)]
+    fn futures_are_send(s: &crate::SqliteStore, p: &crate::PostgresStore) {
+        is_send(s.migrate());
+        is_send(p.migrate());
+        is_send(s.schema_version());
+        is_send(p.schema_version());
+    }
+}

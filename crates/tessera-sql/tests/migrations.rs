@@ -1,1 +1,371 @@
-fn main() {}
+//! Migrations: a fresh database migrates to the latest schema; an older one upgrades in place
+//! keeping its data; a newer one is refused with `SchemaTooNew`; migrating again, reopening and
+//! migrating from several stores at once change nothing; an edited migration is refused.
+//!
+//! PostgreSQL cases run under `TESSERA_TEST_POSTGRES_URL` (each in a fresh schema), are skipped
+//! with a message without it, and fail under `CI=true` without it.
+
+mod common;
+
+use std::path::Path;
+
+use common::fixtures;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
+use tessera_core::audit::{Actor, AuditAction, AuditEvent};
+use tessera_core::format::Spelling;
+use tessera_core::id::UserId;
+use tessera_sql::{Error, SqliteStore};
+use tessera_store::{AuditFilter, Store};
+
+/// A raw connection to a database file, bypassing the store, to inspect or tamper with it.
+async fn raw(path: &Path) -> SqlitePool {
+    SqlitePool::connect_with(SqliteConnectOptions::new().filename(path))
+        .await
+        .expect("open the database file directly")
+}
+
+async fn sqlite_index_exists(pool: &SqlitePool, name: &str) -> bool {
+    let n: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = $1")
+            .bind(name)
+            .fetch_one(pool)
+            .await
+            .expect("read the schema");
+    n == 1
+}
+
+fn event_by(user: &str) -> AuditEvent {
+    AuditEvent::new(
+        fixtures::now(),
+        Actor::User(UserId::parse(user).expect("a user")),
+        AuditAction::Issued,
+    )
+}
+
+#[tokio::test]
+async fn sqlite_fresh_database_migrates_to_latest() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = SqliteStore::open(dir.path().join("t.db"))
+        .await
+        .expect("open");
+    assert_eq!(store.schema_version().await.expect("version"), None);
+    store.migrate().await.expect("migrate");
+    assert_eq!(
+        store.schema_version().await.expect("version"),
+        Some(SqliteStore::SCHEMA_VERSION)
+    );
+    assert!(SqliteStore::SCHEMA_VERSION >= 2);
+}
+
+#[tokio::test]
+async fn sqlite_upgrades_in_place_from_0001_keeping_data() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("t.db");
+    let pepper = fixtures::pepper();
+    let (_, record) = fixtures::issue(&pepper, fixtures::deployment("kept"), Spelling::Prefixed);
+    {
+        let old = SqliteStore::open(&path).await.expect("open");
+        old.migrate_to(1).await.expect("migrate to 0001 only");
+        assert_eq!(old.schema_version().await.expect("version"), Some(1));
+        old.insert(&record).await.expect("insert under schema 1");
+        old.append(&event_by("alice"))
+            .await
+            .expect("append under schema 1");
+        old.close().await;
+    }
+    let pool = raw(&path).await;
+    assert!(
+        !sqlite_index_exists(&pool, "audit_events_actor").await,
+        "0002 not applied yet"
+    );
+
+    let store = SqliteStore::open(&path).await.expect("reopen");
+    store.migrate().await.expect("upgrade in place");
+    assert_eq!(
+        store.schema_version().await.expect("version"),
+        Some(SqliteStore::SCHEMA_VERSION)
+    );
+    assert!(
+        sqlite_index_exists(&pool, "audit_events_actor").await,
+        "0002 applied"
+    );
+    assert_eq!(store.get(record.id).await.expect("get"), Some(record));
+    let mut filter = AuditFilter::default();
+    filter.actor = Some(Actor::User(UserId::parse("alice").expect("a user")));
+    assert_eq!(store.events(&filter).await.expect("events").len(), 1);
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("t.db");
+    let store = SqliteStore::open(&path).await.expect("open");
+    store.migrate().await.expect("migrate");
+    let newer = SqliteStore::SCHEMA_VERSION + 1;
+    let pool = raw(&path).await;
+    sqlx::query(
+        "INSERT INTO _tessera_migrations (version, description, checksum, installed_at) \
+         VALUES ($1, 'from the future', x'00', 0)",
+    )
+    .bind(newer)
+    .execute(&pool)
+    .await
+    .expect("pretend a newer build migrated");
+    pool.close().await;
+
+    match store.migrate().await {
+        Err(Error::SchemaTooNew { found, supported }) => {
+            assert_eq!((found, supported), (newer, SqliteStore::SCHEMA_VERSION));
+        }
+        other => panic!("migrate on a newer schema: {other:?}"),
+    }
+    store.close().await;
+    let reopened = SqliteStore::open(&path).await;
+    assert!(
+        matches!(reopened, Err(Error::SchemaTooNew { found, .. }) if found == newer),
+        "open on a newer schema: {reopened:?}"
+    );
+    let e = Error::SchemaTooNew {
+        found: newer,
+        supported: SqliteStore::SCHEMA_VERSION,
+    };
+    assert!(e.to_string().contains("upgrade tessera"), "{e}");
+}
+
+#[tokio::test]
+async fn sqlite_migrate_and_reopen_are_idempotent() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("t.db");
+    let pepper = fixtures::pepper();
+    let (_, record) = fixtures::issue(
+        &pepper,
+        fixtures::auth("bob", "t", &["p"]),
+        Spelling::Prefixed,
+    );
+    let store = SqliteStore::open(&path).await.expect("open");
+    store.migrate().await.expect("migrate");
+    store.insert(&record).await.expect("insert");
+    store.migrate().await.expect("migrate again");
+    store.close().await;
+    let store = SqliteStore::open(&path).await.expect("reopen");
+    store.migrate().await.expect("migrate after reopening");
+    assert_eq!(store.get(record.id).await.expect("get"), Some(record));
+    let pool = raw(&path).await;
+    let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _tessera_migrations")
+        .fetch_one(&pool)
+        .await
+        .expect("count applied migrations");
+    assert_eq!(applied, SqliteStore::SCHEMA_VERSION);
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_concurrent_migrations_all_succeed() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("t.db");
+    let mut stores = Vec::new();
+    for _ in 0..4 {
+        stores.push(SqliteStore::open(&path).await.expect("open"));
+    }
+    let tasks: Vec<_> = stores
+        .into_iter()
+        .map(|s| tokio::spawn(async move { s.migrate().await.map(|()| s) }))
+        .collect();
+    for t in tasks {
+        let s = t
+            .await
+            .expect("join")
+            .expect("every concurrent migrate succeeds");
+        assert_eq!(
+            s.schema_version().await.expect("version"),
+            Some(SqliteStore::SCHEMA_VERSION)
+        );
+    }
+}
+
+#[tokio::test]
+async fn sqlite_edited_migration_is_refused() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("t.db");
+    let store = SqliteStore::open(&path).await.expect("open");
+    store.migrate().await.expect("migrate");
+    let pool = raw(&path).await;
+    sqlx::query("UPDATE _tessera_migrations SET checksum = x'00' WHERE version = 1")
+        .execute(&pool)
+        .await
+        .expect("pretend 0001 was edited");
+    pool.close().await;
+    assert!(matches!(
+        store.migrate().await,
+        Err(Error::MigrationChanged { version: 1 })
+    ));
+}
+
+#[tokio::test]
+async fn sqlite_tracking_table_is_tesseras_own() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("t.db");
+    // An application's own sqlx migrations live in the same file.
+    let pool = SqlitePool::connect_with(
+        SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true),
+    )
+    .await
+    .expect("create the file");
+    sqlx::raw_sql(
+        "CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT); \
+         INSERT INTO _sqlx_migrations VALUES (20250101000000, 'the application''s own');",
+    )
+    .execute(&pool)
+    .await
+    .expect("an application's migrations");
+    let store = SqliteStore::open(&path).await.expect("open");
+    store
+        .migrate()
+        .await
+        .expect("migrate beside the application's table");
+    let theirs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+        .fetch_one(&pool)
+        .await
+        .expect("their table is untouched");
+    assert_eq!(theirs, 1);
+    pool.close().await;
+}
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    use sqlx::PgPool;
+    use tessera_sql::Error;
+    use tessera_sql::postgres::{PostgresConfig, PostgresStore};
+    use tessera_store::Store;
+
+    use super::{common, fixtures};
+    use tessera_core::format::Spelling;
+
+    struct Schema {
+        url: String,
+        name: String,
+    }
+
+    impl Schema {
+        fn fresh() -> Option<Self> {
+            Some(Self {
+                url: common::postgres_url_or_skip()?,
+                name: common::fresh_schema(),
+            })
+        }
+
+        async fn store(&self) -> Result<PostgresStore, Error> {
+            let config = PostgresConfig::new(self.url.as_str())
+                .schema(&self.name)?
+                .max_connections(4);
+            PostgresStore::connect_with(config).await
+        }
+
+        async fn raw(&self) -> PgPool {
+            PgPool::connect(&self.url).await.expect("connect directly")
+        }
+
+        async fn drop(self) {
+            let pool = self.raw().await;
+            let drop = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name);
+            sqlx::raw_sql(&drop)
+                .execute(&pool)
+                .await
+                .expect("drop the test schema");
+            pool.close().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn postgres_upgrades_in_place_from_0001_keeping_data() {
+        let Some(schema) = Schema::fresh() else {
+            return;
+        };
+        let pepper = fixtures::pepper();
+        let (_, record) =
+            fixtures::issue(&pepper, fixtures::deployment("kept"), Spelling::Prefixed);
+        let old = schema.store().await.expect("connect");
+        assert_eq!(old.schema_version().await.expect("version"), None);
+        old.migrate_to(1).await.expect("migrate to 0001 only");
+        old.insert(&record).await.expect("insert under schema 1");
+        old.close().await;
+        let store = schema.store().await.expect("reconnect");
+        assert_eq!(store.schema_version().await.expect("version"), Some(1));
+        store.migrate().await.expect("upgrade in place");
+        assert_eq!(
+            store.schema_version().await.expect("version"),
+            Some(PostgresStore::SCHEMA_VERSION)
+        );
+        assert_eq!(store.get(record.id).await.expect("get"), Some(record));
+        let pool = schema.raw().await;
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pg_indexes WHERE schemaname = $1 AND indexname = 'audit_events_actor'")
+            .bind(&schema.name)
+            .fetch_one(&pool)
+            .await
+            .expect("read the catalog");
+        assert_eq!(n, 1, "0002's index exists");
+        pool.close().await;
+        store.close().await;
+        schema.drop().await;
+    }
+
+    #[tokio::test]
+    async fn postgres_newer_schema_is_refused() {
+        let Some(schema) = Schema::fresh() else {
+            return;
+        };
+        let store = schema.store().await.expect("connect");
+        store.migrate().await.expect("migrate");
+        let newer = PostgresStore::SCHEMA_VERSION + 1;
+        let pool = schema.raw().await;
+        let insert = format!(
+            "INSERT INTO \"{}\"._tessera_migrations (version, description, checksum, installed_at) \
+             VALUES ($1, 'from the future', '\\x00', 0)",
+            schema.name
+        );
+        sqlx::query(&insert)
+            .bind(newer)
+            .execute(&pool)
+            .await
+            .expect("pretend a newer build migrated");
+        pool.close().await;
+        assert!(
+            matches!(store.migrate().await, Err(Error::SchemaTooNew { found, .. }) if found == newer)
+        );
+        store.close().await;
+        assert!(
+            matches!(schema.store().await, Err(Error::SchemaTooNew { found, .. }) if found == newer)
+        );
+        schema.drop().await;
+    }
+
+    #[tokio::test]
+    async fn postgres_concurrent_and_repeated_migrations_succeed() {
+        let Some(schema) = Schema::fresh() else {
+            return;
+        };
+        let mut tasks = Vec::new();
+        for _ in 0..4 {
+            let store = schema.store().await.expect("connect");
+            tasks.push(tokio::spawn(async move {
+                store.migrate().await.map(|()| store)
+            }));
+        }
+        for t in tasks {
+            let s = t
+                .await
+                .expect("join")
+                .expect("every concurrent migrate succeeds");
+            s.migrate().await.expect("migrate again");
+            assert_eq!(
+                s.schema_version().await.expect("version"),
+                Some(PostgresStore::SCHEMA_VERSION)
+            );
+            s.close().await;
+        }
+        schema.drop().await;
+    }
+}

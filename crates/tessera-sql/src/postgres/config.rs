@@ -78,10 +78,14 @@ impl PostgresConfig {
 
     pub(crate) fn connect_options(&self) -> Result<PgConnectOptions, Error> {
         // The parser's error may quote the URL: say what is wrong without it.
-        let options = PgConnectOptions::from_str(&self.url).map_err(|_| Error::Config {
+        let bad = || Error::Config {
             what: "postgres url",
             why: "it is not a postgres:// URL; write postgres://user:password@host:port/database",
-        })?;
+        };
+        if !(self.url.starts_with("postgres://") || self.url.starts_with("postgresql://")) {
+            return Err(bad());
+        }
+        let options = PgConnectOptions::from_str(&self.url).map_err(|_| bad())?;
         Ok(match &self.schema {
             // Checked to be a plain identifier: no quoting or escaping needed.
             Some(schema) => options.options([("search_path", schema.as_str())]),
@@ -169,9 +173,19 @@ mod tests {
 
     #[test]
     fn bad_urls_are_refused_without_echoing_them() {
-        let e = PostgresConfig::new("mysql://root:s3cret@x")
-            .connect_options()
-            .unwrap_err();
-        assert!(!e.to_string().contains("s3cret"));
+        for url in [
+            "mysql://root:s3cret@x",
+            "postgres://root:s3cret@[x/db",
+            "s3cret",
+        ] {
+            let e = PostgresConfig::new(url).connect_options().unwrap_err();
+            assert!(!e.to_string().contains("s3cret"), "{e}");
+            assert!(!format!("{e:?}").contains("s3cret"), "{e:?}");
+        }
+        assert!(
+            PostgresConfig::new("postgres://u:p@127.0.0.1:5432/db")
+                .connect_options()
+                .is_ok()
+        );
     }
 }

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use async_trait::async_trait;
 use sqlx::postgres::{PgArguments, PgPool, Postgres};
 use sqlx::query::Query;
-use sqlx::{PgConnection, Row};
+use sqlx::{Executor, PgConnection, Row};
 use tessera_core::audit::AuditEvent;
 use tessera_core::digest::{Digest, Hint};
 use tessera_core::id::{DeviceId, EndpointId, TokenId};
@@ -154,13 +154,10 @@ impl PostgresStore {
         if let Some(schema) = &self.schema {
             // Checked by `PostgresConfig::schema` to be a plain lowercase identifier.
             let create = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
-            sqlx::raw_sql(&create)
-                .execute(&mut *tx)
-                .await
-                .map_err(fail)?;
+            (&mut *tx).execute(create.as_str()).await.map_err(fail)?;
         }
-        sqlx::raw_sql(CREATE_MIGRATIONS_TABLE)
-            .execute(&mut *tx)
+        (&mut *tx)
+            .execute(CREATE_MIGRATIONS_TABLE)
             .await
             .map_err(fail)?;
         let applied: Vec<(i64, Vec<u8>)> = sqlx::query_as(APPLIED_MIGRATIONS)
@@ -168,7 +165,7 @@ impl PostgresStore {
             .await
             .map_err(fail)?;
         for m in migrate::plan(&applied, MIGRATIONS, version)? {
-            sqlx::raw_sql(m.sql).execute(&mut *tx).await.map_err(fail)?;
+            (&mut *tx).execute(m.sql).await.map_err(fail)?;
             sqlx::query(RECORD_MIGRATION)
                 .bind(m.version)
                 .bind(m.description)

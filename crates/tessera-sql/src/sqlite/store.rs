@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 use sqlx::query::Query;
 use sqlx::sqlite::{Sqlite, SqliteArguments, SqlitePool};
-use sqlx::{Row, SqliteConnection};
+use sqlx::{Executor, Row, SqliteConnection};
 use tessera_core::audit::AuditEvent;
 use tessera_core::digest::{Digest, Hint};
 use tessera_core::id::{DeviceId, EndpointId, TokenId};
@@ -150,8 +150,8 @@ impl SqliteStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(fail)?;
-        sqlx::raw_sql(CREATE_MIGRATIONS_TABLE)
-            .execute(&mut *tx)
+        (&mut *tx)
+            .execute(CREATE_MIGRATIONS_TABLE)
             .await
             .map_err(fail)?;
         let applied: Vec<(i64, Vec<u8>)> = sqlx::query_as(APPLIED_MIGRATIONS)
@@ -159,7 +159,7 @@ impl SqliteStore {
             .await
             .map_err(fail)?;
         for m in migrate::plan(&applied, MIGRATIONS, version)? {
-            sqlx::raw_sql(m.sql).execute(&mut *tx).await.map_err(fail)?;
+            (&mut *tx).execute(m.sql).await.map_err(fail)?;
             sqlx::query(RECORD_MIGRATION)
                 .bind(m.version)
                 .bind(m.description)

@@ -65,3 +65,157 @@ pub fn fresh_schema() -> String {
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+pub mod fixtures {
+    //! Records of every kind, issued from generated secrets.
+
+    use tessera_core::audit::Actor;
+    use tessera_core::digest::{KeyId, Pepper};
+    use tessera_core::format::{Entropy, Spelling, parse};
+    use tessera_core::id::{
+        AccessType, ApplicationName, Description, DeviceGroup, EndpointId, Permission, PolicyId,
+        TokenId, TokenName, UserId,
+    };
+    use tessera_core::kind::application::AccessTypes;
+    use tessera_core::kind::auth::Scope;
+    use tessera_core::kind::endpoint::{EndpointData, Method};
+    use tessera_core::kind::onboarding::{DeviceBinding, UsageLimit};
+    use tessera_core::kind::{ApplicationData, AuthData, DeploymentData, KindData, OnboardingData};
+    use tessera_core::lifecycle::State;
+    use tessera_core::record::TokenRecord;
+    use tessera_core::{Kind, Secret};
+    use time::{Duration, OffsetDateTime};
+
+    /// A fixed instant: 2026-09-21T...Z.
+    pub fn now() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_790_000_000).expect("a valid instant")
+    }
+
+    /// A fixed test pepper.
+    pub fn pepper() -> Pepper {
+        Pepper::new(KeyId(1), [7; 32])
+    }
+
+    /// A record for `data` with a freshly generated secret in `spelling`, digested under
+    /// `pepper`; the secret is returned beside it (only to search for it afterwards).
+    pub fn issue(pepper: &Pepper, data: KindData, spelling: Spelling) -> (Secret, TokenRecord) {
+        let kind = data.kind();
+        let secret = Secret::generate_with(kind, spelling, Entropy::DEFAULT).expect("a secret");
+        let (digest, hint) = {
+            let presented = parse(kind, secret.expose_secret()).expect("a generated secret parses");
+            (pepper.digest(&presented), presented.hint())
+        };
+        let limit = match kind {
+            Kind::Onboarding => UsageLimit::uses(5).expect("five uses"),
+            _ => UsageLimit::Unlimited,
+        };
+        let record = TokenRecord {
+            id: TokenId::generate().expect("an id"),
+            digest,
+            spelling,
+            hint,
+            state: State::Active,
+            created_at: now(),
+            created_by: Actor::User(UserId::parse("admin").expect("a user")),
+            generated_by: None,
+            expires_at: Some(now() + Duration::days(30)),
+            last_used_at: None,
+            activated_at: now(),
+            grace_until: None,
+            successor: None,
+            limit,
+            uses: 0,
+            data,
+        };
+        (secret, record)
+    }
+
+    pub fn deployment(name: &str) -> KindData {
+        KindData::Deployment(DeploymentData {
+            name: TokenName::parse(name).expect("a token name"),
+            auto_renew: true,
+        })
+    }
+
+    pub fn onboarding(policy: &str, group: &str, binding: DeviceBinding) -> KindData {
+        KindData::Onboarding(OnboardingData {
+            policy: PolicyId::parse(policy).expect("a policy"),
+            group: DeviceGroup::parse(group).expect("a group"),
+            binding,
+        })
+    }
+
+    pub fn primary(endpoint: &str, method: Method) -> KindData {
+        KindData::Endpoint(EndpointData::Primary {
+            endpoint: EndpointId::parse(endpoint).expect("an endpoint"),
+            method,
+        })
+    }
+
+    pub fn secondary(name: &str, description: &str) -> KindData {
+        KindData::Endpoint(EndpointData::Secondary {
+            name: TokenName::parse(name).expect("a token name"),
+            description: Description::parse(description).expect("a description"),
+            enabled: true,
+        })
+    }
+
+    pub fn auth(owner: &str, name: &str, perms: &[&str]) -> KindData {
+        KindData::Auth(AuthData {
+            owner: UserId::parse(owner).expect("a user"),
+            name: TokenName::parse(name).expect("a token name"),
+            scope: Scope::new(
+                perms
+                    .iter()
+                    .map(|p| Permission::parse(*p).expect("a permission")),
+            )
+            .expect("a scope"),
+        })
+    }
+
+    pub fn application(name: &str, description: &str, access: &[&str]) -> KindData {
+        KindData::Application(ApplicationData {
+            name: ApplicationName::parse(name).expect("an application name"),
+            description: Description::parse(description).expect("a description"),
+            access: AccessTypes::new(
+                access
+                    .iter()
+                    .map(|a| AccessType::parse(*a).expect("an access type")),
+            )
+            .expect("access types"),
+        })
+    }
+
+    /// One record of every kind, role and spelling, each with its secret.
+    pub fn every_kind(pepper: &Pepper) -> Vec<(Secret, TokenRecord)> {
+        vec![
+            issue(pepper, deployment("installer"), Spelling::Prefixed),
+            issue(
+                pepper,
+                onboarding("p", "g", DeviceBinding::FirstDevice(None)),
+                Spelling::Prefixed,
+            ),
+            issue(
+                pepper,
+                onboarding("p", "g", DeviceBinding::Any),
+                Spelling::ShortCode,
+            ),
+            issue(
+                pepper,
+                primary("/api/orders", Method::Get),
+                Spelling::Prefixed,
+            ),
+            issue(pepper, secondary("erp", "the erp"), Spelling::Plain64),
+            issue(
+                pepper,
+                auth("alice", "reports", &["read_reports"]),
+                Spelling::Prefixed,
+            ),
+            issue(
+                pepper,
+                application("siem-feed", "feeds", &["third-party-feeds"]),
+                Spelling::Prefixed,
+            ),
+        ]
+    }
+}
