@@ -287,7 +287,7 @@ impl ApplicationTokens<'_> {
         let r = self.svc.record(Kind::Application, id).await?;
         if r.state == State::Deleted {
             return Err(Error::NoSuchToken {
-                kind: Kind::Application,
+                kind: Some(Kind::Application),
                 id: id.to_string(),
             });
         }

@@ -36,6 +36,32 @@ pub struct NewAuth {
     pub expiry: Expiry,
 }
 
+impl NewAuth {
+    /// A token for `owner` named `name`, scoped to `scope`, expiring per `expiry` (`90m`,
+    /// `12h`, `30d` or `2027-01-31`).
+    ///
+    /// # Errors
+    ///
+    /// Which of the values is invalid, and why.
+    pub fn new<'a>(
+        owner: &str,
+        name: &str,
+        scope: impl IntoIterator<Item = &'a str>,
+        expiry: &str,
+    ) -> Result<Self> {
+        let perms = scope
+            .into_iter()
+            .map(Permission::parse)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            owner: UserId::parse(owner)?,
+            name: TokenName::parse(name)?,
+            scope: Scope::new(perms)?,
+            expiry: Expiry::parse(expiry)?,
+        })
+    }
+}
+
 /// An accepted auth-token request.
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub struct AuthAccess {

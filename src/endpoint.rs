@@ -301,7 +301,7 @@ impl EndpointTokens<'_> {
             Ok(r)
         } else {
             Err(Error::NoSuchToken {
-                kind: Kind::Endpoint,
+                kind: Some(Kind::Endpoint),
                 id: id.to_string(),
             })
         }
@@ -348,7 +348,7 @@ impl EndpointTokens<'_> {
         }) = r.data.clone()
         else {
             return Err(Error::NoSuchToken {
-                kind: Kind::Endpoint,
+                kind: Some(Kind::Endpoint),
                 id: id.to_string(),
             });
         };

@@ -24,10 +24,10 @@ pub enum Error {
         why: &'static str,
     },
     /// No such token (or not of this kind).
-    #[error("no {kind} token with id {id}; list the tokens to find the right id")]
+    #[error("no {} token with id {id}; list the tokens to find the right id", kind.map_or("", Kind::as_str))]
     NoSuchToken {
-        /// The kind looked for.
-        kind: Kind,
+        /// The kind looked for, if the call was for one kind.
+        kind: Option<Kind>,
         /// The id given.
         id: String,
     },

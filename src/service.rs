@@ -293,7 +293,7 @@ impl TokenService {
         match self.inner.store.get(id).await? {
             Some(r) if r.kind() == kind => Ok(r),
             _ => Err(Error::NoSuchToken {
-                kind,
+                kind: Some(kind),
                 id: id.to_string(),
             }),
         }
@@ -313,13 +313,13 @@ impl TokenService {
                 Some(r) if kind.is_none_or(|k| r.kind() == k) => r,
                 Some(r) => {
                     return Err(Error::NoSuchToken {
-                        kind: kind.unwrap_or_else(|| r.kind()),
+                        kind: kind.or_else(|| Some(r.kind())),
                         id: id.to_string(),
                     });
                 }
                 None => {
                     return Err(Error::NoSuchToken {
-                        kind: kind.unwrap_or(Kind::Deployment),
+                        kind,
                         id: id.to_string(),
                     });
                 }

@@ -51,7 +51,7 @@ impl TokenService {
         match self.inner.store.get(id).await? {
             Some(r) => Ok(r.summary(now)),
             None => Err(Error::NoSuchToken {
-                kind: Kind::Deployment,
+                kind: None,
                 id: id.to_string(),
             }),
         }
@@ -97,7 +97,7 @@ impl TokenService {
             .get(id)
             .await?
             .ok_or_else(|| Error::NoSuchToken {
-                kind: Kind::Deployment,
+                kind: None,
                 id: id.to_string(),
             })?;
         if matches!(old.data, KindData::Endpoint(EndpointData::Secondary { .. })) {

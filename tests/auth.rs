@@ -7,8 +7,7 @@ use std::collections::BTreeSet;
 
 use common::{admin, service, user};
 use tessera::auth::NewAuth;
-use tessera::core::id::{Permission, TokenName, UserId};
-use tessera::core::kind::auth::{Expiry, Scope};
+use tessera::core::id::{Permission, UserId};
 use tessera::core::validate::OAuthError;
 use tessera::{Error, Rejection};
 use time::Duration;
@@ -22,12 +21,7 @@ fn perms(list: &[&str]) -> BTreeSet<Permission> {
 }
 
 fn spec(owner: &str, name: &str, scope: &[&str], expiry: &str) -> NewAuth {
-    NewAuth {
-        owner: UserId::parse(owner).unwrap(),
-        name: TokenName::parse(name).unwrap(),
-        scope: Scope::new(scope.iter().map(|p| perm(p))).unwrap(),
-        expiry: Expiry::parse(expiry).unwrap(),
-    }
+    NewAuth::new(owner, name, scope.iter().copied(), expiry).unwrap()
 }
 
 #[tokio::test]

@@ -105,6 +105,8 @@ pub struct TokenSummary {
     pub name: Option<String>,
     /// The hint.
     pub hint: String,
+    /// How the secret is spelled (a QR-friendly prefixed token, a short code, ...).
+    pub spelling: Spelling,
     /// The effective state.
     pub state: State,
     /// Issued at.
@@ -132,6 +134,7 @@ impl TokenRecord {
             kind: self.kind(),
             name: self.data.display_name().map(str::to_owned),
             hint: self.hint.as_str().to_owned(),
+            spelling: self.spelling,
             state: self.effective_state(now),
             created_at: self.created_at,
             expires_at: self.expires_at,

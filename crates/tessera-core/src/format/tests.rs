@@ -690,3 +690,184 @@ fn scan_reports_offsets_and_skips_look_alikes() {
     assert_eq!(scan(a)[0].0, 0);
     assert!(scan("").is_empty());
 }
+
+/// The parser as first written, plainly: per-byte range checks with early exits and the
+/// checksum read back as a number. The fast parser must agree with it on every input.
+mod reference {
+    use super::*;
+
+    pub(super) fn parse(
+        expected: Kind,
+        input: &str,
+    ) -> Result<(Kind, Spelling, Vec<u8>), FormatError> {
+        let bytes = input.as_bytes();
+        envelope(bytes)?;
+        if bytes.starts_with(b"tsr_") {
+            let kind = prefixed(bytes)?;
+            if kind != expected {
+                return Err(FormatError::WrongKind {
+                    expected,
+                    found: kind,
+                });
+            }
+            return Ok((kind, Spelling::Prefixed, bytes.to_vec()));
+        }
+        match expected {
+            Kind::Endpoint
+                if bytes.len() == PLAIN_LEN && bytes.iter().all(u8::is_ascii_alphanumeric) =>
+            {
+                Ok((expected, Spelling::Plain64, bytes.to_vec()))
+            }
+            Kind::Onboarding if !bytes.contains(&b'_') => {
+                let short = parse_short(bytes)?;
+                Ok((expected, Spelling::ShortCode, short.to_vec()))
+            }
+            _ => Err(FormatError::UnknownPrefix),
+        }
+    }
+
+    pub(super) fn parse_any(input: &str) -> Result<(Kind, Spelling, Vec<u8>), FormatError> {
+        envelope(input.as_bytes())?;
+        let kind = prefixed(input.as_bytes())?;
+        Ok((kind, Spelling::Prefixed, input.as_bytes().to_vec()))
+    }
+
+    fn envelope(bytes: &[u8]) -> Result<(), FormatError> {
+        if bytes.is_empty() {
+            return Err(FormatError::Empty);
+        }
+        if bytes.len() > MAX_TOKEN_LEN {
+            return Err(FormatError::TooLong {
+                len: bytes.len(),
+                max: MAX_TOKEN_LEN,
+            });
+        }
+        match bytes
+            .iter()
+            .position(|b| !(b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-'))
+        {
+            Some(at) => Err(FormatError::Charset { at }),
+            None => Ok(()),
+        }
+    }
+
+    fn prefixed(bytes: &[u8]) -> Result<Kind, FormatError> {
+        let kind = Kind::ALL
+            .into_iter()
+            .find(|k| bytes.get(..PREFIX_LEN) == Some(k.prefix().as_bytes()))
+            .ok_or(FormatError::UnknownPrefix)?;
+        let rest = &bytes[PREFIX_LEN..];
+        let body_len = rest.len().saturating_sub(CHECKSUM_LEN);
+        if rest.len() < MIN_BODY + CHECKSUM_LEN || body_len > MAX_BODY {
+            return Err(FormatError::BodyLength {
+                len: body_len,
+                min: MIN_BODY,
+                max: MAX_BODY,
+            });
+        }
+        if let Some(at) = rest.iter().position(|b| !b.is_ascii_alphanumeric()) {
+            return Err(FormatError::Charset {
+                at: PREFIX_LEN + at,
+            });
+        }
+        let (signed, sum) = bytes.split_at(PREFIX_LEN + body_len);
+        if !signed[signed.len() - 1].is_ascii_alphabetic() {
+            return Err(FormatError::Checksum);
+        }
+        let mut v: u64 = 0;
+        for c in sum {
+            let d = BASE62
+                .iter()
+                .position(|b| b == c)
+                .ok_or(FormatError::Checksum)?;
+            v = v * 62 + u64::try_from(d).unwrap();
+        }
+        if v != u64::from(crc32fast::hash(signed)) {
+            return Err(FormatError::Checksum);
+        }
+        Ok(kind)
+    }
+}
+
+fn fast(r: Result<Presented<'_>, FormatError>) -> Result<(Kind, Spelling, Vec<u8>), FormatError> {
+    r.map(|p| (p.kind(), p.spelling(), p.canonical().to_vec()))
+}
+
+fn assert_agrees(s: &str) {
+    for kind in Kind::ALL {
+        assert_eq!(
+            fast(parse(kind, s)),
+            reference::parse(kind, s),
+            "{kind} {s:?}"
+        );
+    }
+    assert_eq!(fast(parse_any(s)), reference::parse_any(s), "{s:?}");
+}
+
+/// Generated tokens and every near miss of them, in every kind's parser.
+fn near_misses() -> impl Strategy<Value = String> {
+    (
+        kind_spelling(),
+        128u32..=512,
+        any::<usize>(),
+        any::<u8>(),
+        0u8..4,
+    )
+        .prop_map(|((kind, spelling), bits, at, c, how)| {
+            let s = generate(kind, spelling, bits);
+            let t = s.expose_secret();
+            let at = at % t.len();
+            match how {
+                0 => t.to_owned(),
+                1 => with_byte(t, at, CHARSET[usize::from(c) % CHARSET.len()]),
+                2 if at + 1 < t.len() => swapped(t, at),
+                _ => format!(
+                    "{}{}",
+                    &t[..at],
+                    char::from(CHARSET[usize::from(c) % CHARSET.len()])
+                ),
+            }
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    /// The parser agrees with the plain reference on tokens and their near misses...
+    #[test]
+    fn parser_agrees_with_reference_near_tokens(s in near_misses()) {
+        assert_agrees(&s);
+    }
+
+    /// ...on token-like text...
+    #[test]
+    fn parser_agrees_with_reference_on_token_like_text(s in token_like()) {
+        assert_agrees(&s);
+    }
+
+    /// ...and on anything at all.
+    #[test]
+    fn parser_agrees_with_reference_on_any_text(s in "[ -~]{0,80}|.{0,80}") {
+        assert_agrees(&s);
+    }
+}
+
+/// Every byte value in every position class the parser distinguishes.
+#[test]
+fn parser_agrees_with_reference_on_every_byte() {
+    let s = Secret::generate(Kind::Auth).unwrap();
+    let t = s.expose_secret();
+    for b in 0u8..=127 {
+        let c = char::from(b);
+        for at in [0, 3, 7, 8, 20, t.len() - 7, t.len() - 6, t.len() - 1] {
+            let mut m = t.to_owned();
+            m.replace_range(at..=at, &c.to_string());
+            assert_agrees(&m);
+        }
+        assert_agrees(&format!("{t}{c}"));
+        assert_agrees(&c.to_string());
+    }
+    for c in ['é', '\u{0}', '\u{80}', '\u{FFFD}', '𝔸'] {
+        assert_agrees(&format!("{}{c}{}", &t[..20], &t[21..]));
+    }
+}
