@@ -424,8 +424,11 @@ pub(crate) fn parse_any_spelling(text: &str) -> Result<Presented<'_>, tessera::c
         format::parse_any(text)
     } else if text.len() == 64 && text.bytes().all(|b| b.is_ascii_alphanumeric()) {
         format::parse(Kind::Endpoint, text)
-    } else {
+    } else if text.bytes().filter(|b| *b != b'-').count() == 28 {
+        // 26 data and 2 check characters, dashes aside: an onboarding short code.
         format::parse(Kind::Onboarding, text)
+    } else {
+        format::parse_any(text)
     }
 }
 

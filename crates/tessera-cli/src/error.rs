@@ -21,10 +21,11 @@ pub(crate) const EXIT_NOT_FOUND: u8 = 4;
 pub(crate) const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0  ok
-  1  storage or internal error (database unreachable, unreadable or newer than this build)
+  1  storage or internal error: database missing, unreachable, unreadable or newer than
+     this build; pepper key file missing
   2  bad input or usage, an illegal state change, or a destructive command not confirmed
   3  token rejected (malformed, unknown, expired, revoked, disabled, out of scope, ...)
-  4  not found (no such token, mapping or file) or forbidden for the acting user
+  4  not found (no such token or mapping) or forbidden for the acting user (see --as, --admin)
 
 Secrets are printed once, when a token is created, and never again. Destructive commands ask
 for confirmation unless --yes is given. Every listing and result takes --json.";
@@ -137,9 +138,10 @@ impl From<tessera::Error> for CliError {
             tessera::Error::Core(Core::Rng) => Self::Failure(msg),
             tessera::Error::Core(_) | tessera::Error::Unsupported(_) => Self::Usage(msg),
             tessera::Error::Store(s) => s.into(),
-            tessera::Error::Forbidden { .. } | tessera::Error::NoSuchToken { .. } => {
-                Self::NotFound(msg)
-            }
+            tessera::Error::Forbidden { .. } => Self::NotFound(format!(
+                "{msg}; act as the owner with --as USER, or as an administrator with --admin"
+            )),
+            tessera::Error::NoSuchToken { .. } => Self::NotFound(msg),
             _ => Self::Failure(msg),
         }
     }

@@ -93,17 +93,7 @@ impl Out {
     ) -> Result<()> {
         let secret = issued.secret.expose_secret();
         if self.json {
-            let mut v = json!({
-                "token": issued.token,
-                "secret": secret,
-                "shown_once": true,
-            });
-            if let Value::Object(m) = &mut v {
-                for (k, x) in extra {
-                    m.insert((*k).to_owned(), x.clone());
-                }
-            }
-            self.json(&v)?;
+            self.json(&issued_json(issued, extra))?;
         } else {
             let t = &issued.token;
             let mut rows = vec![
@@ -174,6 +164,21 @@ impl Out {
             Err(refuse())
         }
     }
+}
+
+/// A token just issued as JSON: its summary, its secret and `shown_once`, with more fields.
+pub(crate) fn issued_json(issued: &Issued, extra: &[(&str, Value)]) -> Value {
+    let mut v = json!({
+        "token": issued.token,
+        "secret": issued.secret.expose_secret(),
+        "shown_once": true,
+    });
+    if let Value::Object(m) = &mut v {
+        for (k, x) in extra {
+            m.insert((*k).to_owned(), x.clone());
+        }
+    }
+    v
 }
 
 /// Columns aligned on the widest cell, two spaces apart; the last column is not padded.

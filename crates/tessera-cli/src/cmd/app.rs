@@ -157,7 +157,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: AppCmd) -> Result<()> {
                     rejected_json(ctx, rej)?;
                     Err(CliError::rejected(
                         rej,
-                        &format!("application token from {ip}"),
+                        format!("application token from {ip}"),
                     ))
                 }
             }

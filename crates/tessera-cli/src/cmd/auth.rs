@@ -147,7 +147,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: AuthCmd) -> Result<()> {
                 ),
                 Err(rej) => {
                     rejected_json(ctx, rej)?;
-                    Err(CliError::rejected(rej, &format!("auth token for {action}")))
+                    Err(CliError::rejected(rej, format!("auth token for {action}")))
                 }
             }
         }

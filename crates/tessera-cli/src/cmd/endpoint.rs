@@ -25,15 +25,25 @@ pub(crate) async fn run(ctx: &Ctx, cmd: EndpointCmd) -> Result<()> {
         } => {
             let ep = EndpointId::parse(endpoint)?;
             let issued = svc.enable(&ep, allow_delete, &ctx.principal).await?;
+            let extra = |m: Method| {
+                [
+                    ("endpoint", Value::from(ep.as_str())),
+                    ("method", Value::from(m.as_str())),
+                ]
+            };
+            if ctx.out.json {
+                // One JSON document: an array with a primary per method.
+                let all: Vec<Value> = issued
+                    .iter()
+                    .map(|(m, i)| output::issued_json(i, &extra(*m)))
+                    .collect();
+                ctx.out.json(&Value::Array(all))?;
+                eprintln!("{}", output::SHOWN_ONCE);
+                return Ok(());
+            }
             for (m, i) in &issued {
-                ctx.out.issued(
-                    &format!("{m} primary token of {ep}"),
-                    i,
-                    &[
-                        ("endpoint", Value::from(ep.as_str())),
-                        ("method", Value::from(m.as_str())),
-                    ],
-                )?;
+                ctx.out
+                    .issued(&format!("{m} primary token of {ep}"), i, &extra(*m))?;
             }
             Ok(())
         }
@@ -162,7 +172,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: EndpointCmd) -> Result<()> {
                 }
                 Err(rej) => {
                     rejected_json(ctx, rej)?;
-                    Err(CliError::rejected(rej, &format!("{m} {ep}")))
+                    Err(CliError::rejected(rej, format!("{m} {ep}")))
                 }
             }
         }
