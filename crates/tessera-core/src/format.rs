@@ -412,9 +412,7 @@ pub fn parse(expected: Kind, input: &str) -> Result<Presented<'_>, FormatError> 
         });
     }
     match expected {
-        Kind::Endpoint
-            if bytes.len() == PLAIN_LEN && all_bytes(bytes, is_alphanumeric) =>
-        {
+        Kind::Endpoint if bytes.len() == PLAIN_LEN && all_bytes(bytes, is_alphanumeric) => {
             Ok(Presented {
                 kind: expected,
                 spelling: Spelling::Plain64,
