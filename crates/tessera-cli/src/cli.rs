@@ -35,6 +35,16 @@ pub(crate) struct Global {
         hide_env_values = true
     )]
     pub(crate) database_url: Option<String>,
+    /// PostgreSQL schema for Tessera's tables (created by `init`) [default: the server's
+    /// search_path]: share a database with an application's own tables
+    #[arg(
+        long,
+        env = "TESSERA_DATABASE_SCHEMA",
+        global = true,
+        value_name = "NAME",
+        requires = "database_url"
+    )]
+    pub(crate) database_schema: Option<String>,
     /// Pepper key file [default: tessera.key beside the SQLite database, or in the data
     /// directory for PostgreSQL]; the environment variable TESSERA_PEPPER (64 hex characters)
     /// takes precedence over any file

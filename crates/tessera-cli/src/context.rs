@@ -34,15 +34,19 @@ const KEY_ID: KeyId = KeyId(1);
 pub(crate) enum Backend {
     /// A SQLite file.
     Sqlite(PathBuf),
-    /// A PostgreSQL URL (never printed: it may hold a password).
-    Postgres(String),
+    /// A PostgreSQL URL (never printed: it may hold a password), and a schema for Tessera's
+    /// tables when not the server's default.
+    Postgres(String, Option<String>),
 }
 
 impl std::fmt::Debug for Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Sqlite(p) => f.debug_tuple("Sqlite").field(p).finish(),
-            Self::Postgres(_) => f.debug_tuple("Postgres").finish_non_exhaustive(),
+            Self::Postgres(_, schema) => f
+                .debug_struct("Postgres")
+                .field("schema", schema)
+                .finish_non_exhaustive(),
         }
     }
 }
@@ -51,7 +55,7 @@ impl Backend {
     /// The backend the options name: PostgreSQL with `--database-url`, else SQLite.
     pub(crate) fn from_global(g: &Global) -> Result<Self> {
         if let Some(url) = &g.database_url {
-            return Ok(Self::Postgres(url.clone()));
+            return Ok(Self::Postgres(url.clone(), g.database_schema.clone()));
         }
         match &g.db {
             Some(p) => Ok(Self::Sqlite(p.clone())),
@@ -63,7 +67,10 @@ impl Backend {
     pub(crate) fn describe(&self) -> String {
         match self {
             Self::Sqlite(p) => format!("SQLite database {}", p.display()),
-            Self::Postgres(_) => String::from("PostgreSQL database (--database-url)"),
+            Self::Postgres(_, None) => String::from("PostgreSQL database (--database-url)"),
+            Self::Postgres(_, Some(s)) => {
+                format!("PostgreSQL database (--database-url), schema {s}")
+            }
         }
     }
 }
@@ -99,7 +106,7 @@ pub(crate) fn key_path(g: &Global, backend: &Backend) -> Result<PathBuf> {
     }
     match backend {
         Backend::Sqlite(db) => Ok(db.parent().unwrap_or_else(|| Path::new("")).join(KEY_FILE)),
-        Backend::Postgres(_) => Ok(data_dir()?.join(KEY_FILE)),
+        Backend::Postgres(..) => Ok(data_dir()?.join(KEY_FILE)),
     }
 }
 
@@ -215,7 +222,7 @@ pub(crate) struct Opened {
 pub(crate) async fn open_store(backend: &Backend, create: bool) -> Result<Opened> {
     match backend {
         Backend::Sqlite(path) => open_sqlite(path, create).await,
-        Backend::Postgres(url) => open_postgres(url).await,
+        Backend::Postgres(url, schema) => open_postgres(url, schema.as_deref(), create).await,
     }
 }
 
@@ -253,10 +260,22 @@ async fn open_sqlite(_: &Path, _: bool) -> Result<Opened> {
 }
 
 #[cfg(feature = "postgres")]
-async fn open_postgres(url: &str) -> Result<Opened> {
+async fn open_postgres(url: &str, schema: Option<&str>, create: bool) -> Result<Opened> {
     use tessera_sql::PostgresStore;
-    let store = PostgresStore::connect(url).await?;
+    use tessera_sql::postgres::PostgresConfig;
+    let mut config = PostgresConfig::new(url);
+    if let Some(s) = schema {
+        config = config
+            .schema(s)
+            .map_err(|e| CliError::usage(format!("--database-schema: {e}")))?;
+    }
+    let store = PostgresStore::connect_with(config).await?;
     let before = store.schema_version().await?;
+    if before.is_none() && !create {
+        return Err(CliError::failure(
+            "the PostgreSQL database has no Tessera tables (in this schema); run `tessera init` with the same --database-url first",
+        ));
+    }
     store.migrate().await?;
     Ok(Opened {
         store: Arc::new(store),
@@ -265,7 +284,7 @@ async fn open_postgres(url: &str) -> Result<Opened> {
 }
 
 #[cfg(not(feature = "postgres"))]
-async fn open_postgres(_: &str) -> Result<Opened> {
+async fn open_postgres(_: &str, _: Option<&str>, _: bool) -> Result<Opened> {
     Err(CliError::usage(
         "this build of tessera has no PostgreSQL support; use SQLite (--db), or rebuild with the `postgres` feature",
     ))

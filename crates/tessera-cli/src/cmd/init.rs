@@ -57,7 +57,7 @@ pub(crate) async fn run(g: &Global) -> Result<()> {
     );
     let db_json = match &backend {
         Backend::Sqlite(p) => json!({ "backend": "sqlite", "path": p.display().to_string() }),
-        Backend::Postgres(_) => json!({ "backend": "postgres" }),
+        Backend::Postgres(_, schema) => json!({ "backend": "postgres", "schema": schema }),
     };
     out.result(
         &human,

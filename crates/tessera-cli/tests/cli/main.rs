@@ -14,4 +14,5 @@ mod general;
 mod help;
 mod init;
 mod onboarding;
+mod postgres;
 mod scan;
