@@ -21,6 +21,7 @@ pub(crate) struct Cli {
 
 /// Options every command takes.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub(crate) struct Global {
     /// SQLite database file [default: tessera.db in the user's data directory, e.g.
     /// ~/.local/share/tessera]

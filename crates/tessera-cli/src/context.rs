@@ -384,10 +384,10 @@ impl Ctx {
             return TokenId::parse(&t).map_err(|e| CliError::usage(e.to_string()));
         }
         if t.len() < 6 || t.len() > 32 || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(CliError::usage(format!(
-                "`{}` is not a token id: give its 32 hex digits or a unique prefix of at least 6; list tokens with `tessera list`",
-                crate::output::cut(text, 40)
-            )));
+            // Not echoed: it may be a token pasted where its id belongs.
+            return Err(CliError::usage(
+                "that is not a token id: give its 32 hex digits or a unique prefix of at least 6 (a token's id, not the token itself); list tokens with `tessera list`",
+            ));
         }
         let ids: Vec<TokenId> = self
             .store()

@@ -224,3 +224,18 @@ fn list_and_show_every_kind() {
     assert_eq!(show["created_by"]["user"], "operator");
     env.fails(&["show", "abc"], BAD_INPUT);
 }
+
+#[test]
+fn a_token_pasted_where_an_id_belongs_is_not_echoed() {
+    let env = Env::init();
+    let (secret, _) = issued(&env.json(&["deployment", "generate", "--name", "d"]));
+    for args in [
+        vec!["show", &secret],
+        vec!["-y", "revoke", &secret],
+        vec!["--json", "show", &secret],
+    ] {
+        let err = env.fails(&args, BAD_INPUT);
+        assert!(!err.contains(&secret[8..20]), "{err}");
+        assert!(err.contains("not the token itself"), "{err}");
+    }
+}
