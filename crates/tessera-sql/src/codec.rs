@@ -494,6 +494,7 @@ pub(crate) fn actor(a: &Actor) -> Result<String, StoreError> {
 }
 
 /// A state list as a JSON array of stored names (for SQLite's `json_each`).
+#[cfg(feature = "sqlite")]
 pub(crate) fn states_json(states: &[State]) -> Result<String, StoreError> {
     json(&states.iter().map(|s| s.as_str()).collect::<Vec<_>>())
 }

@@ -1,5 +1,6 @@
 //! The conformance suite of `tessera-store`, run unchanged against [`SqliteStore`]: once on a
 //! fresh temporary WAL file per case (trials marked `[file]`), once in memory (`[memory]`).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly
 
 use std::process::ExitCode;
 use std::sync::Arc;

@@ -3,6 +3,7 @@
 //! nothing; values SQL cannot hold are refused with typed errors and store nothing.
 //!
 //! Runs on a SQLite file, SQLite in memory and, under `TESSERA_TEST_POSTGRES_URL`, PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly
 
 mod common;
 

@@ -3,6 +3,7 @@
 //! holds: the raw bytes of the SQLite file and its `-wal` and `-shm` files (while open and after
 //! closing), and a plain-text `pg_dump` of the PostgreSQL schema. Neither the whole secret, its
 //! canonical form, nor any 8-character piece of it past the non-secret hint.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly
 
 mod common;
 
