@@ -161,7 +161,7 @@ impl Out {
         if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
             Ok(())
         } else {
-            Err(refuse())
+            Err(CliError::usage("cancelled; nothing was changed"))
         }
     }
 }
