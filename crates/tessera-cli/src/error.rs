@@ -176,6 +176,7 @@ impl From<tessera_qr::Error> for CliError {
     }
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 impl From<tessera_sql::Error> for CliError {
     fn from(e: tessera_sql::Error) -> Self {
         Self::Failure(e.to_string())
