@@ -263,6 +263,17 @@ fn base62_fixed(mut v: u32) -> [u8; CHECKSUM_LEN] {
     digits
 }
 
+/// The value of each base62 digit (0 for other bytes, which the charset check has refused).
+const BASE62_VALUE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i: u8 = 0;
+    while i < 62 {
+        t[BASE62[i as usize] as usize] = i;
+        i += 1;
+    }
+    t
+};
+
 /// `[A-Za-z0-9]`, without branches.
 const fn is_alphanumeric(b: u8) -> bool {
     (b.wrapping_sub(b'0') < 10) | ((b | 0x20).wrapping_sub(b'a') < 26)
@@ -396,7 +407,6 @@ impl fmt::Debug for Presented<'_> {
 /// ```
 pub fn parse(expected: Kind, input: &str) -> Result<Presented<'_>, FormatError> {
     let bytes = input.as_bytes();
-    check_envelope(bytes)?;
     if bytes.starts_with(b"tsr_") {
         let kind = parse_prefixed(bytes)?;
         if kind != expected {
@@ -411,6 +421,7 @@ pub fn parse(expected: Kind, input: &str) -> Result<Presented<'_>, FormatError> 
             canonical: Canonical::Borrowed(bytes),
         });
     }
+    check_envelope(bytes)?;
     match expected {
         Kind::Endpoint if bytes.len() == PLAIN_LEN && all_bytes(bytes, is_alphanumeric) => {
             Ok(Presented {
@@ -435,7 +446,6 @@ pub fn parse(expected: Kind, input: &str) -> Result<Presented<'_>, FormatError> 
 /// The first [`FormatError`] found.
 pub fn parse_any(input: &str) -> Result<Presented<'_>, FormatError> {
     let bytes = input.as_bytes();
-    check_envelope(bytes)?;
     let kind = parse_prefixed(bytes)?;
     Ok(Presented {
         kind,
@@ -462,12 +472,38 @@ fn check_envelope(bytes: &[u8]) -> Result<(), FormatError> {
     Ok(())
 }
 
+/// Parse a prefixed token, envelope included, with every check in the documented order.
+///
+/// The common case, a known prefix and an alphanumeric rest within the length cap, passes the
+/// envelope and the charset checks by construction, so one pass over the text is enough and
+/// only length and checksum are left to decide. Anything else takes the checks one by one.
 fn parse_prefixed(bytes: &[u8]) -> Result<Kind, FormatError> {
+    if let Some(kind) = bytes.get(..PREFIX_LEN).and_then(Kind::from_prefix) {
+        let rest = &bytes[PREFIX_LEN..];
+        if bytes.len() <= MAX_TOKEN_LEN && all_bytes(rest, is_alphanumeric) {
+            let body_len = check_body_len(rest)?;
+            check_sum(bytes, body_len)?;
+            return Ok(kind);
+        }
+    }
+    check_envelope(bytes)?;
     let kind = bytes
         .get(..PREFIX_LEN)
         .and_then(Kind::from_prefix)
         .ok_or(FormatError::UnknownPrefix)?;
     let rest = &bytes[PREFIX_LEN..];
+    let body_len = check_body_len(rest)?;
+    if let Some(at) = rest.iter().position(|b| !is_alphanumeric(*b)) {
+        return Err(FormatError::Charset {
+            at: PREFIX_LEN + at,
+        });
+    }
+    check_sum(bytes, body_len)?;
+    Ok(kind)
+}
+
+/// The body's length, from what follows the prefix.
+fn check_body_len(rest: &[u8]) -> Result<usize, FormatError> {
     let body_len = rest.len().saturating_sub(CHECKSUM_LEN);
     if rest.len() < MIN_BODY + CHECKSUM_LEN || body_len > MAX_BODY {
         return Err(FormatError::BodyLength {
@@ -476,25 +512,27 @@ fn parse_prefixed(bytes: &[u8]) -> Result<Kind, FormatError> {
             max: MAX_BODY,
         });
     }
-    if !all_bytes(rest, is_alphanumeric) {
-        if let Some(at) = rest.iter().position(|b| !is_alphanumeric(*b)) {
-            return Err(FormatError::Charset {
-                at: PREFIX_LEN + at,
-            });
-        }
-    }
+    Ok(body_len)
+}
+
+/// The checksum of an alphanumeric token whose body has `body_len` characters.
+fn check_sum(bytes: &[u8], body_len: usize) -> Result<(), FormatError> {
     let (signed, sum) = bytes.split_at(PREFIX_LEN + body_len);
     if !signed[signed.len() - 1].is_ascii_alphabetic() {
         // The body always ends in a letter; a digit here means a swap with the checksum.
         return Err(FormatError::Checksum);
     }
-    // Spelling the CRC and comparing digits is the same test as reading the digits (every
-    // character here is base62, and six digits spell each value below 62^6 once), without a
-    // branch per digit.
-    if sum != base62_fixed(crc32fast::hash(signed)) {
+    // Every character here is base62: read the digits by table, with no branch per digit and no
+    // chain of dependent steps.
+    let v: u64 = sum
+        .iter()
+        .zip([916_132_832, 14_776_336, 238_328, 3_844, 62, 1])
+        .map(|(c, place)| u64::from(BASE62_VALUE[usize::from(*c)]) * place)
+        .sum();
+    if v != u64::from(crc32fast::hash(signed)) {
         return Err(FormatError::Checksum);
     }
-    Ok(kind)
+    Ok(())
 }
 
 fn parse_short(bytes: &[u8]) -> Result<[u8; SHORT_LEN], FormatError> {
