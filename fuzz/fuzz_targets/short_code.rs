@@ -28,7 +28,11 @@ fuzz_target!(|data: &[u8]| {
     for (d, b) in digits.iter_mut().zip(data) {
         *d = b % 32;
     }
-    let s: u32 = digits[..26].iter().enumerate().map(|(i, d)| u32::from(*d) * weight(i)).sum();
+    let s: u32 = digits[..26]
+        .iter()
+        .enumerate()
+        .map(|(i, d)| u32::from(*d) * weight(i))
+        .sum();
     let v = (1021 - s % 1021) % 1021;
     digits[26] = u8::try_from(v / 32).unwrap_or(0);
     digits[27] = u8::try_from(v % 32).unwrap_or(0);

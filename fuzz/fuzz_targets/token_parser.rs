@@ -27,7 +27,11 @@ fuzz_target!(|data: &[u8]| {
                     Spelling::ShortCode => {
                         assert_eq!(kind, Kind::Onboarding);
                         assert_eq!(p.canonical().len(), 28);
-                        assert!(p.canonical().iter().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()));
+                        assert!(
+                            p.canonical()
+                                .iter()
+                                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+                        );
                     }
                 }
                 let _ = p.hint();
