@@ -23,24 +23,29 @@ use tessera::core::kind::endpoint::Method;
 use tessera::core::kind::onboarding::UsageLimit;
 use tessera::core::validate::OAuthError;
 use tessera::deployment::NewDeployment;
-use tessera::memory::MemoryStore;
 use tessera::onboarding::NewOnboarding;
 use tessera::store::{AuditFilter, UsageSubject};
 use tessera::{Principal, Rejection, Store, TokenService};
+use tessera_sql::SqliteStore;
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 
 /// The one place that chooses where tokens are kept. Swap the body to run the tour on another
 /// backend; everything below only sees a [`Store`].
-async fn open_store() -> Result<(impl Store, &'static str), Box<dyn Error>> {
-    Ok((
-        MemoryStore::new(),
-        "the in-memory store (tessera::memory::MemoryStore); nothing is kept after the tour",
-    ))
+/// The embedded default: a SQLite file (WAL mode), migrated on open. The file lives in a
+/// temporary directory that is removed when the tour ends; point `SqliteStore::open` at a real
+/// path to keep it.
+async fn open_store() -> Result<(impl Store, String, tempfile::TempDir), Box<dyn Error>> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("tessera.db");
+    let store = SqliteStore::open(&path).await?;
+    store.migrate().await?;
+    let described = format!("the embedded SQLite store at {}", path.display());
+    Ok((store, described, dir))
 }
 
 async fn run() -> Result<(), Box<dyn Error>> {
-    let (store, described) = open_store().await?;
+    let (store, described, _dir) = open_store().await?;
     println!("Tessera tour, on {described}.");
     let clock = Arc::new(ManualClock::new(datetime!(2026-11-23 09:00 UTC)));
     // In a real service the pepper comes from a key file or a secret manager, never the store.

@@ -69,6 +69,13 @@ pub mod memory {
     pub use tessera_memory::*;
 }
 
+/// The SQL backends: SQLite (embedded, file or in-memory) and PostgreSQL (several instances on
+/// one shared database), each behind its cargo feature.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub mod sql {
+    pub use tessera_sql::*;
+}
+
 /// The README's examples, compiled and run as doctests.
 #[cfg(all(doctest, feature = "memory"))]
 #[doc = include_str!("../README.md")]
