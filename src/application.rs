@@ -198,12 +198,13 @@ impl ApplicationTokens<'_> {
         token: &str,
         ip: IpAddr,
     ) -> Result<Result<ApplicationAccess, Rejection>> {
-        let now = self.svc.now();
         let record = match self.svc.lookup(Kind::Application, token).await? {
             Ok(r) => r,
             Err(rej) => return Ok(Err(rej)),
         };
-        let event = self.svc.use_event(&record, now).ip(Some(ip));
+        // The clock is read once the record is found: a malformed or unknown token costs none.
+        let now = self.svc.now();
+        let event = || self.svc.use_event(&record, now).ip(Some(ip));
         let request = Request::Application {
             ip,
             ip_blocked: false,

@@ -220,12 +220,13 @@ impl AuthTokens<'_> {
         action: &Permission,
         held: &BTreeSet<Permission>,
     ) -> Result<Result<AuthAccess, Rejection>> {
-        let now = self.svc.now();
         let record = match self.svc.lookup(Kind::Auth, token).await? {
             Ok(r) => r,
             Err(rej) => return Ok(Err(rej)),
         };
-        let event = self.svc.use_event(&record, now);
+        // The clock is read once the record is found: a malformed or unknown token costs none.
+        let now = self.svc.now();
+        let event = || self.svc.use_event(&record, now);
         match validate::validate(&record, &Request::Auth { action, held }, now) {
             Ok(a) => {
                 self.svc.used(&record, now, event).await?;

@@ -184,12 +184,13 @@ impl DeploymentTokens<'_> {
     ///
     /// Store failures. A refused token is `Ok(Err(rejection))`.
     pub async fn validate(&self, token: &str) -> Result<Result<Accepted, Rejection>> {
-        let now = self.svc.now();
         let record: TokenRecord = match self.svc.lookup(Kind::Deployment, token).await? {
             Ok(r) => r,
             Err(rej) => return Ok(Err(rej)),
         };
-        let event = self.svc.use_event(&record, now);
+        // The clock is read once the record is found: a malformed or unknown token costs none.
+        let now = self.svc.now();
+        let event = || self.svc.use_event(&record, now);
         match validate::validate(&record, &Request::Deployment, now) {
             Ok(a) => {
                 self.svc.used(&record, now, event).await?;

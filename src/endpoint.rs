@@ -539,11 +539,12 @@ impl EndpointTokens<'_> {
         token: &str,
         ip: Option<IpAddr>,
     ) -> Result<Result<EndpointAccess, Rejection>> {
-        let now = self.svc.now();
         let record = match self.svc.lookup(Kind::Endpoint, token).await? {
             Ok(r) => r,
             Err(rej) => return Ok(Err(rej)),
         };
+        // The clock is read once the record is found: a malformed or unknown token costs none.
+        let now = self.svc.now();
         let mapping = match &record.data {
             KindData::Endpoint(EndpointData::Secondary { .. }) => {
                 self.svc
@@ -554,11 +555,12 @@ impl EndpointTokens<'_> {
             }
             _ => None,
         };
-        let event = self
-            .svc
-            .use_event(&record, now)
-            .endpoint(endpoint, method)
-            .ip(ip);
+        let event = || {
+            self.svc
+                .use_event(&record, now)
+                .endpoint(endpoint, method)
+                .ip(ip)
+        };
         let request = Request::Endpoint {
             endpoint,
             method,
