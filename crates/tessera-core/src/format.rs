@@ -203,11 +203,7 @@ impl Secret {
             }
             Spelling::ShortCode => {
                 let mut digits = [0u8; SHORT_LEN];
-                let mut data = String::with_capacity(SHORT_DATA);
-                random_chars(&mut data, CROCKFORD, SHORT_DATA)?;
-                for (d, c) in digits.iter_mut().zip(data.bytes()) {
-                    *d = crockford_value(c).unwrap_or(0);
-                }
+                random_indices(CROCKFORD.len(), &mut digits[..SHORT_DATA])?;
                 let v = short_check(&digits[..SHORT_DATA]);
                 digits[SHORT_DATA] = u8::try_from(v / 32).unwrap_or(0);
                 digits[SHORT_DATA + 1] = u8::try_from(v % 32).unwrap_or(0);
@@ -218,6 +214,7 @@ impl Secret {
                     }
                     s.push(char::from(CROCKFORD[usize::from(*d)]));
                 }
+                digits.fill(0);
                 s
             }
         };
@@ -226,20 +223,34 @@ impl Secret {
 }
 
 fn random_chars(out: &mut String, alphabet: &[u8], n: usize) -> Result<(), Error> {
-    // Rejection sampling: keep bytes below the largest multiple of the alphabet size.
-    let len = alphabet.len();
+    let mut indices = [0u8; 128];
+    let mut left = n;
+    while left > 0 {
+        let chunk = &mut indices[..left.min(128)];
+        random_indices(alphabet.len(), chunk)?;
+        out.extend(chunk.iter().map(|i| char::from(alphabet[usize::from(*i)])));
+        left -= chunk.len();
+    }
+    indices.fill(0);
+    Ok(())
+}
+
+/// Fill `out` with uniform indices below `len` (at most 256) from the OS CSPRNG, by rejection
+/// sampling: bytes at or above the largest multiple of `len` are drawn again.
+fn random_indices(len: usize, out: &mut [u8]) -> Result<(), Error> {
     let limit = 256 - 256 % len;
     let mut buf = [0u8; 64];
-    let mut pushed = 0;
-    while pushed < n {
+    let mut filled = 0;
+    while filled < out.len() {
         OsRng.try_fill_bytes(&mut buf).map_err(|_| Error::Rng)?;
         for b in buf {
-            if pushed == n {
+            if filled == out.len() {
                 break;
             }
             if usize::from(b) < limit {
-                out.push(char::from(alphabet[usize::from(b) % len]));
-                pushed += 1;
+                // b % len < len <= 256: fits a byte.
+                out[filled] = u8::try_from(usize::from(b) % len).unwrap_or(0);
+                filled += 1;
             }
         }
     }
