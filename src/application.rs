@@ -210,7 +210,7 @@ impl ApplicationTokens<'_> {
             ip_blocked: false,
         };
         if let Err(rej) = validate::validate(&record, &request, now) {
-            self.svc.refused(&record, rej, event).await?;
+            self.svc.refused(rej, event).await?;
             return Ok(Err(rej));
         }
         // The block check and the count are one atomic upsert.
@@ -223,9 +223,7 @@ impl ApplicationTokens<'_> {
         {
             Ok(UsageOutcome::Counted(_)) => {}
             Ok(UsageOutcome::Blocked) => {
-                self.svc
-                    .refused(&record, Rejection::IpBlocked, event)
-                    .await?;
+                self.svc.refused(Rejection::IpBlocked, event).await?;
                 return Ok(Err(Rejection::IpBlocked));
             }
             Err(StoreError::NotFound { .. }) => return Ok(Err(Rejection::NotFound)),

@@ -239,7 +239,7 @@ impl AuthTokens<'_> {
                 }))
             }
             Err(rej) => {
-                self.svc.refused(&record, rej, event).await?;
+                self.svc.refused(rej, event).await?;
                 Ok(Err(rej))
             }
         }

@@ -197,7 +197,7 @@ impl DeploymentTokens<'_> {
                 Ok(Ok(a))
             }
             Err(rej) => {
-                self.svc.refused(&record, rej, event).await?;
+                self.svc.refused(rej, event).await?;
                 Ok(Err(rej))
             }
         }

@@ -569,7 +569,7 @@ impl EndpointTokens<'_> {
         let accepted = match validate::validate(&record, &request, now) {
             Ok(a) => a,
             Err(rej) => {
-                self.svc.refused(&record, rej, event).await?;
+                self.svc.refused(rej, event).await?;
                 return Ok(Err(rej));
             }
         };

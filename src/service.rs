@@ -424,12 +424,10 @@ impl TokenService {
     /// Record a refusal of a known token, if configured.
     pub(crate) async fn refused(
         &self,
-        record: &TokenRecord,
         reason: Rejection,
         event: impl FnOnce() -> AuditEvent,
     ) -> Result<()> {
         if self.inner.settings.audit_refusals {
-            let _ = record;
             let mut event = event();
             event.action = AuditAction::Refused { reason };
             self.inner.store.append(&event).await?;
