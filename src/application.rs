@@ -16,7 +16,7 @@ use tessera_store::{StoreError, TokenFilter, UsageEntry, UsageOutcome, UsageSubj
 
 use crate::error::{Error, Result};
 use crate::principal::Principal;
-use crate::service::{Issued, TokenService};
+use crate::service::{Found, Issued, TokenService};
 
 /// Application tokens: see [`TokenService::application`].
 #[derive(Clone, Copy, Debug)]
@@ -198,12 +198,10 @@ impl ApplicationTokens<'_> {
         token: &str,
         ip: IpAddr,
     ) -> Result<Result<ApplicationAccess, Rejection>> {
-        let record = match self.svc.lookup(Kind::Application, token).await? {
-            Ok(r) => r,
+        let Found { record, now } = match self.svc.lookup(Kind::Application, token).await? {
+            Ok(f) => f,
             Err(rej) => return Ok(Err(rej)),
         };
-        // The clock is read once the record is found: a malformed or unknown token costs none.
-        let now = self.svc.now();
         let event = || self.svc.use_event(&record, now).ip(Some(ip));
         let request = Request::Application {
             ip,
@@ -230,13 +228,13 @@ impl ApplicationTokens<'_> {
             Err(e) => return Err(e.into()),
         }
         self.svc.used(&record, now, event).await?;
-        let KindData::Application(d) = record.data else {
+        let KindData::Application(d) = &record.data else {
             return Ok(Err(Rejection::NotFound));
         };
         Ok(Ok(ApplicationAccess {
             token: record.id,
-            name: d.name,
-            access: d.access,
+            name: d.name.clone(),
+            access: d.access.clone(),
         }))
     }
 

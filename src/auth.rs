@@ -15,7 +15,7 @@ use tessera_store::TokenFilter;
 
 use crate::error::{Error, Result};
 use crate::principal::Principal;
-use crate::service::{Issued, TokenService};
+use crate::service::{Found, Issued, TokenService};
 
 /// Auth tokens: see [`TokenService::auth`].
 #[derive(Clone, Copy, Debug)]
@@ -220,12 +220,10 @@ impl AuthTokens<'_> {
         action: &Permission,
         held: &BTreeSet<Permission>,
     ) -> Result<Result<AuthAccess, Rejection>> {
-        let record = match self.svc.lookup(Kind::Auth, token).await? {
-            Ok(r) => r,
+        let Found { record, now } = match self.svc.lookup(Kind::Auth, token).await? {
+            Ok(f) => f,
             Err(rej) => return Ok(Err(rej)),
         };
-        // The clock is read once the record is found: a malformed or unknown token costs none.
-        let now = self.svc.now();
         let event = || self.svc.use_event(&record, now);
         match validate::validate(&record, &Request::Auth { action, held }, now) {
             Ok(a) => {
@@ -253,11 +251,11 @@ impl AuthTokens<'_> {
     /// Store failures. `Ok(None)` for a malformed or unknown token.
     pub async fn owner_of(&self, token: &str) -> Result<Option<UserId>> {
         Ok(match self.svc.lookup(Kind::Auth, token).await? {
-            Ok(TokenRecord {
-                data: KindData::Auth(d),
-                ..
-            }) => Some(d.owner),
-            _ => None,
+            Ok(f) => match &f.record.data {
+                KindData::Auth(d) => Some(d.owner.clone()),
+                _ => None,
+            },
+            Err(_) => None,
         })
     }
 }

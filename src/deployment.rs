@@ -6,7 +6,7 @@ use tessera_core::kind::KindData;
 use tessera_core::kind::deployment::{self as rules, DeploymentData};
 use tessera_core::kind::onboarding::UsageLimit;
 use tessera_core::lifecycle::{Action, State};
-use tessera_core::record::{TokenRecord, TokenSummary};
+use tessera_core::record::TokenSummary;
 use tessera_core::validate::{self, Accepted, Rejection, Request};
 use tessera_core::{InvalidInput, Kind, Secret};
 use tessera_store::TokenFilter;
@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
 use crate::principal::Principal;
-use crate::service::{Issued, TokenService};
+use crate::service::{Found, Issued, TokenService};
 
 /// Deployment tokens: see [`TokenService::deployment`].
 #[derive(Clone, Copy, Debug)]
@@ -165,7 +165,7 @@ impl DeploymentTokens<'_> {
             .lookup(Kind::Deployment, secret.expose_secret())
             .await?
         {
-            Ok(r) if r.id == latest.id => {}
+            Ok(f) if f.record.id == latest.id => {}
             _ => {
                 return Err(Error::Unsupported(
                     "this is not the most recent deployment token; render the command with the newest one",
@@ -184,12 +184,10 @@ impl DeploymentTokens<'_> {
     ///
     /// Store failures. A refused token is `Ok(Err(rejection))`.
     pub async fn validate(&self, token: &str) -> Result<Result<Accepted, Rejection>> {
-        let record: TokenRecord = match self.svc.lookup(Kind::Deployment, token).await? {
-            Ok(r) => r,
+        let Found { record, now } = match self.svc.lookup(Kind::Deployment, token).await? {
+            Ok(f) => f,
             Err(rej) => return Ok(Err(rej)),
         };
-        // The clock is read once the record is found: a malformed or unknown token costs none.
-        let now = self.svc.now();
         let event = || self.svc.use_event(&record, now);
         match validate::validate(&record, &Request::Deployment, now) {
             Ok(a) => {

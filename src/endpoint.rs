@@ -17,7 +17,7 @@ use time::Duration;
 
 use crate::error::{Error, Result};
 use crate::principal::Principal;
-use crate::service::{Issued, TokenService};
+use crate::service::{Found, Issued, TokenService};
 
 /// Endpoint tokens: see [`TokenService::endpoint`].
 #[derive(Clone, Copy, Debug)]
@@ -539,12 +539,10 @@ impl EndpointTokens<'_> {
         token: &str,
         ip: Option<IpAddr>,
     ) -> Result<Result<EndpointAccess, Rejection>> {
-        let record = match self.svc.lookup(Kind::Endpoint, token).await? {
-            Ok(r) => r,
+        let Found { record, now } = match self.svc.lookup(Kind::Endpoint, token).await? {
+            Ok(f) => f,
             Err(rej) => return Ok(Err(rej)),
         };
-        // The clock is read once the record is found: a malformed or unknown token costs none.
-        let now = self.svc.now();
         let mapping = match &record.data {
             KindData::Endpoint(EndpointData::Secondary { .. }) => {
                 self.svc

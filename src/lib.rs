@@ -44,6 +44,7 @@
 
 pub mod application;
 pub mod auth;
+mod cache;
 pub mod deployment;
 pub mod endpoint;
 mod error;
@@ -58,6 +59,7 @@ pub use tessera_core::{Kind, Secret};
 pub use tessera_store as store;
 pub use tessera_store::Store;
 
+pub use cache::ValidationCache;
 pub use error::{Error, Result};
 pub use principal::Principal;
 pub use service::{Builder, Issued, Settings, TokenService};

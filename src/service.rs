@@ -20,6 +20,7 @@ use tessera_core::{Kind, Secret};
 use tessera_store::{StateChange, Store, StoreError};
 use time::{Duration, OffsetDateTime};
 
+use crate::cache::{CachingStore, ValidationCache};
 use crate::error::{Error, Result};
 
 /// A token just issued: its secret, shown once, and its stored summary.
@@ -64,6 +65,12 @@ impl Hasher for IdHasher {
     }
 }
 
+/// A record found by its digest, and the time it was looked up at.
+pub(crate) struct Found {
+    pub(crate) record: Arc<TokenRecord>,
+    pub(crate) now: OffsetDateTime,
+}
+
 /// Settings of a [`TokenService`].
 #[derive(Clone, Copy, Debug)]
 pub struct Settings {
@@ -77,6 +84,8 @@ pub struct Settings {
     pub audit_uses: bool,
     /// Whether refusals of known tokens are appended to the audit trail.
     pub audit_refusals: bool,
+    /// The validation cache, if any (default none).
+    pub validation_cache: Option<ValidationCache>,
 }
 
 impl Default for Settings {
@@ -87,6 +96,7 @@ impl Default for Settings {
             entropy: Entropy::DEFAULT,
             audit_uses: true,
             audit_refusals: true,
+            validation_cache: None,
         }
     }
 }
@@ -107,6 +117,8 @@ pub(crate) struct Inner {
     pub(crate) peppers: Peppers,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) settings: Settings,
+    /// The validation cache, when configured; `store` is then this cache too.
+    cache: Option<Arc<CachingStore>>,
     touched: Mutex<HashMap<TokenId, OffsetDateTime, BuildHasherDefault<IdHasher>>>,
 }
 
@@ -174,11 +186,34 @@ impl Builder {
         self
     }
 
+    /// Keep records found by validation for up to `cache.ttl()` (default: no cache).
+    ///
+    /// In this process revocation stays exact: every write through this service, its clones
+    /// or [`TokenService::store`] drops what it changed before it returns. Another instance
+    /// over the same database sees this one's revocations, rotations and updates only when its
+    /// own cached copy is older than its time to live, so `ttl` bounds how long a token revoked
+    /// elsewhere may still be accepted here. Only found records are cached: a token issued by
+    /// another instance is accepted at once. Onboarding redemptions always go to the store.
+    #[must_use]
+    pub const fn validation_cache(mut self, cache: ValidationCache) -> Self {
+        self.settings.validation_cache = Some(cache);
+        self
+    }
+
     /// The service.
     pub fn build(self) -> TokenService {
+        let cache = self
+            .settings
+            .validation_cache
+            .map(|c| Arc::new(CachingStore::new(self.store.clone(), c)));
+        let store = match &cache {
+            Some(c) => Arc::clone(c) as Arc<dyn Store>,
+            None => self.store,
+        };
         TokenService {
             inner: Arc::new(Inner {
-                store: self.store,
+                store,
+                cache,
                 peppers: self.peppers,
                 clock: self.clock,
                 settings: self.settings,
@@ -215,7 +250,8 @@ impl TokenService {
         }
     }
 
-    /// The store.
+    /// The store. With a [validation cache](Builder::validation_cache) this is the cache in
+    /// front of the store, so writes made through it keep the cache exact.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
     }
@@ -293,12 +329,9 @@ impl TokenService {
         Ok(())
     }
 
-    /// Parse presented text and find its record under any configured pepper.
-    pub(crate) async fn lookup(
-        &self,
-        kind: Kind,
-        text: &str,
-    ) -> Result<Result<TokenRecord, Rejection>> {
+    /// Parse presented text and find its record under any configured pepper; the time is read
+    /// once the text parses (a malformed token costs no clock read) and returned with it.
+    pub(crate) async fn lookup(&self, kind: Kind, text: &str) -> Result<Result<Found, Rejection>> {
         let Ok(presented) = format::parse(kind, text) else {
             return Ok(Err(Rejection::Malformed));
         };
@@ -308,16 +341,35 @@ impl TokenService {
     pub(crate) async fn lookup_presented(
         &self,
         presented: &Presented<'_>,
-    ) -> Result<Result<TokenRecord, Rejection>> {
+    ) -> Result<Result<Found, Rejection>> {
+        let now = self.now();
         for digest in self.inner.peppers.candidates(presented) {
-            if let Some(r) = self.inner.store.find_by_digest(&digest).await? {
-                if r.kind() != presented.kind() {
+            let found = match &self.inner.cache {
+                Some(cache) => match cache.cached(&digest, now) {
+                    Some(r) => Some(r),
+                    None => cache.load(&digest, now).await?,
+                },
+                None => self
+                    .inner
+                    .store
+                    .find_by_digest(&digest)
+                    .await?
+                    .map(Arc::new),
+            };
+            if let Some(record) = found {
+                if record.kind() != presented.kind() {
                     return Ok(Err(Rejection::NotFound));
                 }
-                return Ok(Ok(r));
+                return Ok(Ok(Found { record, now }));
             }
         }
         Ok(Err(Rejection::NotFound))
+    }
+
+    /// How many records the [validation cache](Builder::validation_cache) holds (zero
+    /// without one).
+    pub fn cached_records(&self) -> usize {
+        self.inner.cache.as_ref().map_or(0, |c| c.len())
     }
 
     /// A record of `kind` by id.

@@ -12,10 +12,17 @@ use tessera::deployment::NewDeployment;
 use tessera::sql::postgres::PostgresConfig;
 use tessera::sql::{PostgresStore, SqliteStore};
 use tessera::store::Store;
-use tessera::{Principal, Rejection, TokenService};
+use tessera::{Principal, Rejection, TokenService, ValidationCache};
 
 fn instance(store: Arc<dyn Store>) -> TokenService {
     TokenService::builder_shared(store, Peppers::new(Pepper::new(KeyId(1), [9; 32]))).build()
+}
+
+/// An instance keeping found records for `ttl`.
+fn cached_instance(store: Arc<dyn Store>, ttl: time::Duration) -> TokenService {
+    TokenService::builder_shared(store, Peppers::new(Pepper::new(KeyId(1), [9; 32])))
+        .validation_cache(ValidationCache::new(ttl))
+        .build()
 }
 
 fn ip() -> IpAddr {
@@ -82,6 +89,75 @@ async fn instances_agree(a: TokenService, b: TokenService) {
     );
 }
 
+/// B revokes a token A has cached. A refuses it at the latest once its copy is `ttl` old; the
+/// staleness observed is printed (`--nocapture`). A new token from B works on A at once.
+async fn a_cached_instance_sees_a_revoke_within_its_ttl(a: TokenService, b: TokenService) {
+    const TTL: std::time::Duration = std::time::Duration::from_millis(300);
+    let root = Principal::admin("root").unwrap();
+    let dep = b
+        .deployment()
+        .generate(NewDeployment::named("fleet").unwrap(), &root)
+        .await
+        .unwrap();
+    let tok = dep.secret.expose_secret();
+    let loaded = std::time::Instant::now();
+    assert!(a.deployment().validate(tok).await.unwrap().is_ok());
+    b.revoke(dep.token.id, &root).await.unwrap();
+    let revoked = std::time::Instant::now();
+    let mut stale = 0u32;
+    let seen = loop {
+        match a.deployment().validate(tok).await.unwrap() {
+            Ok(_) => stale += 1,
+            Err(r) => {
+                assert_eq!(r, Rejection::Revoked);
+                break revoked.elapsed();
+            }
+        }
+        // Past the time to live the copy cannot be served: the next answer must be a refusal.
+        assert!(
+            loaded.elapsed() < TTL + TTL,
+            "still accepted long after the ttl"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    };
+    println!(
+        "revocation seen by the cached instance after {} ms ({stale} stale acceptances; ttl {} ms)",
+        seen.as_millis(),
+        TTL.as_millis()
+    );
+    tokio::time::sleep(TTL).await;
+    assert_eq!(
+        a.deployment().validate(tok).await.unwrap(),
+        Err(Rejection::Revoked)
+    );
+    let fresh = b
+        .deployment()
+        .generate(NewDeployment::named("fleet-2").unwrap(), &root)
+        .await
+        .unwrap();
+    assert!(
+        a.deployment()
+            .validate(fresh.secret.expose_secret())
+            .await
+            .unwrap()
+            .is_ok()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_cached_instance_sees_a_revoke_within_its_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    let first = SqliteStore::open(&path).await.unwrap();
+    first.migrate().await.unwrap();
+    let second = SqliteStore::open(&path).await.unwrap();
+    a_cached_instance_sees_a_revoke_within_its_ttl(
+        cached_instance(Arc::new(first), time::Duration::milliseconds(300)),
+        instance(Arc::new(second)),
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sqlite_instances_on_one_file_agree() {
     let dir = tempfile::tempdir().unwrap();
@@ -92,10 +168,9 @@ async fn sqlite_instances_on_one_file_agree() {
     instances_agree(instance(Arc::new(first)), instance(Arc::new(second))).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn postgres_instances_on_one_database_agree() {
-    let url = match std::env::var("TESSERA_TEST_POSTGRES_URL") {
-        Ok(u) if !u.trim().is_empty() => u,
+fn postgres_url() -> Option<String> {
+    match std::env::var("TESSERA_TEST_POSTGRES_URL") {
+        Ok(u) if !u.trim().is_empty() => Some(u),
         _ if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") => {
             panic!(
                 "CI=true but TESSERA_TEST_POSTGRES_URL is unset: start a server with `eval \"$(.ci/postgres-up)\"`"
@@ -103,16 +178,40 @@ async fn postgres_instances_on_one_database_agree() {
         }
         _ => {
             println!("SKIPPED: set TESSERA_TEST_POSTGRES_URL (see .ci/postgres-up)");
-            return;
+            None
         }
-    };
+    }
+}
+
+async fn postgres_store(url: &str, schema: &str) -> Arc<dyn Store> {
+    let cfg = PostgresConfig::new(url.to_owned()).schema(schema).unwrap();
+    let s = PostgresStore::connect_with(cfg).await.unwrap();
+    s.migrate().await.unwrap();
+    Arc::new(s)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_instances_on_one_database_agree() {
+    let Some(url) = postgres_url() else { return };
     let schema = format!("tessera_inst_{}", std::process::id());
-    let connect = || async {
-        let cfg = PostgresConfig::new(url.clone()).schema(&schema).unwrap();
-        let s = PostgresStore::connect_with(cfg).await.unwrap();
-        s.migrate().await.unwrap();
-        Arc::new(s) as Arc<dyn Store>
-    };
-    let (a, b) = (connect().await, connect().await);
+    let (a, b) = (
+        postgres_store(&url, &schema).await,
+        postgres_store(&url, &schema).await,
+    );
     instances_agree(instance(a), instance(b)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_cached_instance_sees_a_revoke_within_its_ttl() {
+    let Some(url) = postgres_url() else { return };
+    let schema = format!("tessera_inst_cache_{}", std::process::id());
+    let (a, b) = (
+        postgres_store(&url, &schema).await,
+        postgres_store(&url, &schema).await,
+    );
+    a_cached_instance_sees_a_revoke_within_its_ttl(
+        cached_instance(a, time::Duration::milliseconds(300)),
+        instance(b),
+    )
+    .await;
 }

@@ -1,0 +1,393 @@
+//! The validation cache: records found by digest, kept for a bounded time so that repeated
+//! validations of one token skip the store.
+//!
+//! The cache sits in front of the store as a [`Store`] itself, so every write of this process
+//! goes through it — whether the service makes it or a caller reaches
+//! [`TokenService::store`](crate::TokenService::store) — and drops what it changed before it
+//! returns. Inside one process revocation is therefore exact: once a revoke, rotation, expiry or
+//! update returns, no validation anywhere in the process accepts the old record. Another process
+//! (another instance over the same database) does not see this process's cache: there a change
+//! shows after at most the cache's time to live, which is the bound the caller chooses.
+//!
+//! Only hits of records are cached, never "not found": a token issued by another instance is
+//! accepted at once, and unknown tokens cannot fill the memory.
+
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use async_trait::async_trait;
+use tessera_core::audit::AuditEvent;
+use tessera_core::digest::{Digest, Hint};
+use tessera_core::id::{DeviceId, EndpointId, TokenId};
+use tessera_core::kind::KindData;
+use tessera_core::kind::endpoint::{Mapping, Method};
+use tessera_core::record::TokenRecord;
+use tessera_store::{
+    AuditFilter, Capabilities, Enrollment, Redemption, Result as StoreResult, StateChange, Store,
+    TokenFilter, UsageEntry, UsageOutcome, UsageSubject,
+};
+use time::{Duration, OffsetDateTime};
+
+use crate::service::IdHasher;
+
+/// How long and how many records the validation cache keeps (see
+/// [`Builder::validation_cache`](crate::Builder::validation_cache)).
+///
+/// ```
+/// use tessera::ValidationCache;
+/// use time::Duration;
+///
+/// let cache = ValidationCache::new(Duration::seconds(2)).capacity(50_000);
+/// assert_eq!(cache.ttl(), Duration::seconds(2));
+/// ```
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct ValidationCache {
+    ttl: Duration,
+    capacity: usize,
+}
+
+impl ValidationCache {
+    /// Default number of records kept.
+    pub const DEFAULT_CAPACITY: usize = 100_000;
+
+    /// Keep a found record for at most `ttl`: the longest another instance's revocation can go
+    /// unseen here. A zero or negative `ttl` keeps nothing.
+    pub const fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            capacity: Self::DEFAULT_CAPACITY,
+        }
+    }
+
+    /// Keep at most `capacity` records (default 100,000); when full, an arbitrary one makes
+    /// room.
+    #[must_use]
+    pub const fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// The time to live.
+    pub const fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The capacity.
+    pub const fn max_records(&self) -> usize {
+        self.capacity
+    }
+}
+
+struct Entry {
+    record: Arc<TokenRecord>,
+    loaded_at: OffsetDateTime,
+}
+
+#[derive(Default)]
+struct Map {
+    by_digest: HashMap<Digest, Entry, BuildHasherDefault<IdHasher>>,
+    by_id: HashMap<TokenId, Digest, BuildHasherDefault<IdHasher>>,
+}
+
+impl Map {
+    fn remove_id(&mut self, id: TokenId) {
+        if let Some(d) = self.by_id.remove(&id) {
+            self.by_digest.remove(&d);
+        }
+    }
+
+    fn remove_digest(&mut self, digest: &Digest) {
+        if let Some(e) = self.by_digest.remove(digest) {
+            self.by_id.remove(&e.record.id);
+        }
+    }
+}
+
+/// A [`Store`] in front of another, caching `find_by_digest` hits.
+pub(crate) struct CachingStore {
+    inner: Arc<dyn Store>,
+    config: ValidationCache,
+    map: RwLock<Map>,
+    /// Bumped by every write before it drops entries: a record read from the store before a
+    /// write finished is not cached after it.
+    epoch: AtomicU64,
+}
+
+impl core::fmt::Debug for CachingStore {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("CachingStore")
+            .field("inner", &self.inner)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CachingStore {
+    pub(crate) fn new(inner: Arc<dyn Store>, config: ValidationCache) -> Self {
+        Self {
+            inner,
+            config,
+            map: RwLock::new(Map::default()),
+            epoch: AtomicU64::new(0),
+        }
+    }
+
+    /// The cached record with this digest, if loaded less than the time to live before `now`.
+    pub(crate) fn cached(&self, digest: &Digest, now: OffsetDateTime) -> Option<Arc<TokenRecord>> {
+        let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
+        let e = map.by_digest.get(digest)?;
+        (now - e.loaded_at < self.config.ttl && now >= e.loaded_at).then(|| Arc::clone(&e.record))
+    }
+
+    /// Read the record from the store and keep it, unless a write ran meanwhile.
+    pub(crate) async fn load(
+        &self,
+        digest: &Digest,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<Arc<TokenRecord>>> {
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let Some(record) = self.inner.find_by_digest(digest).await? else {
+            return Ok(None);
+        };
+        let record = Arc::new(record);
+        if self.config.ttl <= Duration::ZERO || self.config.capacity == 0 {
+            return Ok(Some(record));
+        }
+        let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
+        if self.epoch.load(Ordering::Acquire) == epoch {
+            map.remove_digest(digest);
+            map.remove_id(record.id);
+            if map.by_digest.len() >= self.config.capacity {
+                if let Some(victim) = map.by_digest.keys().next().copied() {
+                    map.remove_digest(&victim);
+                }
+            }
+            map.by_id.insert(record.id, *digest);
+            map.by_digest.insert(
+                *digest,
+                Entry {
+                    record: Arc::clone(&record),
+                    loaded_at: now,
+                },
+            );
+        }
+        Ok(Some(record))
+    }
+
+    /// After a write: no load that began before it may be kept, and `ids` are dropped.
+    fn invalidate_ids(&self, ids: impl IntoIterator<Item = TokenId>) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
+        for id in ids {
+            map.remove_id(id);
+        }
+    }
+
+    fn invalidate_digest(&self, digest: &Digest) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.map
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove_digest(digest);
+    }
+
+    fn touched(&self, id: TokenId, now: OffsetDateTime) {
+        let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
+        let Some(digest) = map.by_id.get(&id).copied() else {
+            return;
+        };
+        if let Some(e) = map.by_digest.get_mut(&digest) {
+            if e.record.last_used_at.is_none_or(|l| l < now) {
+                Arc::make_mut(&mut e.record).last_used_at = Some(now);
+            }
+        }
+    }
+
+    /// How many records are cached (for tests and diagnostics).
+    pub(crate) fn len(&self) -> usize {
+        self.map
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .by_digest
+            .len()
+    }
+}
+
+/// Run a write on the inner store and drop what it may have changed, whether it succeeded or
+/// not (a failed write may still have committed before the answer was lost).
+macro_rules! write_through {
+    ($self:ident, $ids:expr, $call:expr) => {{
+        let out = $call.await;
+        $self.invalidate_ids($ids);
+        out
+    }};
+}
+
+#[async_trait]
+impl Store for CachingStore {
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn insert(&self, record: &TokenRecord) -> StoreResult<()> {
+        // Nothing cached can be stale: only found records are cached, and a new one was not.
+        self.inner.insert(record).await
+    }
+
+    async fn insert_many(&self, records: &[TokenRecord]) -> StoreResult<()> {
+        self.inner.insert_many(records).await
+    }
+
+    async fn get(&self, id: TokenId) -> StoreResult<Option<TokenRecord>> {
+        self.inner.get(id).await
+    }
+
+    async fn find_by_digest(&self, digest: &Digest) -> StoreResult<Option<TokenRecord>> {
+        self.inner.find_by_digest(digest).await
+    }
+
+    async fn list(&self, filter: &TokenFilter) -> StoreResult<Vec<TokenRecord>> {
+        self.inner.list(filter).await
+    }
+
+    async fn change_state(&self, id: TokenId, change: &StateChange) -> StoreResult<TokenRecord> {
+        write_through!(self, [id], self.inner.change_state(id, change))
+    }
+
+    async fn replace(
+        &self,
+        old: TokenId,
+        change: &StateChange,
+        new: &TokenRecord,
+    ) -> StoreResult<TokenRecord> {
+        write_through!(self, [old, new.id], self.inner.replace(old, change, new))
+    }
+
+    async fn update_data(&self, id: TokenId, data: &KindData) -> StoreResult<TokenRecord> {
+        write_through!(self, [id], self.inner.update_data(id, data))
+    }
+
+    async fn set_digest(
+        &self,
+        id: TokenId,
+        digest: &Digest,
+        hint: &Hint,
+    ) -> StoreResult<TokenRecord> {
+        write_through!(self, [id], self.inner.set_digest(id, digest, hint))
+    }
+
+    async fn touch(
+        &self,
+        id: TokenId,
+        now: OffsetDateTime,
+        interval: Duration,
+    ) -> StoreResult<bool> {
+        // Only the last use changes, which readers already take as lagging by up to the
+        // interval: the cached copy takes the new value when this process wrote it, and is not
+        // dropped (at most one touch per token per interval reaches here anyway).
+        let wrote = self.inner.touch(id, now, interval).await?;
+        if wrote {
+            self.touched(id, now);
+        }
+        Ok(wrote)
+    }
+
+    async fn purge(&self, ids: &[TokenId]) -> StoreResult<u64> {
+        write_through!(self, ids.iter().copied(), self.inner.purge(ids))
+    }
+
+    async fn redeem(
+        &self,
+        digest: &Digest,
+        device: &DeviceId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Redemption> {
+        let out = self.inner.redeem(digest, device, now).await;
+        self.invalidate_digest(digest);
+        out
+    }
+
+    async fn enrollments(&self, id: TokenId) -> StoreResult<Vec<Enrollment>> {
+        self.inner.enrollments(id).await
+    }
+
+    async fn record_usage(
+        &self,
+        id: TokenId,
+        subject: &UsageSubject,
+        now: OffsetDateTime,
+    ) -> StoreResult<UsageOutcome> {
+        // Usage entries are not cached, and the block decision is made in this one atomic
+        // upsert: nothing cached depends on it.
+        self.inner.record_usage(id, subject, now).await
+    }
+
+    async fn is_blocked(&self, id: TokenId, ip: IpAddr) -> StoreResult<bool> {
+        self.inner.is_blocked(id, ip).await
+    }
+
+    async fn set_blocked(&self, id: TokenId, ip: IpAddr, blocked: bool) -> StoreResult<UsageEntry> {
+        self.inner.set_blocked(id, ip, blocked).await
+    }
+
+    async fn usage(&self, id: TokenId) -> StoreResult<Vec<UsageEntry>> {
+        self.inner.usage(id).await
+    }
+
+    async fn endpoint_usage(&self, endpoint: &EndpointId) -> StoreResult<Vec<UsageEntry>> {
+        self.inner.endpoint_usage(endpoint).await
+    }
+
+    async fn put_mapping(&self, mapping: &Mapping) -> StoreResult<()> {
+        self.inner.put_mapping(mapping).await
+    }
+
+    async fn mapping(
+        &self,
+        secondary: TokenId,
+        endpoint: &EndpointId,
+        method: Method,
+    ) -> StoreResult<Option<Mapping>> {
+        self.inner.mapping(secondary, endpoint, method).await
+    }
+
+    async fn set_mapping_enabled(
+        &self,
+        secondary: TokenId,
+        endpoint: &EndpointId,
+        method: Method,
+        enabled: bool,
+    ) -> StoreResult<Mapping> {
+        self.inner
+            .set_mapping_enabled(secondary, endpoint, method, enabled)
+            .await
+    }
+
+    async fn remove_mapping(
+        &self,
+        secondary: TokenId,
+        endpoint: &EndpointId,
+        method: Method,
+    ) -> StoreResult<()> {
+        self.inner.remove_mapping(secondary, endpoint, method).await
+    }
+
+    async fn mappings(
+        &self,
+        secondary: Option<TokenId>,
+        endpoint: Option<&EndpointId>,
+    ) -> StoreResult<Vec<Mapping>> {
+        self.inner.mappings(secondary, endpoint).await
+    }
+
+    async fn append(&self, event: &AuditEvent) -> StoreResult<()> {
+        self.inner.append(event).await
+    }
+
+    async fn events(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditEvent>> {
+        self.inner.events(filter).await
+    }
+}
