@@ -6,12 +6,28 @@
 
 use crate::codec::{record_columns, usage_columns};
 
+/// The columns of `tokens` an insert writes, in [`crate::codec::RecordColumns`] order (the data
+/// columns in the order `bind_data` binds them, the JSON last).
+macro_rules! insert_columns {
+    () => {
+        "id, kind, digest_key, digest, spelling, hint, state, created_at, created_by, \
+         generated_by, expires_at, last_used_at, activated_at, grace_until, successor, max_uses, \
+         uses, app_name, owner, endpoint, method, binding, bound_device, data"
+    };
+}
+pub(crate) use insert_columns;
+
+/// How many values an insert binds per record: the [`insert_columns!`].
+#[cfg(any(test, feature = "sqlite"))]
+pub(crate) const INSERT_COLUMNS: usize = 24;
+
 /// Insert a record: [`crate::codec::RecordColumns`] in order.
-pub(crate) const INSERT_TOKEN: &str = "INSERT INTO tokens (id, kind, digest_key, digest, \
-     spelling, hint, state, created_at, created_by, generated_by, expires_at, last_used_at, \
-     activated_at, grace_until, successor, max_uses, uses, app_name, owner, endpoint, method, \
-     binding, bound_device, data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
-     $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)";
+pub(crate) const INSERT_TOKEN: &str = concat!(
+    "INSERT INTO tokens (",
+    insert_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+     $18, $19, $20, $21, $22, $23, $24)"
+);
 
 /// Which unique key a failed insert collided with: id, digest, or else the application name.
 pub(crate) const COLLISION: &str = "SELECT CASE \
@@ -166,3 +182,15 @@ pub(crate) const EVENTS: &str = "SELECT body FROM audit_events \
      WHERE ($1 IS NULL OR token_id = $1) AND ($2 IS NULL OR actor = $2) \
        AND ($3 IS NULL OR at >= $3) AND ($4 IS NULL OR at < $4) \
      ORDER BY at, seq LIMIT $5";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_binds_one_value_per_column() {
+        assert_eq!(insert_columns!().split(',').count(), INSERT_COLUMNS);
+        assert_eq!(INSERT_TOKEN.matches('$').count(), INSERT_COLUMNS);
+        assert!(INSERT_TOKEN.contains(&format!("${INSERT_COLUMNS})")));
+    }
+}

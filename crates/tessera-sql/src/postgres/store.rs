@@ -43,6 +43,27 @@ const LIST_TOKENS: &str = concat!(
      ORDER BY created_at, seq"
 );
 
+/// Records per multi-row insert: enough that round trips stop mattering, few enough to keep each
+/// statement's arrays to a few megabytes and the search for a colliding record short.
+const INSERT_CHUNK: usize = 4_096;
+
+/// Insert many records in one statement: one array per column, in [`RecordColumns`] order
+/// (see `bind_records`), unnested in order, so `seq` follows the batch as with one insert per
+/// record. No bind-parameter limit applies: there are 24 parameters, whatever the count.
+const INSERT_TOKENS: &str = concat!(
+    "INSERT INTO tokens (",
+    sql::insert_columns!(),
+    ") SELECT ",
+    sql::insert_columns!(),
+    " FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bytea[], $5::text[], $6::text[], \
+     $7::text[], $8::bigint[], $9::text[], $10::text[], $11::bigint[], $12::bigint[], \
+     $13::bigint[], $14::bigint[], $15::text[], $16::bigint[], $17::bigint[], $18::text[], \
+     $19::text[], $20::text[], $21::text[], $22::text[], $23::text[], $24::text[]) \
+     WITH ORDINALITY AS r (",
+    sql::insert_columns!(),
+    ", n) ORDER BY n"
+);
+
 /// Serialise migrations of one schema across every instance: $1 the lock key.
 const LOCK_MIGRATIONS: &str = "SELECT pg_advisory_xact_lock($1)";
 const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS _tessera_migrations (\
@@ -253,19 +274,71 @@ impl PostgresStore {
             .map(|_| ())
     }
 
+    /// Insert a batch in one transaction, in multi-row chunks.
+    ///
+    /// A chunk that collides does not say which of its records did, and its error ends the
+    /// transaction. So the batch is tried again, from that chunk on one record at a time: the
+    /// first record to collide gives the error, exactly as if every record had been inserted
+    /// one by one. Only a concurrent writer can make an earlier chunk collide on that second
+    /// try; the one-at-a-time start then moves back to it, so the retries end.
     async fn insert_batch(&self, records: &[TokenRecord]) -> Result<(), StoreError> {
         let columns = records
             .iter()
             .map(RecordColumns::of)
             .collect::<Result<Vec<_>, _>>()?;
-        let mut tx = self.begin().await?;
-        for (i, c) in columns.iter().enumerate() {
-            if let Err(e) = self.insert_in(&mut tx, c).await {
-                let _ = tx.rollback().await;
-                return Err(self.insert_error(e, c, records, i).await);
+        let mut singly_from = columns.len();
+        loop {
+            match self.try_batch(&columns, singly_from).await {
+                Ok(()) => return Ok(()),
+                Err(BatchFailure::Store(e)) => return Err(e),
+                Err(BatchFailure::Record { at, error }) => {
+                    return Err(self.insert_error(error, &columns[at], records, at).await);
+                }
+                Err(BatchFailure::Chunk { start, error }) => match db(error) {
+                    StoreError::AlreadyExists { .. } => singly_from = start,
+                    other => return Err(other),
+                },
             }
         }
-        tx.commit().await.map_err(db)
+    }
+
+    /// One transaction inserting `columns`: those before `singly_from` in chunks of
+    /// [`INSERT_CHUNK`] (`singly_from` is a chunk boundary), the rest one at a time. Rolled back
+    /// on the first failure.
+    async fn try_batch(
+        &self,
+        columns: &[RecordColumns],
+        singly_from: usize,
+    ) -> Result<(), BatchFailure> {
+        let mut tx = self.begin().await.map_err(BatchFailure::Store)?;
+        let (chunked, singly) = columns.split_at(singly_from);
+        let mut failure = None;
+        for (k, chunk) in chunked.chunks(INSERT_CHUNK).enumerate() {
+            if let Err(error) = bind_records(sqlx::query(INSERT_TOKENS), chunk)
+                .execute(&mut *tx)
+                .await
+            {
+                let start = k * INSERT_CHUNK;
+                failure = Some(BatchFailure::Chunk { start, error });
+                break;
+            }
+        }
+        if failure.is_none() {
+            for (i, c) in singly.iter().enumerate() {
+                if let Err(error) = self.insert_in(&mut tx, c).await {
+                    let at = singly_from + i;
+                    failure = Some(BatchFailure::Record { at, error });
+                    break;
+                }
+            }
+        }
+        match failure {
+            None => tx.commit().await.map_err(|e| BatchFailure::Store(db(e))),
+            Some(failure) => {
+                let _ = tx.rollback().await;
+                Err(failure)
+            }
+        }
     }
 
     async fn insert_error(
@@ -292,6 +365,16 @@ impl fmt::Debug for PostgresStore {
             .field("connections", &self.pool.size())
             .finish_non_exhaustive()
     }
+}
+
+/// Why one try at inserting a batch failed.
+enum BatchFailure {
+    /// Not a statement of the batch: beginning or committing the transaction.
+    Store(StoreError),
+    /// The multi-row insert of the chunk starting at record `start`.
+    Chunk { start: usize, error: sqlx::Error },
+    /// The insert of record `at` alone.
+    Record { at: usize, error: sqlx::Error },
 }
 
 /// The advisory lock key of a schema's migrations.
@@ -335,6 +418,38 @@ fn bind_record<'q>(q: Q<'q>, c: &'q RecordColumns) -> Q<'q> {
         &c.data,
     )
     .bind(c.data.data.as_str())
+}
+
+/// Bind the records' columns for [`INSERT_TOKENS`]: one array per column, in the order (and
+/// with the values) `bind_record` binds one record's.
+fn bind_records<'q>(q: Q<'q>, cs: &'q [RecordColumns]) -> Q<'q> {
+    fn column<'a, T>(cs: &'a [RecordColumns], f: impl Fn(&'a RecordColumns) -> T) -> Vec<T> {
+        cs.iter().map(f).collect()
+    }
+    q.bind(column(cs, |c| c.id.as_str()))
+        .bind(column(cs, |c| c.kind))
+        .bind(column(cs, |c| c.digest_key))
+        .bind(column(cs, |c| c.digest.as_slice()))
+        .bind(column(cs, |c| c.spelling))
+        .bind(column(cs, |c| c.hint.as_str()))
+        .bind(column(cs, |c| c.state))
+        .bind(column(cs, |c| c.created_at))
+        .bind(column(cs, |c| c.created_by.as_str()))
+        .bind(column(cs, |c| c.generated_by.as_deref()))
+        .bind(column(cs, |c| c.expires_at))
+        .bind(column(cs, |c| c.last_used_at))
+        .bind(column(cs, |c| c.activated_at))
+        .bind(column(cs, |c| c.grace_until))
+        .bind(column(cs, |c| c.successor.as_deref()))
+        .bind(column(cs, |c| c.max_uses))
+        .bind(column(cs, |c| c.uses))
+        .bind(column(cs, |c| c.data.app_name.as_deref()))
+        .bind(column(cs, |c| c.data.owner.as_deref()))
+        .bind(column(cs, |c| c.data.endpoint.as_deref()))
+        .bind(column(cs, |c| c.data.method))
+        .bind(column(cs, |c| c.data.binding))
+        .bind(column(cs, |c| c.data.bound_device.as_deref()))
+        .bind(column(cs, |c| c.data.data.as_str()))
 }
 
 /// Bind app name, owner, endpoint, method, binding and bound device, in that order.

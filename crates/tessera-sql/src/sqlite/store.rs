@@ -44,6 +44,10 @@ const LIST_TOKENS: &str = concat!(
      ORDER BY created_at, seq"
 );
 
+/// Records per multi-row insert: as many as fit under SQLite's limit of 32,766 bound values per
+/// statement (the bundled build's `SQLITE_MAX_VARIABLE_NUMBER`).
+const INSERT_CHUNK: usize = 32_766 / sql::INSERT_COLUMNS;
+
 const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS _tessera_migrations (\
      version INTEGER PRIMARY KEY, description TEXT NOT NULL, checksum BLOB NOT NULL, \
      installed_at INTEGER NOT NULL) STRICT";
@@ -249,16 +253,32 @@ impl SqliteStore {
             .map(|_| ())
     }
 
+    /// Insert a batch in one transaction, in multi-row chunks.
+    ///
+    /// A chunk that collides does not say which of its records did. SQLite undoes just that
+    /// statement and keeps the transaction, so the chunk's records are then inserted one at a
+    /// time: the first to collide gives the error, exactly as if every record had been inserted
+    /// one by one.
     async fn insert_batch(&self, records: &[TokenRecord]) -> Result<(), StoreError> {
         let columns = records
             .iter()
             .map(RecordColumns::of)
             .collect::<Result<Vec<_>, _>>()?;
         let mut tx = self.begin().await?;
-        for (i, c) in columns.iter().enumerate() {
-            if let Err(e) = self.insert_in(&mut tx, c).await {
+        for (k, chunk) in columns.chunks(INSERT_CHUNK).enumerate() {
+            let Err(e) = insert_rows(&mut tx, chunk).await else {
+                continue;
+            };
+            if !matches!(&e, sqlx::Error::Database(d) if d.is_unique_violation()) {
                 let _ = tx.rollback().await;
-                return Err(self.insert_error(e, c, records, i).await);
+                return Err(db(e));
+            }
+            for (j, c) in chunk.iter().enumerate() {
+                if let Err(e) = self.insert_in(&mut tx, c).await {
+                    let _ = tx.rollback().await;
+                    let i = k * INSERT_CHUNK + j;
+                    return Err(self.insert_error(e, c, records, i).await);
+                }
             }
         }
         tx.commit().await.map_err(db)
@@ -296,6 +316,40 @@ fn db(e: sqlx::Error) -> StoreError {
 /// A state or data change can only collide on the application name.
 fn name_taken(e: sqlx::Error) -> StoreError {
     map_sqlx_error(e, "application token name")
+}
+
+/// Insert records with one multi-row statement (at most [`INSERT_CHUNK`] of them).
+async fn insert_rows(conn: &mut SqliteConnection, cs: &[RecordColumns]) -> Result<(), sqlx::Error> {
+    let statement = insert_rows_sql(cs.len());
+    // Only the full-chunk statement is kept prepared: one per batch size would fill the
+    // connection's statement cache with large statements used once.
+    let q = sqlx::query(&statement).persistent(cs.len() == INSERT_CHUNK);
+    cs.iter()
+        .fold(q, bind_record)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// [`sql::INSERT_TOKEN`] for `n` records: `n` rows of anonymous placeholders, bound record after
+/// record by `bind_record`.
+fn insert_rows_sql(n: usize) -> String {
+    let mut row = String::from("(?");
+    row.push_str(&", ?".repeat(sql::INSERT_COLUMNS - 1));
+    row.push(')');
+    let mut s = String::from(concat!(
+        "INSERT INTO tokens (",
+        sql::insert_columns!(),
+        ") VALUES "
+    ));
+    s.reserve(n * (row.len() + 2));
+    for i in 0..n {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        s.push_str(&row);
+    }
+    s
 }
 
 fn bind_record<'q>(q: Q<'q>, c: &'q RecordColumns) -> Q<'q> {
@@ -777,4 +831,18 @@ fn bind_change<'q>(q: Q<'q>, id: TokenId, change: &StateChange) -> Result<Q<'q>,
         .bind(codec::ts(change.at)?)
         .bind(codec::ts_opt(change.grace_until)?)
         .bind(change.successor.map(codec::id)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multi_row_inserts_bind_one_value_per_placeholder() {
+        for n in [1, 2, INSERT_CHUNK] {
+            let statement = insert_rows_sql(n);
+            assert_eq!(statement.matches('?').count(), n * sql::INSERT_COLUMNS);
+            assert_eq!(statement.matches('(').count(), n + 1);
+        }
+    }
 }
