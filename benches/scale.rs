@@ -31,6 +31,10 @@ const CASES: [(Case, Which); 4] = [
     (Case::Application, Which::Valid),
 ];
 
+/// What is timed through a validation cache at every size.
+const CACHED_CASES: [(Case, Which); 2] =
+    [(Case::Deployment, Which::Valid), (Case::Auth, Which::Valid)];
+
 fn max_size() -> usize {
     std::env::var("TESSERA_BENCH_SCALE_MAX")
         .ok()
@@ -45,7 +49,7 @@ fn scale(c: &mut Criterion) {
             let Some(store) = rt.block_on(open(backend, n, 4)) else {
                 break;
             };
-            let fx = rt.block_on(Fixture::new(store));
+            let fx = rt.block_on(Fixture::new(store.clone()));
             let mut g = c.benchmark_group(format!("scale_{}", backend.name()));
             g.throughput(Throughput::Elements(1));
             if backend == Backend::Memory {
@@ -71,6 +75,12 @@ fn scale(c: &mut Criterion) {
             for (case, which) in CASES {
                 let name = format!("{}_{}/{n}", case.name(), which.name());
                 bench_case(&mut g, &rt, &fx, case, which, &name);
+            }
+            // Through a validation cache (time to live 1 s).
+            let cached = rt.block_on(Fixture::new(store)).with_cache();
+            for (case, which) in CACHED_CASES {
+                let name = format!("cached_{}_{}/{n}", case.name(), which.name());
+                bench_case(&mut g, &rt, &cached, case, which, &name);
             }
             g.finish();
         }

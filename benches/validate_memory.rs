@@ -4,7 +4,9 @@
 //!
 //! Run with `cargo bench --bench validate_memory`; criterion prints validations per second
 //! (`elem/s`). Services run with `audit_uses` and `audit_refusals` off. One core
-//! (current-thread runtime). BENCHMARKS.md turns the figures into ratios to the floor.
+//! (current-thread runtime). Every case runs twice: straight to the store, and through a
+//! validation cache (`cached/`, time to live 1 s). BENCHMARKS.md turns the figures into ratios
+//! to the floor.
 #![allow(
     clippy::expect_used,
     reason = "a benchmark set-up that fails has nothing to measure"
@@ -63,6 +65,11 @@ fn validate_memory(c: &mut Criterion) {
     });
 
     bench_cases(&mut g, &rt, &fx, "");
+    // The same, through a validation cache (a second store, so the first keeps no cache).
+    let cached = rt
+        .block_on(Fixture::new(Arc::new(MemoryStore::new())))
+        .with_cache();
+    bench_cases(&mut g, &rt, &cached, "cached/");
     g.finish();
 }
 

@@ -3,7 +3,8 @@
 //!
 //! Run with `cargo bench --bench validate_sql`; criterion prints validations per second
 //! (`elem/s`). One core: a current-thread runtime drives one validation at a time. Services run
-//! with `audit_uses` and `audit_refusals` off. PostgreSQL runs only when
+//! with `audit_uses` and `audit_refusals` off. Every case runs twice: straight to the store, and
+//! through a validation cache (`cached/`, time to live 1 s). PostgreSQL runs only when
 //! `TESSERA_TEST_POSTGRES_URL` is set (`eval "$(.ci/postgres-up)"`).
 
 #![allow(
@@ -22,10 +23,12 @@ fn validate_sql(c: &mut Criterion) {
         let Some(store) = rt.block_on(open(backend, 1_000, 4)) else {
             continue;
         };
-        let fx = rt.block_on(Fixture::new(store));
+        let fx = rt.block_on(Fixture::new(store.clone()));
         let mut g = c.benchmark_group(backend.name());
         g.throughput(Throughput::Elements(1));
         bench_cases(&mut g, &rt, &fx, "");
+        let cached = rt.block_on(Fixture::new(store)).with_cache();
+        bench_cases(&mut g, &rt, &cached, "cached/");
         g.finish();
     }
 }

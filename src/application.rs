@@ -16,7 +16,7 @@ use tessera_store::{StoreError, TokenFilter, UsageEntry, UsageOutcome, UsageSubj
 
 use crate::error::{Error, Result};
 use crate::principal::Principal;
-use crate::service::{Found, Issued, TokenService};
+use crate::service::{Issued, TokenService};
 
 /// Application tokens: see [`TokenService::application`].
 #[derive(Clone, Copy, Debug)]
@@ -198,16 +198,17 @@ impl ApplicationTokens<'_> {
         token: &str,
         ip: IpAddr,
     ) -> Result<Result<ApplicationAccess, Rejection>> {
-        let Found { record, now } = match self.svc.lookup(Kind::Application, token).await? {
+        let found = match self.svc.lookup(Kind::Application, token).await? {
             Ok(f) => f,
             Err(rej) => return Ok(Err(rej)),
         };
-        let event = || self.svc.use_event(&record, now).ip(Some(ip));
+        let (record, now) = (&*found.record, found.now);
+        let event = || self.svc.use_event(record, now).ip(Some(ip));
         let request = Request::Application {
             ip,
             ip_blocked: false,
         };
-        if let Err(rej) = validate::validate(&record, &request, now) {
+        if let Err(rej) = validate::validate(record, &request, now) {
             self.svc.refused(rej, event).await?;
             return Ok(Err(rej));
         }
@@ -227,7 +228,7 @@ impl ApplicationTokens<'_> {
             Err(StoreError::NotFound { .. }) => return Ok(Err(Rejection::NotFound)),
             Err(e) => return Err(e.into()),
         }
-        self.svc.used(&record, now, event).await?;
+        self.svc.used(&found, event).await?;
         let KindData::Application(d) = &record.data else {
             return Ok(Err(Rejection::NotFound));
         };

@@ -15,7 +15,7 @@ use tessera_store::TokenFilter;
 
 use crate::error::{Error, Result};
 use crate::principal::Principal;
-use crate::service::{Found, Issued, TokenService};
+use crate::service::{Issued, TokenService};
 
 /// Auth tokens: see [`TokenService::auth`].
 #[derive(Clone, Copy, Debug)]
@@ -220,14 +220,15 @@ impl AuthTokens<'_> {
         action: &Permission,
         held: &BTreeSet<Permission>,
     ) -> Result<Result<AuthAccess, Rejection>> {
-        let Found { record, now } = match self.svc.lookup(Kind::Auth, token).await? {
+        let found = match self.svc.lookup(Kind::Auth, token).await? {
             Ok(f) => f,
             Err(rej) => return Ok(Err(rej)),
         };
-        let event = || self.svc.use_event(&record, now);
-        match validate::validate(&record, &Request::Auth { action, held }, now) {
+        let (record, now) = (&*found.record, found.now);
+        let event = || self.svc.use_event(record, now);
+        match validate::validate(record, &Request::Auth { action, held }, now) {
             Ok(a) => {
-                self.svc.used(&record, now, event).await?;
+                self.svc.used(&found, event).await?;
                 let KindData::Auth(d) = &record.data else {
                     return Ok(Err(Rejection::NotFound));
                 };

@@ -15,7 +15,8 @@
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::ops::Deref;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use async_trait::async_trait;
@@ -81,9 +82,49 @@ impl ValidationCache {
     }
 }
 
+/// A record found by its digest, shared between the cache and the validations using it.
+#[derive(Debug)]
+pub(crate) struct Cached {
+    record: TokenRecord,
+    /// Whether it sits in the cache (else it was read for one validation only).
+    pub(crate) shared: bool,
+    /// When this process last decided to record a use of it, in Unix nanoseconds
+    /// ([`Self::NEVER`] if never): coalesces last-use writes without a lock.
+    pub(crate) touched_at: AtomicI64,
+}
+
+impl Cached {
+    pub(crate) const NEVER: i64 = i64::MIN;
+
+    pub(crate) const fn new(record: TokenRecord, shared: bool) -> Self {
+        Self {
+            record,
+            shared,
+            touched_at: AtomicI64::new(Self::NEVER),
+        }
+    }
+}
+
+impl Deref for Cached {
+    type Target = TokenRecord;
+
+    fn deref(&self) -> &TokenRecord {
+        &self.record
+    }
+}
+
 struct Entry {
-    record: Arc<TokenRecord>,
-    loaded_at: OffsetDateTime,
+    record: Arc<Cached>,
+    /// Loaded at, and to be reloaded from, in Unix nanoseconds.
+    loaded_at: i64,
+    fresh_until: i64,
+}
+
+/// `t` in Unix nanoseconds, saturating (the cache and last-use coalescing compare integers,
+/// not dates, on the validation path).
+pub(crate) fn unix_nanos(t: OffsetDateTime) -> i64 {
+    let nanos = t.unix_timestamp_nanos();
+    i64::try_from(nanos).unwrap_or(if nanos < 0 { i64::MIN + 1 } else { i64::MAX })
 }
 
 #[derive(Default)]
@@ -110,6 +151,7 @@ impl Map {
 pub(crate) struct CachingStore {
     inner: Arc<dyn Store>,
     config: ValidationCache,
+    ttl_nanos: i64,
     map: RwLock<Map>,
     /// Bumped by every write before it drops entries: a record read from the store before a
     /// write finished is not cached after it.
@@ -130,32 +172,29 @@ impl CachingStore {
         Self {
             inner,
             config,
+            ttl_nanos: i64::try_from(config.ttl.whole_nanoseconds()).unwrap_or(i64::MAX),
             map: RwLock::new(Map::default()),
             epoch: AtomicU64::new(0),
         }
     }
 
     /// The cached record with this digest, if loaded less than the time to live before `now`.
-    pub(crate) fn cached(&self, digest: &Digest, now: OffsetDateTime) -> Option<Arc<TokenRecord>> {
+    pub(crate) fn cached(&self, digest: &Digest, at: i64) -> Option<Arc<Cached>> {
         let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
         let e = map.by_digest.get(digest)?;
-        (now - e.loaded_at < self.config.ttl && now >= e.loaded_at).then(|| Arc::clone(&e.record))
+        (e.loaded_at <= at && at < e.fresh_until).then(|| Arc::clone(&e.record))
     }
 
     /// Read the record from the store and keep it, unless a write ran meanwhile.
-    pub(crate) async fn load(
-        &self,
-        digest: &Digest,
-        now: OffsetDateTime,
-    ) -> StoreResult<Option<Arc<TokenRecord>>> {
+    pub(crate) async fn load(&self, digest: &Digest, at: i64) -> StoreResult<Option<Arc<Cached>>> {
         let epoch = self.epoch.load(Ordering::Acquire);
         let Some(record) = self.inner.find_by_digest(digest).await? else {
             return Ok(None);
         };
-        let record = Arc::new(record);
         if self.config.ttl <= Duration::ZERO || self.config.capacity == 0 {
-            return Ok(Some(record));
+            return Ok(Some(Arc::new(Cached::new(record, false))));
         }
+        let record = Arc::new(Cached::new(record, true));
         let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
         if self.epoch.load(Ordering::Acquire) == epoch {
             map.remove_digest(digest);
@@ -170,7 +209,8 @@ impl CachingStore {
                 *digest,
                 Entry {
                     record: Arc::clone(&record),
-                    loaded_at: now,
+                    loaded_at: at,
+                    fresh_until: at.saturating_add(self.ttl_nanos),
                 },
             );
         }
@@ -201,7 +241,14 @@ impl CachingStore {
         };
         if let Some(e) = map.by_digest.get_mut(&digest) {
             if e.record.last_used_at.is_none_or(|l| l < now) {
-                Arc::make_mut(&mut e.record).last_used_at = Some(now);
+                let mut record = e.record.record.clone();
+                record.last_used_at = Some(now);
+                let updated = Cached::new(record, true);
+                updated.touched_at.store(
+                    e.record.touched_at.load(Ordering::Relaxed),
+                    Ordering::Relaxed,
+                );
+                e.record = Arc::new(updated);
             }
         }
     }

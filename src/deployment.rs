@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
 use crate::principal::Principal;
-use crate::service::{Found, Issued, TokenService};
+use crate::service::{Issued, TokenService};
 
 /// Deployment tokens: see [`TokenService::deployment`].
 #[derive(Clone, Copy, Debug)]
@@ -184,14 +184,15 @@ impl DeploymentTokens<'_> {
     ///
     /// Store failures. A refused token is `Ok(Err(rejection))`.
     pub async fn validate(&self, token: &str) -> Result<Result<Accepted, Rejection>> {
-        let Found { record, now } = match self.svc.lookup(Kind::Deployment, token).await? {
+        let found = match self.svc.lookup(Kind::Deployment, token).await? {
             Ok(f) => f,
             Err(rej) => return Ok(Err(rej)),
         };
-        let event = || self.svc.use_event(&record, now);
-        match validate::validate(&record, &Request::Deployment, now) {
+        let (record, now) = (&*found.record, found.now);
+        let event = || self.svc.use_event(record, now);
+        match validate::validate(record, &Request::Deployment, now) {
             Ok(a) => {
-                self.svc.used(&record, now, event).await?;
+                self.svc.used(&found, event).await?;
                 Ok(Ok(a))
             }
             Err(rej) => {

@@ -17,7 +17,7 @@ use time::Duration;
 
 use crate::error::{Error, Result};
 use crate::principal::Principal;
-use crate::service::{Found, Issued, TokenService};
+use crate::service::{Issued, TokenService};
 
 /// Endpoint tokens: see [`TokenService::endpoint`].
 #[derive(Clone, Copy, Debug)]
@@ -539,10 +539,11 @@ impl EndpointTokens<'_> {
         token: &str,
         ip: Option<IpAddr>,
     ) -> Result<Result<EndpointAccess, Rejection>> {
-        let Found { record, now } = match self.svc.lookup(Kind::Endpoint, token).await? {
+        let found = match self.svc.lookup(Kind::Endpoint, token).await? {
             Ok(f) => f,
             Err(rej) => return Ok(Err(rej)),
         };
+        let (record, now) = (&*found.record, found.now);
         let mapping = match &record.data {
             KindData::Endpoint(EndpointData::Secondary { .. }) => {
                 self.svc
@@ -555,7 +556,7 @@ impl EndpointTokens<'_> {
         };
         let event = || {
             self.svc
-                .use_event(&record, now)
+                .use_event(record, now)
                 .endpoint(endpoint, method)
                 .ip(ip)
         };
@@ -564,7 +565,7 @@ impl EndpointTokens<'_> {
             method,
             mapping: mapping.as_ref(),
         };
-        let accepted = match validate::validate(&record, &request, now) {
+        let accepted = match validate::validate(record, &request, now) {
             Ok(a) => a,
             Err(rej) => {
                 self.svc.refused(rej, event).await?;
@@ -583,7 +584,7 @@ impl EndpointTokens<'_> {
             | Err(StoreError::NotFound { .. }) => {}
             Err(e) => return Err(e.into()),
         }
-        self.svc.used(&record, now, event).await?;
+        self.svc.used(&found, event).await?;
         let carrier = match &record.data {
             KindData::Endpoint(EndpointData::Secondary { name, .. }) => {
                 Carrier::Secondary { name: name.clone() }

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tessera_core::audit::{Actor, AuditAction, AuditEvent};
@@ -20,7 +21,7 @@ use tessera_core::{Kind, Secret};
 use tessera_store::{StateChange, Store, StoreError};
 use time::{Duration, OffsetDateTime};
 
-use crate::cache::{CachingStore, ValidationCache};
+use crate::cache::{Cached, CachingStore, ValidationCache, unix_nanos};
 use crate::error::{Error, Result};
 
 /// A token just issued: its secret, shown once, and its stored summary.
@@ -67,8 +68,27 @@ impl Hasher for IdHasher {
 
 /// A record found by its digest, and the time it was looked up at.
 pub(crate) struct Found {
-    pub(crate) record: Arc<TokenRecord>,
+    pub(crate) record: Arc<Cached>,
     pub(crate) now: OffsetDateTime,
+    /// `now` in Unix nanoseconds.
+    pub(crate) at: i64,
+}
+
+impl Found {
+    /// The record found for a token presented as `kind`: a record of another kind is as good
+    /// as none.
+    fn of(
+        record: Arc<Cached>,
+        kind: Kind,
+        now: OffsetDateTime,
+        at: i64,
+    ) -> core::result::Result<Self, Rejection> {
+        if record.kind() == kind {
+            Ok(Self { record, now, at })
+        } else {
+            Err(Rejection::NotFound)
+        }
+    }
 }
 
 /// Settings of a [`TokenService`].
@@ -117,6 +137,8 @@ pub(crate) struct Inner {
     pub(crate) peppers: Peppers,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) settings: Settings,
+    /// `settings.touch_interval` in nanoseconds.
+    touch_nanos: i64,
     /// The validation cache, when configured; `store` is then this cache too.
     cache: Option<Arc<CachingStore>>,
     touched: Mutex<HashMap<TokenId, OffsetDateTime, BuildHasherDefault<IdHasher>>>,
@@ -216,6 +238,8 @@ impl Builder {
                 cache,
                 peppers: self.peppers,
                 clock: self.clock,
+                touch_nanos: i64::try_from(self.settings.touch_interval.whole_nanoseconds())
+                    .unwrap_or(i64::MAX),
                 settings: self.settings,
                 touched: Mutex::new(HashMap::default()),
             }),
@@ -335,32 +359,51 @@ impl TokenService {
         let Ok(presented) = format::parse(kind, text) else {
             return Ok(Err(Rejection::Malformed));
         };
-        self.lookup_presented(&presented).await
+        let now = self.now();
+        let at = unix_nanos(now);
+        let digest = self.inner.peppers.current().digest(&presented);
+        // A cache hit under the current pepper answers here, before any store future exists.
+        if let Some(record) = self
+            .inner
+            .cache
+            .as_ref()
+            .and_then(|c| c.cached(&digest, at))
+        {
+            return Ok(Found::of(record, presented.kind(), now, at));
+        }
+        self.lookup_stored(&presented, digest, now, at).await
     }
 
-    pub(crate) async fn lookup_presented(
+    /// The store (or cache) lookup under every pepper, `current` being the digest under the
+    /// current one.
+    async fn lookup_stored(
         &self,
         presented: &Presented<'_>,
+        current: tessera_core::digest::Digest,
+        now: OffsetDateTime,
+        at: i64,
     ) -> Result<Result<Found, Rejection>> {
-        let now = self.now();
-        for digest in self.inner.peppers.candidates(presented) {
+        let older = self
+            .inner
+            .peppers
+            .all()
+            .skip(1)
+            .map(|p| p.digest(presented));
+        for digest in core::iter::once(current).chain(older) {
             let found = match &self.inner.cache {
-                Some(cache) => match cache.cached(&digest, now) {
+                Some(cache) => match cache.cached(&digest, at) {
                     Some(r) => Some(r),
-                    None => cache.load(&digest, now).await?,
+                    None => cache.load(&digest, at).await?,
                 },
                 None => self
                     .inner
                     .store
                     .find_by_digest(&digest)
                     .await?
-                    .map(Arc::new),
+                    .map(|r| Arc::new(Cached::new(r, false))),
             };
             if let Some(record) = found {
-                if record.kind() != presented.kind() {
-                    return Ok(Err(Rejection::NotFound));
-                }
-                return Ok(Ok(Found { record, now }));
+                return Ok(Found::of(record, presented.kind(), now, at));
             }
         }
         Ok(Err(Rejection::NotFound))
@@ -442,12 +485,21 @@ impl TokenService {
     /// (built only then: with `audit_uses` off an accepted use allocates nothing here).
     pub(crate) async fn used(
         &self,
-        record: &TokenRecord,
-        now: OffsetDateTime,
+        found: &Found,
         event: impl FnOnce() -> AuditEvent,
     ) -> Result<()> {
+        let (record, now, at) = (&*found.record, found.now, found.at);
         let interval = self.inner.settings.touch_interval;
-        let due = {
+        let due = if record.shared {
+            // A cached record carries its own last decision: no lock, no map.
+            let step = self.inner.touch_nanos;
+            let last = record.touched_at.load(Ordering::Acquire);
+            (last == Cached::NEVER || at.saturating_sub(last) >= step)
+                && record
+                    .touched_at
+                    .compare_exchange(last, at, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+        } else {
             let mut touched = self
                 .inner
                 .touched

@@ -25,7 +25,7 @@ use tessera::store::{
     AuditFilter, Capabilities, Enrollment, Redemption, Result, StateChange, TokenFilter,
     UsageEntry, UsageOutcome, UsageSubject,
 };
-use tessera::{Principal, Store, TokenService};
+use tessera::{Principal, Store, TokenService, ValidationCache};
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 
@@ -413,24 +413,31 @@ fn admin() -> Principal {
     Principal::admin("root").unwrap()
 }
 
-/// `instances` services over one counting store on one manual clock, audit of uses off.
+/// `instances` services over one counting store on one manual clock, audit of uses off, each
+/// with a validation cache (time to live 5 s) when `cached`.
 fn services(
     interval: Duration,
     instances: usize,
+    cached: bool,
 ) -> (Arc<Counting>, Vec<TokenService>, Arc<ManualClock>) {
     let store = Arc::new(Counting::default());
     let clock = Arc::new(ManualClock::new(T0));
     let svcs = (0..instances)
         .map(|_| {
-            TokenService::builder_shared(
+            let b = TokenService::builder_shared(
                 store.clone(),
                 Peppers::new(Pepper::new(KeyId(1), [7; 32])),
             )
             .clock(clock.clone())
             .touch_interval(interval)
             .audit_uses(false)
-            .audit_refusals(false)
-            .build()
+            .audit_refusals(false);
+            if cached {
+                b.validation_cache(ValidationCache::new(Duration::seconds(5)))
+                    .build()
+            } else {
+                b.build()
+            }
         })
         .collect();
     (store, svcs, clock)
@@ -453,9 +460,12 @@ async fn flood(svcs: &[TokenService], clock: &ManualClock, token: &str, per_step
 
 #[tokio::test]
 async fn a_flood_of_validations_touches_at_most_once_per_interval() {
-    for interval_s in [1, 10, 60] {
+    for (interval_s, cached) in [1, 10, 60]
+        .into_iter()
+        .flat_map(|i| [(i, false), (i, true)])
+    {
         let interval = Duration::seconds(interval_s);
-        let (store, svcs, clock) = services(interval, 1);
+        let (store, svcs, clock) = services(interval, 1, cached);
         let t = svcs[0]
             .deployment()
             .generate(NewDeployment::named("flood").unwrap(), &admin())
@@ -466,8 +476,8 @@ async fn a_flood_of_validations_touches_at_most_once_per_interval() {
         let intervals = u64::try_from(60 / interval_s).unwrap();
         let touches = store.writes("touch");
         println!(
-            "interval {interval_s:>2} s: {n} validations in 60 simulated s -> {touches} touch \
-             calls, {} wrote, {} writes in all",
+            "interval {interval_s:>2} s, cache {cached}: {n} validations in 60 simulated s -> \
+             {touches} touch calls, {} wrote, {} writes in all",
             store.touch_wrote.load(Ordering::Relaxed),
             store.total()
         );
@@ -484,29 +494,34 @@ async fn a_flood_of_validations_touches_at_most_once_per_interval() {
 async fn several_instances_write_at_most_once_per_interval_between_them() {
     // Each instance coalesces in its own cache, so each may call touch once per interval; the
     // store's conditional update lets only one of those calls write.
-    let (store, svcs, clock) = services(Duration::seconds(10), 4);
-    let t = svcs[0]
-        .deployment()
-        .generate(NewDeployment::named("flood").unwrap(), &admin())
-        .await
-        .unwrap();
-    store.reset();
-    flood(&svcs, &clock, t.secret.expose_secret(), 100).await;
-    let calls = store.writes("touch");
-    let wrote = store.touch_wrote.load(Ordering::Relaxed);
-    println!("4 instances, interval 10 s, 60 s: {calls} touch calls, {wrote} wrote");
-    assert!(wrote <= 6, "{wrote} last-use writes for 6 intervals");
-    assert!(
-        calls <= 4 * 6,
-        "{calls} touch calls for 4 instances x 6 intervals"
-    );
+    for cached in [false, true] {
+        let (store, svcs, clock) = services(Duration::seconds(10), 4, cached);
+        let t = svcs[0]
+            .deployment()
+            .generate(NewDeployment::named("flood").unwrap(), &admin())
+            .await
+            .unwrap();
+        store.reset();
+        flood(&svcs, &clock, t.secret.expose_secret(), 100).await;
+        let calls = store.writes("touch");
+        let wrote = store.touch_wrote.load(Ordering::Relaxed);
+        println!(
+            "4 instances, cache {cached}, interval 10 s, 60 s: {calls} touch calls, {wrote} wrote"
+        );
+        assert!(wrote <= 6, "{wrote} last-use writes for 6 intervals");
+        assert!(wrote >= 1, "uses are recorded");
+        assert!(
+            calls <= 4 * 6,
+            "{calls} touch calls for 4 instances x 6 intervals"
+        );
+    }
 }
 
 #[tokio::test]
 async fn application_validation_counts_each_use_in_the_ip_log() {
     // The IP log is a per-use counter (first seen, last seen, count): one upsert per accepted
     // validation by design; only the token's last-use time is coalesced.
-    let (store, svcs, clock) = services(Duration::seconds(60), 1);
+    let (store, svcs, clock) = services(Duration::seconds(60), 1, false);
     let svc = &svcs[0];
     let t = svc
         .application()

@@ -35,7 +35,7 @@ use tessera::core::{Kind, Secret};
 use tessera::deployment::NewDeployment;
 use tessera::memory::MemoryStore;
 use tessera::onboarding::NewOnboarding;
-use tessera::{Principal, Rejection, Store, TokenService};
+use tessera::{Principal, Rejection, Store, TokenService, ValidationCache};
 use tessera_sql::postgres::PostgresConfig;
 use tessera_sql::{PostgresStore, SqliteStore};
 use tokio::runtime::Runtime;
@@ -52,6 +52,19 @@ pub fn service(store: Arc<dyn Store>) -> TokenService {
     TokenService::builder_shared(store, Peppers::new(pepper()))
         .audit_uses(false)
         .audit_refusals(false)
+        .build()
+}
+
+/// How long the cached benches keep a found record: one reload per token per second, the
+/// steady state of a service configured with a one-second revocation bound across instances.
+pub const CACHE_TTL: time::Duration = time::Duration::seconds(1);
+
+/// As [`service`], with a validation cache of [`CACHE_TTL`].
+pub fn cached_service(store: Arc<dyn Store>) -> TokenService {
+    TokenService::builder_shared(store, Peppers::new(pepper()))
+        .audit_uses(false)
+        .audit_refusals(false)
+        .validation_cache(ValidationCache::new(CACHE_TTL))
         .build()
 }
 
@@ -455,6 +468,14 @@ impl Fixture {
             );
         }
         fx
+    }
+
+    /// The same tokens, validated through a service with a validation cache
+    /// ([`cached_service`]).
+    #[must_use]
+    pub fn with_cache(mut self) -> Self {
+        self.svc = cached_service(self.store.clone());
+        self
     }
 
     /// The presented text of a case.
