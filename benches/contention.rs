@@ -6,7 +6,9 @@
 //! redemption sample issues a token with exactly as many uses as the sample has iterations, and
 //! the tasks redeem until it is exhausted: the bench asserts that exactly that many succeeded
 //! (never one more). Application validation: every task presents the same token from the same
-//! address (one hot usage row, the worst case). Audit of uses and refusals is off. PostgreSQL
+//! address (one hot usage row, the worst case). Deployment validation (a read, and a coalesced
+//! last-use write) straight to the store and through a validation cache (`cached_`, time to
+//! live 1 s). Audit of uses and refusals is off. PostgreSQL
 //! only when `TESSERA_TEST_POSTGRES_URL` is set (pool of 16 connections).
 
 #![allow(
@@ -64,8 +66,8 @@ async fn redeem_exactly(fx: &Arc<Fixture>, tasks: u64, iters: u64) -> Duration {
     elapsed
 }
 
-/// `iters` application validations of one token split over `tasks` tasks; the elapsed time.
-async fn validate_split(fx: &Arc<Fixture>, tasks: u64, iters: u64) -> Duration {
+/// `iters` validations of the valid token of `case` split over `tasks` tasks; the elapsed time.
+async fn validate_split(fx: &Arc<Fixture>, case: Case, tasks: u64, iters: u64) -> Duration {
     let start = Instant::now();
     let handles: Vec<_> = (0..tasks)
         .map(|t| {
@@ -73,7 +75,7 @@ async fn validate_split(fx: &Arc<Fixture>, tasks: u64, iters: u64) -> Duration {
             let share = iters / tasks + u64::from(t < iters % tasks);
             tokio::spawn(async move {
                 for _ in 0..share {
-                    assert_eq!(fx.outcome(Case::Application, Which::Valid).await, Ok(()));
+                    assert_eq!(fx.outcome(case, Which::Valid).await, Ok(()));
                 }
             })
         })
@@ -91,7 +93,8 @@ fn contention(c: &mut Criterion) {
         let Some(store) = rt.block_on(open(backend, 1_000, 16)) else {
             continue;
         };
-        let fx = Arc::new(rt.block_on(Fixture::new(store)));
+        let fx = Arc::new(rt.block_on(Fixture::new(store.clone())));
+        let cached = Arc::new(rt.block_on(Fixture::new(store)).with_cache());
         let mut g = c.benchmark_group(format!("contention_{}", backend.name()));
         g.throughput(Throughput::Elements(1));
         for tasks in TASKS {
@@ -99,7 +102,19 @@ fn contention(c: &mut Criterion) {
                 b.iter_custom(|iters| rt.block_on(redeem_exactly(&fx, tasks, iters)));
             });
             g.bench_function(format!("application/{tasks}"), |b| {
-                b.iter_custom(|iters| rt.block_on(validate_split(&fx, tasks, iters)));
+                b.iter_custom(|iters| {
+                    rt.block_on(validate_split(&fx, Case::Application, tasks, iters))
+                });
+            });
+            g.bench_function(format!("deployment/{tasks}"), |b| {
+                b.iter_custom(|iters| {
+                    rt.block_on(validate_split(&fx, Case::Deployment, tasks, iters))
+                });
+            });
+            g.bench_function(format!("cached_deployment/{tasks}"), |b| {
+                b.iter_custom(|iters| {
+                    rt.block_on(validate_split(&cached, Case::Deployment, tasks, iters))
+                });
             });
         }
         g.finish();

@@ -5,9 +5,14 @@
 //! goes through it — whether the service makes it or a caller reaches
 //! [`TokenService::store`](crate::TokenService::store) — and drops what it changed before it
 //! returns. Inside one process revocation is therefore exact: once a revoke, rotation, expiry or
-//! update returns, no validation anywhere in the process accepts the old record. Another process
-//! (another instance over the same database) does not see this process's cache: there a change
-//! shows after at most the cache's time to live, which is the bound the caller chooses.
+//! update returns, no validation anywhere in the process accepts the old record.
+//!
+//! Another process (another instance over the same database) writes past this cache. Before it
+//! keeps anything, the cache asks the store to [watch](Store::watch) for changes: PostgreSQL
+//! reports every committed change a validation depends on (LISTEN/NOTIFY), and the cache drops
+//! the record when the report arrives, milliseconds after the commit; when the watch loses its
+//! connection the cache drops everything. A store that cannot watch (SQLite shared between
+//! processes) leaves the time to live as the bound, which the caller chooses.
 //!
 //! Only hits of records are cached, never "not found": a token issued by another instance is
 //! accepted at once, and unknown tokens cannot fill the memory.
@@ -16,8 +21,8 @@ use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use std::net::IpAddr;
 use std::ops::Deref;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock, Weak};
 
 use async_trait::async_trait;
 use tessera_core::audit::AuditEvent;
@@ -27,8 +32,8 @@ use tessera_core::kind::KindData;
 use tessera_core::kind::endpoint::{Mapping, Method};
 use tessera_core::record::TokenRecord;
 use tessera_store::{
-    AuditFilter, Capabilities, Enrollment, Redemption, Result as StoreResult, StateChange, Store,
-    TokenFilter, UsageEntry, UsageOutcome, UsageSubject,
+    AuditFilter, Capabilities, Change, ChangeSink, Enrollment, Redemption, Result as StoreResult,
+    StateChange, Store, TokenFilter, UsageEntry, UsageOutcome, UsageSubject,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -156,6 +161,36 @@ pub(crate) struct CachingStore {
     /// Bumped by every write before it drops entries: a record read from the store before a
     /// write finished is not cached after it.
     epoch: AtomicU64,
+    /// Whether the store reports other instances' changes to this cache (see [`Watch`]).
+    watch: AtomicU8,
+    me: Weak<Self>,
+}
+
+/// Where the cache stands with [`Store::watch`]: nothing is cached until the store answered,
+/// so no change committed after a record was read can go unreported.
+struct Watch;
+
+impl Watch {
+    const NOT_ASKED: u8 = 0;
+    const ASKING: u8 = 1;
+    /// The store reports changes: other instances' revocations show within milliseconds.
+    const WATCHING: u8 = 2;
+    /// The store cannot watch: the time to live alone bounds other instances' changes.
+    const UNSUPPORTED: u8 = 3;
+}
+
+/// Puts the watch state back to "not asked" if asking is abandoned (the future dropped).
+struct Asking<'a>(&'a AtomicU8);
+
+impl Drop for Asking<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.compare_exchange(
+            Watch::ASKING,
+            Watch::NOT_ASKED,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
 }
 
 impl core::fmt::Debug for CachingStore {
@@ -168,14 +203,77 @@ impl core::fmt::Debug for CachingStore {
 }
 
 impl CachingStore {
-    pub(crate) fn new(inner: Arc<dyn Store>, config: ValidationCache) -> Self {
-        Self {
+    pub(crate) fn new(inner: Arc<dyn Store>, config: ValidationCache) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self {
+            watch: AtomicU8::new(Watch::NOT_ASKED),
+            me: me.clone(),
             inner,
             config,
             ttl_nanos: i64::try_from(config.ttl.whole_nanoseconds()).unwrap_or(i64::MAX),
             map: RwLock::new(Map::default()),
             epoch: AtomicU64::new(0),
+        })
+    }
+
+    /// Whether records may be kept: once the store said whether it watches for changes (asking
+    /// it the first time). While another load is asking, this one keeps nothing.
+    async fn may_keep(&self) -> StoreResult<bool> {
+        match self.watch.load(Ordering::Acquire) {
+            Watch::WATCHING | Watch::UNSUPPORTED => return Ok(true),
+            Watch::ASKING => return Ok(false),
+            _ => {}
         }
+        if self
+            .watch
+            .compare_exchange(
+                Watch::NOT_ASKED,
+                Watch::ASKING,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_err()
+        {
+            return Ok(false);
+        }
+        let guard = Asking(&self.watch);
+        let me = self.me.clone();
+        let sink: ChangeSink = Arc::new(move |change| match me.upgrade() {
+            Some(cache) => {
+                cache.changed(change);
+                true
+            }
+            None => false,
+        });
+        let watching = self.inner.watch(sink).await?;
+        self.watch.store(
+            if watching {
+                Watch::WATCHING
+            } else {
+                Watch::UNSUPPORTED
+            },
+            Ordering::Release,
+        );
+        drop(guard);
+        Ok(true)
+    }
+
+    /// Another instance changed something: drop it (everything, when changes were missed).
+    fn changed(&self, change: Change) {
+        match change {
+            Change::Token(id) => self.invalidate_ids([id]),
+            _ => {
+                self.epoch.fetch_add(1, Ordering::AcqRel);
+                let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
+                map.by_digest.clear();
+                map.by_id.clear();
+            }
+        }
+    }
+
+    /// Whether the store reports other instances' changes to this cache (known after the
+    /// first load).
+    pub(crate) fn watching(&self) -> bool {
+        self.watch.load(Ordering::Acquire) == Watch::WATCHING
     }
 
     /// The cached record with this digest, if loaded less than the time to live before `now`.
@@ -187,11 +285,12 @@ impl CachingStore {
 
     /// Read the record from the store and keep it, unless a write ran meanwhile.
     pub(crate) async fn load(&self, digest: &Digest, at: i64) -> StoreResult<Option<Arc<Cached>>> {
+        let keep = self.may_keep().await?;
         let epoch = self.epoch.load(Ordering::Acquire);
         let Some(record) = self.inner.find_by_digest(digest).await? else {
             return Ok(None);
         };
-        if self.config.ttl <= Duration::ZERO || self.config.capacity == 0 {
+        if !keep || self.config.ttl <= Duration::ZERO || self.config.capacity == 0 {
             return Ok(Some(Arc::new(Cached::new(record, false))));
         }
         let record = Arc::new(Cached::new(record, true));
@@ -428,6 +527,10 @@ impl Store for CachingStore {
         endpoint: Option<&EndpointId>,
     ) -> StoreResult<Vec<Mapping>> {
         self.inner.mappings(secondary, endpoint).await
+    }
+
+    async fn watch(&self, sink: ChangeSink) -> StoreResult<bool> {
+        self.inner.watch(sink).await
     }
 
     async fn append(&self, event: &AuditEvent) -> StoreResult<()> {

@@ -211,11 +211,15 @@ impl Builder {
     /// Keep records found by validation for up to `cache.ttl()` (default: no cache).
     ///
     /// In this process revocation stays exact: every write through this service, its clones
-    /// or [`TokenService::store`] drops what it changed before it returns. Another instance
-    /// over the same database sees this one's revocations, rotations and updates only when its
-    /// own cached copy is older than its time to live, so `ttl` bounds how long a token revoked
-    /// elsewhere may still be accepted here. Only found records are cached: a token issued by
-    /// another instance is accepted at once. Onboarding redemptions always go to the store.
+    /// or [`TokenService::store`] drops what it changed before it returns. Other instances
+    /// over the same database: when the store watches for changes ([`Store::watch`];
+    /// PostgreSQL does, with LISTEN/NOTIFY) their revocations, rotations and updates drop the
+    /// cached copy as soon as the notification arrives (milliseconds; see
+    /// [`cache_watches_changes`](TokenService::cache_watches_changes)); otherwise (SQLite
+    /// shared by several processes), and whenever the watch lost its connection, `ttl` bounds
+    /// how long a token revoked elsewhere may still be accepted here. Only found records are
+    /// cached: a token issued by another instance is accepted at once. Onboarding redemptions
+    /// always go to the store.
     #[must_use]
     pub const fn validation_cache(mut self, cache: ValidationCache) -> Self {
         self.settings.validation_cache = Some(cache);
@@ -227,7 +231,7 @@ impl Builder {
         let cache = self
             .settings
             .validation_cache
-            .map(|c| Arc::new(CachingStore::new(self.store.clone(), c)));
+            .map(|c| CachingStore::new(self.store.clone(), c));
         let store = match &cache {
             Some(c) => Arc::clone(c) as Arc<dyn Store>,
             None => self.store,
@@ -407,6 +411,14 @@ impl TokenService {
             }
         }
         Ok(Err(Rejection::NotFound))
+    }
+
+    /// Whether the store reports other instances' changes to the
+    /// [validation cache](Builder::validation_cache), so their revocations show here within
+    /// milliseconds rather than the time to live (PostgreSQL does; known after the first
+    /// validation that reads the store).
+    pub fn cache_watches_changes(&self) -> bool {
+        self.inner.cache.as_ref().is_some_and(|c| c.watching())
     }
 
     /// How many records the [validation cache](Builder::validation_cache) holds (zero

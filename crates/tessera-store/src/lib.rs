@@ -19,7 +19,7 @@ pub mod conformance;
 
 pub use error::{Result, StoreError};
 pub use model::{
-    AuditFilter, Capabilities, Enrollment, Redemption, StateChange, TokenFilter, UsageEntry,
-    UsageOutcome, UsageSubject,
+    AuditFilter, Capabilities, Change, ChangeSink, Enrollment, Redemption, StateChange,
+    TokenFilter, UsageEntry, UsageOutcome, UsageSubject,
 };
 pub use store::Store;

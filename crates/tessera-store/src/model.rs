@@ -1,6 +1,7 @@
 //! Values the store traits take and return, beyond the core's records.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use tessera_core::Kind;
 use tessera_core::id::{DeviceId, EndpointId, TokenId, UserId};
@@ -9,6 +10,23 @@ use tessera_core::lifecycle::State;
 use tessera_core::record::TokenRecord;
 use tessera_core::validate::Rejection;
 use time::OffsetDateTime;
+
+/// A change to stored records that a watching backend reports (see
+/// [`Store::watch`](crate::Store::watch)).
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub enum Change {
+    /// What a validation reads of this token (its state, secret, expiry, grace, kind data)
+    /// changed, or the token was removed.
+    Token(TokenId),
+    /// Changes may have gone unreported (the watch lost its connection and made a new one):
+    /// take anything as changed.
+    Unknown,
+}
+
+/// Where a watching backend reports [`Change`]s. It answers whether it still wants them: once
+/// it answers `false` the backend may stop watching.
+pub type ChangeSink = Arc<dyn Fn(Change) -> bool + Send + Sync>;
 
 /// A compare-and-set state change: applied only if the token is still in `from`.
 #[derive(Clone, Debug, Eq, PartialEq)]

@@ -13,8 +13,8 @@ use time::{Duration, OffsetDateTime};
 
 use crate::error::Result;
 use crate::model::{
-    AuditFilter, Capabilities, Enrollment, Redemption, StateChange, TokenFilter, UsageEntry,
-    UsageOutcome, UsageSubject,
+    AuditFilter, Capabilities, ChangeSink, Enrollment, Redemption, StateChange, TokenFilter,
+    UsageEntry, UsageOutcome, UsageSubject,
 };
 
 /// Storage for token records, usage, endpoint mappings and audit.
@@ -215,6 +215,22 @@ pub trait Store: core::fmt::Debug + Send + Sync + 'static {
         secondary: Option<TokenId>,
         endpoint: Option<&EndpointId>,
     ) -> Result<Vec<Mapping>>;
+
+    // ---- change notification ----
+
+    /// Report to `sink`, from now on, every change to what a validation reads of a token (its
+    /// state, secret, expiry, grace window or kind data; not its last use or use count) made
+    /// through any handle on this storage, including other processes, until `sink` answers
+    /// `false`. Returns whether the backend watches; the default does not (`false`), and then
+    /// caches must rely on their time to live alone.
+    ///
+    /// A backend that returns `true` reports every change committed after this call returned,
+    /// shortly after its commit, or [`Change::Unknown`](crate::Change::Unknown) when it may
+    /// have missed some.
+    async fn watch(&self, sink: ChangeSink) -> Result<bool> {
+        let _ = sink;
+        Ok(false)
+    }
 
     // ---- audit ----
 

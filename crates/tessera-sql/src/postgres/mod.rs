@@ -12,4 +12,5 @@ use crate::migrate::{Migration, embed};
 pub(crate) const MIGRATIONS: &[Migration] = embed!("postgres":
     1 "initial" "0001_initial.sql",
     2 "audit actor index" "0002_audit_actor_index.sql",
+    3 "token change notify" "0003_token_change_notify.sql",
 );

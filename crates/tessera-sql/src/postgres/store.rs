@@ -4,7 +4,7 @@ use core::fmt;
 use std::net::IpAddr;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgArguments, PgPool, Postgres};
+use sqlx::postgres::{PgArguments, PgListener, PgPool, Postgres};
 use sqlx::query::Query;
 use sqlx::{Executor, PgConnection, Row};
 use tessera_core::audit::AuditEvent;
@@ -15,8 +15,8 @@ use tessera_core::kind::endpoint::{Mapping, Method};
 use tessera_core::record::TokenRecord;
 use tessera_core::validate::{Rejection, Request, validate};
 use tessera_store::{
-    AuditFilter, Capabilities, Enrollment, Redemption, StateChange, Store, StoreError, TokenFilter,
-    UsageEntry, UsageOutcome, UsageSubject,
+    AuditFilter, Capabilities, Change, ChangeSink, Enrollment, Redemption, StateChange, Store,
+    StoreError, TokenFilter, UsageEntry, UsageOutcome, UsageSubject,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -42,6 +42,19 @@ const LIST_TOKENS: &str = concat!(
        AND ($5::bigint IS NULL OR expires_at <= $5) \
      ORDER BY created_at, seq"
 );
+
+/// The channel migration 3's trigger notifies: payload `"<schema> <token id>"`.
+const CHANGES_CHANNEL: &str = "tessera_token_changes";
+
+/// The token id of a change notification about tokens in `schema`, or `None` for another
+/// schema's (or a malformed) payload.
+fn changed_token(payload: &str, schema: &str) -> Option<TokenId> {
+    let (in_schema, id) = payload.split_once(' ')?;
+    if in_schema != schema {
+        return None;
+    }
+    id.parse().ok()
+}
 
 /// Records per multi-row insert: enough that round trips stop mattering, few enough to keep each
 /// statement's arrays to a few megabytes and the search for a colliding record short.
@@ -866,6 +879,47 @@ impl Store for PostgresStore {
         Ok(codec::sorted_mappings(
             rows.iter().map(codec::mapping).collect::<Result<_, _>>()?,
         ))
+    }
+
+    /// Listens on the `tessera_token_changes` channel, which migration 3's trigger notifies on
+    /// every committed change a validation depends on, with one connection of the pool held
+    /// by a task on the current Tokio runtime. When that connection drops, the task reports
+    /// [`Change::Unknown`] (notifications may have been missed) and listens again on a new
+    /// one; it ends when the sink answers `false` or the pool is closed.
+    async fn watch(&self, sink: ChangeSink) -> Result<bool, StoreError> {
+        let schema: String = match &self.schema {
+            Some(s) => s.clone(),
+            None => sqlx::query_scalar("SELECT current_schema()")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db)?,
+        };
+        let mut listener = PgListener::connect_with(&self.pool).await.map_err(db)?;
+        listener.listen(CHANGES_CHANNEL).await.map_err(db)?;
+        tokio::spawn(async move {
+            loop {
+                let change = match listener.try_recv().await {
+                    Ok(Some(n)) => match changed_token(n.payload(), &schema) {
+                        Some(id) => Change::Token(id),
+                        None => continue,
+                    },
+                    // The connection dropped and was made again: changes in between are lost.
+                    Ok(None) => Change::Unknown,
+                    Err(sqlx::Error::PoolClosed) => return,
+                    Err(_) => {
+                        if !sink(Change::Unknown) {
+                            return;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                        continue;
+                    }
+                };
+                if !sink(change) {
+                    return;
+                }
+            }
+        });
+        Ok(true)
     }
 
     async fn append(&self, event: &AuditEvent) -> Result<(), StoreError> {
