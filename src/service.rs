@@ -363,29 +363,30 @@ impl TokenService {
         let Ok(presented) = format::parse(kind, text) else {
             return Ok(Err(Rejection::Malformed));
         };
+        let digest = self.inner.peppers.current().digest(&presented);
+        let Some(cache) = &self.inner.cache else {
+            // Without a cache the clock is read once the record is found: an unknown token
+            // costs none.
+            return self.lookup_stored(&presented, digest, None).await;
+        };
+        // With one, before: a record is kept from the instant before it was read.
         let now = self.now();
         let at = unix_nanos(now);
-        let digest = self.inner.peppers.current().digest(&presented);
-        // A cache hit under the current pepper answers here, before any store future exists.
-        if let Some(record) = self
-            .inner
-            .cache
-            .as_ref()
-            .and_then(|c| c.cached(&digest, at))
-        {
+        // A hit under the current pepper answers here, before any store future exists.
+        if let Some(record) = cache.cached(&digest, at) {
             return Ok(Found::of(record, presented.kind(), now, at));
         }
-        self.lookup_stored(&presented, digest, now, at).await
+        self.lookup_stored(&presented, digest, Some((now, at)))
+            .await
     }
 
     /// The store (or cache) lookup under every pepper, `current` being the digest under the
-    /// current one.
+    /// current one; `when` is the time already read, if it was.
     async fn lookup_stored(
         &self,
         presented: &Presented<'_>,
         current: tessera_core::digest::Digest,
-        now: OffsetDateTime,
-        at: i64,
+        when: Option<(OffsetDateTime, i64)>,
     ) -> Result<Result<Found, Rejection>> {
         let older = self
             .inner
@@ -394,12 +395,12 @@ impl TokenService {
             .skip(1)
             .map(|p| p.digest(presented));
         for digest in core::iter::once(current).chain(older) {
-            let found = match &self.inner.cache {
-                Some(cache) => match cache.cached(&digest, at) {
+            let found = match (&self.inner.cache, when) {
+                (Some(cache), Some((_, at))) => match cache.cached(&digest, at) {
                     Some(r) => Some(r),
                     None => cache.load(&digest, at).await?,
                 },
-                None => self
+                _ => self
                     .inner
                     .store
                     .find_by_digest(&digest)
@@ -407,6 +408,10 @@ impl TokenService {
                     .map(|r| Arc::new(Cached::new(r, false))),
             };
             if let Some(record) = found {
+                let (now, at) = when.unwrap_or_else(|| {
+                    let now = self.now();
+                    (now, unix_nanos(now))
+                });
                 return Ok(Found::of(record, presented.kind(), now, at));
             }
         }

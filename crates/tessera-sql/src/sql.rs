@@ -83,9 +83,12 @@ pub(crate) const TOUCH: &str = "UPDATE tokens SET last_used_at = $2 \
 /// Remove a record; usage, enrollments and mappings go with it (foreign keys cascade).
 pub(crate) const PURGE: &str = "DELETE FROM tokens WHERE id = $1";
 
-/// Consume one use of a usable onboarding token: $1 key id, $2 digest, $3 now, $4 device.
-pub(crate) const REDEEM: &str = concat!(
-    "UPDATE tokens SET uses = uses + 1, \
+/// The [`REDEEM`] statement, for backends that wrap it (PostgreSQL enrolls the device in the
+/// same statement).
+macro_rules! redeem_update {
+    () => {
+        concat!(
+            "UPDATE tokens SET uses = uses + 1, \
      state = CASE WHEN max_uses IS NOT NULL AND uses + 1 >= max_uses \
          THEN 'exhausted' ELSE state END, \
      last_used_at = $3, \
@@ -98,8 +101,14 @@ pub(crate) const REDEEM: &str = concat!(
        AND (binding = 'any' OR bound_device = $4 \
             OR (binding = 'first_device' AND bound_device IS NULL)) \
      RETURNING ",
-    record_columns!()
-);
+            record_columns!()
+        )
+    };
+}
+pub(crate) use redeem_update;
+
+/// Consume one use of a usable onboarding token: $1 key id, $2 digest, $3 now, $4 device.
+pub(crate) const REDEEM: &str = redeem_update!();
 
 /// Record a device's enrollment: $1 token, $2 device, $3 at.
 pub(crate) const INSERT_ENROLLMENT: &str =

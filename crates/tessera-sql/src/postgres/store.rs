@@ -43,6 +43,16 @@ const LIST_TOKENS: &str = concat!(
      ORDER BY created_at, seq"
 );
 
+/// Redeem and enroll in one statement (one round trip, the row locked only while it runs): the
+/// enrollment is inserted exactly when the conditional update consumed a use. $1 key id, $2
+/// digest, $3 now, $4 device.
+const REDEEM_AND_ENROLL: &str = concat!(
+    "WITH redeemed AS (",
+    sql::redeem_update!(),
+    "), enrolled AS (INSERT INTO enrollments (token_id, device, at) \
+     SELECT id, $4, $3 FROM redeemed) SELECT * FROM redeemed"
+);
+
 /// The channel migration 3's trigger notifies: payload `"<schema> <token id>"`.
 const CHANGES_CHANNEL: &str = "tessera_token_changes";
 
@@ -669,35 +679,25 @@ impl Store for PostgresStore {
         let (key, bytes) = codec::digest(digest);
         let at = codec::ts(now)?;
         for _ in 0..REDEEM_ATTEMPTS {
-            let mut tx = self.begin().await?;
-            let row = sqlx::query(sql::REDEEM)
+            // One statement: atomic on its own, whatever happens to this process.
+            let row = sqlx::query(REDEEM_AND_ENROLL)
                 .bind(key)
                 .bind(bytes.as_slice())
                 .bind(at)
                 .bind(device.as_str())
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&self.pool)
                 .await
                 .map_err(db)?;
             if let Some(row) = row {
-                let record = codec::record(&row)?;
-                sqlx::query(sql::INSERT_ENROLLMENT)
-                    .bind(codec::id(record.id))
-                    .bind(device.as_str())
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-                tx.commit().await.map_err(db)?;
-                return Ok(Redemption::Redeemed(record));
+                return Ok(Redemption::Redeemed(codec::record(&row)?));
             }
             // Nothing changed: say why, from the record as it is.
             let current = sqlx::query(sql::FIND_BY_DIGEST)
                 .bind(key)
                 .bind(bytes.as_slice())
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&self.pool)
                 .await
                 .map_err(db)?;
-            let _ = tx.rollback().await;
             let Some(current) = current else {
                 return Ok(Redemption::Refused(Rejection::NotFound));
             };

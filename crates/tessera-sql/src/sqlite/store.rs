@@ -3,6 +3,7 @@
 use core::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use sqlx::query::Query;
@@ -83,6 +84,11 @@ const SCHEMA_VERSION: &str = "SELECT MAX(version) FROM _tessera_migrations";
 pub struct SqliteStore {
     pool: SqlitePool,
     path: Option<PathBuf>,
+    /// Held by every write of this process (clones share it): SQLite has one writer, and
+    /// connections that meet its lock sleep in the busy handler (1 ms, 2 ms, 5 ms, ...) long
+    /// after it is free. Queueing here hands the lock over as soon as it is released; the
+    /// busy timeout still arbitrates between processes.
+    writer: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl SqliteStore {
@@ -122,6 +128,7 @@ impl SqliteStore {
         let store = Self {
             pool,
             path: config.path,
+            writer: Arc::default(),
         };
         migrate::check_not_too_new(store.schema_version().await?, MIGRATIONS)?;
         Ok(store)
@@ -198,6 +205,11 @@ impl SqliteStore {
     /// Close every connection, waiting for operations in flight.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    /// Wait for this process's turn to write (see the `writer` field).
+    async fn writing(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.writer.lock().await
     }
 
     async fn begin(&self) -> Result<sqlx::Transaction<'static, Sqlite>, StoreError> {
@@ -396,6 +408,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert(&self, record: &TokenRecord) -> Result<(), StoreError> {
+        let _writing = self.writing().await;
         let c = RecordColumns::of(record)?;
         match bind_record(sqlx::query(sql::INSERT_TOKEN), &c)
             .execute(&self.pool)
@@ -409,6 +422,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_many(&self, records: &[TokenRecord]) -> Result<(), StoreError> {
+        let _writing = self.writing().await;
         self.insert_batch(records).await
     }
 
@@ -455,6 +469,7 @@ impl Store for SqliteStore {
         id: TokenId,
         change: &StateChange,
     ) -> Result<TokenRecord, StoreError> {
+        let _writing = self.writing().await;
         let mut conn = self.pool.acquire().await.map_err(db)?;
         let row = bind_change(sqlx::query(sql::CHANGE_STATE), id, change)?
             .fetch_optional(&mut *conn)
@@ -472,6 +487,7 @@ impl Store for SqliteStore {
         change: &StateChange,
         new: &TokenRecord,
     ) -> Result<TokenRecord, StoreError> {
+        let _writing = self.writing().await;
         let c = RecordColumns::of(new)?;
         let mut tx = self.begin().await?;
         let row = bind_change(sqlx::query(sql::CHANGE_STATE), old, change)?
@@ -495,6 +511,7 @@ impl Store for SqliteStore {
     }
 
     async fn update_data(&self, id: TokenId, data: &KindData) -> Result<TokenRecord, StoreError> {
+        let _writing = self.writing().await;
         let d = DataColumns::of(data)?;
         let mut conn = self.pool.acquire().await.map_err(db)?;
         let row = bind_data(
@@ -519,6 +536,7 @@ impl Store for SqliteStore {
         digest: &Digest,
         hint: &Hint,
     ) -> Result<TokenRecord, StoreError> {
+        let _writing = self.writing().await;
         let (key, bytes) = codec::digest(digest);
         let row = sqlx::query(sql::SET_DIGEST)
             .bind(codec::id(id))
@@ -540,6 +558,7 @@ impl Store for SqliteStore {
         now: OffsetDateTime,
         interval: Duration,
     ) -> Result<bool, StoreError> {
+        let _writing = self.writing().await;
         let mut conn = self.pool.acquire().await.map_err(db)?;
         let done = sqlx::query(sql::TOUCH)
             .bind(codec::id(id))
@@ -558,6 +577,7 @@ impl Store for SqliteStore {
     }
 
     async fn purge(&self, ids: &[TokenId]) -> Result<u64, StoreError> {
+        let _writing = self.writing().await;
         let mut tx = self.begin().await?;
         let mut removed = 0;
         for id in ids {
@@ -578,6 +598,7 @@ impl Store for SqliteStore {
         device: &DeviceId,
         now: OffsetDateTime,
     ) -> Result<Redemption, StoreError> {
+        let _writing = self.writing().await;
         let (key, bytes) = codec::digest(digest);
         let at = codec::ts(now)?;
         for _ in 0..REDEEM_ATTEMPTS {
@@ -641,6 +662,7 @@ impl Store for SqliteStore {
         subject: &UsageSubject,
         now: OffsetDateTime,
     ) -> Result<UsageOutcome, StoreError> {
+        let _writing = self.writing().await;
         let (kind, key, method) = codec::subject(subject);
         let row = sqlx::query(sql::RECORD_USAGE)
             .bind(codec::id(id))
@@ -673,6 +695,7 @@ impl Store for SqliteStore {
         ip: IpAddr,
         blocked: bool,
     ) -> Result<UsageEntry, StoreError> {
+        let _writing = self.writing().await;
         let row = sqlx::query(sql::SET_BLOCKED)
             .bind(codec::id(id))
             .bind(ip.to_string())
@@ -710,6 +733,7 @@ impl Store for SqliteStore {
     }
 
     async fn put_mapping(&self, mapping: &Mapping) -> Result<(), StoreError> {
+        let _writing = self.writing().await;
         sqlx::query(sql::PUT_MAPPING)
             .bind(codec::id(mapping.secondary))
             .bind(mapping.endpoint.as_str())
@@ -744,6 +768,7 @@ impl Store for SqliteStore {
         method: Method,
         enabled: bool,
     ) -> Result<Mapping, StoreError> {
+        let _writing = self.writing().await;
         let row = sqlx::query(sql::SET_MAPPING_ENABLED)
             .bind(codec::id(secondary))
             .bind(endpoint.as_str())
@@ -764,6 +789,7 @@ impl Store for SqliteStore {
         endpoint: &EndpointId,
         method: Method,
     ) -> Result<(), StoreError> {
+        let _writing = self.writing().await;
         let done = sqlx::query(sql::REMOVE_MAPPING)
             .bind(codec::id(secondary))
             .bind(endpoint.as_str())
@@ -794,6 +820,7 @@ impl Store for SqliteStore {
     }
 
     async fn append(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        let _writing = self.writing().await;
         let (at, token, actor, body) = codec::event_columns(event)?;
         sqlx::query(sql::APPEND_EVENT)
             .bind(at)
