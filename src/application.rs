@@ -16,7 +16,7 @@ use tessera_store::{StoreError, TokenFilter, UsageEntry, UsageOutcome, UsageSubj
 
 use crate::error::{Error, Result};
 use crate::principal::Principal;
-use crate::service::{Issued, TokenService};
+use crate::service::{Issued, TokenService, found_or_refuse};
 
 /// Application tokens: see [`TokenService::application`].
 #[derive(Clone, Copy, Debug)]
@@ -198,10 +198,7 @@ impl ApplicationTokens<'_> {
         token: &str,
         ip: IpAddr,
     ) -> Result<Result<ApplicationAccess, Rejection>> {
-        let found = match self.svc.lookup(Kind::Application, token).await? {
-            Ok(f) => f,
-            Err(rej) => return Ok(Err(rej)),
-        };
+        let found = found_or_refuse!(self.svc, Kind::Application, token);
         let (record, now) = (&*found.record, found.now);
         let event = || self.svc.use_event(record, now).ip(Some(ip));
         let request = Request::Application {

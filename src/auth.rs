@@ -15,7 +15,7 @@ use tessera_store::TokenFilter;
 
 use crate::error::{Error, Result};
 use crate::principal::Principal;
-use crate::service::{Issued, TokenService};
+use crate::service::{Issued, TokenService, found_or_refuse};
 
 /// Auth tokens: see [`TokenService::auth`].
 #[derive(Clone, Copy, Debug)]
@@ -220,10 +220,7 @@ impl AuthTokens<'_> {
         action: &Permission,
         held: &BTreeSet<Permission>,
     ) -> Result<Result<AuthAccess, Rejection>> {
-        let found = match self.svc.lookup(Kind::Auth, token).await? {
-            Ok(f) => f,
-            Err(rej) => return Ok(Err(rej)),
-        };
+        let found = found_or_refuse!(self.svc, Kind::Auth, token);
         let (record, now) = (&*found.record, found.now);
         let event = || self.svc.use_event(record, now);
         match validate::validate(record, &Request::Auth { action, held }, now) {

@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
 use crate::principal::Principal;
-use crate::service::{Issued, TokenService};
+use crate::service::{Issued, TokenService, found_or_refuse};
 
 /// Deployment tokens: see [`TokenService::deployment`].
 #[derive(Clone, Copy, Debug)]
@@ -184,10 +184,7 @@ impl DeploymentTokens<'_> {
     ///
     /// Store failures. A refused token is `Ok(Err(rejection))`.
     pub async fn validate(&self, token: &str) -> Result<Result<Accepted, Rejection>> {
-        let found = match self.svc.lookup(Kind::Deployment, token).await? {
-            Ok(f) => f,
-            Err(rej) => return Ok(Err(rej)),
-        };
+        let found = found_or_refuse!(self.svc, Kind::Deployment, token);
         let (record, now) = (&*found.record, found.now);
         let event = || self.svc.use_event(record, now);
         match validate::validate(record, &Request::Deployment, now) {

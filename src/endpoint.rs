@@ -17,7 +17,7 @@ use time::Duration;
 
 use crate::error::{Error, Result};
 use crate::principal::Principal;
-use crate::service::{Issued, TokenService};
+use crate::service::{Issued, TokenService, found_or_refuse};
 
 /// Endpoint tokens: see [`TokenService::endpoint`].
 #[derive(Clone, Copy, Debug)]
@@ -539,10 +539,7 @@ impl EndpointTokens<'_> {
         token: &str,
         ip: Option<IpAddr>,
     ) -> Result<Result<EndpointAccess, Rejection>> {
-        let found = match self.svc.lookup(Kind::Endpoint, token).await? {
-            Ok(f) => f,
-            Err(rej) => return Ok(Err(rej)),
-        };
+        let found = found_or_refuse!(self.svc, Kind::Endpoint, token);
         let (record, now) = (&*found.record, found.now);
         let mapping = match &record.data {
             KindData::Endpoint(EndpointData::Secondary { .. }) => {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tessera_core::audit::{Actor, AuditAction, AuditEvent};
 use tessera_core::clock::{Clock, SystemClock};
-use tessera_core::digest::Peppers;
+use tessera_core::digest::{Digest, Peppers};
 use tessera_core::format::{self, Entropy, Presented, Spelling};
 use tessera_core::id::{TokenId, UserId};
 use tessera_core::kind::KindData;
@@ -90,6 +90,33 @@ impl Found {
         }
     }
 }
+
+/// What [`TokenService::lookup_quick`] found out without the store.
+pub(crate) enum Quick<'t> {
+    /// The answer: a refusal, or the record (from the cache).
+    Done(core::result::Result<Found, Rejection>),
+    /// Ask the store for this digest under the current pepper (others follow), with the time
+    /// if it was read.
+    Ask(Presented<'t>, Digest, Option<(OffsetDateTime, i64)>),
+}
+
+/// The record a validation presents, or `return Ok(Err(rejection))` from the calling
+/// validation: [`TokenService::lookup_quick`], then the store only when needed.
+macro_rules! found_or_refuse {
+    ($svc:expr, $kind:expr, $token:expr) => {
+        match $svc.lookup_quick($kind, $token) {
+            $crate::service::Quick::Done(Ok(found)) => found,
+            $crate::service::Quick::Done(Err(rejection)) => return Ok(Err(rejection)),
+            $crate::service::Quick::Ask(presented, digest, when) => {
+                match $svc.lookup_stored(&presented, digest, when).await? {
+                    Ok(found) => found,
+                    Err(rejection) => return Ok(Err(rejection)),
+                }
+            }
+        }
+    };
+}
+pub(crate) use found_or_refuse;
 
 /// Settings of a [`TokenService`].
 #[derive(Clone, Copy, Debug)]
@@ -359,33 +386,45 @@ impl TokenService {
 
     /// Parse presented text and find its record under any configured pepper; the time is read
     /// once the text parses (a malformed token costs no clock read) and returned with it.
-    pub(crate) async fn lookup(&self, kind: Kind, text: &str) -> Result<Result<Found, Rejection>> {
+    /// The part of a lookup that needs no store, as a plain function (a cache hit costs no
+    /// future): a malformed token's refusal, a validation-cache hit under the current pepper, or
+    /// what to ask the store with ([`lookup_stored`](Self::lookup_stored)).
+    pub(crate) fn lookup_quick<'t>(&self, kind: Kind, text: &'t str) -> Quick<'t> {
         let Ok(presented) = format::parse(kind, text) else {
-            return Ok(Err(Rejection::Malformed));
+            return Quick::Done(Err(Rejection::Malformed));
         };
         let digest = self.inner.peppers.current().digest(&presented);
         let Some(cache) = &self.inner.cache else {
             // Without a cache the clock is read once the record is found: an unknown token
             // costs none.
-            return self.lookup_stored(&presented, digest, None).await;
+            return Quick::Ask(presented, digest, None);
         };
         // With one, before: a record is kept from the instant before it was read.
         let now = self.now();
         let at = unix_nanos(now);
-        // A hit under the current pepper answers here, before any store future exists.
-        if let Some(record) = cache.cached(&digest, at) {
-            return Ok(Found::of(record, presented.kind(), now, at));
+        match cache.cached(&digest, at) {
+            Some(record) => Quick::Done(Found::of(record, presented.kind(), now, at)),
+            None => Quick::Ask(presented, digest, Some((now, at))),
         }
-        self.lookup_stored(&presented, digest, Some((now, at)))
-            .await
+    }
+
+    /// Parse presented text and find its record under any configured pepper, with the time it
+    /// was looked up at.
+    pub(crate) async fn lookup(&self, kind: Kind, text: &str) -> Result<Result<Found, Rejection>> {
+        match self.lookup_quick(kind, text) {
+            Quick::Done(answer) => Ok(answer),
+            Quick::Ask(presented, digest, when) => {
+                self.lookup_stored(&presented, digest, when).await
+            }
+        }
     }
 
     /// The store (or cache) lookup under every pepper, `current` being the digest under the
     /// current one; `when` is the time already read, if it was.
-    async fn lookup_stored(
+    pub(crate) async fn lookup_stored(
         &self,
         presented: &Presented<'_>,
-        current: tessera_core::digest::Digest,
+        current: Digest,
         when: Option<(OffsetDateTime, i64)>,
     ) -> Result<Result<Found, Rejection>> {
         let older = self
