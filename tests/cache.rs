@@ -26,6 +26,26 @@ use time::Duration;
 
 const TTL: Duration = Duration::seconds(30);
 
+/// Services sharing one memory store are exact with each other too: the store tells every
+/// cache of a change before the write returns.
+#[tokio::test]
+async fn services_sharing_a_memory_store_see_each_others_changes_at_once() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let a = cached_over(store.clone(), &clock, Duration::hours(1));
+    let b = cached_over(store, &clock, Duration::hours(1));
+    let dep = deployment(&b, "fleet").await;
+    let tok = dep.secret.expose_secret();
+    assert!(a.deployment().validate(tok).await.unwrap().is_ok());
+    assert!(a.cache_watches_changes());
+    assert_eq!(a.cached_records(), 1);
+    b.revoke(dep.token.id, &admin()).await.unwrap();
+    assert_eq!(
+        a.deployment().validate(tok).await.unwrap(),
+        Err(Rejection::Revoked)
+    );
+}
+
 /// The memory store, answering `find_by_digest` late: the record it returns was read before
 /// the pause, so a write can land in between (a loaded database does the same).
 #[derive(Debug)]
@@ -305,7 +325,12 @@ async fn expiry_by_time_needs_no_write_to_be_seen() {
 #[tokio::test]
 async fn another_instance_sees_a_change_within_the_time_to_live_and_new_tokens_at_once() {
     let clock = Arc::new(ManualClock::new(T0));
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    // A store that does not watch for changes (as SQLite shared between processes): only the
+    // time to live bounds what the other instance's cache serves.
+    let store: Arc<dyn Store> = Arc::new(SlowReads {
+        inner: MemoryStore::new(),
+        pause: std::time::Duration::ZERO,
+    });
     let a = cached_over(store.clone(), &clock, TTL);
     let b = cached_over(store, &clock, TTL);
 

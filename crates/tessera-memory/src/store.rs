@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
-use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
 use tessera_core::audit::AuditEvent;
@@ -16,8 +16,8 @@ use tessera_core::lifecycle::State;
 use tessera_core::record::TokenRecord;
 use tessera_core::validate::{Rejection, Request, validate};
 use tessera_store::{
-    AuditFilter, Capabilities, Enrollment, Redemption, Result, StateChange, Store, StoreError,
-    TokenFilter, UsageEntry, UsageOutcome, UsageSubject,
+    AuditFilter, Capabilities, Change, ChangeSink, Enrollment, Redemption, Result, StateChange,
+    Store, StoreError, TokenFilter, UsageEntry, UsageOutcome, UsageSubject,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -36,6 +36,8 @@ pub struct MemoryStore {
     limits: MemoryLimits,
     tables: RwLock<Tables>,
     audit: RwLock<Vec<AuditEvent>>,
+    /// Told of every change a validation reads, before the write that made it returns.
+    watchers: Mutex<Vec<ChangeSink>>,
 }
 
 /// Everything but audit, under one lock.
@@ -152,6 +154,7 @@ impl MemoryStore {
             limits,
             tables: RwLock::new(Tables::default()),
             audit: RwLock::new(Vec::new()),
+            watchers: Mutex::new(Vec::new()),
         }
     }
 
@@ -168,6 +171,19 @@ impl MemoryStore {
 
     fn write(&self) -> RwLockWriteGuard<'_, Tables> {
         self.tables.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Tell the watchers that what validation reads of `ids` changed, once the tables' lock is
+    /// released and before the write returns: a cache over this store in any service of the
+    /// process drops the record before the revoke that changed it returns.
+    fn announce(&self, ids: impl IntoIterator<Item = TokenId>) {
+        let mut watchers = self.watchers.lock().unwrap_or_else(PoisonError::into_inner);
+        if watchers.is_empty() {
+            return;
+        }
+        for id in ids {
+            watchers.retain(|sink| sink(Change::Token(id)));
+        }
     }
 }
 
@@ -389,9 +405,13 @@ impl Store for MemoryStore {
     }
 
     async fn change_state(&self, id: TokenId, change: &StateChange) -> Result<TokenRecord> {
-        let mut t = self.write();
-        let next = t.changed(id, change)?;
-        t.update(id, next)
+        let next = {
+            let mut t = self.write();
+            let next = t.changed(id, change)?;
+            t.update(id, next)?
+        };
+        self.announce([id]);
+        Ok(next)
     }
 
     async fn replace(
@@ -400,43 +420,56 @@ impl Store for MemoryStore {
         change: &StateChange,
         new: &TokenRecord,
     ) -> Result<TokenRecord> {
-        let mut t = self.write();
-        let next = t.changed(old, change)?;
-        let before = t.records.get(&old).ok_or(TOKEN)?.record.clone();
-        t.check_update(old, &before, &next)?;
-        // The change goes first, so `new` may take the name `old` held. If `new` cannot be added
-        // the change is undone; nobody sees the middle, as the write lock is held throughout.
-        t.set(old, next.clone());
-        if let Err(e) = t.check_new(new, &[]) {
-            t.set(old, before);
-            return Err(e);
+        {
+            let mut t = self.write();
+            let next = t.changed(old, change)?;
+            let before = t.records.get(&old).ok_or(TOKEN)?.record.clone();
+            t.check_update(old, &before, &next)?;
+            // The change goes first, so `new` may take the name `old` held. If `new` cannot be
+            // added the change is undone; nobody sees the middle, as the write lock is held
+            // throughout.
+            t.set(old, next.clone());
+            if let Err(e) = t.check_new(new, &[]) {
+                t.set(old, before);
+                return Err(e);
+            }
+            t.add(new);
+            drop(t);
+            self.announce([old]);
+            Ok(next)
         }
-        t.add(new);
-        Ok(next)
     }
 
     async fn update_data(&self, id: TokenId, data: &KindData) -> Result<TokenRecord> {
-        let mut t = self.write();
-        let r = &t.records.get(&id).ok_or(TOKEN)?.record;
-        if r.kind() != data.kind() {
-            return Err(StoreError::Conflict);
-        }
-        let next = TokenRecord {
-            data: data.clone(),
-            ..r.clone()
+        let next = {
+            let mut t = self.write();
+            let r = &t.records.get(&id).ok_or(TOKEN)?.record;
+            if r.kind() != data.kind() {
+                return Err(StoreError::Conflict);
+            }
+            let next = TokenRecord {
+                data: data.clone(),
+                ..r.clone()
+            };
+            t.update(id, next)?
         };
-        t.update(id, next)
+        self.announce([id]);
+        Ok(next)
     }
 
     async fn set_digest(&self, id: TokenId, digest: &Digest, hint: &Hint) -> Result<TokenRecord> {
-        let mut t = self.write();
-        let r = &t.records.get(&id).ok_or(TOKEN)?.record;
-        let next = TokenRecord {
-            digest: *digest,
-            hint: hint.clone(),
-            ..r.clone()
+        let next = {
+            let mut t = self.write();
+            let r = &t.records.get(&id).ok_or(TOKEN)?.record;
+            let next = TokenRecord {
+                digest: *digest,
+                hint: hint.clone(),
+                ..r.clone()
+            };
+            t.update(id, next)?
         };
-        t.update(id, next)
+        self.announce([id]);
+        Ok(next)
     }
 
     async fn touch(&self, id: TokenId, now: OffsetDateTime, interval: Duration) -> Result<bool> {
@@ -450,8 +483,8 @@ impl Store for MemoryStore {
     }
 
     async fn purge(&self, ids: &[TokenId]) -> Result<u64> {
+        let mut gone = Vec::new();
         let mut t = self.write();
-        let mut removed = 0;
         for id in ids {
             let Some(stored) = t.records.remove(id) else {
                 continue;
@@ -466,8 +499,11 @@ impl Store for MemoryStore {
             t.usage.remove(id);
             t.enrollments.remove(id);
             t.mappings.retain(|(secondary, _, _), _| secondary != id);
-            removed += 1;
+            gone.push(*id);
         }
+        drop(t);
+        let removed = gone.len() as u64;
+        self.announce(gone);
         Ok(removed)
     }
 
@@ -494,6 +530,7 @@ impl Store for MemoryStore {
             return Ok(Redemption::Refused(why));
         }
         // Usable, uses left and the binding admits the device: consume one use.
+        let (state_before, data_before) = (r.state, r.data.clone());
         r.uses = r.uses.saturating_add(1);
         r.last_used_at = Some(now);
         if let KindData::Onboarding(o) = &mut r.data {
@@ -514,6 +551,11 @@ impl Store for MemoryStore {
         );
         while list.len() > cap {
             list.pop_front();
+        }
+        drop(t);
+        // The last use (exhausted) or a first device bound changes what validation reads.
+        if after.state != state_before || after.data != data_before {
+            self.announce([id]);
         }
         Ok(Redemption::Redeemed(after))
     }
@@ -692,6 +734,15 @@ impl Store for MemoryStore {
                 enabled: *enabled,
             })
             .collect())
+    }
+
+    /// Always watches: every change is announced to the sinks before the write returns.
+    async fn watch(&self, sink: ChangeSink) -> Result<bool> {
+        self.watchers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(sink);
+        Ok(true)
     }
 
     async fn append(&self, event: &AuditEvent) -> Result<()> {

@@ -93,6 +93,7 @@ mod mappings;
 mod records;
 mod redeem;
 mod usage;
+mod watch;
 
 /// What a case returns: `Err` with a message says what was wrong.
 type Outcome = Result<(), Failed>;
@@ -177,6 +178,7 @@ fn all_cases() -> Vec<Case> {
     all.extend(mappings::cases());
     all.extend(audit::cases());
     all.extend(concurrency::cases());
+    all.extend(watch::cases());
     all
 }
 
