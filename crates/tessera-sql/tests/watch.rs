@@ -28,11 +28,12 @@ mod postgres {
 
     use super::*;
 
-    async fn connect(url: &str, schema: &str) -> PostgresStore {
+    async fn connect(url: &str, schema: &str, connections: u32) -> PostgresStore {
         let config = PostgresConfig::new(url)
             .schema(schema)
             .expect("a schema")
-            .max_connections(4);
+            .max_connections(connections)
+            .acquire_timeout(Duration::from_secs(10));
         let store = PostgresStore::connect_with(config).await.expect("connect");
         store.migrate().await.expect("migrate");
         store
@@ -76,8 +77,12 @@ mod postgres {
         };
         let schema = common::fresh_schema();
         let other_schema = common::fresh_schema();
-        let (watched, writer) = (connect(&url, &schema).await, connect(&url, &schema).await);
-        let elsewhere = connect(&url, &other_schema).await;
+        // A pool of one connection: the watch must not hold it.
+        let (watched, writer) = (
+            connect(&url, &schema, 1).await,
+            connect(&url, &schema, 4).await,
+        );
+        let elsewhere = connect(&url, &other_schema, 4).await;
         let seen = watching(&watched).await;
 
         let pepper = fixtures::pepper();
@@ -147,6 +152,8 @@ mod postgres {
             1,
             "one report, then it stopped"
         );
+        // The watched store still answers through its one pooled connection.
+        assert!(watched.get(dep.id).await.unwrap().is_some());
 
         for (store, schema) in [(watched, &schema), (elsewhere, &other_schema)] {
             store.close().await;

@@ -4,7 +4,7 @@ use core::fmt;
 use std::net::IpAddr;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgArguments, PgListener, PgPool, Postgres};
+use sqlx::postgres::{PgArguments, PgListener, PgPool, PgPoolOptions, Postgres};
 use sqlx::query::Query;
 use sqlx::{Executor, PgConnection, Row};
 use tessera_core::audit::AuditEvent;
@@ -882,10 +882,10 @@ impl Store for PostgresStore {
     }
 
     /// Listens on the `tessera_token_changes` channel, which migration 3's trigger notifies on
-    /// every committed change a validation depends on, with one connection of the pool held
-    /// by a task on the current Tokio runtime. When that connection drops, the task reports
-    /// [`Change::Unknown`] (notifications may have been missed) and listens again on a new
-    /// one; it ends when the sink answers `false` or the pool is closed.
+    /// every committed change a validation depends on, on a connection of its own (not one of
+    /// the store's pool) held by a task on the current Tokio runtime. When that connection
+    /// drops, the task reports [`Change::Unknown`] (notifications may have been missed) and
+    /// listens again on a new one; it ends when the sink answers `false`.
     async fn watch(&self, sink: ChangeSink) -> Result<bool, StoreError> {
         let schema: String = match &self.schema {
             Some(s) => s.clone(),
@@ -894,7 +894,12 @@ impl Store for PostgresStore {
                 .await
                 .map_err(db)?,
         };
-        let mut listener = PgListener::connect_with(&self.pool).await.map_err(db)?;
+        // A connection of its own, outside the store's pool: held for as long as the watch
+        // runs, it must not starve the store (a pool of one connection would deadlock).
+        let own = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with((*self.pool.connect_options()).clone());
+        let mut listener = PgListener::connect_with(&own).await.map_err(db)?;
         listener.listen(CHANGES_CHANNEL).await.map_err(db)?;
         tokio::spawn(async move {
             loop {

@@ -23,8 +23,9 @@
 //!
 //! Cases never branch on the backend: a case is an `async fn <verb>_<situation>(store)` with a
 //! one-line doc comment of the expected outcome, in one file per concern (`records`, `redeem`,
-//! `usage`, `mappings`, `audit`, `concurrency`). Times are fixed instants, never the clock,
-//! and whole milliseconds unless a case is about precision.
+//! `usage`, `mappings`, `audit`, `concurrency`, `watch`). Times are fixed instants, never the
+//! clock, and whole milliseconds unless a case is about precision; the `watch` cases wait (up to
+//! ten seconds) for reports that arrive asynchronously.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -265,7 +266,8 @@ mod tests {
                     "usage",
                     "mappings",
                     "audit",
-                    "concurrency"
+                    "concurrency",
+                    "watch"
                 ]
                 .contains(&file),
                 "{n}"
