@@ -89,31 +89,12 @@ async fn sqlite_stores_nothing_of_colliding_spanning_batches() {
 
 #[cfg(feature = "postgres")]
 mod postgres {
-    use tessera_sql::postgres::{PostgresConfig, PostgresStore};
+    use tessera_sql::postgres::PostgresStore;
 
-    use super::common;
+    use super::common::pg::drop_schema;
 
     async fn fresh() -> Option<(PostgresStore, String, String)> {
-        let url = common::postgres_url_or_skip()?;
-        let schema = common::fresh_schema();
-        let config = PostgresConfig::new(url.as_str())
-            .schema(&schema)
-            .expect("a schema")
-            .max_connections(4);
-        let store = PostgresStore::connect_with(config).await.expect("connect");
-        store.migrate().await.expect("migrate");
-        Some((store, url, schema))
-    }
-
-    async fn drop_schema(store: PostgresStore, url: &str, schema: &str) {
-        store.close().await;
-        let pool = sqlx::PgPool::connect(url).await.expect("connect directly");
-        let drop = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
-        sqlx::raw_sql(&drop)
-            .execute(&pool)
-            .await
-            .expect("drop the schema");
-        pool.close().await;
+        super::common::pg::fresh(4).await
     }
 
     #[tokio::test]

@@ -23,21 +23,12 @@ mod postgres {
     use std::time::{Duration, Instant};
 
     use tessera_core::lifecycle::State;
-    use tessera_sql::postgres::{PostgresConfig, PostgresStore};
+    use tessera_sql::postgres::PostgresStore;
+
+    use crate::common::pg::{connect, drop_schema};
     use tessera_store::StateChange;
 
     use super::*;
-
-    async fn connect(url: &str, schema: &str, connections: u32) -> PostgresStore {
-        let config = PostgresConfig::new(url)
-            .schema(schema)
-            .expect("a schema")
-            .max_connections(connections)
-            .acquire_timeout(Duration::from_secs(10));
-        let store = PostgresStore::connect_with(config).await.expect("connect");
-        store.migrate().await.expect("migrate");
-        store
-    }
 
     /// Changes seen so far.
     type Seen = Arc<Mutex<Vec<Change>>>;
@@ -156,13 +147,7 @@ mod postgres {
         assert!(watched.get(dep.id).await.unwrap().is_some());
 
         for (store, schema) in [(watched, &schema), (elsewhere, &other_schema)] {
-            store.close().await;
-            let pool = sqlx::PgPool::connect(&url).await.unwrap();
-            sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-                .execute(&pool)
-                .await
-                .unwrap();
-            pool.close().await;
+            drop_schema(store, &url, schema).await;
         }
         writer.close().await;
     }

@@ -66,6 +66,44 @@ pub fn fresh_schema() -> String {
     )
 }
 
+/// PostgreSQL stores in throwaway schemas of the test server.
+#[cfg(feature = "postgres")]
+pub mod pg {
+    use tessera_sql::postgres::{PostgresConfig, PostgresStore};
+
+    /// A migrated store in a fresh schema of the test server, with a pool of `connections`, and
+    /// the server URL and schema name; `None` (skip, printed) without a server outside CI.
+    pub async fn fresh(connections: u32) -> Option<(PostgresStore, String, String)> {
+        let url = super::postgres_url_or_skip()?;
+        let schema = super::fresh_schema();
+        Some((connect(&url, &schema, connections).await, url, schema))
+    }
+
+    /// A migrated store in `schema` of the server at `url`, with a pool of `connections`.
+    pub async fn connect(url: &str, schema: &str, connections: u32) -> PostgresStore {
+        let config = PostgresConfig::new(url)
+            .schema(schema)
+            .expect("a schema")
+            .max_connections(connections)
+            .acquire_timeout(std::time::Duration::from_secs(10));
+        let store = PostgresStore::connect_with(config).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        store
+    }
+
+    /// Close `store` and drop its schema.
+    pub async fn drop_schema(store: PostgresStore, url: &str, schema: &str) {
+        store.close().await;
+        let pool = sqlx::PgPool::connect(url).await.expect("connect directly");
+        let drop = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+        sqlx::raw_sql(&drop)
+            .execute(&pool)
+            .await
+            .expect("drop the schema");
+        pool.close().await;
+    }
+}
+
 pub mod fixtures {
     //! Records of every kind, issued from generated secrets.
 
