@@ -33,7 +33,7 @@ use tessera_core::kind::endpoint::{Mapping, Method};
 use tessera_core::record::TokenRecord;
 use tessera_store::{
     AuditFilter, Capabilities, Change, ChangeSink, Enrollment, Redemption, Result as StoreResult,
-    StateChange, Store, TokenFilter, UsageEntry, UsageOutcome, UsageSubject,
+    StateChange, Store, TokenFilter, UsageEntry, UsageOutcome, UsageSubject, Watcher,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -179,6 +179,25 @@ impl Watch {
     const UNSUPPORTED: u8 = 3;
 }
 
+/// What the store reports changes to: the cache, for as long as it exists.
+struct CacheWatcher(Weak<CachingStore>);
+
+impl Watcher for CacheWatcher {
+    fn changed(&self, change: Change) -> bool {
+        match self.0.upgrade() {
+            Some(cache) => {
+                cache.changed(change);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn wanted(&self) -> bool {
+        self.0.strong_count() > 0
+    }
+}
+
 /// Puts the watch state back to "not asked" if asking is abandoned (the future dropped).
 struct Asking<'a>(&'a AtomicU8);
 
@@ -236,14 +255,7 @@ impl CachingStore {
             return Ok(false);
         }
         let guard = Asking(&self.watch);
-        let me = self.me.clone();
-        let sink: ChangeSink = Arc::new(move |change| match me.upgrade() {
-            Some(cache) => {
-                cache.changed(change);
-                true
-            }
-            None => false,
-        });
+        let sink: ChangeSink = Arc::new(CacheWatcher(self.me.clone()));
         let watching = self.inner.watch(sink).await?;
         self.watch.store(
             if watching {

@@ -181,8 +181,9 @@ impl MemoryStore {
         if watchers.is_empty() {
             return;
         }
+        watchers.retain(|w| w.wanted());
         for id in ids {
-            watchers.retain(|sink| sink(Change::Token(id)));
+            watchers.retain(|sink| sink.changed(Change::Token(id)));
         }
     }
 }
@@ -738,10 +739,10 @@ impl Store for MemoryStore {
 
     /// Always watches: every change is announced to the sinks before the write returns.
     async fn watch(&self, sink: ChangeSink) -> Result<bool> {
-        self.watchers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(sink);
+        let mut watchers = self.watchers.lock().unwrap_or_else(PoisonError::into_inner);
+        // Watchers no longer wanted (their caches dropped) go as new ones come.
+        watchers.retain(|w| w.wanted());
+        watchers.push(sink);
         Ok(true)
     }
 
@@ -1042,5 +1043,62 @@ mod tests {
         let after = rt.block_on(s.get(r.id)).unwrap().unwrap();
         assert_eq!((after.uses, after.state), (50, State::Exhausted));
         assert_eq!(rt.block_on(s.enrollments(r.id)).unwrap().len(), 50);
+    }
+
+    /// A watcher no longer wanted is told nothing more and is let go, while others still are.
+    #[tokio::test]
+    async fn watchers_no_longer_wanted_are_let_go() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+        use tessera_store::Watcher;
+
+        struct Counted {
+            wanted: AtomicBool,
+            told: AtomicUsize,
+        }
+        impl Watcher for Counted {
+            fn changed(&self, _: Change) -> bool {
+                self.told.fetch_add(1, Ordering::SeqCst);
+                true
+            }
+            fn wanted(&self) -> bool {
+                self.wanted.load(Ordering::SeqCst)
+            }
+        }
+        let watcher = || {
+            Arc::new(Counted {
+                wanted: AtomicBool::new(true),
+                told: AtomicUsize::new(0),
+            })
+        };
+
+        let store = MemoryStore::new();
+        let (gone, kept) = (watcher(), watcher());
+        assert!(store.watch(gone.clone()).await.unwrap());
+        assert!(store.watch(kept.clone()).await.unwrap());
+        let r = app();
+        store.insert(&r).await.unwrap();
+        let revoke = |from| StateChange::new(from, State::Disabled, at(1));
+        store
+            .change_state(r.id, &revoke(State::Active))
+            .await
+            .unwrap();
+        assert_eq!(gone.told.load(Ordering::SeqCst), 1);
+        gone.wanted.store(false, Ordering::SeqCst);
+        store
+            .change_state(
+                r.id,
+                &StateChange::new(State::Disabled, State::Active, at(2)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            gone.told.load(Ordering::SeqCst),
+            1,
+            "not told once unwanted"
+        );
+        assert_eq!(kept.told.load(Ordering::SeqCst), 2);
+        assert_eq!(Arc::strong_count(&gone), 1, "the store let it go");
     }
 }

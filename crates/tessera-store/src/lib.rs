@@ -20,6 +20,6 @@ pub mod conformance;
 pub use error::{Result, StoreError};
 pub use model::{
     AuditFilter, Capabilities, Change, ChangeSink, Enrollment, Redemption, StateChange,
-    TokenFilter, UsageEntry, UsageOutcome, UsageSubject,
+    TokenFilter, UsageEntry, UsageOutcome, UsageSubject, Watcher,
 };
 pub use store::Store;

@@ -24,9 +24,29 @@ pub enum Change {
     Unknown,
 }
 
-/// Where a watching backend reports [`Change`]s. It answers whether it still wants them: once
-/// it answers `false` the backend may stop watching.
-pub type ChangeSink = Arc<dyn Fn(Change) -> bool + Send + Sync>;
+/// Where a watching backend reports [`Change`]s (see [`Store::watch`](crate::Store::watch)).
+///
+/// A closure `Fn(Change) -> bool` is a watcher that is always wanted.
+pub trait Watcher: Send + Sync {
+    /// Take a report; answer whether more are wanted. Once it answers `false` it is told
+    /// nothing more.
+    fn changed(&self, change: Change) -> bool;
+
+    /// Whether reports are still wanted, asked now and then between reports: once it answers
+    /// `false` the backend stops watching for it and frees what the watch held.
+    fn wanted(&self) -> bool {
+        true
+    }
+}
+
+impl<F: Fn(Change) -> bool + Send + Sync> Watcher for F {
+    fn changed(&self, change: Change) -> bool {
+        self(change)
+    }
+}
+
+/// A [`Watcher`], shared with the backend that reports to it.
+pub type ChangeSink = Arc<dyn Watcher>;
 
 /// A compare-and-set state change: applied only if the token is still in `from`.
 #[derive(Clone, Debug, Eq, PartialEq)]

@@ -53,6 +53,9 @@ const REDEEM_AND_ENROLL: &str = concat!(
      SELECT id, $4, $3 FROM redeemed) SELECT * FROM redeemed"
 );
 
+/// How often a change watch asks whether its watcher is still wanted.
+const WATCH_LIVENESS: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The channel migration 3's trigger notifies: payload `"<schema> <token id>"`.
 const CHANGES_CHANNEL: &str = "tessera_token_changes";
 
@@ -885,7 +888,9 @@ impl Store for PostgresStore {
     /// every committed change a validation depends on, on a connection of its own (not one of
     /// the store's pool) held by a task on the current Tokio runtime. When that connection
     /// drops, the task reports [`Change::Unknown`] (notifications may have been missed) and
-    /// listens again on a new one; it ends when the sink answers `false`.
+    /// listens again on a new one. It ends, closing its connection, when the watcher answers
+    /// `false` to a report or, asked every five seconds, is no longer [wanted](
+    /// tessera_store::Watcher::wanted).
     async fn watch(&self, sink: ChangeSink) -> Result<bool, StoreError> {
         let schema: String = match &self.schema {
             Some(s) => s.clone(),
@@ -901,6 +906,17 @@ impl Store for PostgresStore {
             .connect_lazy_with((*self.pool.connect_options()).clone());
         let mut listener = PgListener::connect_with(&own).await.map_err(db)?;
         listener.listen(CHANGES_CHANNEL).await.map_err(db)?;
+        // Now and then, ask whether the watcher is still wanted; once not, closing the
+        // connection ends the listening task below.
+        let (closing, watcher) = (own.clone(), sink.clone());
+        tokio::spawn(async move {
+            while !closing.is_closed() {
+                tokio::time::sleep(WATCH_LIVENESS).await;
+                if !watcher.wanted() {
+                    closing.close().await;
+                }
+            }
+        });
         tokio::spawn(async move {
             loop {
                 let change = match listener.try_recv().await {
@@ -910,19 +926,22 @@ impl Store for PostgresStore {
                     },
                     // The connection dropped and was made again: changes in between are lost.
                     Ok(None) => Change::Unknown,
-                    Err(sqlx::Error::PoolClosed) => return,
+                    Err(sqlx::Error::PoolClosed) => break,
                     Err(_) => {
-                        if !sink(Change::Unknown) {
-                            return;
+                        if !sink.changed(Change::Unknown) {
+                            break;
                         }
                         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
                         continue;
                     }
                 };
-                if !sink(change) {
-                    return;
+                if !sink.changed(change) {
+                    break;
                 }
             }
+            // Give the connection back, then close its pool: the other task ends too.
+            drop(listener);
+            own.close().await;
         });
         Ok(true)
     }
