@@ -25,7 +25,7 @@ use tessera::core::validate::OAuthError;
 use tessera::deployment::NewDeployment;
 use tessera::onboarding::NewOnboarding;
 use tessera::store::{AuditFilter, UsageSubject};
-use tessera::{Principal, Rejection, Store, TokenService};
+use tessera::{Principal, Rejection, Store, TokenService, ValidationCache};
 use tessera_sql::SqliteStore;
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
@@ -50,8 +50,11 @@ async fn run() -> Result<(), Box<dyn Error>> {
     let clock = Arc::new(ManualClock::new(datetime!(2026-11-23 09:00 UTC)));
     // In a real service the pepper comes from a key file or a secret manager, never the store.
     let peppers = Peppers::new(Pepper::generate(KeyId(1))?);
+    // Found tokens are kept for a minute, so repeated validations skip the store; every change
+    // below goes through the same service and is refused at once all the same.
     let service = TokenService::builder(store, peppers)
         .clock(clock.clone())
+        .validation_cache(ValidationCache::new(Duration::minutes(1)))
         .build();
     let admin = Principal::admin("admin")?;
 
@@ -68,6 +71,10 @@ async fn run() -> Result<(), Box<dyn Error>> {
         events.len()
     );
     assert!(!events.is_empty());
+    println!(
+        "The validation cache keeps {} records; each change above dropped its token from it at once.",
+        service.cached_records()
+    );
     Ok(())
 }
 
