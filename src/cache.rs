@@ -297,34 +297,32 @@ impl CachingStore {
 
     /// Read the record from the store and keep it, unless a write ran meanwhile.
     pub(crate) async fn load(&self, digest: &Digest, at: i64) -> StoreResult<Option<Arc<Cached>>> {
-        let keep = self.may_keep().await?;
+        let keep = self.ttl_nanos > 0 && self.config.capacity > 0 && self.may_keep().await?;
         let epoch = self.epoch.load(Ordering::Acquire);
         let Some(record) = self.inner.find_by_digest(digest).await? else {
             return Ok(None);
         };
-        if !keep || self.config.ttl <= Duration::ZERO || self.config.capacity == 0 {
+        let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
+        if !keep || self.epoch.load(Ordering::Acquire) != epoch {
             return Ok(Some(Arc::new(Cached::new(record, false))));
         }
         let record = Arc::new(Cached::new(record, true));
-        let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
-        if self.epoch.load(Ordering::Acquire) == epoch {
-            map.remove_digest(digest);
-            map.remove_id(record.id);
-            if map.by_digest.len() >= self.config.capacity {
-                if let Some(victim) = map.by_digest.keys().next().copied() {
-                    map.remove_digest(&victim);
-                }
+        map.remove_digest(digest);
+        map.remove_id(record.id);
+        if map.by_digest.len() >= self.config.capacity {
+            if let Some(victim) = map.by_digest.keys().next().copied() {
+                map.remove_digest(&victim);
             }
-            map.by_id.insert(record.id, *digest);
-            map.by_digest.insert(
-                *digest,
-                Entry {
-                    record: Arc::clone(&record),
-                    loaded_at: at,
-                    fresh_until: at.saturating_add(self.ttl_nanos),
-                },
-            );
         }
+        map.by_id.insert(record.id, *digest);
+        map.by_digest.insert(
+            *digest,
+            Entry {
+                record: Arc::clone(&record),
+                loaded_at: at,
+                fresh_until: at.saturating_add(self.ttl_nanos),
+            },
+        );
         Ok(Some(record))
     }
 

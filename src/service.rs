@@ -384,8 +384,6 @@ impl TokenService {
         Ok(())
     }
 
-    /// Parse presented text and find its record under any configured pepper; the time is read
-    /// once the text parses (a malformed token costs no clock read) and returned with it.
     /// The part of a lookup that needs no store, as a plain function (a cache hit costs no
     /// future): a malformed token's refusal, a validation-cache hit under the current pepper, or
     /// what to ask the store with ([`lookup_stored`](Self::lookup_stored)).

@@ -29,18 +29,22 @@ fn ip() -> IpAddr {
     "192.0.2.10".parse().unwrap()
 }
 
-async fn instances_agree(a: TokenService, b: TokenService) {
-    let root = Principal::admin("root").unwrap();
-    let app = a
-        .application()
+/// An application token named `name`, issued through `svc`.
+async fn application(svc: &TokenService, name: &str, root: &Principal) -> tessera::Issued {
+    svc.application()
         .create(
-            ApplicationName::parse("shared").unwrap(),
+            ApplicationName::parse(name).unwrap(),
             Description::default(),
             AccessTypes::new([AccessType::parse("feeds").unwrap()]).unwrap(),
-            &root,
+            root,
         )
         .await
-        .unwrap();
+        .unwrap()
+}
+
+async fn instances_agree(a: TokenService, b: TokenService) {
+    let root = Principal::admin("root").unwrap();
+    let app = application(&a, "shared", &root).await;
     let tok = app.secret.expose_secret();
     assert!(b.application().validate(tok, ip()).await.unwrap().is_ok());
     a.application()
@@ -251,16 +255,7 @@ async fn postgres_cached_instance_sees_other_instances_changes_by_notification()
         }
     }
 
-    let app = a
-        .application()
-        .create(
-            ApplicationName::parse("notified").unwrap(),
-            Description::default(),
-            AccessTypes::new([AccessType::parse("feeds").unwrap()]).unwrap(),
-            &root,
-        )
-        .await
-        .unwrap();
+    let app = application(&a, "notified", &root).await;
     let tok = app.secret.expose_secret();
     for svc in [&a, &b] {
         assert!(svc.application().validate(tok, ip()).await.unwrap().is_ok());

@@ -35,7 +35,7 @@ use tessera::core::{Kind, Secret};
 use tessera::deployment::NewDeployment;
 use tessera::memory::MemoryStore;
 use tessera::onboarding::NewOnboarding;
-use tessera::{Principal, Rejection, Store, TokenService, ValidationCache};
+use tessera::{Builder, Principal, Rejection, Store, TokenService, ValidationCache};
 use tessera_sql::postgres::PostgresConfig;
 use tessera_sql::{PostgresStore, SqliteStore};
 use tokio::runtime::Runtime;
@@ -47,12 +47,16 @@ pub fn pepper() -> Pepper {
     Pepper::new(KeyId(1), KEY)
 }
 
-/// A service over `store` with audit of uses and refusals off (see the module docs).
-pub fn service(store: Arc<dyn Store>) -> TokenService {
+/// A service builder over `store` with audit of uses and refusals off (see the module docs).
+fn builder(store: Arc<dyn Store>) -> Builder {
     TokenService::builder_shared(store, Peppers::new(pepper()))
         .audit_uses(false)
         .audit_refusals(false)
-        .build()
+}
+
+/// A service over `store` (see [`builder`]).
+pub fn service(store: Arc<dyn Store>) -> TokenService {
+    builder(store).build()
 }
 
 /// How long the cached benches keep a found record: one reload per token per second, the
@@ -61,9 +65,7 @@ pub const CACHE_TTL: time::Duration = time::Duration::seconds(1);
 
 /// As [`service`], with a validation cache of [`CACHE_TTL`].
 pub fn cached_service(store: Arc<dyn Store>) -> TokenService {
-    TokenService::builder_shared(store, Peppers::new(pepper()))
-        .audit_uses(false)
-        .audit_refusals(false)
+    builder(store)
         .validation_cache(ValidationCache::new(CACHE_TTL))
         .build()
 }

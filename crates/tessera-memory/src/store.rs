@@ -421,24 +421,21 @@ impl Store for MemoryStore {
         change: &StateChange,
         new: &TokenRecord,
     ) -> Result<TokenRecord> {
-        {
-            let mut t = self.write();
-            let next = t.changed(old, change)?;
-            let before = t.records.get(&old).ok_or(TOKEN)?.record.clone();
-            t.check_update(old, &before, &next)?;
-            // The change goes first, so `new` may take the name `old` held. If `new` cannot be
-            // added the change is undone; nobody sees the middle, as the write lock is held
-            // throughout.
-            t.set(old, next.clone());
-            if let Err(e) = t.check_new(new, &[]) {
-                t.set(old, before);
-                return Err(e);
-            }
-            t.add(new);
-            drop(t);
-            self.announce([old]);
-            Ok(next)
+        let mut t = self.write();
+        let next = t.changed(old, change)?;
+        let before = t.records.get(&old).ok_or(TOKEN)?.record.clone();
+        t.check_update(old, &before, &next)?;
+        // The change goes first, so `new` may take the name `old` held. If `new` cannot be added
+        // the change is undone; nobody sees the middle, as the write lock is held throughout.
+        t.set(old, next.clone());
+        if let Err(e) = t.check_new(new, &[]) {
+            t.set(old, before);
+            return Err(e);
         }
+        t.add(new);
+        drop(t);
+        self.announce([old]);
+        Ok(next)
     }
 
     async fn update_data(&self, id: TokenId, data: &KindData) -> Result<TokenRecord> {
@@ -531,14 +528,18 @@ impl Store for MemoryStore {
             return Ok(Redemption::Refused(why));
         }
         // Usable, uses left and the binding admits the device: consume one use.
-        let (state_before, data_before) = (r.state, r.data.clone());
+        // The last use (exhausted) or a first device bound changes what validation reads.
+        let mut changed = false;
         r.uses = r.uses.saturating_add(1);
         r.last_used_at = Some(now);
         if let KindData::Onboarding(o) = &mut r.data {
-            o.binding = o.binding.after_redeem(device);
+            let bound = o.binding.after_redeem(device);
+            changed = bound != o.binding;
+            o.binding = bound;
         }
         if r.limit.is_exhausted(r.uses) {
             r.state = State::Exhausted;
+            changed = true;
         }
         let after = r.clone();
         let list = t.enrollments.entry(id).or_default();
@@ -554,8 +555,7 @@ impl Store for MemoryStore {
             list.pop_front();
         }
         drop(t);
-        // The last use (exhausted) or a first device bound changes what validation reads.
-        if after.state != state_before || after.data != data_before {
+        if changed {
             self.announce([id]);
         }
         Ok(Redemption::Redeemed(after))
