@@ -2,6 +2,7 @@
 
 mod config;
 mod store;
+mod watch;
 
 pub use config::PostgresConfig;
 pub use store::PostgresStore;
