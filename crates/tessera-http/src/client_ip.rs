@@ -304,8 +304,13 @@ mod tests {
         assert!(
             !TrustedProxy::parse("0.0.0.0/0")
                 .unwrap()
-                .contains("::2".parse().unwrap())
+                .contains("2001:db8::2".parse().unwrap())
         );
+        // IPv4 written inside IPv6 (mapped or compatible) is the IPv4 address.
+        let ten = TrustedProxy::parse("10.0.0.0/8").unwrap();
+        for s in ["::ffff:10.1.2.3", "::10.1.2.3"] {
+            assert!(ten.contains(s.parse().unwrap()), "{s}");
+        }
         assert!(
             TrustedProxy::parse("fd00::/8")
                 .unwrap()
