@@ -47,7 +47,9 @@ mod postgres {
 
     impl Drop for TlsServer {
         fn drop(&mut self) {
-            let _ = Command::new(script("postgres-down")).arg(&self.pg_dir).status();
+            let _ = Command::new(script("postgres-down"))
+                .arg(&self.pg_dir)
+                .status();
         }
     }
 
@@ -81,18 +83,41 @@ mod postgres {
             openssl(
                 d,
                 &[
-                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256", "-days", "2",
-                    "-keyout", key, "-out", crt, "-subj", &format!("/CN={cn}"),
-                    "-addext", "basicConstraints=critical,CA:TRUE",
-                    "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-sha256",
+                    "-days",
+                    "2",
+                    "-keyout",
+                    key,
+                    "-out",
+                    crt,
+                    "-subj",
+                    &format!("/CN={cn}"),
+                    "-addext",
+                    "basicConstraints=critical,CA:TRUE",
+                    "-addext",
+                    "keyUsage=critical,keyCertSign,cRLSign",
                 ],
             );
         }
         openssl(
             d,
             &[
-                "req", "-newkey", "rsa:2048", "-nodes", "-sha256", "-keyout", "server.key",
-                "-out", "server.csr", "-subj", "/CN=127.0.0.1",
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-sha256",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
             ],
         );
         std::fs::write(
@@ -104,8 +129,21 @@ mod postgres {
         openssl(
             d,
             &[
-                "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-                "-CAcreateserial", "-days", "2", "-sha256", "-extfile", "server.ext", "-out",
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-sha256",
+                "-extfile",
+                "server.ext",
+                "-out",
                 "server.crt",
             ],
         );
@@ -192,7 +230,10 @@ mod postgres {
             .expect("connect over TLS with the right CA");
         store.migrate().await.unwrap();
         let watcher = Arc::new(Counting(0.into()));
-        assert!(store.watch(watcher.clone()).await.unwrap(), "watch over TLS");
+        assert!(
+            store.watch(watcher.clone()).await.unwrap(),
+            "watch over TLS"
+        );
         let (_secret, record) = fixtures::issue(
             &fixtures::pepper(),
             fixtures::deployment("over-tls"),
@@ -264,11 +305,21 @@ mod postgres {
     /// A malformed sslmode is a configuration error naming the valid ones.
     #[tokio::test]
     async fn a_bad_sslmode_is_a_config_error() {
-        let e = PostgresStore::connect("postgres://u@127.0.0.1:1/db?sslmode=verify_full")
-            .await
-            .err()
-            .expect("refused");
-        assert!(matches!(e, Error::Config { what: "sslmode", .. }), "{e}");
+        let Err(e) =
+            PostgresStore::connect("postgres://u@127.0.0.1:1/db?sslmode=verify_full").await
+        else {
+            panic!("a bad sslmode was accepted");
+        };
+        assert!(
+            matches!(
+                e,
+                Error::Config {
+                    what: "sslmode",
+                    ..
+                }
+            ),
+            "{e}"
+        );
         assert!(e.to_string().contains("verify-full"), "{e}");
     }
 }

@@ -392,7 +392,14 @@ mod tests {
             ),
             SslMode::Disable
         );
-        for m in ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] {
+        for m in [
+            "disable",
+            "allow",
+            "prefer",
+            "require",
+            "verify-ca",
+            "verify-full",
+        ] {
             assert_eq!(m.parse::<SslMode>().unwrap().as_str(), m);
         }
         assert_eq!(percent_decode("%2Fa%20b+c%zz%4"), "/a b c%zz%4");
