@@ -4,7 +4,7 @@ mod config;
 mod store;
 mod watch;
 
-pub use config::PostgresConfig;
+pub use config::{PostgresConfig, SslMode};
 pub use store::PostgresStore;
 
 use crate::migrate::{Migration, embed};
