@@ -16,6 +16,7 @@ use tessera_store::{StoreError, TokenFilter, UsageEntry, UsageOutcome, UsageSubj
 
 use crate::error::{Error, Result};
 use crate::principal::Principal;
+use crate::request::{Access, RequestContext, narrow};
 use crate::service::{Issued, TokenService, found_or_refuse};
 
 /// Application tokens: see [`TokenService::application`].
@@ -88,6 +89,12 @@ impl ApplicationTokens<'_> {
     /// # Errors
     ///
     /// `AlreadyExists` from the store when the name is taken by a token in force.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "application"),
+        err(level = "warn")
+    )]
     pub async fn create(
         &self,
         name: ApplicationName,
@@ -118,6 +125,12 @@ impl ApplicationTokens<'_> {
     /// # Errors
     ///
     /// Store failures.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "application"),
+        err(level = "warn")
+    )]
     pub async fn list(&self) -> Result<Vec<ApplicationListing>> {
         let now = self.svc.now();
         Ok(self
@@ -143,6 +156,12 @@ impl ApplicationTokens<'_> {
     /// # Errors
     ///
     /// A transition error unless active or dormant.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "application"),
+        err(level = "warn")
+    )]
     pub async fn deactivate(&self, id: TokenId, by: &Principal) -> Result<TokenSummary> {
         let r = self
             .svc
@@ -156,6 +175,12 @@ impl ApplicationTokens<'_> {
     /// # Errors
     ///
     /// A transition error unless disabled or dormant.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "application"),
+        err(level = "warn")
+    )]
     pub async fn activate(&self, id: TokenId, by: &Principal) -> Result<TokenSummary> {
         let r = self.svc.record(Kind::Application, id).await?;
         let action = if r.state == State::Dormant {
@@ -188,12 +213,28 @@ impl ApplicationTokens<'_> {
         }
     }
 
-    /// Validate a bare token from `ip`, as [`validate_bearer`](Self::validate_bearer).
+    /// Validate a bare token from `ip`, as [`validate_bearer`](Self::validate_bearer):
+    /// [`TokenService::validate`] with [`RequestContext::application`].
     ///
     /// # Errors
     ///
     /// Store failures.
     pub async fn validate(
+        &self,
+        token: &str,
+        ip: IpAddr,
+    ) -> Result<Result<ApplicationAccess, Rejection>> {
+        let outcome = self
+            .svc
+            .validate(token, &RequestContext::new().application(ip))
+            .await;
+        narrow(outcome, |a| match a {
+            Access::Application(a) => Some(a),
+            _ => None,
+        })
+    }
+
+    pub(crate) async fn accept(
         &self,
         token: &str,
         ip: IpAddr,
@@ -241,6 +282,12 @@ impl ApplicationTokens<'_> {
     /// # Errors
     ///
     /// [`Error::NoSuchToken`]; store failures.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "application"),
+        err(level = "warn")
+    )]
     pub async fn ips(&self, id: TokenId) -> Result<Vec<UsageEntry>> {
         self.svc.record(Kind::Application, id).await?;
         Ok(self
@@ -259,6 +306,12 @@ impl ApplicationTokens<'_> {
     /// # Errors
     ///
     /// [`Error::NoSuchToken`]; store failures.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "application"),
+        err(level = "warn")
+    )]
     pub async fn block(&self, id: TokenId, ip: IpAddr, by: &Principal) -> Result<UsageEntry> {
         self.set_blocked(id, ip, true, by).await
     }
@@ -268,6 +321,12 @@ impl ApplicationTokens<'_> {
     /// # Errors
     ///
     /// [`Error::NoSuchToken`]; store failures.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "application"),
+        err(level = "warn")
+    )]
     pub async fn unblock(&self, id: TokenId, ip: IpAddr, by: &Principal) -> Result<UsageEntry> {
         self.set_blocked(id, ip, false, by).await
     }

@@ -46,6 +46,7 @@ impl TokenService {
     /// # Errors
     ///
     /// [`Error::NoSuchToken`] when no token has this id.
+    #[tracing::instrument(level = "info", skip_all, err(level = "warn"))]
     pub async fn token(&self, id: TokenId) -> Result<TokenSummary> {
         let now = self.now();
         match self.inner.store.get(id).await? {
@@ -62,6 +63,7 @@ impl TokenService {
     /// # Errors
     ///
     /// Store failures.
+    #[tracing::instrument(level = "info", skip_all, err(level = "warn"))]
     pub async fn list(&self, filter: &TokenFilter) -> Result<Vec<TokenSummary>> {
         let now = self.now();
         Ok(self
@@ -84,6 +86,7 @@ impl TokenService {
     ///
     /// [`Error::NoSuchToken`]; a transition error unless the token is active (or, without
     /// grace, disabled or dormant); [`Error::Unsupported`] for endpoint secondaries.
+    #[tracing::instrument(level = "info", skip_all, err(level = "warn"))]
     pub async fn rotate(
         &self,
         id: TokenId,
@@ -148,6 +151,7 @@ impl TokenService {
     /// # Errors
     ///
     /// [`Error::NoSuchToken`]; a transition error when it is already revoked or deleted.
+    #[tracing::instrument(level = "info", skip_all, err(level = "warn"))]
     pub async fn revoke(&self, id: TokenId, by: &Principal) -> Result<TokenSummary> {
         let r = self
             .transition(None, id, Action::Revoke, by.actor())
@@ -161,6 +165,7 @@ impl TokenService {
     /// # Errors
     ///
     /// Store failures.
+    #[tracing::instrument(level = "info", skip_all, err(level = "warn"))]
     pub async fn expiring_within(&self, window: Duration) -> Result<Vec<TokenSummary>> {
         let now = self.now();
         let filter = TokenFilter::default()
@@ -182,6 +187,7 @@ impl TokenService {
     /// # Errors
     ///
     /// Store failures.
+    #[tracing::instrument(level = "info", skip_all, err(level = "warn"))]
     pub async fn exhausted(&self) -> Result<Vec<TokenSummary>> {
         self.list(&TokenFilter::default().states([State::Exhausted]))
             .await
@@ -195,6 +201,7 @@ impl TokenService {
     /// # Errors
     ///
     /// Store failures.
+    #[tracing::instrument(level = "info", skip_all, err(level = "warn"))]
     pub async fn sweep(&self, dry_run: bool) -> Result<SweepReport> {
         let now = self.now();
         let filter = TokenFilter::default().states([
@@ -321,6 +328,7 @@ impl TokenService {
     /// # Errors
     ///
     /// Store failures.
+    #[tracing::instrument(level = "info", skip_all, err(level = "warn"))]
     pub async fn cleanup(&self, retention: Duration, by: &Principal) -> Result<Vec<TokenId>> {
         let now = self.now();
         let filter = TokenFilter::default().states([
@@ -371,6 +379,7 @@ impl TokenService {
     /// # Errors
     ///
     /// Store failures.
+    #[tracing::instrument(level = "info", skip_all, err(level = "warn"))]
     pub async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>> {
         Ok(self.inner.store.events(filter).await?)
     }
