@@ -387,8 +387,7 @@ impl TokenService {
             record.created_by.clone(),
             AuditAction::Issued,
         )
-        .token(record.id, record.kind(), &record.hint)
-        .generated_by(record.generated_by.clone());
+        .about(record);
         self.inner.store.append(&event).await?;
         tracing::info!(kind = record.kind().as_str(), token_id = %record.id, "token issued");
         Ok(())
@@ -538,9 +537,8 @@ impl TokenService {
         actor: Actor,
         now: OffsetDateTime,
     ) -> Result<()> {
-        let event = AuditEvent::new(now, actor, AuditAction::StateChanged { from, to })
-            .token(record.id, record.kind(), &record.hint)
-            .generated_by(record.generated_by.clone());
+        let event =
+            AuditEvent::new(now, actor, AuditAction::StateChanged { from, to }).about(record);
         self.inner.store.append(&event).await?;
         tracing::info!(
             kind = record.kind().as_str(),
@@ -612,8 +610,6 @@ impl TokenService {
     }
 
     pub(crate) fn use_event(&self, record: &TokenRecord, now: OffsetDateTime) -> AuditEvent {
-        AuditEvent::new(now, Actor::Client, AuditAction::Used)
-            .token(record.id, record.kind(), &record.hint)
-            .generated_by(record.generated_by.clone())
+        AuditEvent::new(now, Actor::Client, AuditAction::Used).about(record)
     }
 }
