@@ -66,7 +66,7 @@ async fn list(ctx: Ctx, Query(q): Query<Done>) -> Result<Response> {
                                     td { a href=(ctx.at(&format!("/applications/{}", t.token.id))) { (name) } }
                                     td { (t.data.description.as_str()) }
                                     td { @for (i, a) in t.data.access.iter().enumerate() { @if i > 0 { ", " } (a) } }
-                                    td { code { (t.token.hint) "…" } }
+                                    td { code { (t.token.hint) } }
                                     td { (when(Some(t.token.created_at))) }
                                     td { (when(t.token.last_used_at)) }
                                     td { (state_badge(t.token.state)) }
@@ -231,7 +231,7 @@ async fn detail(ctx: Ctx, Path(id): Path<String>, Query(q): Query<Done>) -> Resu
         &format!("Application token {name}"),
         html! {
             (notice(q.done.as_deref()))
-            p { (state_badge(listing.token.state)) " " code { (listing.token.hint) "…" } " — "
+            p { (state_badge(listing.token.state)) " " code { (listing.token.hint) } " — "
                 (listing.data.description.as_str()) }
             h2 { "Addresses that used this token" }
             form method="post" action=(ctx.at(&format!("/applications/{id}/ips"))) {

@@ -53,7 +53,7 @@ fn table(tokens: &[AuthListing], owner_column: bool) -> Markup {
                                 id={ "sel-" (t.token.id) } aria-label={ "Select " (name) }; }
                             @if owner_column { td { (t.data.owner) } }
                             td { (name) }
-                            td { code { (t.token.hint) "…" } }
+                            td { code { (t.token.hint) } }
                             td { @for (i, p) in t.data.scope.iter().enumerate() { @if i > 0 { ", " } (p) } }
                             td { (when(Some(t.token.created_at))) }
                             td { (when(t.token.expires_at)) }

@@ -68,7 +68,7 @@ async fn list(ctx: Ctx, Query(q): Query<Done>) -> Result<Response> {
                                 @let name = t.name.clone().unwrap_or_default();
                                 tr {
                                     td { (name) }
-                                    td { code { (t.hint) "…" } }
+                                    td { code { (t.hint) } }
                                     td { (when(Some(t.created_at))) }
                                     td { (when(t.expires_at)) }
                                     td { (state_badge(t.state)) }
@@ -184,7 +184,7 @@ async fn expire_ask(ctx: Ctx, Path(id): Path<String>) -> Result<Response> {
         Section::Deployment,
         "Expire Token",
         html! {
-            p { "Expire the token " strong { (name) } " (" code { (token.hint) "…" } ") now?" }
+            p { "Expire the token " strong { (name) } " (" code { (token.hint) } ") now?" }
             p { "Installer commands that carry it stop working at once. This cannot be undone." }
         },
         &format!("/deployment/{id}/expire"),

@@ -150,7 +150,7 @@ async fn token_tab(ctx: Ctx, Path(n): Path<String>, Query(v): Query<View>) -> Re
                         @for (m, t) in &primaries {
                             tr {
                                 th scope="row" { (m.as_str()) }
-                                td { code { (t.hint) "…" } }
+                                td { code { (t.hint) } }
                                 td { (when(Some(t.created_at))) }
                                 td { (state_badge(t.state)) }
                                 td {
@@ -274,7 +274,7 @@ async fn traffic(ctx: Ctx, Path(n): Path<String>, Query(v): Query<View>) -> Resu
             continue;
         }
         let label = match ctx.service().token(u.token).await {
-            Ok(t) => t.name.unwrap_or_else(|| format!("primary {}…", t.hint)),
+            Ok(t) => t.name.unwrap_or_else(|| format!("primary {}", t.hint)),
             Err(_) => String::from("(removed token)"),
         };
         names.push((u.token, label));
@@ -508,7 +508,7 @@ async fn settings_dialog(
             div.dialog {
                 dl {
                     dt { "Name" } dd { (name) }
-                    dt { "Token" } dd { code { (s.token.hint) "…" } span.muted { " (shown once, when generated)" } }
+                    dt { "Token" } dd { code { (s.token.hint) } span.muted { " (shown once, when generated)" } }
                     dt { "Description" } dd { (s.description.as_str()) }
                     dt { "State" } dd { (state_badge(s.token.state)) }
                 }

@@ -58,7 +58,7 @@ async fn list(ctx: Ctx, Query(q): Query<Done>) -> Result<Response> {
                     tbody {
                         @for t in tokens.iter().rev() {
                             tr {
-                                td { a href=(ctx.at(&format!("/onboarding/{}", t.token.id))) { code { (t.token.hint) "…" } } }
+                                td { a href=(ctx.at(&format!("/onboarding/{}", t.token.id))) { code { (t.token.hint) } } }
                                 td { (t.data.policy) }
                                 td { (t.data.group) }
                                 td { (t.token.uses) " of " (limit_text(t.token.remaining.map(|r| r + t.token.uses))) }
@@ -362,7 +362,7 @@ async fn detail(ctx: Ctx, Path(id): Path<String>, Query(q): Query<Done>) -> Resu
         html! {
             (notice(q.done.as_deref()))
             dl {
-                dt { "Token" } dd { code { (t.token.hint) "…" } }
+                dt { "Token" } dd { code { (t.token.hint) } }
                 dt { "State" } dd { (state_badge(t.token.state)) }
                 dt { "Enrollment policy" } dd { (t.data.policy) }
                 dt { "Device group" } dd { (t.data.group) }
@@ -402,7 +402,7 @@ async fn revoke_ask(ctx: Ctx, Path(id): Path<String>) -> Result<Response> {
         Section::Onboarding,
         "Revoke onboarding token",
         html! {
-            p { "Revoke the token " code { (token.hint) "…" } "? No further device can enroll \
+            p { "Revoke the token " code { (token.hint) } "? No further device can enroll \
                  with it; enrolled devices stay enrolled. This cannot be undone." }
         },
         &format!("/onboarding/{id}/revoke"),
