@@ -17,6 +17,7 @@ use time::Duration;
 
 use crate::error::{Error, Result};
 use crate::principal::Principal;
+use crate::request::{Access, RequestContext, narrow};
 use crate::service::{Issued, TokenService, found_or_refuse};
 
 /// Endpoint tokens: see [`TokenService::endpoint`].
@@ -119,6 +120,12 @@ impl EndpointTokens<'_> {
     /// # Errors
     ///
     /// [`Error::Unsupported`] when it is already on; store failures.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn enable(
         &self,
         endpoint: &EndpointId,
@@ -157,6 +164,12 @@ impl EndpointTokens<'_> {
     /// # Errors
     ///
     /// [`Error::Unsupported`] when token authentication is off; store failures.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn set_allow_delete(
         &self,
         endpoint: &EndpointId,
@@ -203,6 +216,12 @@ impl EndpointTokens<'_> {
     /// # Errors
     ///
     /// Store failures.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn disable(&self, endpoint: &EndpointId, by: &Principal) -> Result<()> {
         for r in self.primaries_in_force(endpoint).await? {
             self.svc
@@ -224,6 +243,12 @@ impl EndpointTokens<'_> {
     /// # Errors
     ///
     /// Store failures.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn primaries(&self, endpoint: &EndpointId) -> Result<Vec<(Method, TokenSummary)>> {
         let now = self.svc.now();
         Ok(self
@@ -245,6 +270,12 @@ impl EndpointTokens<'_> {
     /// # Errors
     ///
     /// [`Error::Unsupported`] when the endpoint has no active primary for the method.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn regenerate_primary(
         &self,
         endpoint: &EndpointId,
@@ -271,6 +302,12 @@ impl EndpointTokens<'_> {
     /// # Errors
     ///
     /// Store failures.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn create_secondary(
         &self,
         name: TokenName,
@@ -313,6 +350,12 @@ impl EndpointTokens<'_> {
     /// # Errors
     ///
     /// [`Error::NoSuchToken`] when `id` is not a secondary.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn regenerate_secondary(&self, id: TokenId, by: &Principal) -> Result<Secret> {
         self.secondary(id).await?;
         let now = self.svc.now();
@@ -338,6 +381,12 @@ impl EndpointTokens<'_> {
     /// # Errors
     ///
     /// [`Error::NoSuchToken`] when `id` is not a secondary.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn set_enabled(&self, id: TokenId, enabled: bool, by: &Principal) -> Result<()> {
         let r = self.secondary(id).await?;
         let KindData::Endpoint(EndpointData::Secondary {
@@ -366,6 +415,12 @@ impl EndpointTokens<'_> {
     /// # Errors
     ///
     /// [`Error::NoSuchToken`]; a transition error unless active.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn deactivate(&self, id: TokenId, by: &Principal) -> Result<()> {
         self.secondary(id).await?;
         self.svc
@@ -379,6 +434,12 @@ impl EndpointTokens<'_> {
     /// # Errors
     ///
     /// [`Error::NoSuchToken`]; a transition error unless deactivated.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn activate(&self, id: TokenId, by: &Principal) -> Result<()> {
         self.secondary(id).await?;
         self.svc
@@ -393,6 +454,12 @@ impl EndpointTokens<'_> {
     ///
     /// [`Error::NoSuchToken`]; [`Error::Unsupported`] when the endpoint has no primary for the
     /// method; `AlreadyExists` from the store when mapped already.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn map(
         &self,
         secondary: TokenId,
@@ -428,6 +495,12 @@ impl EndpointTokens<'_> {
     /// # Errors
     ///
     /// `NotFound` from the store when there is no such mapping.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn unmap(
         &self,
         secondary: TokenId,
@@ -453,6 +526,12 @@ impl EndpointTokens<'_> {
     /// # Errors
     ///
     /// `NotFound` from the store when there is no such mapping.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn set_mapping_enabled(
         &self,
         secondary: TokenId,
@@ -484,6 +563,12 @@ impl EndpointTokens<'_> {
     /// # Errors
     ///
     /// Store failures.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn secondaries(&self, filter: SecondaryFilter) -> Result<Vec<SecondaryListing>> {
         let now = self.svc.now();
         let states = if filter.include_inactive {
@@ -528,8 +613,27 @@ impl EndpointTokens<'_> {
     ///
     /// # Errors
     ///
-    /// Store failures. A refused token is `Ok(Err(rejection))`.
+    /// Store failures. A refused token is `Ok(Err(rejection))`. This is
+    /// [`TokenService::validate`] with [`RequestContext::endpoint`] (and
+    /// [`client`](RequestContext::client)).
     pub async fn check(
+        &self,
+        endpoint: &EndpointId,
+        method: Method,
+        token: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<Result<EndpointAccess, Rejection>> {
+        let mut request = RequestContext::new().endpoint(endpoint, method);
+        if let Some(ip) = ip {
+            request = request.client(ip);
+        }
+        narrow(self.svc.validate(token, &request).await, |a| match a {
+            Access::Endpoint(a) => Some(a),
+            _ => None,
+        })
+    }
+
+    pub(crate) async fn accept(
         &self,
         endpoint: &EndpointId,
         method: Method,
@@ -598,6 +702,12 @@ impl EndpointTokens<'_> {
     /// # Errors
     ///
     /// Store failures.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn traffic(&self, endpoint: &EndpointId) -> Result<Vec<UsageEntry>> {
         Ok(self.svc.inner.store.endpoint_usage(endpoint).await?)
     }

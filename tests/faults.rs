@@ -499,8 +499,8 @@ async fn postgres_silent_connection_is_noticed_by_the_heartbeat() {
     let reader = cached(
         store(
             PostgresConfig::new(through)
-                .watch_heartbeat(HEARTBEAT)
-                .acquire_timeout(Duration::from_secs(1)),
+                .watch_heartbeat(time::Duration::try_from(HEARTBEAT).unwrap())
+                .acquire_timeout(time::Duration::seconds(1)),
         )
         .await,
     );

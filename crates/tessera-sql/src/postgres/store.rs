@@ -144,8 +144,7 @@ impl PostgresStore {
         let store = Self {
             pool,
             schema: config.schema_name().map(str::to_owned),
-            heartbeat: config
-                .watch_heartbeat
+            heartbeat: crate::std_duration(config.watch_heartbeat)
                 .max(std::time::Duration::from_millis(10)),
         };
         migrate::check_not_too_new(store.schema_version().await?, MIGRATIONS)?;

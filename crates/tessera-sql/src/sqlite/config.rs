@@ -1,7 +1,7 @@
 //! [`SqliteConfig`]: where the database is and how connections behave.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
@@ -29,7 +29,7 @@ pub struct SqliteConfig {
 
 impl SqliteConfig {
     /// The default busy timeout: 5 seconds.
-    pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+    pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::seconds(5);
 
     /// The default pool size for a file.
     pub const DEFAULT_MAX_CONNECTIONS: u32 = 8;
@@ -79,7 +79,7 @@ impl SqliteConfig {
     pub(crate) fn connect_options(&self, memory: &str) -> SqliteConnectOptions {
         let base = SqliteConnectOptions::new()
             .foreign_keys(true)
-            .busy_timeout(self.busy_timeout);
+            .busy_timeout(crate::std_duration(self.busy_timeout));
         match &self.path {
             Some(path) => base
                 .filename(path)
@@ -98,7 +98,7 @@ impl SqliteConfig {
             Some(_) => crate::pool::never_in_transaction(
                 SqlitePoolOptions::new()
                     .max_connections(self.max_connections.max(1))
-                    .acquire_timeout(self.busy_timeout.saturating_mul(2)),
+                    .acquire_timeout(crate::std_duration(self.busy_timeout.saturating_mul(2))),
             ),
             // One connection at a time: no table locks between connections of the shared cache.
             None => crate::pool::never_in_transaction(
@@ -107,7 +107,7 @@ impl SqliteConfig {
                     .min_connections(1)
                     .idle_timeout(None)
                     .max_lifetime(None)
-                    .acquire_timeout(self.busy_timeout.saturating_mul(2)),
+                    .acquire_timeout(crate::std_duration(self.busy_timeout.saturating_mul(2))),
             ),
         }
     }
