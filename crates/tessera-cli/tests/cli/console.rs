@@ -163,7 +163,7 @@ fn list_expiring_and_exhausted() {
     };
     assert_eq!(
         ids(at(&env, T0, &["list", "--expiring", "7d"], "")),
-        [soon.clone()]
+        vec![soon.as_str()]
     );
     let both = ids(at(&env, T0, &["list", "--expiring", "31d"], ""));
     assert!(both.contains(&soon) && both.contains(&later) && both.len() == 2);
