@@ -185,10 +185,14 @@ impl EndpointTokens<'_> {
             .await?)
     }
 
-    /// Refuse an endpoint that was never set up: no primary, in any state, was ever issued
-    /// for it.
-    async fn set_up(&self, endpoint: &EndpointId) -> Result<()> {
-        let any = self
+    /// Whether token authentication was ever set up for `endpoint`: a primary, in any state
+    /// (turned off included), was issued for it and not purged since.
+    ///
+    /// # Errors
+    ///
+    /// Store failures.
+    pub async fn was_set_up(&self, endpoint: &EndpointId) -> Result<bool> {
+        Ok(!self
             .svc
             .inner
             .store
@@ -197,13 +201,18 @@ impl EndpointTokens<'_> {
                     .kind(Kind::Endpoint)
                     .endpoint(endpoint.clone()),
             )
-            .await?;
-        if any.is_empty() {
-            return Err(Error::NoSuchEndpoint {
-                endpoint: endpoint.to_string(),
-            });
+            .await?
+            .is_empty())
+    }
+
+    /// Refuse an endpoint that was never set up.
+    async fn set_up(&self, endpoint: &EndpointId) -> Result<()> {
+        if self.was_set_up(endpoint).await? {
+            return Ok(());
         }
-        Ok(())
+        Err(Error::NoSuchEndpoint {
+            endpoint: endpoint.to_string(),
+        })
     }
 
     /// Turn token authentication on for an endpoint: generates the GET and POST primaries, and
@@ -336,13 +345,13 @@ impl EndpointTokens<'_> {
         Ok(())
     }
 
-    /// The endpoint's primaries in force (none once token authentication is turned off).
+    /// The endpoint's primaries in force (none when token authentication is off, or was never
+    /// set up: tell the two apart with [`was_set_up`](Self::was_set_up)).
     ///
     /// # Errors
     ///
-    /// [`Error::NoSuchEndpoint`] when the endpoint was never set up; store failures.
+    /// Store failures.
     pub async fn primaries(&self, endpoint: &EndpointId) -> Result<Vec<(Method, TokenSummary)>> {
-        self.set_up(endpoint).await?;
         let now = self.svc.now();
         Ok(self
             .primaries_in_force(endpoint)

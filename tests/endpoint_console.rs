@@ -110,12 +110,14 @@ async fn an_endpoint_never_set_up_is_an_error() {
     no(e.traffic_filtered(&nowhere, &TrafficFilter::default())
         .await
         .map(|_| ()));
-    no(e.primaries(&nowhere).await.map(|_| ()));
+    assert!(e.primaries(&nowhere).await.unwrap().is_empty());
+    assert!(!e.was_set_up(&nowhere).await.unwrap());
     no(e.disable(&nowhere, &admin()).await);
     // Once set up and turned off, it is known: no primaries, no error.
     let orders = ep("/orders");
     e.enable(&orders, false, &admin()).await.unwrap();
     e.disable(&orders, &admin()).await.unwrap();
+    assert!(e.was_set_up(&orders).await.unwrap());
     assert!(e.primaries(&orders).await.unwrap().is_empty());
     assert!(
         e.traffic_filtered(&orders, &TrafficFilter::default())

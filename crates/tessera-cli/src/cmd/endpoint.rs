@@ -84,6 +84,12 @@ pub(crate) async fn run(ctx: &Ctx, cmd: EndpointCmd) -> Result<()> {
         }
         EndpointCmd::Primary(PrimaryCmd::List { endpoint }) => {
             let ep = EndpointId::parse(endpoint)?;
+            if !svc.was_set_up(&ep).await? {
+                return Err(tessera::Error::NoSuchEndpoint {
+                    endpoint: ep.to_string(),
+                }
+                .into());
+            }
             let primaries = svc.primaries(&ep).await?;
             let rows: Vec<Vec<String>> = primaries
                 .iter()
