@@ -17,6 +17,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::error::{Error, Result};
 use crate::principal::Principal;
+use crate::request::{Access, RequestContext, narrow};
 use crate::service::{Issued, TokenService, found_or_refuse};
 
 /// Endpoint tokens: see [`TokenService::endpoint`].
@@ -191,6 +192,12 @@ impl EndpointTokens<'_> {
     /// # Errors
     ///
     /// Store failures.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn was_set_up(&self, endpoint: &EndpointId) -> Result<bool> {
         Ok(!self
             .svc
@@ -221,6 +228,12 @@ impl EndpointTokens<'_> {
     /// # Errors
     ///
     /// [`Error::Unsupported`] when it is already on; store failures.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn enable(
         &self,
         endpoint: &EndpointId,
@@ -266,6 +279,12 @@ impl EndpointTokens<'_> {
     /// # Errors
     ///
     /// [`Error::Unsupported`] when token authentication is off; store failures.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn set_allow_delete(
         &self,
         endpoint: &EndpointId,
@@ -322,6 +341,12 @@ impl EndpointTokens<'_> {
     /// # Errors
     ///
     /// [`Error::NoSuchEndpoint`] when the endpoint was never set up; store failures.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn disable(&self, endpoint: &EndpointId, by: &Principal) -> Result<()> {
         self.set_up(endpoint).await?;
         let primaries = self.primaries_in_force(endpoint).await?;
@@ -351,6 +376,12 @@ impl EndpointTokens<'_> {
     /// # Errors
     ///
     /// Store failures.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn primaries(&self, endpoint: &EndpointId) -> Result<Vec<(Method, TokenSummary)>> {
         let now = self.svc.now();
         Ok(self
@@ -372,6 +403,12 @@ impl EndpointTokens<'_> {
     /// # Errors
     ///
     /// [`Error::Unsupported`] when the endpoint has no active primary for the method.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn regenerate_primary(
         &self,
         endpoint: &EndpointId,
@@ -398,6 +435,12 @@ impl EndpointTokens<'_> {
     /// # Errors
     ///
     /// Store failures.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn create_secondary(
         &self,
         name: TokenName,
@@ -440,6 +483,12 @@ impl EndpointTokens<'_> {
     /// # Errors
     ///
     /// [`Error::NoSuchToken`] when `id` is not a secondary.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn regenerate_secondary(&self, id: TokenId, by: &Principal) -> Result<Secret> {
         self.secondary(id).await?;
         let now = self.svc.now();
@@ -465,6 +514,12 @@ impl EndpointTokens<'_> {
     /// # Errors
     ///
     /// [`Error::NoSuchToken`] when `id` is not a secondary.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn set_enabled(&self, id: TokenId, enabled: bool, by: &Principal) -> Result<()> {
         let r = self.secondary(id).await?;
         let KindData::Endpoint(EndpointData::Secondary {
@@ -493,6 +548,12 @@ impl EndpointTokens<'_> {
     /// # Errors
     ///
     /// [`Error::NoSuchToken`]; a transition error unless active.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn deactivate(&self, id: TokenId, by: &Principal) -> Result<()> {
         self.secondary(id).await?;
         self.svc
@@ -506,6 +567,12 @@ impl EndpointTokens<'_> {
     /// # Errors
     ///
     /// [`Error::NoSuchToken`]; a transition error unless deactivated.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn activate(&self, id: TokenId, by: &Principal) -> Result<()> {
         self.secondary(id).await?;
         self.svc
@@ -520,6 +587,12 @@ impl EndpointTokens<'_> {
     ///
     /// [`Error::NoSuchToken`]; [`Error::Unsupported`] when the endpoint has no primary for the
     /// method; `AlreadyExists` from the store when mapped already.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn map(
         &self,
         secondary: TokenId,
@@ -555,6 +628,12 @@ impl EndpointTokens<'_> {
     /// # Errors
     ///
     /// `NotFound` from the store when there is no such mapping.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn unmap(
         &self,
         secondary: TokenId,
@@ -580,6 +659,12 @@ impl EndpointTokens<'_> {
     /// # Errors
     ///
     /// `NotFound` from the store when there is no such mapping.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn set_mapping_enabled(
         &self,
         secondary: TokenId,
@@ -612,6 +697,12 @@ impl EndpointTokens<'_> {
     /// # Errors
     ///
     /// Store failures.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn secondaries(&self, filter: SecondaryFilter) -> Result<Vec<SecondaryListing>> {
         let now = self.svc.now();
         let states = if filter.include_inactive {
@@ -660,8 +751,27 @@ impl EndpointTokens<'_> {
     ///
     /// # Errors
     ///
-    /// Store failures. A refused token is `Ok(Err(rejection))`.
+    /// Store failures. A refused token is `Ok(Err(rejection))`. This is
+    /// [`TokenService::validate`] with [`RequestContext::endpoint`] (and
+    /// [`client`](RequestContext::client)).
     pub async fn check(
+        &self,
+        endpoint: &EndpointId,
+        method: Method,
+        token: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<Result<EndpointAccess, Rejection>> {
+        let mut request = RequestContext::new().endpoint(endpoint, method);
+        if let Some(ip) = ip {
+            request = request.client(ip);
+        }
+        narrow(self.svc.validate(token, &request).await, |a| match a {
+            Access::Endpoint(a) => Some(a),
+            _ => None,
+        })
+    }
+
+    pub(crate) async fn accept(
         &self,
         endpoint: &EndpointId,
         method: Method,
@@ -730,6 +840,12 @@ impl EndpointTokens<'_> {
     /// # Errors
     ///
     /// Store failures.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn traffic(&self, endpoint: &EndpointId) -> Result<Vec<UsageEntry>> {
         Ok(self.svc.inner.store.endpoint_usage(endpoint).await?)
     }
@@ -744,6 +860,12 @@ impl EndpointTokens<'_> {
     /// [`Error::NoSuchEndpoint`] when the endpoint was never set up; [`Error::Unsupported`] for
     /// a time window when the service does not audit uses
     /// ([`Builder::audit_uses`](crate::Builder::audit_uses)); store failures.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn traffic_filtered(
         &self,
         endpoint: &EndpointId,
