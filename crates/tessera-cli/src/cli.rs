@@ -231,9 +231,13 @@ pub(crate) enum DeploymentCmd {
         /// Expiry: 90m, 12h, 30d or a date (2027-01-31)
         #[arg(long, value_name = "EXPIRY")]
         expires: Option<String>,
-        /// On expiry, issue a successor valid 90 days (by `tessera sweep`)
-        #[arg(long, requires = "expires")]
+        /// On expiry, issue a successor valid 90 days (by `tessera sweep`): the default, kept
+        /// for compatibility
+        #[arg(long, conflicts_with = "no_auto_renew")]
         auto_renew: bool,
+        /// Do not renew this token when it expires (renewal is on by default)
+        #[arg(long)]
+        no_auto_renew: bool,
         /// Also print the installer command: a template with {token} where the token goes
         #[arg(long, value_name = "TEMPLATE")]
         command: Option<String>,
@@ -245,14 +249,17 @@ pub(crate) enum DeploymentCmd {
         /// Token id (or a unique prefix)
         id: String,
     },
-    /// Render the installer command for the most recent token
+    /// Render the installer command for the most recent token in force
     ///
-    /// The token itself is needed, as it is not stored: pass it on standard input.
+    /// With no token given (none as an argument, nothing on standard input) the command is
+    /// rendered with the most recent token's secret, which is kept sealed under the pepper: it
+    /// can be shown at any time, also after `tessera sweep` renewed the token. With a token
+    /// given, it must be the most recent one.
     Command {
         /// The command template, with {token} where the token goes
         #[arg(long, value_name = "TEMPLATE")]
         template: String,
-        /// The token [default: read from standard input]
+        /// The token [default: standard input if piped, else the most recent token's]
         token: Option<String>,
     },
     /// Validate a token as an installer would present it (recorded as a use)

@@ -34,6 +34,7 @@ pub mod id;
 pub mod kind;
 pub mod lifecycle;
 pub mod record;
+pub mod seal;
 mod secret;
 pub mod validate;
 
