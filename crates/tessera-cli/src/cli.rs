@@ -297,9 +297,32 @@ pub(crate) struct QrArgs {
     /// Android provisioning: URL-safe base64 SHA-256 of the APK's signing certificate
     #[arg(long, value_name = "SHA256", requires = "android_component")]
     pub(crate) android_checksum: Option<String>,
-    /// Error correction: l, m (screens), q, h (printed codes)
-    #[arg(long, value_name = "LEVEL", default_value = "m")]
-    pub(crate) ec: String,
+    /// Error correction: l, m (screens), q, h (printed codes) [default: m]
+    #[arg(long, value_name = "LEVEL")]
+    pub(crate) ec: Option<String>,
+}
+
+impl QrArgs {
+    /// The options given, by name, for a usage error when no code is drawn.
+    pub(crate) fn given(&self) -> Vec<&'static str> {
+        let mut given = Vec::new();
+        if self.uri.is_some() {
+            given.push("--uri");
+        }
+        if self.android_component.is_some() {
+            given.push("--android-component");
+        }
+        if self.android_download.is_some() {
+            given.push("--android-download");
+        }
+        if self.android_checksum.is_some() {
+            given.push("--android-checksum");
+        }
+        if self.ec.is_some() {
+            given.push("--ec");
+        }
+        given
+    }
 }
 
 /// `tessera onboarding ...`.
@@ -359,10 +382,12 @@ pub(crate) enum OnboardingCmd {
         #[arg(required = true)]
         ids: Vec<String>,
     },
-    /// Draw a QR code for a token you hold (secrets are not stored: pass the token)
+    /// Draw a token's QR code again: by id (a token created with --keep-sealed), or a token you
+    /// hold
     ///
-    /// The token is checked first: it must be an onboarding token of this database that can
-    /// still enroll devices.
+    /// Given an id, the secret is opened from its sealed copy. Given a token (as the argument
+    /// or on standard input), it is checked first. Either way it must be an onboarding token of
+    /// this database that can still enroll devices.
     Qr {
         /// Output format
         #[arg(long, value_enum, default_value = "terminal")]
@@ -372,7 +397,9 @@ pub(crate) enum OnboardingCmd {
         out: Option<PathBuf>,
         #[command(flatten)]
         qr_args: QrArgs,
-        /// The token [default: read from standard input]
+        /// A token id (or a unique prefix) of a token created with --keep-sealed, or the token
+        /// itself [default: the token, read from standard input]
+        #[arg(value_name = "ID_OR_TOKEN")]
         token: Option<String>,
     },
     /// List the tokens with their uses and enrolled devices
@@ -397,6 +424,10 @@ pub(crate) struct OnboardingSpec {
     /// Expiry: 90m, 12h, 30d or a date (2027-01-31)
     #[arg(long, value_name = "EXPIRY")]
     pub(crate) expires: Option<String>,
+    /// Keep the secret sealed under the pepper (encrypted, never in the clear) so that
+    /// `tessera onboarding qr ID` can show its QR code again while it can enroll devices
+    #[arg(long)]
+    pub(crate) keep_sealed: bool,
 }
 
 /// An HTTP method on the command line.

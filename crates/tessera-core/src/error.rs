@@ -81,7 +81,9 @@ pub enum FormatError {
     UnknownPrefix,
     /// The token is of another kind than the one expected.
     #[error(
-        "token is a {found} token where a {expected} token was expected; use the right token for this call"
+        "token is {} token where {} token was expected; use the right token for this call",
+        found.with_article(),
+        expected.with_article()
     )]
     WrongKind {
         /// The kind that was expected.

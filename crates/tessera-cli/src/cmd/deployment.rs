@@ -91,8 +91,8 @@ pub(crate) async fn run(ctx: &Ctx, cmd: DeploymentCmd) -> Result<()> {
             let r = ctx.record(id).await?;
             if r.kind() != Kind::Deployment {
                 return Err(CliError::not_found(format!(
-                    "{id} is a {} token, not a deployment token",
-                    r.kind()
+                    "{id} is {} token, not a deployment token",
+                    output::article(r.kind())
                 )));
             }
             ctx.out.confirm(&format!(
