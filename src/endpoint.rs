@@ -314,7 +314,7 @@ impl EndpointTokens<'_> {
     ///
     /// [`Error::NoSuchToken`] when `id` is not a secondary.
     pub async fn regenerate_secondary(&self, id: TokenId, by: &Principal) -> Result<Secret> {
-        let r = self.secondary(id).await?;
+        self.secondary(id).await?;
         let now = self.svc.now();
         let secret = Secret::generate_with(
             Kind::Endpoint,
@@ -327,11 +327,8 @@ impl EndpointTokens<'_> {
         let hint = presented.hint();
         drop(presented);
         let updated = self.svc.inner.store.set_digest(id, &digest, &hint).await?;
-        let event = AuditEvent::new(now, by.actor(), AuditAction::Rotated { successor: id }).token(
-            r.id,
-            r.kind(),
-            &updated.hint,
-        );
+        let event = AuditEvent::new(now, by.actor(), AuditAction::Rotated { successor: id })
+            .about(&updated);
         self.svc.inner.store.append(&event).await?;
         Ok(secret)
     }
@@ -358,8 +355,8 @@ impl EndpointTokens<'_> {
             enabled,
         });
         self.svc.inner.store.update_data(id, &data).await?;
-        let event = AuditEvent::new(self.svc.now(), by.actor(), AuditAction::Toggled { enabled })
-            .token(r.id, r.kind(), &r.hint);
+        let event =
+            AuditEvent::new(self.svc.now(), by.actor(), AuditAction::Toggled { enabled }).about(&r);
         self.svc.inner.store.append(&event).await?;
         Ok(())
     }
@@ -420,7 +417,7 @@ impl EndpointTokens<'_> {
         };
         self.svc.inner.store.put_mapping(&mapping).await?;
         let event = AuditEvent::new(self.svc.now(), by.actor(), AuditAction::Mapped)
-            .token(r.id, r.kind(), &r.hint)
+            .about(&r)
             .endpoint(endpoint, method);
         self.svc.inner.store.append(&event).await?;
         Ok(mapping)
@@ -445,7 +442,7 @@ impl EndpointTokens<'_> {
             .remove_mapping(secondary, endpoint, method)
             .await?;
         let event = AuditEvent::new(self.svc.now(), by.actor(), AuditAction::Unmapped)
-            .token(r.id, r.kind(), &r.hint)
+            .about(&r)
             .endpoint(endpoint, method);
         self.svc.inner.store.append(&event).await?;
         Ok(())
@@ -476,7 +473,7 @@ impl EndpointTokens<'_> {
             by.actor(),
             AuditAction::MappingToggled { enabled },
         )
-        .token(r.id, r.kind(), &r.hint)
+        .about(&r)
         .endpoint(endpoint, method);
         self.svc.inner.store.append(&event).await?;
         Ok(m)
@@ -539,6 +536,7 @@ impl EndpointTokens<'_> {
         token: &str,
         ip: Option<IpAddr>,
     ) -> Result<Result<EndpointAccess, Rejection>> {
+        let ip = ip.map(tessera_core::net::canonical);
         let found = found_or_refuse!(self.svc, Kind::Endpoint, token);
         let (record, now) = (&*found.record, found.now);
         let mapping = match &record.data {

@@ -400,8 +400,7 @@ impl TokenService {
             record.created_by.clone(),
             AuditAction::Issued,
         )
-        .token(record.id, record.kind(), &record.hint)
-        .generated_by(record.generated_by.clone());
+        .about(record);
         self.inner.store.append(&event).await?;
         Ok(())
     }
@@ -550,9 +549,8 @@ impl TokenService {
         actor: Actor,
         now: OffsetDateTime,
     ) -> Result<()> {
-        let event = AuditEvent::new(now, actor, AuditAction::StateChanged { from, to })
-            .token(record.id, record.kind(), &record.hint)
-            .generated_by(record.generated_by.clone());
+        let event =
+            AuditEvent::new(now, actor, AuditAction::StateChanged { from, to }).about(record);
         self.inner.store.append(&event).await?;
         Ok(())
     }
@@ -616,8 +614,6 @@ impl TokenService {
     }
 
     pub(crate) fn use_event(&self, record: &TokenRecord, now: OffsetDateTime) -> AuditEvent {
-        AuditEvent::new(now, Actor::Client, AuditAction::Used)
-            .token(record.id, record.kind(), &record.hint)
-            .generated_by(record.generated_by.clone())
+        AuditEvent::new(now, Actor::Client, AuditAction::Used).about(record)
     }
 }

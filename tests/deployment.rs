@@ -171,7 +171,10 @@ async fn auto_renewal_issues_a_90_day_successor_once() {
         cmd_new.expose_secret()
     );
     let renewed_events = svc
-        .audit(&tessera::store::AuditFilter::default().token(old.token.id))
+        .audit(
+            &tessera::store::AuditFilter::default().token(old.token.id),
+            &admin(),
+        )
         .await
         .unwrap();
     assert!(
