@@ -14,6 +14,7 @@ use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
 use crate::principal::Principal;
+use crate::request::{Access, RequestContext, narrow};
 use crate::service::{Issued, TokenService, found_or_refuse};
 
 /// The error when no deployment token is in force.
@@ -81,6 +82,12 @@ impl DeploymentTokens<'_> {
     /// # Errors
     ///
     /// An expiry not in the future; store failures.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "deployment"),
+        err(level = "warn")
+    )]
     pub async fn generate(&self, spec: NewDeployment, by: &Principal) -> Result<Issued> {
         let now = self.svc.now();
         if spec.expires_at.is_some_and(|e| e <= now) {
@@ -109,6 +116,12 @@ impl DeploymentTokens<'_> {
     /// # Errors
     ///
     /// Store failures.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "deployment"),
+        err(level = "warn")
+    )]
     pub async fn list(&self) -> Result<Vec<TokenSummary>> {
         self.svc
             .list(&TokenFilter::default().kind(Kind::Deployment))
@@ -121,6 +134,12 @@ impl DeploymentTokens<'_> {
     /// # Errors
     ///
     /// Store failures.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "deployment"),
+        err(level = "warn")
+    )]
     pub async fn latest(&self) -> Result<Option<TokenSummary>> {
         let now = self.svc.now();
         Ok(self.latest_record(now).await?.map(|r| r.summary(now)))
@@ -203,6 +222,12 @@ impl DeploymentTokens<'_> {
     /// # Errors
     ///
     /// [`Error::NoSuchToken`]; a transition error when it is already expired or revoked.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "deployment"),
+        err(level = "warn")
+    )]
     pub async fn expire(&self, id: TokenId, by: &Principal) -> Result<TokenSummary> {
         let r = self
             .svc
@@ -219,6 +244,12 @@ impl DeploymentTokens<'_> {
     ///
     /// A template without `{token}`; [`Error::Unsupported`] when `secret` is not the most
     /// recent token in force.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "deployment"),
+        err(level = "warn")
+    )]
     pub async fn render_command(&self, template: &str, secret: &Secret) -> Result<Secret> {
         let latest = self.latest().await?.ok_or(NONE_IN_FORCE)?;
         match self
@@ -239,12 +270,24 @@ impl DeploymentTokens<'_> {
         )?))
     }
 
-    /// Validate a token an installer presents.
+    /// Validate a token an installer presents: [`TokenService::validate`] with
+    /// [`RequestContext::installer`].
     ///
     /// # Errors
     ///
     /// Store failures. A refused token is `Ok(Err(rejection))`.
     pub async fn validate(&self, token: &str) -> Result<Result<Accepted, Rejection>> {
+        let outcome = self
+            .svc
+            .validate(token, &RequestContext::new().installer())
+            .await;
+        narrow(outcome, |a| match a {
+            Access::Deployment(a) => Some(a),
+            _ => None,
+        })
+    }
+
+    pub(crate) async fn accept(&self, token: &str) -> Result<Result<Accepted, Rejection>> {
         let found = found_or_refuse!(self.svc, Kind::Deployment, token);
         let (record, now) = (&*found.record, found.now);
         let event = || self.svc.use_event(record, now);

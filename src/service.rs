@@ -23,6 +23,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::cache::{Cached, CachingStore, ValidationCache, unix_nanos};
 use crate::error::{Error, Result};
+use crate::observe::Observer;
 
 /// A token just issued: its secret, shown once, and its stored summary.
 ///
@@ -169,6 +170,8 @@ pub(crate) struct Inner {
     /// The validation cache, when configured; `store` is then this cache too.
     cache: Option<Arc<CachingStore>>,
     touched: Mutex<HashMap<TokenId, OffsetDateTime, BuildHasherDefault<IdHasher>>>,
+    /// Metric handles.
+    pub(crate) observer: Observer,
 }
 
 impl fmt::Debug for TokenService {
@@ -273,6 +276,7 @@ impl Builder {
                     .unwrap_or(i64::MAX),
                 settings: self.settings,
                 touched: Mutex::new(HashMap::default()),
+                observer: Observer::default(),
             }),
         }
     }
@@ -280,6 +284,11 @@ impl Builder {
 
 impl TokenService {
     /// A service over `store`, digesting under `peppers`, reading the system clock.
+    ///
+    /// New tokens are digested under the current pepper, whose [key id](tessera_core::digest::KeyId)
+    /// is stored beside each digest; older peppers in `peppers` still validate the tokens
+    /// digested under them. The CLI's pepper (its key file or `TESSERA_PEPPER`) has key id 1:
+    /// a service sharing the CLI's database configures it as `Pepper::new(KeyId(1), bytes)`.
     pub fn new(store: impl Store, peppers: Peppers) -> Self {
         Self::builder(store, peppers).build()
     }
@@ -402,6 +411,7 @@ impl TokenService {
         )
         .about(record);
         self.inner.store.append(&event).await?;
+        tracing::info!(kind = record.kind().as_str(), token_id = %record.id, "token issued");
         Ok(())
     }
 
@@ -552,6 +562,13 @@ impl TokenService {
         let event =
             AuditEvent::new(now, actor, AuditAction::StateChanged { from, to }).about(record);
         self.inner.store.append(&event).await?;
+        tracing::info!(
+            kind = record.kind().as_str(),
+            token_id = %record.id,
+            from = ?from,
+            to = ?to,
+            "token state changed"
+        );
         Ok(())
     }
 
@@ -605,6 +622,7 @@ impl TokenService {
         reason: Rejection,
         event: impl FnOnce() -> AuditEvent,
     ) -> Result<()> {
+        tracing::debug!(reason = reason.code(), "known token refused");
         if self.inner.settings.audit_refusals {
             let mut event = event();
             event.action = AuditAction::Refused { reason };
