@@ -31,6 +31,7 @@ use tessera_core::id::{DeviceId, EndpointId, TokenId};
 use tessera_core::kind::KindData;
 use tessera_core::kind::endpoint::{Mapping, Method};
 use tessera_core::record::TokenRecord;
+use tessera_core::seal::Sealed;
 use tessera_store::{
     AuditFilter, Capabilities, Change, ChangeSink, Enrollment, Redemption, Result as StoreResult,
     StateChange, Store, TokenFilter, UsageEntry, UsageOutcome, UsageSubject, Watcher,
@@ -433,6 +434,10 @@ impl Store for CachingStore {
         hint: &Hint,
     ) -> StoreResult<TokenRecord> {
         write_through!(self, [id], self.inner.set_digest(id, digest, hint))
+    }
+
+    async fn set_sealed(&self, id: TokenId, sealed: Option<&Sealed>) -> StoreResult<TokenRecord> {
+        write_through!(self, [id], self.inner.set_sealed(id, sealed))
     }
 
     async fn touch(

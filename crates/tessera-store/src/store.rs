@@ -9,6 +9,7 @@ use tessera_core::id::{DeviceId, EndpointId, TokenId};
 use tessera_core::kind::KindData;
 use tessera_core::kind::endpoint::{Mapping, Method};
 use tessera_core::record::TokenRecord;
+use tessera_core::seal::Sealed;
 use time::{Duration, OffsetDateTime};
 
 use crate::error::Result;
@@ -92,12 +93,20 @@ pub trait Store: core::fmt::Debug + Send + Sync + 'static {
     async fn update_data(&self, id: TokenId, data: &KindData) -> Result<TokenRecord>;
 
     /// Give a token a new secret in place (same id, same mappings): the old secret stops
-    /// working at once.
+    /// working at once. Any sealed secret (the old one's) is dropped.
     ///
     /// # Errors
     ///
     /// `NotFound`; `AlreadyExists` when the digest is taken.
     async fn set_digest(&self, id: TokenId, digest: &Digest, hint: &Hint) -> Result<TokenRecord>;
+
+    /// Replace a token's sealed secret (a re-seal under a newer pepper), or drop it with
+    /// `None`. Changes nothing else.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound`.
+    async fn set_sealed(&self, id: TokenId, sealed: Option<&Sealed>) -> Result<TokenRecord>;
 
     /// Record a use at `now` unless one was recorded less than `interval` ago: at most one
     /// write per token per interval (a use exactly `interval` later writes). Returns whether it

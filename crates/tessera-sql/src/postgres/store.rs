@@ -13,6 +13,7 @@ use tessera_core::id::{DeviceId, EndpointId, TokenId};
 use tessera_core::kind::KindData;
 use tessera_core::kind::endpoint::{Mapping, Method};
 use tessera_core::record::TokenRecord;
+use tessera_core::seal::Sealed;
 use tessera_core::validate::{Rejection, Request, validate};
 use tessera_store::{
     AuditFilter, Capabilities, Change, ChangeSink, Enrollment, Redemption, StateChange, Store,
@@ -75,7 +76,7 @@ const INSERT_CHUNK: usize = 4_096;
 
 /// Insert many records in one statement: one array per column, in [`RecordColumns`] order
 /// (see `bind_records`), unnested in order, so `seq` follows the batch as with one insert per
-/// record. No bind-parameter limit applies: there are 24 parameters, whatever the count.
+/// record. No bind-parameter limit applies: there are 25 parameters, whatever the count.
 const INSERT_TOKENS: &str = concat!(
     "INSERT INTO tokens (",
     sql::insert_columns!(),
@@ -84,7 +85,8 @@ const INSERT_TOKENS: &str = concat!(
     " FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bytea[], $5::text[], $6::text[], \
      $7::text[], $8::bigint[], $9::text[], $10::text[], $11::bigint[], $12::bigint[], \
      $13::bigint[], $14::bigint[], $15::text[], $16::bigint[], $17::bigint[], $18::text[], \
-     $19::text[], $20::text[], $21::text[], $22::text[], $23::text[], $24::text[]) \
+     $19::text[], $20::text[], $21::text[], $22::text[], $23::text[], $24::text[], \
+     $25::bytea[]) \
      WITH ORDINALITY AS r (",
     sql::insert_columns!(),
     ", n) ORDER BY n"
@@ -444,6 +446,7 @@ fn bind_record<'q>(q: Q<'q>, c: &'q RecordColumns) -> Q<'q> {
         &c.data,
     )
     .bind(c.data.data.as_str())
+    .bind(c.sealed.as_deref())
 }
 
 /// Bind the records' columns for [`INSERT_TOKENS`]: one array per column, in the order (and
@@ -476,6 +479,7 @@ fn bind_records<'q>(q: Q<'q>, cs: &'q [RecordColumns]) -> Q<'q> {
         .bind(column(cs, |c| c.data.binding))
         .bind(column(cs, |c| c.data.bound_device.as_deref()))
         .bind(column(cs, |c| c.data.data.as_str()))
+        .bind(column(cs, |c| c.sealed.as_deref()))
 }
 
 /// Bind app name, owner, endpoint, method, binding and bound device, in that order.
@@ -629,6 +633,23 @@ impl Store for PostgresStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(|e| map_sqlx_error(e, "token digest"))?;
+        match row {
+            Some(row) => codec::record(&row),
+            None => Err(StoreError::NotFound { what: "token" }),
+        }
+    }
+
+    async fn set_sealed(
+        &self,
+        id: TokenId,
+        sealed: Option<&Sealed>,
+    ) -> Result<TokenRecord, StoreError> {
+        let row = sqlx::query(sql::SET_SEALED)
+            .bind(codec::id(id))
+            .bind(sealed.map(Sealed::to_bytes))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| map_sqlx_error(e, "token"))?;
         match row {
             Some(row) => codec::record(&row),
             None => Err(StoreError::NotFound { what: "token" }),

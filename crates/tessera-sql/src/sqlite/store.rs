@@ -15,6 +15,7 @@ use tessera_core::id::{DeviceId, EndpointId, TokenId};
 use tessera_core::kind::KindData;
 use tessera_core::kind::endpoint::{Mapping, Method};
 use tessera_core::record::TokenRecord;
+use tessera_core::seal::Sealed;
 use tessera_core::validate::{Rejection, Request, validate};
 use tessera_store::{
     AuditFilter, Capabilities, Enrollment, Redemption, StateChange, Store, StoreError, TokenFilter,
@@ -386,6 +387,7 @@ fn bind_record<'q>(q: Q<'q>, c: &'q RecordColumns) -> Q<'q> {
         &c.data,
     )
     .bind(c.data.data.as_str())
+    .bind(c.sealed.as_deref())
 }
 
 /// Bind app name, owner, endpoint, method, binding and bound device, in that order.
@@ -546,6 +548,24 @@ impl Store for SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(|e| map_sqlx_error(e, "token digest"))?;
+        match row {
+            Some(row) => codec::record(&row),
+            None => Err(StoreError::NotFound { what: "token" }),
+        }
+    }
+
+    async fn set_sealed(
+        &self,
+        id: TokenId,
+        sealed: Option<&Sealed>,
+    ) -> Result<TokenRecord, StoreError> {
+        let _writing = self.writing().await;
+        let row = sqlx::query(sql::SET_SEALED)
+            .bind(codec::id(id))
+            .bind(sealed.map(Sealed::to_bytes))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| map_sqlx_error(e, "token"))?;
         match row {
             Some(row) => codec::record(&row),
             None => Err(StoreError::NotFound { what: "token" }),
