@@ -235,7 +235,10 @@ pub trait Store: core::fmt::Debug + Send + Sync + 'static {
     ///
     /// A backend that returns `true` reports every change committed after this call returned,
     /// shortly after its commit, or [`Change::Unknown`](crate::Change::Unknown) when it may
-    /// have missed some.
+    /// have missed some. When it may be missing changes for a while (a lost connection) it
+    /// reports [`Change::Lost`](crate::Change::Lost) as soon as it notices, then
+    /// [`Change::Resumed`](crate::Change::Resumed) once it is sure to see every change again;
+    /// between the two nothing it reports can be relied on.
     async fn watch(&self, sink: ChangeSink) -> Result<bool> {
         let _ = sink;
         Ok(false)

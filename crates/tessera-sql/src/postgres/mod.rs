@@ -2,6 +2,7 @@
 
 mod config;
 mod store;
+mod watch;
 
 pub use config::{PostgresConfig, SslMode};
 pub use store::PostgresStore;
