@@ -31,6 +31,14 @@ pub enum Error {
         /// The id given.
         id: String,
     },
+    /// No endpoint by this name was ever set up for token authentication.
+    #[error(
+        "endpoint {endpoint} was never set up for token authentication; check the name, or turn it on with enable"
+    )]
+    NoSuchEndpoint {
+        /// The endpoint given.
+        endpoint: String,
+    },
     /// The operation does not fit the token's current setup.
     #[error("{0}")]
     Unsupported(&'static str),
