@@ -349,6 +349,7 @@ impl TokenService {
             digest: self.inner.peppers.current().digest(&presented),
             spelling,
             hint: presented.hint(),
+            sealed: None,
             state: State::Active,
             created_at: now,
             created_by,
@@ -364,6 +365,27 @@ impl TokenService {
         };
         drop(presented);
         Ok((secret, record))
+    }
+
+    /// Keep `secret`, the secret of `record`, sealed in the record under the current pepper (for
+    /// the kinds whose secret is shown again).
+    pub(crate) fn seal_into(&self, secret: &Secret, record: &mut TokenRecord) -> Result<()> {
+        record.sealed = Some(self.inner.peppers.seal(record.id, secret)?);
+        Ok(())
+    }
+
+    /// Open a record's sealed secret.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotSealed`] when it has none; the core's seal errors when the pepper that sealed
+    /// it is retired or wrong.
+    pub(crate) fn open(&self, record: &TokenRecord) -> Result<Secret> {
+        let sealed = record.sealed.as_ref().ok_or_else(|| Error::NotSealed {
+            kind: record.kind(),
+            id: record.id.to_string(),
+        })?;
+        Ok(self.inner.peppers.open(record.id, sealed)?)
     }
 
     /// Store a minted token and audit its issue.

@@ -136,7 +136,9 @@ impl From<tessera::Error> for CliError {
         let msg = e.to_string();
         match e {
             tessera::Error::Core(Core::Rng) => Self::Failure(msg),
-            tessera::Error::Core(_) | tessera::Error::Unsupported(_) => Self::Usage(msg),
+            tessera::Error::Core(_)
+            | tessera::Error::Unsupported(_)
+            | tessera::Error::NotSealed { .. } => Self::Usage(msg),
             tessera::Error::Store(s) => s.into(),
             tessera::Error::Forbidden { .. } => Self::NotFound(format!(
                 "{msg}; act as the owner with --as USER, or as an administrator with --admin"

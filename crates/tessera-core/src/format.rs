@@ -89,6 +89,17 @@ impl Kind {
         }
     }
 
+    /// The name with its indefinite article, for messages ("an application", "a deployment").
+    pub const fn with_article(self) -> &'static str {
+        match self {
+            Self::Deployment => "a deployment",
+            Self::Onboarding => "an onboarding",
+            Self::Endpoint => "an endpoint",
+            Self::Auth => "an auth",
+            Self::Application => "an application",
+        }
+    }
+
     /// Parse the name given by [`Kind::as_str`].
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == s)

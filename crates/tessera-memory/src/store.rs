@@ -14,6 +14,7 @@ use tessera_core::kind::KindData;
 use tessera_core::kind::endpoint::{Mapping, Method};
 use tessera_core::lifecycle::State;
 use tessera_core::record::TokenRecord;
+use tessera_core::seal::Sealed;
 use tessera_core::validate::{Rejection, Request, validate};
 use tessera_store::{
     AuditFilter, Capabilities, Change, ChangeSink, Enrollment, Redemption, Result, StateChange,
@@ -462,12 +463,23 @@ impl Store for MemoryStore {
             let next = TokenRecord {
                 digest: *digest,
                 hint: hint.clone(),
+                sealed: None,
                 ..r.clone()
             };
             t.update(id, next)?
         };
         self.announce([id]);
         Ok(next)
+    }
+
+    async fn set_sealed(&self, id: TokenId, sealed: Option<&Sealed>) -> Result<TokenRecord> {
+        let mut t = self.write();
+        let r = &t.records.get(&id).ok_or(TOKEN)?.record;
+        let next = TokenRecord {
+            sealed: sealed.cloned(),
+            ..r.clone()
+        };
+        t.update(id, next)
     }
 
     async fn touch(&self, id: TokenId, now: OffsetDateTime, interval: Duration) -> Result<bool> {
@@ -795,6 +807,7 @@ mod tests {
             digest: Pepper::new(KeyId(1), [3; 32]).digest(&presented),
             spelling: presented.spelling(),
             hint: presented.hint(),
+            sealed: None,
             state: State::Active,
             created_at: T0,
             created_by: Actor::System,

@@ -350,6 +350,13 @@ impl Store for Down {
     ) -> Result<TokenRecord, StoreError> {
         down()
     }
+    async fn set_sealed(
+        &self,
+        _: TokenId,
+        _: Option<&tessera::core::seal::Sealed>,
+    ) -> Result<TokenRecord, StoreError> {
+        down()
+    }
     async fn touch(&self, _: TokenId, _: OffsetDateTime, _: Duration) -> Result<bool, StoreError> {
         down()
     }

@@ -59,6 +59,7 @@ pub(super) fn record(data: KindData) -> Result<TokenRecord, Failed> {
         digest,
         spelling: Spelling::Prefixed,
         hint,
+        sealed: None,
         state: State::Active,
         created_at: T0,
         created_by: Actor::System,
@@ -92,6 +93,7 @@ pub(super) fn full_record(data: KindData) -> Result<TokenRecord, Failed> {
     r.limit = UsageLimit::uses(1_000_000_000_000)?;
     r.uses = 999_999_999_999;
     r.state = State::Superseded;
+    r.sealed = Some(pepper().seal(r.id, &Secret::generate(r.kind())?)?);
     Ok(r)
 }
 
