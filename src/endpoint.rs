@@ -615,7 +615,15 @@ impl EndpointTokens<'_> {
             method,
             enabled: true,
         };
-        self.svc.inner.store.put_mapping(&mapping).await?;
+        match self.svc.inner.store.put_mapping(&mapping).await {
+            Ok(()) => {}
+            Err(StoreError::AlreadyExists { .. }) => {
+                return Err(Error::Unsupported(
+                    "the secondary is already mapped to this endpoint and method; turn the mapping on or off with map-enable or map-disable",
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
         let event = AuditEvent::new(self.svc.now(), by.actor(), AuditAction::Mapped)
             .about(&r)
             .endpoint(endpoint, method);

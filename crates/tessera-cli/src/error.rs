@@ -121,8 +121,10 @@ pub(crate) const fn rejection_fix(reason: Rejection) -> Option<&'static str> {
         Rejection::Dormant => "reactivate it with `tessera app activate ID`",
         Rejection::IpBlocked => "unblock the address with `tessera app unblock ID IP`",
         Rejection::InsufficientScope => "generate a token whose --scope includes the action",
-        Rejection::PermissionWithdrawn => "the user no longer holds the action (see --held)",
-        Rejection::WrongEndpoint => "map the secondary to this endpoint, or use its own token",
+        Rejection::PermissionWithdrawn => {
+            "delegate the action to the user again, or pass every action they hold in --held"
+        }
+        Rejection::WrongEndpoint => "present a token issued for this endpoint, or one mapped to it",
         Rejection::WrongMethod => "use the primary of this method",
         Rejection::MappingDisabled => "turn the mapping on with `endpoint secondary map-enable`",
         Rejection::DeviceMismatch => "the token is bound to another device",
