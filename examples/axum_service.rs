@@ -11,7 +11,9 @@
 //! `insufficient_scope`, 400 `invalid_request` for a broken header, 401 with a bare `Bearer`
 //! challenge without credentials. A 503 (the store failed) is logged on stderr with the reason.
 //!
-//! Run it with `cargo run --example axum_service` and try the printed `curl` lines.
+//! Run it with `cargo run --example axum_service` and try the printed `curl` lines. For the
+//! service a team would deploy (configuration from the environment, a database file or
+//! PostgreSQL, health checks, metrics, graceful shutdown), see `crates/tessera-service`.
 
 use std::collections::BTreeSet;
 use std::convert::Infallible;

@@ -137,7 +137,10 @@ pub(crate) enum Command {
     /// Only text with a Tessera prefix and a valid checksum is reported, so look-alikes and
     /// random text give no false positives. Each finding shows file, line, kind, hint and the
     /// token's current state in the database. Plain 64-character endpoint secondaries and
-    /// onboarding short codes have no prefix and are not searched for.
+    /// onboarding short codes have no prefix and are not searched for. A token is found after
+    /// any character (`\n<token>` in JSON, `%3D<token>` in a URL, right after a letter).
+    ///
+    /// Exit code 5 when at least one token is found, 0 when the input is clean: it can gate CI.
     Scan(ScanArgs),
     /// Print a shell completion script (e.g. `tessera completions bash > /etc/bash_completion.d/tessera`)
     Completions {
