@@ -449,7 +449,9 @@ async fn reveal(Path(id): Path<String>, Posted { ctx, .. }: Posted) -> Result<Re
         )));
     }
     if token.state.is_terminal() {
-        return Err(Error::bad("this token can no longer enroll devices; its QR code is not shown"));
+        return Err(Error::bad(
+            "this token can no longer enroll devices; its QR code is not shown",
+        ));
     }
     let secret = ctx.service().onboarding().reveal(id).await?;
     let issued = Issued { secret, token };

@@ -361,7 +361,11 @@ async fn deployment_generate_show_once_expire_after_confirmation() {
         "and keeps working"
     );
     let all = c.service.deployment().list().await.unwrap();
-    let newer_id = all.iter().find(|r| r.name.as_deref() == Some("wave-2")).unwrap().id;
+    let newer_id = all
+        .iter()
+        .find(|r| r.name.as_deref() == Some("wave-2"))
+        .unwrap()
+        .id;
     let p = c
         .post(
             "alice",
@@ -380,7 +384,11 @@ async fn deployment_generate_show_once_expire_after_confirmation() {
         command,
         "the command falls back to the token still in force"
     );
-    let id = all.iter().find(|r| r.name.as_deref() == Some("wave-1")).unwrap().id;
+    let id = all
+        .iter()
+        .find(|r| r.name.as_deref() == Some("wave-1"))
+        .unwrap()
+        .id;
     let ask = c
         .get("alice", &format!("/admin/deployment/{id}/expire"))
         .await;
@@ -635,7 +643,9 @@ async fn onboarding_qr_text_short_code_bulk_and_revoke() {
         .unwrap()
         .token
         .id;
-    let detail = c.get("alice", &format!("/admin/onboarding/{kept_id}")).await;
+    let detail = c
+        .get("alice", &format!("/admin/onboarding/{kept_id}"))
+        .await;
     assert!(detail.body.contains("Show QR code again"));
     assert!(!detail.body.contains(&kept_token));
     let again = c
