@@ -8,7 +8,6 @@
 use std::net::IpAddr;
 use std::num::NonZeroU64;
 
-use sqlx::{ColumnIndex, Decode, Row, Type};
 use tessera_core::Kind;
 use tessera_core::audit::{Actor, AuditEvent};
 use tessera_core::digest::{Digest, Hint, KeyId};
@@ -23,7 +22,97 @@ use tessera_core::seal::Sealed;
 use tessera_store::{Enrollment, StoreError, UsageEntry, UsageSubject};
 use time::{Duration, OffsetDateTime};
 
-use crate::error::{map_sqlx_error, out_of_range};
+use crate::error::out_of_range;
+
+/// A result row as each driver reads it: by position (SQLite, where the statements list their
+/// columns in the order given below) or by name (PostgreSQL). A value that cannot be read is
+/// `Corrupt`.
+pub(crate) trait Cols {
+    /// A text column.
+    fn text(&self, i: usize, name: &'static str) -> Result<String, StoreError>;
+    /// A nullable text column.
+    fn opt_text(&self, i: usize, name: &'static str) -> Result<Option<String>, StoreError>;
+    /// An integer column.
+    fn int(&self, i: usize, name: &'static str) -> Result<i64, StoreError>;
+    /// A nullable integer column.
+    fn opt_int(&self, i: usize, name: &'static str) -> Result<Option<i64>, StoreError>;
+    /// A blob column.
+    fn blob(&self, i: usize, name: &'static str) -> Result<Vec<u8>, StoreError>;
+    /// A nullable blob column.
+    fn opt_blob(&self, i: usize, name: &'static str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// A boolean column.
+    fn boolean(&self, i: usize, name: &'static str) -> Result<bool, StoreError>;
+}
+
+#[cfg(feature = "postgres")]
+impl Cols for sqlx::postgres::PgRow {
+    fn text(&self, _: usize, name: &'static str) -> Result<String, StoreError> {
+        pg_col(self, name)
+    }
+    fn opt_text(&self, _: usize, name: &'static str) -> Result<Option<String>, StoreError> {
+        pg_col(self, name)
+    }
+    fn int(&self, _: usize, name: &'static str) -> Result<i64, StoreError> {
+        pg_col(self, name)
+    }
+    fn opt_int(&self, _: usize, name: &'static str) -> Result<Option<i64>, StoreError> {
+        pg_col(self, name)
+    }
+    fn blob(&self, _: usize, name: &'static str) -> Result<Vec<u8>, StoreError> {
+        pg_col(self, name)
+    }
+    fn opt_blob(&self, _: usize, name: &'static str) -> Result<Option<Vec<u8>>, StoreError> {
+        pg_col(self, name)
+    }
+    fn boolean(&self, _: usize, name: &'static str) -> Result<bool, StoreError> {
+        pg_col(self, name)
+    }
+}
+
+#[cfg(feature = "postgres")]
+fn pg_col<'r, T>(row: &'r sqlx::postgres::PgRow, name: &'static str) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    use sqlx::Row;
+    row.try_get(name)
+        .map_err(|e| crate::error::map_sqlx_error(e, "token"))
+}
+
+#[cfg(feature = "sqlite")]
+impl Cols for rusqlite::Row<'_> {
+    fn text(&self, i: usize, name: &'static str) -> Result<String, StoreError> {
+        lite_col(self, i, name)
+    }
+    fn opt_text(&self, i: usize, name: &'static str) -> Result<Option<String>, StoreError> {
+        lite_col(self, i, name)
+    }
+    fn int(&self, i: usize, name: &'static str) -> Result<i64, StoreError> {
+        lite_col(self, i, name)
+    }
+    fn opt_int(&self, i: usize, name: &'static str) -> Result<Option<i64>, StoreError> {
+        lite_col(self, i, name)
+    }
+    fn blob(&self, i: usize, name: &'static str) -> Result<Vec<u8>, StoreError> {
+        lite_col(self, i, name)
+    }
+    fn opt_blob(&self, i: usize, name: &'static str) -> Result<Option<Vec<u8>>, StoreError> {
+        lite_col(self, i, name)
+    }
+    fn boolean(&self, i: usize, name: &'static str) -> Result<bool, StoreError> {
+        lite_col(self, i, name)
+    }
+}
+
+#[cfg(feature = "sqlite")]
+fn lite_col<T: rusqlite::types::FromSql>(
+    row: &rusqlite::Row<'_>,
+    i: usize,
+    name: &'static str,
+) -> Result<T, StoreError> {
+    row.get(i)
+        .map_err(|e| StoreError::Corrupt(format!("column {name}: {e}")))
+}
 
 /// The columns of `tokens` every record query returns, in [`RawRecord`] order.
 macro_rules! record_columns {
@@ -280,48 +369,31 @@ pub(crate) struct RawRecord {
     sealed: Option<Vec<u8>>,
 }
 
-/// Read one column, mapping a failure to `Corrupt`.
-fn col<'r, R, T>(row: &'r R, name: &'static str) -> Result<T, StoreError>
-where
-    R: Row,
-    for<'a> &'a str: ColumnIndex<R>,
-    T: Decode<'r, R::Database> + Type<R::Database>,
-{
-    row.try_get(name).map_err(|e| map_sqlx_error(e, "token"))
-}
-
 impl RawRecord {
     /// Read the [`record_columns!`] of a row.
-    pub(crate) fn from_row<R>(row: &R) -> Result<Self, StoreError>
-    where
-        R: Row,
-        for<'a> &'a str: ColumnIndex<R>,
-        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
-    {
+    pub(crate) fn from_row(row: &impl Cols) -> Result<Self, StoreError> {
         Ok(Self {
-            id: col(row, "id")?,
-            kind: col(row, "kind")?,
-            digest_key: col(row, "digest_key")?,
-            digest: col(row, "digest")?,
-            spelling: col(row, "spelling")?,
-            hint: col(row, "hint")?,
-            state: col(row, "state")?,
-            created_at: col(row, "created_at")?,
-            created_by: col(row, "created_by")?,
-            generated_by: col(row, "generated_by")?,
-            expires_at: col(row, "expires_at")?,
-            last_used_at: col(row, "last_used_at")?,
-            activated_at: col(row, "activated_at")?,
-            grace_until: col(row, "grace_until")?,
-            successor: col(row, "successor")?,
-            max_uses: col(row, "max_uses")?,
-            uses: col(row, "uses")?,
-            binding: col(row, "binding")?,
-            bound_device: col(row, "bound_device")?,
-            data: col(row, "data")?,
-            sealed: col(row, "sealed")?,
+            id: row.text(0, "id")?,
+            kind: row.text(1, "kind")?,
+            digest_key: row.int(2, "digest_key")?,
+            digest: row.blob(3, "digest")?,
+            spelling: row.text(4, "spelling")?,
+            hint: row.text(5, "hint")?,
+            state: row.text(6, "state")?,
+            created_at: row.int(7, "created_at")?,
+            created_by: row.text(8, "created_by")?,
+            generated_by: row.opt_text(9, "generated_by")?,
+            expires_at: row.opt_int(10, "expires_at")?,
+            last_used_at: row.opt_int(11, "last_used_at")?,
+            activated_at: row.int(12, "activated_at")?,
+            grace_until: row.opt_int(13, "grace_until")?,
+            successor: row.opt_text(14, "successor")?,
+            max_uses: row.opt_int(15, "max_uses")?,
+            uses: row.int(16, "uses")?,
+            binding: row.opt_text(17, "binding")?,
+            bound_device: row.opt_text(18, "bound_device")?,
+            data: row.text(19, "data")?,
+            sealed: row.opt_blob(20, "sealed")?,
         })
     }
 
@@ -394,14 +466,7 @@ impl RawRecord {
 }
 
 /// Read a record from a row of [`record_columns!`].
-pub(crate) fn record<R>(row: &R) -> Result<TokenRecord, StoreError>
-where
-    R: Row,
-    for<'a> &'a str: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
-{
+pub(crate) fn record(row: &impl Cols) -> Result<TokenRecord, StoreError> {
     RawRecord::from_row(row)?.into_record()
 }
 
@@ -414,18 +479,11 @@ pub(crate) fn subject(s: &UsageSubject) -> (&'static str, String, &'static str) 
 }
 
 /// Read a usage entry from a row of [`usage_columns!`].
-pub(crate) fn usage_entry<R>(row: &R) -> Result<UsageEntry, StoreError>
-where
-    R: Row,
-    for<'a> &'a str: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
-{
-    let token: String = col(row, "token_id")?;
-    let kind: String = col(row, "subject_kind")?;
-    let subject: String = col(row, "subject")?;
-    let m: String = col(row, "method")?;
+pub(crate) fn usage_entry(row: &impl Cols) -> Result<UsageEntry, StoreError> {
+    let token = row.text(0, "token_id")?;
+    let kind = row.text(1, "subject_kind")?;
+    let subject = row.text(2, "subject")?;
+    let m = row.text(3, "method")?;
     let subject = match kind.as_str() {
         "ip" => UsageSubject::Ip(
             subject
@@ -441,44 +499,32 @@ where
     Ok(UsageEntry {
         token: from_id(&token)?,
         subject,
-        first_seen: from_ts_opt(col(row, "first_seen")?)?,
-        last_seen: from_ts_opt(col(row, "last_seen")?)?,
-        count: from_count(col(row, "hits")?, "usage count")?,
-        blocked: col(row, "blocked")?,
+        first_seen: from_ts_opt(row.opt_int(4, "first_seen")?)?,
+        last_seen: from_ts_opt(row.opt_int(5, "last_seen")?)?,
+        count: from_count(row.int(6, "hits")?, "usage count")?,
+        blocked: row.boolean(7, "blocked")?,
     })
 }
 
 /// Read a mapping from a row of `secondary, endpoint, method, enabled`.
-pub(crate) fn mapping<R>(row: &R) -> Result<Mapping, StoreError>
-where
-    R: Row,
-    for<'a> &'a str: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
-{
-    let secondary: String = col(row, "secondary")?;
-    let endpoint: String = col(row, "endpoint")?;
-    let m: String = col(row, "method")?;
+pub(crate) fn mapping(row: &impl Cols) -> Result<Mapping, StoreError> {
+    let secondary = row.text(0, "secondary")?;
+    let endpoint = row.text(1, "endpoint")?;
+    let m = row.text(2, "method")?;
     Ok(Mapping {
         secondary: from_id(&secondary)?,
         endpoint: EndpointId::parse(endpoint).map_err(|e| corrupt("mapping endpoint", e))?,
         method: from_method(&m)?,
-        enabled: col(row, "enabled")?,
+        enabled: row.boolean(3, "enabled")?,
     })
 }
 
 /// Read an enrollment from a row of `device, at`.
-pub(crate) fn enrollment<R>(row: &R) -> Result<Enrollment, StoreError>
-where
-    R: Row,
-    for<'a> &'a str: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-{
-    let device: String = col(row, "device")?;
+pub(crate) fn enrollment(row: &impl Cols) -> Result<Enrollment, StoreError> {
+    let device = row.text(0, "device")?;
     Ok(Enrollment {
         device: DeviceId::parse(device).map_err(|e| corrupt("enrolled device", e))?,
-        at: from_ts(col(row, "at")?)?,
+        at: from_ts(row.int(1, "at")?)?,
     })
 }
 

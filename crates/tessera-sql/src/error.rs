@@ -1,5 +1,6 @@
-//! [`Error`]: why a store could not be opened or migrated, and [`map_sqlx_error`], the one place
-//! driver errors become [`StoreError`]s.
+//! [`Error`]: why a store could not be opened or migrated, and the one place each driver's
+//! errors become [`StoreError`]s (`map_sqlx_error` for PostgreSQL, `map_sqlite_error` for
+//! SQLite).
 
 use tessera_store::StoreError;
 
@@ -55,6 +56,14 @@ pub enum Error {
         /// The newest version this build knows.
         supported: i64,
     },
+    /// The database cannot grow: the disk is full, or it reached its page limit
+    /// (`PRAGMA max_page_count`). Kept as a store error's source; the change that met it was
+    /// rolled back whole.
+    #[error(
+        "the database is full (no space left on its disk, or its page limit reached); \
+         free space or raise the limit, then retry: nothing of the failed change was written"
+    )]
+    Full,
     /// A value does not fit in the database's representation (kept as a store error's source).
     #[error("{what} is out of the range the database can store; {fix}")]
     OutOfRange {
@@ -86,6 +95,7 @@ pub(crate) fn out_of_range(what: &'static str, fix: &'static str) -> StoreError 
 /// `AlreadyExists`; foreign-key violations `NotFound` (every foreign key points at a token);
 /// SQLite's busy and locked codes, PostgreSQL connection failures, serialization failures and
 /// deadlocks, and pool or I/O failures become `Unavailable`; decoding failures `Corrupt`.
+#[cfg(feature = "postgres")]
 pub(crate) fn map_sqlx_error(err: sqlx::Error, what: &'static str) -> StoreError {
     match err {
         sqlx::Error::Database(db) => {
@@ -114,17 +124,8 @@ pub(crate) fn map_sqlx_error(err: sqlx::Error, what: &'static str) -> StoreError
 }
 
 /// Whether a database error is worth retrying, by its code.
+#[cfg(feature = "postgres")]
 fn is_temporary(db: &dyn sqlx::error::DatabaseError) -> bool {
-    #[cfg(feature = "sqlite")]
-    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
-        // The extended result code; its low byte is the primary code.
-        // SQLITE_BUSY = 5, SQLITE_LOCKED = 6 (and their extended variants).
-        return db
-            .code()
-            .and_then(|c| c.parse::<i32>().ok())
-            .is_some_and(|c| matches!(c & 0xff, 5 | 6));
-    }
-    #[cfg(feature = "postgres")]
     if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
         let code = pg.code();
         // Class 08: connection exception; 40001 serialization failure; 40P01 deadlock;
@@ -140,10 +141,58 @@ fn is_temporary(db: &dyn sqlx::error::DatabaseError) -> bool {
     false
 }
 
+/// Convert a SQLite error into a [`StoreError`]; `what` names the thing that collided when the
+/// error is a unique violation ("token", "mapping").
+///
+/// Decided on result codes only, never on message text: unique and primary-key violations become
+/// `AlreadyExists`; foreign-key violations `NotFound` (every foreign key points at a token);
+/// busy and locked `Unavailable`; a full database [`Error::Full`]; corruption and values that do
+/// not decode `Corrupt`.
+#[cfg(feature = "sqlite")]
+pub(crate) fn map_sqlite_error(err: rusqlite::Error, what: &'static str) -> StoreError {
+    use rusqlite::ffi;
+    match err {
+        rusqlite::Error::SqliteFailure(e, msg) => {
+            let text = || msg.clone().unwrap_or_else(|| e.to_string());
+            match e.extended_code {
+                ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
+                    return StoreError::AlreadyExists { what };
+                }
+                ffi::SQLITE_CONSTRAINT_FOREIGNKEY => {
+                    return StoreError::NotFound { what: "token" };
+                }
+                _ => {}
+            }
+            match e.code {
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked => {
+                    StoreError::Unavailable(text())
+                }
+                rusqlite::ErrorCode::DiskFull => Error::Full.into(),
+                rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase => {
+                    StoreError::Corrupt(text())
+                }
+                rusqlite::ErrorCode::SystemIoFailure | rusqlite::ErrorCode::CannotOpen => {
+                    StoreError::Unavailable(text())
+                }
+                _ => StoreError::Backend(Box::new(rusqlite::Error::SqliteFailure(e, msg))),
+            }
+        }
+        rusqlite::Error::QueryReturnedNoRows => StoreError::NotFound { what },
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..)
+        | rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::InvalidColumnIndex(_)
+        | rusqlite::Error::InvalidColumnName(_)
+        | rusqlite::Error::Utf8Error(..) => StoreError::Corrupt(err.to_string()),
+        other => StoreError::Backend(Box::new(other)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    #[cfg(feature = "postgres")]
     #[test]
     fn pool_and_io_failures_are_temporary() {
         assert!(map_sqlx_error(sqlx::Error::PoolTimedOut, "token").is_temporary());

@@ -10,6 +10,7 @@ compile_error!(
 mod codec;
 mod error;
 mod migrate;
+#[cfg(feature = "postgres")]
 mod pool;
 mod sql;
 

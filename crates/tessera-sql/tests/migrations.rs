@@ -11,7 +11,6 @@ mod common;
 use std::path::Path;
 
 use common::fixtures;
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
 use tessera_core::audit::{Actor, AuditAction, AuditEvent};
 use tessera_core::format::Spelling;
 use tessera_core::id::UserId;
@@ -19,19 +18,18 @@ use tessera_sql::{Error, SqliteStore};
 use tessera_store::{AuditFilter, Store};
 
 /// A raw connection to a database file, bypassing the store, to inspect or tamper with it.
-async fn raw(path: &Path) -> SqlitePool {
-    SqlitePool::connect_with(SqliteConnectOptions::new().filename(path))
-        .await
-        .expect("open the database file directly")
+fn raw(path: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(path).expect("open the database file directly")
 }
 
-async fn sqlite_index_exists(pool: &SqlitePool, name: &str) -> bool {
-    let n: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = $1")
-            .bind(name)
-            .fetch_one(pool)
-            .await
-            .expect("read the schema");
+fn sqlite_index_exists(conn: &rusqlite::Connection, name: &str) -> bool {
+    let n: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = ?1",
+            [name],
+            |r| r.get(0),
+        )
+        .expect("read the schema");
     n == 1
 }
 
@@ -97,25 +95,20 @@ async fn sqlite_upgrades_in_place_from_0001_keeping_data() {
             .expect("append under schema 1");
         old.close().await;
     }
-    let pool = raw(&path).await;
-    {
-        let mut conn = pool.acquire().await.expect("a connection");
-        sqlx::query("ATTACH DATABASE $1 AS source")
-            .bind(source.display().to_string())
-            .execute(&mut *conn)
-            .await
-            .expect("attach");
-        sqlx::raw_sql(&format!(
-            "INSERT INTO main.tokens ({SCHEMA_1_TOKEN_COLUMNS}) \
-             SELECT {SCHEMA_1_TOKEN_COLUMNS} FROM source.tokens; DETACH DATABASE source"
-        ))
-        .execute(&mut *conn)
-        .await
-        .expect("insert under schema 1");
-    }
+    let pool = raw(&path);
+    pool.execute(
+        "ATTACH DATABASE ?1 AS source",
+        [source.display().to_string()],
+    )
+    .expect("attach");
+    pool.execute_batch(&format!(
+        "INSERT INTO main.tokens ({SCHEMA_1_TOKEN_COLUMNS}) \
+         SELECT {SCHEMA_1_TOKEN_COLUMNS} FROM source.tokens; DETACH DATABASE source"
+    ))
+    .expect("insert under schema 1");
     let record = as_under_schema_1(&record);
     assert!(
-        !sqlite_index_exists(&pool, "audit_events_actor").await,
+        !sqlite_index_exists(&pool, "audit_events_actor"),
         "0002 not applied yet"
     );
 
@@ -126,14 +119,14 @@ async fn sqlite_upgrades_in_place_from_0001_keeping_data() {
         Some(SqliteStore::SCHEMA_VERSION)
     );
     assert!(
-        sqlite_index_exists(&pool, "audit_events_actor").await,
+        sqlite_index_exists(&pool, "audit_events_actor"),
         "0002 applied"
     );
     assert_eq!(store.get(record.id).await.expect("get"), Some(record));
     let mut filter = AuditFilter::default();
     filter.actor = Some(Actor::User(UserId::parse("alice").expect("a user")));
     assert_eq!(store.events(&filter).await.expect("events").len(), 1);
-    pool.close().await;
+    drop(pool);
 }
 
 #[tokio::test]
@@ -143,16 +136,13 @@ async fn sqlite_newer_schema_is_refused() {
     let store = SqliteStore::open(&path).await.expect("open");
     store.migrate().await.expect("migrate");
     let newer = SqliteStore::SCHEMA_VERSION + 1;
-    let pool = raw(&path).await;
-    sqlx::query(
-        "INSERT INTO _tessera_migrations (version, description, checksum, installed_at) \
-         VALUES ($1, 'from the future', x'00', 0)",
-    )
-    .bind(newer)
-    .execute(&pool)
-    .await
-    .expect("pretend a newer build migrated");
-    pool.close().await;
+    raw(&path)
+        .execute(
+            "INSERT INTO _tessera_migrations (version, description, checksum, installed_at) \
+             VALUES (?1, 'from the future', x'00', 0)",
+            [newer],
+        )
+        .expect("pretend a newer build migrated");
 
     match store.migrate().await {
         Err(Error::SchemaTooNew { found, supported }) => {
@@ -191,13 +181,10 @@ async fn sqlite_migrate_and_reopen_are_idempotent() {
     let store = SqliteStore::open(&path).await.expect("reopen");
     store.migrate().await.expect("migrate after reopening");
     assert_eq!(store.get(record.id).await.expect("get"), Some(record));
-    let pool = raw(&path).await;
-    let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _tessera_migrations")
-        .fetch_one(&pool)
-        .await
+    let applied: i64 = raw(&path)
+        .query_row("SELECT COUNT(*) FROM _tessera_migrations", [], |r| r.get(0))
         .expect("count applied migrations");
     assert_eq!(applied, SqliteStore::SCHEMA_VERSION);
-    pool.close().await;
 }
 
 #[tokio::test]
@@ -230,12 +217,12 @@ async fn sqlite_edited_migration_is_refused() {
     let path = dir.path().join("t.db");
     let store = SqliteStore::open(&path).await.expect("open");
     store.migrate().await.expect("migrate");
-    let pool = raw(&path).await;
-    sqlx::query("UPDATE _tessera_migrations SET checksum = x'00' WHERE version = 1")
-        .execute(&pool)
-        .await
+    raw(&path)
+        .execute(
+            "UPDATE _tessera_migrations SET checksum = x'00' WHERE version = 1",
+            [],
+        )
         .expect("pretend 0001 was edited");
-    pool.close().await;
     assert!(matches!(
         store.migrate().await,
         Err(Error::MigrationChanged { version: 1 })
@@ -247,31 +234,21 @@ async fn sqlite_tracking_table_is_tesseras_own() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("t.db");
     // An application's own sqlx migrations live in the same file.
-    let pool = SqlitePool::connect_with(
-        SqliteConnectOptions::new()
-            .filename(&path)
-            .create_if_missing(true),
-    )
-    .await
-    .expect("create the file");
-    sqlx::raw_sql(
+    let pool = raw(&path);
+    pool.execute_batch(
         "CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT); \
          INSERT INTO _sqlx_migrations VALUES (20250101000000, 'the application''s own');",
     )
-    .execute(&pool)
-    .await
     .expect("an application's migrations");
     let store = SqliteStore::open(&path).await.expect("open");
     store
         .migrate()
         .await
         .expect("migrate beside the application's table");
-    let theirs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
-        .fetch_one(&pool)
-        .await
+    let theirs: i64 = pool
+        .query_row("SELECT COUNT(*) FROM _sqlx_migrations", [], |r| r.get(0))
         .expect("their table is untouched");
     assert_eq!(theirs, 1);
-    pool.close().await;
 }
 
 #[cfg(feature = "postgres")]

@@ -6,8 +6,6 @@
 mod common;
 
 use common::fixtures;
-use sqlx::Connection;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use tessera_core::format::Spelling;
 use tessera_core::id::DeviceId;
 use tessera_core::kind::onboarding::{DeviceBinding, UsageLimit};
@@ -83,12 +81,9 @@ async fn a_lock_held_past_the_busy_timeout_is_unavailable() {
     store.migrate().await.expect("migrate");
 
     // Another process takes the write lock and keeps it.
-    let mut other = SqliteConnection::connect_with(&SqliteConnectOptions::new().filename(&path))
-        .await
-        .expect("a second connection");
-    let mut tx = other
-        .begin_with("BEGIN IMMEDIATE")
-        .await
+    let mut other = rusqlite::Connection::open(&path).expect("a second connection");
+    let tx = other
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .expect("take the write lock");
 
     let pepper = fixtures::pepper();
@@ -97,11 +92,9 @@ async fn a_lock_held_past_the_busy_timeout_is_unavailable() {
         Err(e @ StoreError::Unavailable(_)) => assert!(e.is_temporary()),
         other => panic!("a write under another's lock: {other:?}"),
     }
-    sqlx::query("SELECT 1")
-        .execute(&mut *tx)
-        .await
+    tx.execute_batch("SELECT 1")
         .expect("the lock holder still works");
-    tx.rollback().await.expect("release the lock");
+    tx.rollback().expect("release the lock");
 
     store
         .insert(&record)

@@ -3,36 +3,73 @@
 use std::path::PathBuf;
 use time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+/// How hard SQLite makes a commit durable before returning (`PRAGMA synchronous`), in WAL mode.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Synchronous {
+    /// `NORMAL` (the default): a commit survives the process crashing (SIGKILL included); a
+    /// power loss or an operating-system crash may undo the last commits before the next
+    /// checkpoint, never corrupt the database.
+    #[default]
+    Normal,
+    /// `FULL`: each commit is synced to disk before it returns, so it also survives a power
+    /// loss. Choose it when a redemption (an N-use onboarding token) must never be counted
+    /// twice across a power cut; each write then costs one `fsync`.
+    Full,
+}
+
+impl Synchronous {
+    pub(crate) const fn pragma(self) -> &'static str {
+        match self {
+            Self::Normal => "NORMAL",
+            Self::Full => "FULL",
+        }
+    }
+}
 
 /// How to open a SQLite store.
 ///
-/// A file database uses WAL, `synchronous = NORMAL`, foreign keys and a busy timeout, and is
-/// safe to share between processes. An in-memory database is a named shared-cache database
-/// private to its store: the store holds one connection to it for its whole life, so every
-/// connection of the pool sees the same data whatever happens to them (a connection sqlx closes
-/// because a query was cancelled no longer takes the database with it); it is gone when the
-/// store is dropped.
+/// A file database uses WAL, `synchronous = NORMAL` (see [`Synchronous`]), foreign keys and a
+/// busy timeout, and is safe to share between processes: every change is one `BEGIN IMMEDIATE`
+/// transaction. Reads run on the calling thread on one of a few reader connections, each one
+/// statement in its own short read transaction; writes go through one writer connection per
+/// store. The WAL is checkpointed every [`SqliteConfig::DEFAULT_WAL_AUTOCHECKPOINT`] pages and
+/// cut back to [`SqliteConfig::DEFAULT_JOURNAL_SIZE_LIMIT`] bytes after each reset, so it stays
+/// bounded under steady traffic.
+///
+/// An in-memory database is one connection held for the store's whole life: it is gone when the
+/// store (and every clone of it) is dropped, and never before.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct SqliteConfig {
     /// The database file; `None` for an in-memory database.
     pub path: Option<PathBuf>,
-    /// How long a statement waits for another connection's lock before failing with
+    /// How long a statement waits for another process's lock before failing with
     /// `Unavailable`.
     pub busy_timeout: Duration,
-    /// The most connections the pool opens (always one in memory).
+    /// The most idle reader connections kept open (at least one; unused in memory). More are
+    /// opened while many reads run at once, and closed when they finish.
     pub max_connections: u32,
     /// Whether to create the file when it does not exist.
     pub create_if_missing: bool,
+    /// How durable a commit is; see [`Synchronous`].
+    pub synchronous: Synchronous,
 }
 
 impl SqliteConfig {
     /// The default busy timeout: 5 seconds.
     pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::seconds(5);
 
-    /// The default pool size for a file.
+    /// The default number of idle reader connections kept for a file.
     pub const DEFAULT_MAX_CONNECTIONS: u32 = 8;
+
+    /// WAL pages written before a commit checkpoints them into the database (SQLite's default,
+    /// about 4 MiB).
+    pub const DEFAULT_WAL_AUTOCHECKPOINT: u32 = 1000;
+
+    /// The size, in bytes, a WAL file is cut back to once a checkpoint has copied it all back
+    /// (`PRAGMA journal_size_limit`): 8 MiB.
+    pub const DEFAULT_JOURNAL_SIZE_LIMIT: i64 = 8 << 20;
 
     /// A database file, created when missing.
     pub fn file(path: impl Into<PathBuf>) -> Self {
@@ -41,6 +78,7 @@ impl SqliteConfig {
             busy_timeout: Self::DEFAULT_BUSY_TIMEOUT,
             max_connections: Self::DEFAULT_MAX_CONNECTIONS,
             create_if_missing: true,
+            synchronous: Synchronous::Normal,
         }
     }
 
@@ -51,6 +89,7 @@ impl SqliteConfig {
             busy_timeout: Self::DEFAULT_BUSY_TIMEOUT,
             max_connections: 1,
             create_if_missing: true,
+            synchronous: Synchronous::Normal,
         }
     }
 
@@ -61,7 +100,7 @@ impl SqliteConfig {
         self
     }
 
-    /// Open at most this many connections (at least one).
+    /// Keep at most this many idle reader connections (at least one).
     #[must_use]
     pub const fn max_connections(mut self, n: u32) -> Self {
         self.max_connections = n;
@@ -75,40 +114,10 @@ impl SqliteConfig {
         self
     }
 
-    /// `memory`: the name of the in-memory database (unique per store), unused for a file.
-    pub(crate) fn connect_options(&self, memory: &str) -> SqliteConnectOptions {
-        let base = SqliteConnectOptions::new()
-            .foreign_keys(true)
-            .busy_timeout(crate::std_duration(self.busy_timeout));
-        match &self.path {
-            Some(path) => base
-                .filename(path)
-                .create_if_missing(self.create_if_missing)
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal),
-            None => base
-                .filename(format!("file:{memory}?mode=memory&cache=shared"))
-                .in_memory(true)
-                .shared_cache(true),
-        }
-    }
-
-    pub(crate) fn pool_options(&self) -> SqlitePoolOptions {
-        match self.path {
-            Some(_) => crate::pool::never_in_transaction(
-                SqlitePoolOptions::new()
-                    .max_connections(self.max_connections.max(1))
-                    .acquire_timeout(crate::std_duration(self.busy_timeout.saturating_mul(2))),
-            ),
-            // One connection at a time: no table locks between connections of the shared cache.
-            None => crate::pool::never_in_transaction(
-                SqlitePoolOptions::new()
-                    .max_connections(1)
-                    .min_connections(1)
-                    .idle_timeout(None)
-                    .max_lifetime(None)
-                    .acquire_timeout(crate::std_duration(self.busy_timeout.saturating_mul(2))),
-            ),
-        }
+    /// How durable each commit is.
+    #[must_use]
+    pub const fn synchronous(mut self, synchronous: Synchronous) -> Self {
+        self.synchronous = synchronous;
+        self
     }
 }

@@ -4,7 +4,7 @@
 mod config;
 mod store;
 
-pub use config::SqliteConfig;
+pub use config::{SqliteConfig, Synchronous};
 pub use store::SqliteStore;
 
 use crate::migrate::{Migration, embed};

@@ -1,14 +1,20 @@
-//! [`SqliteStore`]: the [`Store`] implementation on SQLite.
+//! [`SqliteStore`]: the [`Store`] implementation on SQLite, through rusqlite.
+//!
+//! Every statement steps on the calling thread: reads on one of a few reader connections, each
+//! statement its own short read transaction (no snapshot is held between calls, so checkpoints
+//! are never starved); changes through the store's one writer connection, each one `BEGIN
+//! IMMEDIATE` transaction run from begin to commit without an await point. A caller dropped
+//! while it waits for the writer has done nothing; once it holds the writer it cannot be
+//! interrupted, so no change is ever half-written and no transaction or lock outlives its call.
 
 use core::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use sqlx::query::Query;
-use sqlx::sqlite::{Sqlite, SqliteArguments, SqlitePool};
-use sqlx::{Connection, Executor, Row, SqliteConnection};
+use rusqlite::types::ToSql;
+use rusqlite::{Connection, OpenFlags, Params, Row, Statement, TransactionBehavior};
 use tessera_core::audit::AuditEvent;
 use tessera_core::digest::{Digest, Hint};
 use tessera_core::id::{DeviceId, EndpointId, TokenId};
@@ -25,14 +31,17 @@ use time::{Duration, OffsetDateTime};
 
 use super::{MIGRATIONS, SqliteConfig};
 use crate::codec::{self, DataColumns, RecordColumns, record_columns};
-use crate::error::{Error, map_sqlx_error};
+use crate::error::{Error, map_sqlite_error};
 use crate::{migrate, sql};
 
-type Q<'q> = Query<'q, Sqlite, SqliteArguments<'q>>;
-
-/// How many times a redemption re-reads a token that changed under it before giving up with
-/// `Conflict`.
-const REDEEM_ATTEMPTS: usize = 3;
+/// A statement of [`sql`] as SQLite binds it: `$N` becomes `?N` (SQLite numbers `$N` names by
+/// first appearance, not by `N`), converted once per statement.
+macro_rules! lite {
+    ($sql:expr) => {{
+        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| numbered($sql));
+        SQL.as_str()
+    }};
+}
 
 /// Records narrowed by $1 kind, $2 states (a JSON array), $3 owner, $4 endpoint, $5 expiring at
 /// or before; each optional.
@@ -50,6 +59,9 @@ const LIST_TOKENS: &str = concat!(
 /// statement (the bundled build's `SQLITE_MAX_VARIABLE_NUMBER`).
 const INSERT_CHUNK: usize = 32_766 / sql::INSERT_COLUMNS;
 
+/// Prepared statements kept per connection: every statement the store runs, with room.
+const STATEMENT_CACHE: usize = 64;
+
 const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS _tessera_migrations (\
      version INTEGER PRIMARY KEY, description TEXT NOT NULL, checksum BLOB NOT NULL, \
      installed_at INTEGER NOT NULL) STRICT";
@@ -65,8 +77,9 @@ const SCHEMA_VERSION: &str = "SELECT MAX(version) FROM _tessera_migrations";
 /// A Tessera store in a SQLite database.
 ///
 /// Open it with [`SqliteStore::open`] (a file) or [`SqliteStore::open_in_memory`], then call
-/// [`SqliteStore::migrate`] once to create or upgrade the schema. Every atomic operation is one
-/// statement or one `BEGIN IMMEDIATE` transaction, so several processes can share one file.
+/// [`SqliteStore::migrate`] once to create or upgrade the schema. Every change is one `BEGIN
+/// IMMEDIATE` transaction, so several processes can share one file; see [`SqliteConfig`] for
+/// how connections are used.
 ///
 /// # Examples
 ///
@@ -83,20 +96,21 @@ const SCHEMA_VERSION: &str = "SELECT MAX(version) FROM _tessera_migrations";
 /// ```
 #[derive(Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
-    path: Option<PathBuf>,
-    /// Held by every write of this process (clones share it): SQLite has one writer, and
-    /// connections that meet its lock sleep in the busy handler (1 ms, 2 ms, 5 ms, ...) long
-    /// after it is free. Queueing here hands the lock over as soon as it is released; the
-    /// busy timeout still arbitrates between processes.
-    writer: Arc<tokio::sync::Mutex<()>>,
-    /// In memory: a connection held, never used, for the store's life, so the database lives
-    /// as long as the store whatever the pool does with its connections.
-    memory: Option<Arc<std::sync::Mutex<SqliteConnection>>>,
+    inner: Arc<Inner>,
 }
 
-/// Names each in-memory database of this process apart.
-static MEMORY_DATABASES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+struct Inner {
+    config: SqliteConfig,
+    /// The one connection every change of this store goes through (clones share it), `None`
+    /// once closed. Queueing here hands SQLite's write lock over as soon as it is released
+    /// within the process; the busy timeout arbitrates between processes. In memory it is the
+    /// database itself, and serves reads too.
+    writer: tokio::sync::Mutex<Option<Connection>>,
+    /// Idle reader connections of a file database.
+    readers: Mutex<Vec<Connection>>,
+    /// Set by [`SqliteStore::close`]: no reader is opened or kept any more.
+    closed: std::sync::atomic::AtomicBool,
+}
 
 impl SqliteStore {
     /// The newest schema version this build creates and reads.
@@ -114,7 +128,7 @@ impl SqliteStore {
 
     /// Open a private in-memory database, gone when the store (and every clone of it) is
     /// dropped. It stays one database for the store's whole life, whatever happens to the
-    /// pool's connections (a cancelled query, a connection sqlx closed).
+    /// operations run on it (a cancelled query included).
     ///
     /// # Errors
     ///
@@ -129,30 +143,14 @@ impl SqliteStore {
     ///
     /// As [`SqliteStore::open`].
     pub async fn open_with(config: SqliteConfig) -> Result<Self, Error> {
-        let name = format!(
-            "tessera-memory-{}-{}",
-            std::process::id(),
-            MEMORY_DATABASES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        );
-        let options = config.connect_options(&name);
-        let memory = match config.path {
-            Some(_) => None,
-            None => Some(Arc::new(std::sync::Mutex::new(
-                SqliteConnection::connect_with(&options)
-                    .await
-                    .map_err(|e| Error::Connect(Box::new(e)))?,
-            ))),
-        };
-        let pool = config
-            .pool_options()
-            .connect_with(options)
-            .await
-            .map_err(|e| Error::Connect(Box::new(e)))?;
+        let writer = connect(&config, true).map_err(|e| Error::Connect(Box::new(e)))?;
         let store = Self {
-            pool,
-            path: config.path,
-            writer: Arc::default(),
-            memory,
+            inner: Arc::new(Inner {
+                config,
+                writer: tokio::sync::Mutex::new(Some(writer)),
+                readers: Mutex::new(Vec::new()),
+                closed: std::sync::atomic::AtomicBool::new(false),
+            }),
         };
         migrate::check_not_too_new(store.schema_version().await?, MIGRATIONS)?;
         Ok(store)
@@ -179,31 +177,39 @@ impl SqliteStore {
     #[doc(hidden)]
     pub async fn migrate_to(&self, version: i64) -> Result<(), Error> {
         let fail = |e| Error::Migrate(db(e));
+        let mut guard = self.inner.writer.lock().await;
+        let conn = guard
+            .as_mut()
+            .ok_or_else(|| Error::Migrate(closed_error()))?;
         // One immediate transaction: one migrating process at a time, all or nothing.
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(fail)?;
-        (&mut *tx)
-            .execute(CREATE_MIGRATIONS_TABLE)
-            .await
-            .map_err(fail)?;
-        let applied: Vec<(i64, Vec<u8>)> = sqlx::query_as(APPLIED_MIGRATIONS)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(fail)?;
-        for m in migrate::plan(&applied, MIGRATIONS, version)? {
-            (&mut *tx).execute(m.sql).await.map_err(fail)?;
-            sqlx::query(RECORD_MIGRATION)
-                .bind(m.version)
-                .bind(m.description)
-                .bind(m.checksum())
-                .execute(&mut *tx)
-                .await
+        tx.execute_batch(CREATE_MIGRATIONS_TABLE).map_err(fail)?;
+        let applied = {
+            let mut stmt = tx.prepare(APPLIED_MIGRATIONS).map_err(fail)?;
+            let rows = stmt
+                .query_map([], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?)))
                 .map_err(fail)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(fail)?
+        };
+        for m in migrate::plan(&applied, MIGRATIONS, version)? {
+            tx.execute_batch(m.sql).map_err(fail)?;
+            tx.execute(
+                &numbered(RECORD_MIGRATION),
+                rusqlite::params![m.version, m.description, m.checksum()],
+            )
+            .map_err(fail)?;
         }
-        tx.commit().await.map_err(fail)
+        tx.commit().map_err(fail)?;
+        drop(guard);
+        // Readers prepared statements against the old schema: start them afresh.
+        self.inner
+            .readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        Ok(())
     }
 
     /// The schema version the database is at, `None` before the first migration.
@@ -212,164 +218,296 @@ impl SqliteStore {
     ///
     /// [`Error::Connect`] when the database cannot be read.
     pub async fn schema_version(&self) -> Result<Option<i64>, Error> {
-        let fail = |e| Error::Connect(Box::new(e));
-        let tables: i64 = sqlx::query_scalar(HAS_MIGRATIONS_TABLE)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(fail)?;
-        if tables == 0 {
-            return Ok(None);
-        }
-        sqlx::query_scalar(SCHEMA_VERSION)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(fail)
+        self.read(|conn| {
+            let tables: i64 = conn
+                .query_row(HAS_MIGRATIONS_TABLE, [], |r| r.get(0))
+                .map_err(db)?;
+            if tables == 0 {
+                return Ok(None);
+            }
+            conn.query_row(SCHEMA_VERSION, [], |r| r.get(0))
+                .map_err(db)
+        })
+        .await
+        .map_err(|e| Error::Connect(Box::new(e)))
     }
 
-    /// Close every connection, waiting for operations in flight.
+    /// Close every connection, waiting for the change in flight. Every later call fails with
+    /// `Unavailable`.
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.inner
+            .closed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let conn = self.inner.writer.lock().await.take();
+        drop(conn);
+        self.inner
+            .readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 
-    /// Wait for this process's turn to write (see the `writer` field).
-    async fn writing(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.writer.lock().await
+    /// Run `f` on a reader (in memory: on the one connection), on the calling thread.
+    async fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        if self.inner.config.path.is_none() {
+            let guard = self.inner.writer.lock().await;
+            return f(guard.as_ref().ok_or_else(closed_error)?);
+        }
+        let conn = self.reader()?;
+        let out = f(&conn);
+        self.give_back(conn);
+        out
     }
 
-    async fn begin(&self) -> Result<sqlx::Transaction<'static, Sqlite>, StoreError> {
-        // Take the write lock up front: a deferred transaction that reads then writes can fail
-        // with SQLITE_BUSY on the upgrade, which no busy timeout waits out.
-        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)
-    }
-
-    /// Why a conditional update on `id` matched nothing: `NotFound` or `Conflict`.
-    async fn missed(conn: &mut SqliteConnection, id: TokenId) -> StoreError {
-        match sqlx::query_scalar::<_, String>(sql::TOKEN_KIND)
-            .bind(codec::id(id))
-            .fetch_optional(conn)
-            .await
-        {
-            Ok(Some(_)) => StoreError::Conflict,
-            Ok(None) => StoreError::NotFound { what: "token" },
-            Err(e) => db(e),
+    /// An idle reader, or a new one.
+    fn reader(&self) -> Result<Connection, StoreError> {
+        if self.inner.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(closed_error());
+        }
+        let idle = self
+            .inner
+            .readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        match idle {
+            Some(conn) => Ok(conn),
+            None => connect(&self.inner.config, false).map_err(db),
         }
     }
 
-    /// What a record that failed to insert collided with, checked against the database and
-    /// against the records inserted before it in the same batch.
-    async fn collision(
-        &self,
-        c: &RecordColumns,
-        r: &TokenRecord,
-        before: &[TokenRecord],
-    ) -> &'static str {
-        let found: Option<String> = sqlx::query_scalar(sql::COLLISION)
-            .bind(c.id.as_str())
-            .bind(c.digest_key)
-            .bind(c.digest.as_slice())
-            .fetch_optional(&self.pool)
-            .await
-            .ok()
-            .flatten();
-        match found.as_deref() {
-            Some("id") => "token id",
-            Some("digest") => "token digest",
-            _ => codec::batch_collision(r, before),
+    /// Keep a reader for the next read, unless enough are kept (or it is somehow inside a
+    /// transaction: then it is closed, which rolls that back).
+    fn give_back(&self, conn: Connection) {
+        if !conn.is_autocommit() || self.inner.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let mut idle = self
+            .inner
+            .readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let keep = usize::try_from(self.inner.config.max_connections.max(1)).unwrap_or(1);
+        if idle.len() < keep {
+            idle.push(conn);
         }
     }
 
-    async fn insert_in(
+    /// Run `f` in one `BEGIN IMMEDIATE` transaction on the writer, committed when it returns
+    /// `Ok`, rolled back when it returns `Err`. Nothing between the begin and the end awaits:
+    /// once started, the change runs to its end even if the caller is dropped.
+    async fn write<T>(
         &self,
-        conn: &mut SqliteConnection,
-        c: &RecordColumns,
-    ) -> Result<(), sqlx::Error> {
-        bind_record(sqlx::query(sql::INSERT_TOKEN), c)
-            .execute(conn)
-            .await
-            .map(|_| ())
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut guard = self.inner.writer.lock().await;
+        let conn = guard.as_mut().ok_or_else(closed_error)?;
+        let out = immediate(conn, f);
+        if !conn.is_autocommit() {
+            // A rollback that failed: never leave the writer inside a transaction.
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        out
     }
+}
 
-    /// Insert a batch in one transaction, in multi-row chunks.
-    ///
-    /// A chunk that collides does not say which of its records did. SQLite undoes just that
-    /// statement and keeps the transaction, so the chunk's records are then inserted one at a
-    /// time: the first to collide gives the error, exactly as if every record had been inserted
-    /// one by one.
-    async fn insert_batch(&self, records: &[TokenRecord]) -> Result<(), StoreError> {
-        let columns = records
-            .iter()
-            .map(RecordColumns::of)
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut tx = self.begin().await?;
-        for (k, chunk) in columns.chunks(INSERT_CHUNK).enumerate() {
-            let Err(e) = insert_rows(&mut tx, chunk).await else {
-                continue;
-            };
-            if !matches!(&e, sqlx::Error::Database(d) if d.is_unique_violation()) {
-                let _ = tx.rollback().await;
-                return Err(db(e));
+/// `f` in a `BEGIN IMMEDIATE` transaction on `conn`.
+fn immediate<T>(
+    conn: &mut Connection,
+    f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db)?;
+    let out = f(&tx)?;
+    tx.commit().map_err(db)?;
+    Ok(out)
+}
+
+/// Open a connection with the store's settings: the writer of a file sets WAL and its limits.
+fn connect(config: &SqliteConfig, writer: bool) -> rusqlite::Result<Connection> {
+    let conn = match &config.path {
+        Some(path) => {
+            let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            if writer && config.create_if_missing {
+                flags |= OpenFlags::SQLITE_OPEN_CREATE;
             }
-            for (j, c) in chunk.iter().enumerate() {
-                if let Err(e) = self.insert_in(&mut tx, c).await {
-                    let _ = tx.rollback().await;
-                    let i = k * INSERT_CHUNK + j;
-                    return Err(self.insert_error(e, c, records, i).await);
-                }
+            Connection::open_with_flags(path, flags)?
+        }
+        None => Connection::open_in_memory()?,
+    };
+    conn.busy_timeout(crate::std_duration(config.busy_timeout))?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    conn.execute_batch("PRAGMA foreign_keys = ON")?;
+    if config.path.is_some() {
+        if writer {
+            let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                    Some(format!("the database cannot use WAL (journal mode {mode})")),
+                ));
             }
+            conn.execute_batch(&format!(
+                "PRAGMA wal_autocheckpoint = {}; PRAGMA journal_size_limit = {};",
+                SqliteConfig::DEFAULT_WAL_AUTOCHECKPOINT,
+                SqliteConfig::DEFAULT_JOURNAL_SIZE_LIMIT
+            ))?;
         }
-        tx.commit().await.map_err(db)
+        conn.execute_batch(&format!(
+            "PRAGMA synchronous = {}",
+            config.synchronous.pragma()
+        ))?;
     }
+    Ok(conn)
+}
 
-    async fn insert_error(
-        &self,
-        e: sqlx::Error,
-        c: &RecordColumns,
-        records: &[TokenRecord],
-        i: usize,
-    ) -> StoreError {
-        match map_sqlx_error(e, "token") {
-            StoreError::AlreadyExists { .. } => StoreError::AlreadyExists {
-                what: self.collision(c, &records[i], &records[..i]).await,
-            },
-            other => other,
+/// `sql` with every `$N` parameter spelled `?N`, which SQLite binds by `N`.
+fn numbered(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
+            out.push('?');
+        } else {
+            out.push(c);
         }
     }
+    out
+}
+
+fn closed_error() -> StoreError {
+    StoreError::Unavailable(String::from("the SQLite store was closed; open it again"))
 }
 
 impl fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SqliteStore")
-            .field("path", &self.path)
-            .field("in_memory", &self.memory.is_some())
-            .field("connections", &self.pool.size())
+            .field("path", &self.inner.config.path)
+            .field("in_memory", &self.inner.config.path.is_none())
+            .field(
+                "idle_readers",
+                &self
+                    .inner
+                    .readers
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .len(),
+            )
             .finish_non_exhaustive()
     }
 }
 
-fn db(e: sqlx::Error) -> StoreError {
-    map_sqlx_error(e, "token")
+fn db(e: rusqlite::Error) -> StoreError {
+    map_sqlite_error(e, "token")
 }
 
-/// A state or data change can only collide on the application name.
-fn name_taken(e: sqlx::Error) -> StoreError {
-    map_sqlx_error(e, "application token name")
+/// The first row of `stmt` run with `params`, read by `f`; the statement is then stepped to its
+/// end, so a write's errors surface here.
+fn first<T>(
+    stmt: &mut Statement<'_>,
+    params: impl Params,
+    what: &'static str,
+    f: impl FnOnce(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    let err = |e| map_sqlite_error(e, what);
+    let mut rows = stmt.query(params).map_err(err)?;
+    let out = match rows.next().map_err(err)? {
+        Some(row) => Some(f(row)?),
+        None => None,
+    };
+    while rows.next().map_err(err)?.is_some() {}
+    Ok(out)
 }
 
-/// Insert records with one multi-row statement (at most [`INSERT_CHUNK`] of them).
-async fn insert_rows(conn: &mut SqliteConnection, cs: &[RecordColumns]) -> Result<(), sqlx::Error> {
-    let statement = insert_rows_sql(cs.len());
-    // Only the full-chunk statement is kept prepared: one per batch size would fill the
-    // connection's statement cache with large statements used once.
-    let q = sqlx::query(&statement).persistent(cs.len() == INSERT_CHUNK);
-    cs.iter()
-        .fold(q, bind_record)
-        .execute(conn)
-        .await
+/// Every row of `stmt` run with `params`, each read by `f`.
+fn every<T>(
+    stmt: &mut Statement<'_>,
+    params: impl Params,
+    f: impl Fn(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut rows = stmt.query(params).map_err(db)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(db)? {
+        out.push(f(row)?);
+    }
+    Ok(out)
+}
+
+fn prepare<'c>(conn: &'c Connection, sql: &str) -> Result<rusqlite::CachedStatement<'c>, StoreError> {
+    conn.prepare_cached(sql).map_err(db)
+}
+
+/// The values of [`sql::INSERT_TOKEN`], in order.
+fn record_params(c: &RecordColumns) -> [&dyn ToSql; sql::INSERT_COLUMNS] {
+    [
+        &c.id,
+        &c.kind,
+        &c.digest_key,
+        &c.digest,
+        &c.spelling,
+        &c.hint,
+        &c.state,
+        &c.created_at,
+        &c.created_by,
+        &c.generated_by,
+        &c.expires_at,
+        &c.last_used_at,
+        &c.activated_at,
+        &c.grace_until,
+        &c.successor,
+        &c.max_uses,
+        &c.uses,
+        &c.data.app_name,
+        &c.data.owner,
+        &c.data.endpoint,
+        &c.data.method,
+        &c.data.binding,
+        &c.data.bound_device,
+        &c.data.data,
+        &c.sealed,
+    ]
+}
+
+fn insert_one(conn: &Connection, c: &RecordColumns) -> rusqlite::Result<()> {
+    conn.prepare_cached(lite!(sql::INSERT_TOKEN))?
+        .execute(&record_params(c)[..])
         .map(|_| ())
 }
 
+/// Insert records with one multi-row statement (at most [`INSERT_CHUNK`] of them).
+fn insert_rows(conn: &Connection, cs: &[RecordColumns]) -> rusqlite::Result<()> {
+    let statement = insert_rows_sql(cs.len());
+    // Only the full-chunk statement is kept prepared: one per batch size would fill the
+    // connection's statement cache with large statements used once.
+    let mut stmt = if cs.len() == INSERT_CHUNK {
+        conn.prepare_cached(&statement)?
+    } else {
+        // Not cached: dropped (finalized) after this batch.
+        let mut s = conn.prepare(&statement)?;
+        bind_rows(&mut s, cs)?;
+        return s.raw_execute().map(|_| ());
+    };
+    bind_rows(&mut stmt, cs)?;
+    stmt.raw_execute().map(|_| ())
+}
+
+fn bind_rows(stmt: &mut Statement<'_>, cs: &[RecordColumns]) -> rusqlite::Result<()> {
+    let mut i = 1;
+    for c in cs {
+        for v in record_params(c) {
+            stmt.raw_bind_parameter(i, v)?;
+            i += 1;
+        }
+    }
+    Ok(())
+}
+
 /// [`sql::INSERT_TOKEN`] for `n` records: `n` rows of anonymous placeholders, bound record after
-/// record by `bind_record`.
+/// record.
 fn insert_rows_sql(n: usize) -> String {
     let mut row = String::from("(?");
     row.push_str(&", ?".repeat(sql::INSERT_COLUMNS - 1));
@@ -389,87 +527,158 @@ fn insert_rows_sql(n: usize) -> String {
     s
 }
 
-fn bind_record<'q>(q: Q<'q>, c: &'q RecordColumns) -> Q<'q> {
-    bind_data(
-        q.bind(c.id.as_str())
-            .bind(c.kind)
-            .bind(c.digest_key)
-            .bind(c.digest.as_slice())
-            .bind(c.spelling)
-            .bind(c.hint.as_str())
-            .bind(c.state)
-            .bind(c.created_at)
-            .bind(c.created_by.as_str())
-            .bind(c.generated_by.as_deref())
-            .bind(c.expires_at)
-            .bind(c.last_used_at)
-            .bind(c.activated_at)
-            .bind(c.grace_until)
-            .bind(c.successor.as_deref())
-            .bind(c.max_uses)
-            .bind(c.uses),
-        &c.data,
-    )
-    .bind(c.data.data.as_str())
-    .bind(c.sealed.as_deref())
+/// Why a conditional update on `id` matched nothing: `NotFound` or `Conflict`.
+fn missed(conn: &Connection, id: TokenId) -> StoreError {
+    let found = prepare(conn, lite!(sql::TOKEN_KIND))
+        .and_then(|mut s| first(&mut s, [codec::id(id)], "token", |_| Ok(())));
+    match found {
+        Ok(Some(())) => StoreError::Conflict,
+        Ok(None) => StoreError::NotFound { what: "token" },
+        Err(e) => e,
+    }
 }
 
-/// Bind app name, owner, endpoint, method, binding and bound device, in that order.
-fn bind_data<'q>(q: Q<'q>, d: &'q DataColumns) -> Q<'q> {
-    q.bind(d.app_name.as_deref())
-        .bind(d.owner.as_deref())
-        .bind(d.endpoint.as_deref())
-        .bind(d.method)
-        .bind(d.binding)
-        .bind(d.bound_device.as_deref())
+/// What a record that failed to insert collided with, checked against the database (as it was
+/// before the failed statement) and against the records inserted before it in the same batch.
+fn collision(conn: &Connection, c: &RecordColumns, r: &TokenRecord, before: &[TokenRecord]) -> &'static str {
+    let found = prepare(conn, lite!(sql::COLLISION)).and_then(|mut s| {
+        first(
+            &mut s,
+            rusqlite::params![c.id, c.digest_key, c.digest],
+            "token",
+            |row| row.get::<_, String>(0).map_err(db),
+        )
+    });
+    match found.ok().flatten().as_deref() {
+        Some("id") => "token id",
+        Some("digest") => "token digest",
+        _ => codec::batch_collision(r, before),
+    }
+}
+
+fn insert_error(
+    conn: &Connection,
+    e: rusqlite::Error,
+    c: &RecordColumns,
+    records: &[TokenRecord],
+    i: usize,
+) -> StoreError {
+    match map_sqlite_error(e, "token") {
+        StoreError::AlreadyExists { .. } => StoreError::AlreadyExists {
+            what: collision(conn, c, &records[i], &records[..i]),
+        },
+        other => other,
+    }
+}
+
+/// Insert a batch in the current transaction, in multi-row chunks.
+///
+/// A chunk that collides does not say which of its records did. SQLite undoes just that
+/// statement and keeps the transaction, so the chunk's records are then inserted one at a
+/// time: the first to collide gives the error, exactly as if every record had been inserted
+/// one by one.
+fn insert_batch(conn: &Connection, records: &[TokenRecord], columns: &[RecordColumns]) -> Result<(), StoreError> {
+    for (k, chunk) in columns.chunks(INSERT_CHUNK).enumerate() {
+        let Err(e) = insert_rows(conn, chunk) else {
+            continue;
+        };
+        let e = map_sqlite_error(e, "token");
+        if !matches!(e, StoreError::AlreadyExists { .. }) {
+            return Err(e);
+        }
+        for (j, c) in chunk.iter().enumerate() {
+            if let Err(e) = insert_one(conn, c) {
+                return Err(insert_error(conn, e, c, records, k * INSERT_CHUNK + j));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Apply a state change: the record after it, or why it missed.
+fn change_state_in(conn: &Connection, id: TokenId, change: &StateChange) -> Result<TokenRecord, StoreError> {
+    let mut stmt = prepare(conn, lite!(sql::CHANGE_STATE))?;
+    let row = first(
+        &mut stmt,
+        rusqlite::params![
+            codec::id(id),
+            change.from.as_str(),
+            change.to.as_str(),
+            codec::ts(change.at)?,
+            codec::ts_opt(change.grace_until)?,
+            change.successor.map(codec::id),
+        ],
+        "application token name",
+        |row| codec::record(row),
+    )?;
+    match row {
+        Some(r) => Ok(r),
+        None => Err(missed(conn, id)),
+    }
+}
+
+/// The record updated by a statement returning [`record_columns!`], or `NotFound`.
+fn returned_record(
+    conn: &Connection,
+    statement: &str,
+    params: impl Params,
+    what: &'static str,
+) -> Result<Option<TokenRecord>, StoreError> {
+    let mut stmt = prepare(conn, statement)?;
+    first(&mut stmt, params, what, |row| codec::record(row))
+}
+
+fn append_in(conn: &Connection, event: &AuditEvent) -> Result<(), StoreError> {
+    let (at, token, actor, body) = codec::event_columns(event)?;
+    prepare(conn, lite!(sql::APPEND_EVENT))?
+        .execute(rusqlite::params![at, token, actor, body])
+        .map_err(db)?;
+    Ok(())
 }
 
 #[async_trait]
 impl Store for SqliteStore {
     fn capabilities(&self) -> Capabilities {
         let mut c = Capabilities::default();
-        c.shared_across_processes = self.path.is_some();
-        c.durable = self.path.is_some();
+        c.shared_across_processes = self.inner.config.path.is_some();
+        c.durable = self.inner.config.path.is_some();
         c
     }
 
     async fn insert(&self, record: &TokenRecord) -> Result<(), StoreError> {
-        let _writing = self.writing().await;
         let c = RecordColumns::of(record)?;
-        match bind_record(sqlx::query(sql::INSERT_TOKEN), &c)
-            .execute(&self.pool)
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => Err(self
-                .insert_error(e, &c, core::slice::from_ref(record), 0)
-                .await),
-        }
+        self.write(|conn| {
+            insert_one(conn, &c)
+                .map_err(|e| insert_error(conn, e, &c, core::slice::from_ref(record), 0))
+        })
+        .await
     }
 
     async fn insert_many(&self, records: &[TokenRecord]) -> Result<(), StoreError> {
-        let _writing = self.writing().await;
-        self.insert_batch(records).await
+        let columns = records
+            .iter()
+            .map(RecordColumns::of)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.write(|conn| insert_batch(conn, records, &columns)).await
     }
 
     async fn get(&self, id: TokenId) -> Result<Option<TokenRecord>, StoreError> {
-        let row = sqlx::query(sql::GET_TOKEN)
-            .bind(codec::id(id))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?;
-        row.as_ref().map(codec::record).transpose()
+        self.read(|conn| {
+            let mut stmt = prepare(conn, lite!(sql::GET_TOKEN))?;
+            first(&mut stmt, [codec::id(id)], "token", |row| codec::record(row))
+        })
+        .await
     }
 
     async fn find_by_digest(&self, digest: &Digest) -> Result<Option<TokenRecord>, StoreError> {
         let (key, bytes) = codec::digest(digest);
-        let row = sqlx::query(sql::FIND_BY_DIGEST)
-            .bind(key)
-            .bind(bytes)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?;
-        row.as_ref().map(codec::record).transpose()
+        self.read(|conn| {
+            let mut stmt = prepare(conn, lite!(sql::FIND_BY_DIGEST))?;
+            first(&mut stmt, rusqlite::params![key, bytes], "token", |row| {
+                codec::record(row)
+            })
+        })
+        .await
     }
 
     async fn list(&self, filter: &TokenFilter) -> Result<Vec<TokenRecord>, StoreError> {
@@ -478,16 +687,21 @@ impl Store for SqliteStore {
             .as_deref()
             .map(codec::states_json)
             .transpose()?;
-        let rows = sqlx::query(LIST_TOKENS)
-            .bind(filter.kind.map(|k| k.as_str()))
-            .bind(states)
-            .bind(filter.owner.as_ref().map(|o| o.as_str()))
-            .bind(filter.endpoint.as_ref().map(|e| e.as_str()))
-            .bind(filter.expires_before.map(codec::ts_saturating))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
-        rows.iter().map(codec::record).collect()
+        self.read(|conn| {
+            let mut stmt = prepare(conn, lite!(LIST_TOKENS))?;
+            every(
+                &mut stmt,
+                rusqlite::params![
+                    filter.kind.map(|k| k.as_str()),
+                    states,
+                    filter.owner.as_ref().map(|o| o.as_str()),
+                    filter.endpoint.as_ref().map(|e| e.as_str()),
+                    filter.expires_before.map(codec::ts_saturating),
+                ],
+                |row| codec::record(row),
+            )
+        })
+        .await
     }
 
     async fn change_state(
@@ -495,16 +709,7 @@ impl Store for SqliteStore {
         id: TokenId,
         change: &StateChange,
     ) -> Result<TokenRecord, StoreError> {
-        let _writing = self.writing().await;
-        let mut conn = self.pool.acquire().await.map_err(db)?;
-        let row = bind_change(sqlx::query(sql::CHANGE_STATE), id, change)?
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(name_taken)?;
-        match row {
-            Some(row) => codec::record(&row),
-            None => Err(Self::missed(&mut conn, id).await),
-        }
+        self.write(|conn| change_state_in(conn, id, change)).await
     }
 
     async fn replace(
@@ -513,47 +718,38 @@ impl Store for SqliteStore {
         change: &StateChange,
         new: &TokenRecord,
     ) -> Result<TokenRecord, StoreError> {
-        let _writing = self.writing().await;
         let c = RecordColumns::of(new)?;
-        let mut tx = self.begin().await?;
-        let row = bind_change(sqlx::query(sql::CHANGE_STATE), old, change)?
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(name_taken)?;
-        let Some(row) = row else {
-            let e = Self::missed(&mut tx, old).await;
-            let _ = tx.rollback().await;
-            return Err(e);
-        };
-        let updated = codec::record(&row)?;
-        if let Err(e) = self.insert_in(&mut tx, &c).await {
-            let _ = tx.rollback().await;
-            return Err(self
-                .insert_error(e, &c, core::slice::from_ref(new), 0)
-                .await);
-        }
-        tx.commit().await.map_err(db)?;
-        Ok(updated)
+        self.write(|conn| {
+            let updated = change_state_in(conn, old, change)?;
+            insert_one(conn, &c)
+                .map_err(|e| insert_error(conn, e, &c, core::slice::from_ref(new), 0))?;
+            Ok(updated)
+        })
+        .await
     }
 
     async fn update_data(&self, id: TokenId, data: &KindData) -> Result<TokenRecord, StoreError> {
-        let _writing = self.writing().await;
         let d = DataColumns::of(data)?;
-        let mut conn = self.pool.acquire().await.map_err(db)?;
-        let row = bind_data(
-            sqlx::query(sql::UPDATE_DATA)
-                .bind(codec::id(id))
-                .bind(data.kind().as_str())
-                .bind(d.data.as_str()),
-            &d,
-        )
-        .fetch_optional(&mut *conn)
+        self.write(|conn| {
+            let row = returned_record(
+                conn,
+                lite!(sql::UPDATE_DATA),
+                rusqlite::params![
+                    codec::id(id),
+                    data.kind().as_str(),
+                    d.data,
+                    d.app_name,
+                    d.owner,
+                    d.endpoint,
+                    d.method,
+                    d.binding,
+                    d.bound_device,
+                ],
+                "application token name",
+            )?;
+            row.ok_or_else(|| missed(conn, id))
+        })
         .await
-        .map_err(name_taken)?;
-        match row {
-            Some(row) => codec::record(&row),
-            None => Err(Self::missed(&mut conn, id).await),
-        }
     }
 
     async fn set_digest(
@@ -562,20 +758,17 @@ impl Store for SqliteStore {
         digest: &Digest,
         hint: &Hint,
     ) -> Result<TokenRecord, StoreError> {
-        let _writing = self.writing().await;
         let (key, bytes) = codec::digest(digest);
-        let row = sqlx::query(sql::SET_DIGEST)
-            .bind(codec::id(id))
-            .bind(key)
-            .bind(bytes)
-            .bind(hint.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| map_sqlx_error(e, "token digest"))?;
-        match row {
-            Some(row) => codec::record(&row),
-            None => Err(StoreError::NotFound { what: "token" }),
-        }
+        self.write(|conn| {
+            returned_record(
+                conn,
+                lite!(sql::SET_DIGEST),
+                rusqlite::params![codec::id(id), key, bytes, hint.as_str()],
+                "token digest",
+            )?
+            .ok_or(StoreError::NotFound { what: "token" })
+        })
+        .await
     }
 
     async fn set_sealed(
@@ -583,17 +776,17 @@ impl Store for SqliteStore {
         id: TokenId,
         sealed: Option<&Sealed>,
     ) -> Result<TokenRecord, StoreError> {
-        let _writing = self.writing().await;
-        let row = sqlx::query(sql::SET_SEALED)
-            .bind(codec::id(id))
-            .bind(sealed.map(Sealed::to_bytes))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| map_sqlx_error(e, "token"))?;
-        match row {
-            Some(row) => codec::record(&row),
-            None => Err(StoreError::NotFound { what: "token" }),
-        }
+        let bytes = sealed.map(Sealed::to_bytes);
+        self.write(|conn| {
+            returned_record(
+                conn,
+                lite!(sql::SET_SEALED),
+                rusqlite::params![codec::id(id), bytes],
+                "token",
+            )?
+            .ok_or(StoreError::NotFound { what: "token" })
+        })
+        .await
     }
 
     async fn touch(
@@ -602,38 +795,34 @@ impl Store for SqliteStore {
         now: OffsetDateTime,
         interval: Duration,
     ) -> Result<bool, StoreError> {
-        let _writing = self.writing().await;
-        let mut conn = self.pool.acquire().await.map_err(db)?;
-        let done = sqlx::query(sql::TOUCH)
-            .bind(codec::id(id))
-            .bind(codec::ts(now)?)
-            .bind(codec::ts_before(now, interval))
-            .execute(&mut *conn)
-            .await
-            .map_err(db)?;
-        if done.rows_affected() > 0 {
-            return Ok(true);
-        }
-        match Self::missed(&mut conn, id).await {
-            StoreError::Conflict => Ok(false),
-            e => Err(e),
-        }
+        let at = codec::ts(now)?;
+        let before = codec::ts_before(now, interval);
+        self.write(|conn| {
+            let done = prepare(conn, lite!(sql::TOUCH))?
+                .execute(rusqlite::params![codec::id(id), at, before])
+                .map_err(db)?;
+            if done > 0 {
+                return Ok(true);
+            }
+            match missed(conn, id) {
+                StoreError::Conflict => Ok(false),
+                e => Err(e),
+            }
+        })
+        .await
     }
 
     async fn purge(&self, ids: &[TokenId]) -> Result<u64, StoreError> {
-        let _writing = self.writing().await;
-        let mut tx = self.begin().await?;
-        let mut removed = 0;
-        for id in ids {
-            let done = sqlx::query(sql::PURGE)
-                .bind(codec::id(*id))
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-            removed += done.rows_affected();
-        }
-        tx.commit().await.map_err(db)?;
-        Ok(removed)
+        self.write(|conn| {
+            let mut stmt = prepare(conn, lite!(sql::PURGE))?;
+            let mut removed = 0u64;
+            for id in ids {
+                let n = stmt.execute([codec::id(*id)]).map_err(db)?;
+                removed += u64::try_from(n).unwrap_or(u64::MAX);
+            }
+            Ok(removed)
+        })
+        .await
     }
 
     async fn redeem(
@@ -642,62 +831,57 @@ impl Store for SqliteStore {
         device: &DeviceId,
         now: OffsetDateTime,
     ) -> Result<Redemption, StoreError> {
-        let _writing = self.writing().await;
         let (key, bytes) = codec::digest(digest);
         let at = codec::ts(now)?;
-        for _ in 0..REDEEM_ATTEMPTS {
-            let mut tx = self.begin().await?;
-            let row = sqlx::query(sql::REDEEM)
-                .bind(key)
-                .bind(bytes.as_slice())
-                .bind(at)
-                .bind(device.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db)?;
-            if let Some(row) = row {
-                let record = codec::record(&row)?;
-                sqlx::query(sql::INSERT_ENROLLMENT)
-                    .bind(codec::id(record.id))
-                    .bind(device.as_str())
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-                tx.commit().await.map_err(db)?;
-                return Ok(Redemption::Redeemed(record));
-            }
-            // Nothing changed: say why, from the record as it is.
-            let current = sqlx::query(sql::FIND_BY_DIGEST)
-                .bind(key)
-                .bind(bytes.as_slice())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db)?;
-            let _ = tx.rollback().await;
-            let Some(current) = current else {
-                return Ok(Redemption::Refused(Rejection::NotFound));
-            };
-            let record = codec::record(&current)?;
-            if !matches!(record.data, KindData::Onboarding(_)) {
-                // To a redemption, a token of another kind does not exist.
-                return Ok(Redemption::Refused(Rejection::NotFound));
-            }
-            if let Err(why) = validate(&record, &Request::Onboarding { device }, now) {
-                return Ok(Redemption::Refused(why));
-            }
-            // It changed between the two statements and is usable now: try again.
+        // One immediate transaction: nothing changes between the conditional update and the
+        // read that explains a refusal.
+        let (redeemed, current) = self
+            .write(|conn| {
+                let row = returned_record(
+                    conn,
+                    lite!(sql::REDEEM),
+                    rusqlite::params![key, bytes, at, device.as_str()],
+                    "token",
+                )?;
+                if let Some(record) = row {
+                    prepare(conn, lite!(sql::INSERT_ENROLLMENT))?
+                        .execute(rusqlite::params![codec::id(record.id), device.as_str(), at])
+                        .map_err(db)?;
+                    return Ok((Some(record), None));
+                }
+                let current = returned_record(
+                    conn,
+                    lite!(sql::FIND_BY_DIGEST),
+                    rusqlite::params![key, bytes],
+                    "token",
+                )?;
+                Ok((None, current))
+            })
+            .await?;
+        if let Some(record) = redeemed {
+            return Ok(Redemption::Redeemed(record));
         }
-        Err(StoreError::Conflict)
+        // Nothing changed: say why, from the record as it is.
+        let Some(record) = current else {
+            return Ok(Redemption::Refused(Rejection::NotFound));
+        };
+        if !matches!(record.data, KindData::Onboarding(_)) {
+            // To a redemption, a token of another kind does not exist.
+            return Ok(Redemption::Refused(Rejection::NotFound));
+        }
+        match validate(&record, &Request::Onboarding { device }, now) {
+            Err(why) => Ok(Redemption::Refused(why)),
+            // The statement and the rules disagree about a record that did not change: retry.
+            Ok(_) => Err(StoreError::Conflict),
+        }
     }
 
     async fn enrollments(&self, id: TokenId) -> Result<Vec<Enrollment>, StoreError> {
-        let rows = sqlx::query(sql::ENROLLMENTS)
-            .bind(codec::id(id))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
-        rows.iter().map(codec::enrollment).collect()
+        self.read(|conn| {
+            let mut stmt = prepare(conn, lite!(sql::ENROLLMENTS))?;
+            every(&mut stmt, [codec::id(id)], |row| codec::enrollment(row))
+        })
+        .await
     }
 
     async fn record_usage(
@@ -706,31 +890,30 @@ impl Store for SqliteStore {
         subject: &UsageSubject,
         now: OffsetDateTime,
     ) -> Result<UsageOutcome, StoreError> {
-        let _writing = self.writing().await;
         let (kind, key, method) = codec::subject(subject);
-        let row = sqlx::query(sql::RECORD_USAGE)
-            .bind(codec::id(id))
-            .bind(kind)
-            .bind(key)
-            .bind(method)
-            .bind(codec::ts(now)?)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?;
-        match row {
-            Some(row) => Ok(UsageOutcome::Counted(codec::usage_entry(&row)?)),
-            None => Ok(UsageOutcome::Blocked),
-        }
+        let at = codec::ts(now)?;
+        self.write(|conn| {
+            let mut stmt = prepare(conn, lite!(sql::RECORD_USAGE))?;
+            let entry = first(
+                &mut stmt,
+                rusqlite::params![codec::id(id), kind, key, method, at],
+                "token",
+                |row| codec::usage_entry(row),
+            )?;
+            Ok(entry.map_or(UsageOutcome::Blocked, UsageOutcome::Counted))
+        })
+        .await
     }
 
     async fn is_blocked(&self, id: TokenId, ip: IpAddr) -> Result<bool, StoreError> {
-        let blocked: Option<bool> = sqlx::query_scalar(sql::IS_BLOCKED)
-            .bind(codec::id(id))
-            .bind(ip.to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(blocked.unwrap_or(false))
+        self.read(|conn| {
+            let mut stmt = prepare(conn, lite!(sql::IS_BLOCKED))?;
+            let blocked = first(&mut stmt, [codec::id(id), ip.to_string()], "token", |row| {
+                row.get::<_, bool>(0).map_err(db)
+            })?;
+            Ok(blocked.unwrap_or(false))
+        })
+        .await
     }
 
     async fn set_blocked(
@@ -739,54 +922,52 @@ impl Store for SqliteStore {
         ip: IpAddr,
         blocked: bool,
     ) -> Result<UsageEntry, StoreError> {
-        let _writing = self.writing().await;
-        let row = sqlx::query(sql::SET_BLOCKED)
-            .bind(codec::id(id))
-            .bind(ip.to_string())
-            .bind(blocked)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db)?;
-        codec::usage_entry(&row)
+        self.write(|conn| {
+            let mut stmt = prepare(conn, lite!(sql::SET_BLOCKED))?;
+            first(
+                &mut stmt,
+                rusqlite::params![codec::id(id), ip.to_string(), blocked],
+                "token",
+                |row| codec::usage_entry(row),
+            )?
+            .ok_or(StoreError::NotFound { what: "token" })
+        })
+        .await
     }
 
     async fn usage(&self, id: TokenId) -> Result<Vec<UsageEntry>, StoreError> {
-        let rows = sqlx::query(sql::USAGE)
-            .bind(codec::id(id))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
-        codec::sorted_usage(
-            rows.iter()
-                .map(codec::usage_entry)
-                .collect::<Result<_, _>>()?,
-        )
+        let entries = self
+            .read(|conn| {
+                let mut stmt = prepare(conn, lite!(sql::USAGE))?;
+                every(&mut stmt, [codec::id(id)], |row| codec::usage_entry(row))
+            })
+            .await?;
+        codec::sorted_usage(entries)
     }
 
     async fn endpoint_usage(&self, endpoint: &EndpointId) -> Result<Vec<UsageEntry>, StoreError> {
-        let rows = sqlx::query(sql::ENDPOINT_USAGE)
-            .bind(endpoint.as_str())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
-        codec::sorted_usage(
-            rows.iter()
-                .map(codec::usage_entry)
-                .collect::<Result<_, _>>()?,
-        )
+        let entries = self
+            .read(|conn| {
+                let mut stmt = prepare(conn, lite!(sql::ENDPOINT_USAGE))?;
+                every(&mut stmt, [endpoint.as_str()], |row| codec::usage_entry(row))
+            })
+            .await?;
+        codec::sorted_usage(entries)
     }
 
     async fn put_mapping(&self, mapping: &Mapping) -> Result<(), StoreError> {
-        let _writing = self.writing().await;
-        sqlx::query(sql::PUT_MAPPING)
-            .bind(codec::id(mapping.secondary))
-            .bind(mapping.endpoint.as_str())
-            .bind(codec::method(mapping.method))
-            .bind(mapping.enabled)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| map_sqlx_error(e, "mapping"))?;
-        Ok(())
+        self.write(|conn| {
+            prepare(conn, lite!(sql::PUT_MAPPING))?
+                .execute(rusqlite::params![
+                    codec::id(mapping.secondary),
+                    mapping.endpoint.as_str(),
+                    codec::method(mapping.method),
+                    mapping.enabled,
+                ])
+                .map_err(|e| map_sqlite_error(e, "mapping"))?;
+            Ok(())
+        })
+        .await
     }
 
     async fn mapping(
@@ -795,14 +976,16 @@ impl Store for SqliteStore {
         endpoint: &EndpointId,
         method: Method,
     ) -> Result<Option<Mapping>, StoreError> {
-        let row = sqlx::query(sql::GET_MAPPING)
-            .bind(codec::id(secondary))
-            .bind(endpoint.as_str())
-            .bind(codec::method(method))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?;
-        row.as_ref().map(codec::mapping).transpose()
+        self.read(|conn| {
+            let mut stmt = prepare(conn, lite!(sql::GET_MAPPING))?;
+            first(
+                &mut stmt,
+                rusqlite::params![codec::id(secondary), endpoint.as_str(), codec::method(method)],
+                "mapping",
+                |row| codec::mapping(row),
+            )
+        })
+        .await
     }
 
     async fn set_mapping_enabled(
@@ -812,19 +995,22 @@ impl Store for SqliteStore {
         method: Method,
         enabled: bool,
     ) -> Result<Mapping, StoreError> {
-        let _writing = self.writing().await;
-        let row = sqlx::query(sql::SET_MAPPING_ENABLED)
-            .bind(codec::id(secondary))
-            .bind(endpoint.as_str())
-            .bind(codec::method(method))
-            .bind(enabled)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?;
-        match row {
-            Some(row) => codec::mapping(&row),
-            None => Err(StoreError::NotFound { what: "mapping" }),
-        }
+        self.write(|conn| {
+            let mut stmt = prepare(conn, lite!(sql::SET_MAPPING_ENABLED))?;
+            first(
+                &mut stmt,
+                rusqlite::params![
+                    codec::id(secondary),
+                    endpoint.as_str(),
+                    codec::method(method),
+                    enabled
+                ],
+                "mapping",
+                |row| codec::mapping(row),
+            )?
+            .ok_or(StoreError::NotFound { what: "mapping" })
+        })
+        .await
     }
 
     async fn remove_mapping(
@@ -833,18 +1019,20 @@ impl Store for SqliteStore {
         endpoint: &EndpointId,
         method: Method,
     ) -> Result<(), StoreError> {
-        let _writing = self.writing().await;
-        let done = sqlx::query(sql::REMOVE_MAPPING)
-            .bind(codec::id(secondary))
-            .bind(endpoint.as_str())
-            .bind(codec::method(method))
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound { what: "mapping" });
-        }
-        Ok(())
+        self.write(|conn| {
+            let n = prepare(conn, lite!(sql::REMOVE_MAPPING))?
+                .execute(rusqlite::params![
+                    codec::id(secondary),
+                    endpoint.as_str(),
+                    codec::method(method),
+                ])
+                .map_err(db)?;
+            if n == 0 {
+                return Err(StoreError::NotFound { what: "mapping" });
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn mappings(
@@ -852,56 +1040,41 @@ impl Store for SqliteStore {
         secondary: Option<TokenId>,
         endpoint: Option<&EndpointId>,
     ) -> Result<Vec<Mapping>, StoreError> {
-        let rows = sqlx::query(sql::MAPPINGS)
-            .bind(secondary.map(codec::id))
-            .bind(endpoint.map(EndpointId::as_str))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(codec::sorted_mappings(
-            rows.iter().map(codec::mapping).collect::<Result<_, _>>()?,
-        ))
+        let found = self
+            .read(|conn| {
+                let mut stmt = prepare(conn, lite!(sql::MAPPINGS))?;
+                every(
+                    &mut stmt,
+                    rusqlite::params![secondary.map(codec::id), endpoint.map(EndpointId::as_str)],
+                    |row| codec::mapping(row),
+                )
+            })
+            .await?;
+        Ok(codec::sorted_mappings(found))
     }
 
     async fn append(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        let _writing = self.writing().await;
-        let (at, token, actor, body) = codec::event_columns(event)?;
-        sqlx::query(sql::APPEND_EVENT)
-            .bind(at)
-            .bind(token)
-            .bind(actor)
-            .bind(body)
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(())
+        self.write(|conn| append_in(conn, event)).await
     }
 
     async fn events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
         let actor = filter.actor.as_ref().map(codec::actor).transpose()?;
-        let rows = sqlx::query(sql::EVENTS)
-            .bind(filter.token.map(codec::id))
-            .bind(actor)
-            .bind(filter.since.map(codec::ts_saturating))
-            .bind(filter.until.map(codec::ts_saturating))
-            .bind(codec::limit(filter.limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
-        rows.iter()
-            .map(|row| codec::event(&row.try_get::<String, _>("body").map_err(db)?))
-            .collect()
+        self.read(|conn| {
+            let mut stmt = prepare(conn, lite!(sql::EVENTS))?;
+            every(
+                &mut stmt,
+                rusqlite::params![
+                    filter.token.map(codec::id),
+                    actor,
+                    filter.since.map(codec::ts_saturating),
+                    filter.until.map(codec::ts_saturating),
+                    codec::limit(filter.limit),
+                ],
+                |row| codec::event(&row.get::<_, String>(0).map_err(db)?),
+            )
+        })
+        .await
     }
-}
-
-/// Bind a state change after the id: from, to, at, grace until, successor.
-fn bind_change<'q>(q: Q<'q>, id: TokenId, change: &StateChange) -> Result<Q<'q>, StoreError> {
-    Ok(q.bind(codec::id(id))
-        .bind(change.from.as_str())
-        .bind(change.to.as_str())
-        .bind(codec::ts(change.at)?)
-        .bind(codec::ts_opt(change.grace_until)?)
-        .bind(change.successor.map(codec::id)))
 }
 
 #[cfg(test)]
@@ -915,5 +1088,13 @@ mod tests {
             assert_eq!(statement.matches('?').count(), n * sql::INSERT_COLUMNS);
             assert_eq!(statement.matches('(').count(), n + 1);
         }
+    }
+
+    #[test]
+    fn dollar_parameters_become_numbered() {
+        assert_eq!(
+            numbered("SET a = $3 WHERE id = $1 AND b = $12 AND c = '$'"),
+            "SET a = ?3 WHERE id = ?1 AND b = ?12 AND c = '$'"
+        );
     }
 }
