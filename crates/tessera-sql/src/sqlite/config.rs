@@ -54,6 +54,10 @@ pub struct SqliteConfig {
     pub create_if_missing: bool,
     /// How durable a commit is; see [`Synchronous`].
     pub synchronous: Synchronous,
+    /// The most pages (4 KiB each) the database may grow to (`PRAGMA max_page_count`), `None`
+    /// for SQLite's own limit. A change that would grow it further fails whole with
+    /// [`crate::Error::Full`] as its store error's source, as on a full disk.
+    pub max_page_count: Option<u32>,
 }
 
 impl SqliteConfig {
@@ -79,6 +83,7 @@ impl SqliteConfig {
             max_connections: Self::DEFAULT_MAX_CONNECTIONS,
             create_if_missing: true,
             synchronous: Synchronous::Normal,
+            max_page_count: None,
         }
     }
 
@@ -90,6 +95,7 @@ impl SqliteConfig {
             max_connections: 1,
             create_if_missing: true,
             synchronous: Synchronous::Normal,
+            max_page_count: None,
         }
     }
 
@@ -118,6 +124,13 @@ impl SqliteConfig {
     #[must_use]
     pub const fn synchronous(mut self, synchronous: Synchronous) -> Self {
         self.synchronous = synchronous;
+        self
+    }
+
+    /// Let the database grow to at most `pages` pages.
+    #[must_use]
+    pub const fn max_page_count(mut self, pages: u32) -> Self {
+        self.max_page_count = Some(pages);
         self
     }
 }

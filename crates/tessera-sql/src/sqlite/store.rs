@@ -342,6 +342,12 @@ fn connect(config: &SqliteConfig, writer: bool) -> rusqlite::Result<Connection> 
     conn.busy_timeout(crate::std_duration(config.busy_timeout))?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.execute_batch("PRAGMA foreign_keys = ON")?;
+    if let Some(pages) = config.max_page_count {
+        // Answers the limit in force (never below the current size).
+        let _: i64 = conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
+            r.get(0)
+        })?;
+    }
     if config.path.is_some() {
         if writer {
             let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
