@@ -286,7 +286,6 @@ impl ApplicationTokens<'_> {
                 id: id.to_string(),
             });
         }
-        let entry = self.svc.inner.store.set_blocked(id, ip, blocked).await?;
         let action = if blocked {
             AuditAction::IpBlocked
         } else {
@@ -295,7 +294,11 @@ impl ApplicationTokens<'_> {
         let event = AuditEvent::new(self.svc.now(), by.actor(), action)
             .token(r.id, r.kind(), &r.hint)
             .ip(Some(ip));
-        self.svc.inner.store.append(&event).await?;
-        Ok(entry)
+        Ok(self
+            .svc
+            .inner
+            .store
+            .set_blocked(id, ip, blocked, &[event])
+            .await?)
     }
 }

@@ -135,20 +135,12 @@ impl EndpointTokens<'_> {
         for m in Method::primaries(allow_delete) {
             minted.push((*m, self.mint_primary(endpoint, *m, by)?));
         }
-        let records: Vec<TokenRecord> = minted.iter().map(|(_, (_, r))| r.clone()).collect();
-        self.svc.inner.store.insert_many(&records).await?;
-        let mut out = Vec::new();
-        for (m, (secret, record)) in minted {
-            self.svc.audit_issued(&record).await?;
-            out.push((
-                m,
-                Issued {
-                    secret,
-                    token: record.summary(now),
-                },
-            ));
-        }
-        Ok(out)
+        let methods: Vec<Method> = minted.iter().map(|(m, _)| *m).collect();
+        let issued = self
+            .svc
+            .store_all_issued(minted.into_iter().map(|(_, t)| t).collect(), now)
+            .await?;
+        Ok(methods.into_iter().zip(issued).collect())
     }
 
     /// Allow or disallow deleting on an endpoint: allowing creates its DELETE primary (returned),
@@ -210,10 +202,14 @@ impl EndpointTokens<'_> {
                 .await?;
         }
         for m in self.svc.inner.store.mappings(None, Some(endpoint)).await? {
+            let mut event = AuditEvent::new(self.svc.now(), by.actor(), AuditAction::Unmapped)
+                .endpoint(&m.endpoint, m.method);
+            event.subject.token = Some(m.secondary);
+            event.subject.kind = Some(Kind::Endpoint);
             self.svc
                 .inner
                 .store
-                .remove_mapping(m.secondary, &m.endpoint, m.method)
+                .remove_mapping(m.secondary, &m.endpoint, m.method, &[event])
                 .await?;
         }
         Ok(())
@@ -326,13 +322,16 @@ impl EndpointTokens<'_> {
         let digest = self.svc.inner.peppers.current().digest(&presented);
         let hint = presented.hint();
         drop(presented);
-        let updated = self.svc.inner.store.set_digest(id, &digest, &hint).await?;
         let event = AuditEvent::new(now, by.actor(), AuditAction::Rotated { successor: id }).token(
             r.id,
             r.kind(),
-            &updated.hint,
+            &hint,
         );
-        self.svc.inner.store.append(&event).await?;
+        self.svc
+            .inner
+            .store
+            .set_digest(id, &digest, &hint, &[event])
+            .await?;
         Ok(secret)
     }
 
@@ -357,10 +356,13 @@ impl EndpointTokens<'_> {
             description,
             enabled,
         });
-        self.svc.inner.store.update_data(id, &data).await?;
         let event = AuditEvent::new(self.svc.now(), by.actor(), AuditAction::Toggled { enabled })
             .token(r.id, r.kind(), &r.hint);
-        self.svc.inner.store.append(&event).await?;
+        self.svc
+            .inner
+            .store
+            .update_data(id, &data, &[event])
+            .await?;
         Ok(())
     }
 
@@ -418,11 +420,10 @@ impl EndpointTokens<'_> {
             method,
             enabled: true,
         };
-        self.svc.inner.store.put_mapping(&mapping).await?;
         let event = AuditEvent::new(self.svc.now(), by.actor(), AuditAction::Mapped)
             .token(r.id, r.kind(), &r.hint)
             .endpoint(endpoint, method);
-        self.svc.inner.store.append(&event).await?;
+        self.svc.inner.store.put_mapping(&mapping, &[event]).await?;
         Ok(mapping)
     }
 
@@ -439,15 +440,14 @@ impl EndpointTokens<'_> {
         by: &Principal,
     ) -> Result<()> {
         let r = self.secondary(secondary).await?;
-        self.svc
-            .inner
-            .store
-            .remove_mapping(secondary, endpoint, method)
-            .await?;
         let event = AuditEvent::new(self.svc.now(), by.actor(), AuditAction::Unmapped)
             .token(r.id, r.kind(), &r.hint)
             .endpoint(endpoint, method);
-        self.svc.inner.store.append(&event).await?;
+        self.svc
+            .inner
+            .store
+            .remove_mapping(secondary, endpoint, method, &[event])
+            .await?;
         Ok(())
     }
 
@@ -465,12 +465,6 @@ impl EndpointTokens<'_> {
         by: &Principal,
     ) -> Result<Mapping> {
         let r = self.secondary(secondary).await?;
-        let m = self
-            .svc
-            .inner
-            .store
-            .set_mapping_enabled(secondary, endpoint, method, enabled)
-            .await?;
         let event = AuditEvent::new(
             self.svc.now(),
             by.actor(),
@@ -478,7 +472,12 @@ impl EndpointTokens<'_> {
         )
         .token(r.id, r.kind(), &r.hint)
         .endpoint(endpoint, method);
-        self.svc.inner.store.append(&event).await?;
+        let m = self
+            .svc
+            .inner
+            .store
+            .set_mapping_enabled(secondary, endpoint, method, enabled, &[event])
+            .await?;
         Ok(m)
     }
 

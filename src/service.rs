@@ -357,31 +357,40 @@ impl TokenService {
         Ok((secret, record))
     }
 
-    /// Store a minted token and audit its issue.
+    /// Store a minted token with its issue event, in one transaction.
     pub(crate) async fn store_issued(
         &self,
         secret: Secret,
         record: TokenRecord,
         now: OffsetDateTime,
     ) -> Result<Issued> {
-        self.inner.store.insert(&record).await?;
-        self.audit_issued(&record).await?;
+        self.inner
+            .store
+            .insert(&record, &[issued_event(&record)])
+            .await?;
         Ok(Issued {
             secret,
             token: record.summary(now),
         })
     }
 
-    pub(crate) async fn audit_issued(&self, record: &TokenRecord) -> Result<()> {
-        let event = AuditEvent::new(
-            record.created_at,
-            record.created_by.clone(),
-            AuditAction::Issued,
-        )
-        .token(record.id, record.kind(), &record.hint)
-        .generated_by(record.generated_by.clone());
-        self.inner.store.append(&event).await?;
-        Ok(())
+    /// Store minted tokens with their issue events, all or none, in one transaction.
+    pub(crate) async fn store_all_issued(
+        &self,
+        minted: Vec<(Secret, TokenRecord)>,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Issued>> {
+        let (secrets, records): (Vec<Secret>, Vec<TokenRecord>) = minted.into_iter().unzip();
+        let events: Vec<AuditEvent> = records.iter().map(issued_event).collect();
+        self.inner.store.insert_many(&records, &events).await?;
+        Ok(secrets
+            .into_iter()
+            .zip(&records)
+            .map(|(secret, record)| Issued {
+                secret,
+                token: record.summary(now),
+            })
+            .collect())
     }
 
     /// The part of a lookup that needs no store, as a plain function (a cache hit costs no
@@ -507,32 +516,14 @@ impl TokenService {
             };
             let to = record.state.apply(action)?;
             let change = StateChange::new(record.state, to, now);
-            match self.inner.store.change_state(id, &change).await {
-                Ok(updated) => {
-                    self.audit_change(&updated, record.state, to, actor, now)
-                        .await?;
-                    return Ok(updated);
-                }
+            let event = change_event(&record, record.state, to, actor.clone(), now);
+            match self.inner.store.change_state(id, &change, &[event]).await {
+                Ok(updated) => return Ok(updated),
                 Err(StoreError::Conflict) => {}
                 Err(e) => return Err(e.into()),
             }
         }
         Err(StoreError::Conflict.into())
-    }
-
-    pub(crate) async fn audit_change(
-        &self,
-        record: &TokenRecord,
-        from: State,
-        to: State,
-        actor: Actor,
-        now: OffsetDateTime,
-    ) -> Result<()> {
-        let event = AuditEvent::new(now, actor, AuditAction::StateChanged { from, to })
-            .token(record.id, record.kind(), &record.hint)
-            .generated_by(record.generated_by.clone());
-        self.inner.store.append(&event).await?;
-        Ok(())
     }
 
     /// Record an accepted use: coalesced last-use write and, if configured, an audit event
@@ -598,4 +589,28 @@ impl TokenService {
             .token(record.id, record.kind(), &record.hint)
             .generated_by(record.generated_by.clone())
     }
+}
+
+/// The event of `record`'s issue.
+pub(crate) fn issued_event(record: &TokenRecord) -> AuditEvent {
+    AuditEvent::new(
+        record.created_at,
+        record.created_by.clone(),
+        AuditAction::Issued,
+    )
+    .token(record.id, record.kind(), &record.hint)
+    .generated_by(record.generated_by.clone())
+}
+
+/// The event of `record`'s state changing from `from` to `to`.
+pub(crate) fn change_event(
+    record: &TokenRecord,
+    from: State,
+    to: State,
+    actor: Actor,
+    now: OffsetDateTime,
+) -> AuditEvent {
+    AuditEvent::new(now, actor, AuditAction::StateChanged { from, to })
+        .token(record.id, record.kind(), &record.hint)
+        .generated_by(record.generated_by.clone())
 }

@@ -12,7 +12,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::error::{Error, Result};
 use crate::principal::Principal;
-use crate::service::{Issued, TokenService};
+use crate::service::{Issued, TokenService, change_event, issued_event};
 
 /// An auto-renewing deployment token that expired and its successor.
 #[derive(Debug)]
@@ -129,14 +129,14 @@ impl TokenService {
             successor: Some(new.id),
             ..StateChange::new(old.state, to, now)
         };
-        self.inner.store.replace(id, &change, &new).await?;
-        self.audit_issued(&new).await?;
-        let event = AuditEvent::new(now, by.actor(), AuditAction::Rotated { successor: new.id })
-            .token(old.id, old.kind(), &old.hint)
-            .generated_by(old.generated_by.clone());
-        self.inner.store.append(&event).await?;
-        self.audit_change(&old, old.state, to, by.actor(), now)
-            .await?;
+        let events = [
+            issued_event(&new),
+            AuditEvent::new(now, by.actor(), AuditAction::Rotated { successor: new.id })
+                .token(old.id, old.kind(), &old.hint)
+                .generated_by(old.generated_by.clone()),
+            change_event(&old, old.state, to, by.actor(), now),
+        ];
+        self.inner.store.replace(id, &change, &new, &events).await?;
         Ok(Issued {
             secret,
             token: new.summary(now),
@@ -260,17 +260,14 @@ impl TokenService {
 
     /// One compare-and-set step of the sweep; `false` when another caller changed it first.
     async fn sweep_step(&self, r: &TokenRecord, to: State, now: OffsetDateTime) -> Result<bool> {
+        let event = change_event(r, r.state, to, Actor::System, now);
         match self
             .inner
             .store
-            .change_state(r.id, &StateChange::new(r.state, to, now))
+            .change_state(r.id, &StateChange::new(r.state, to, now), &[event])
             .await
         {
-            Ok(updated) => {
-                self.audit_change(&updated, r.state, to, Actor::System, now)
-                    .await?;
-                Ok(true)
-            }
+            Ok(_) => Ok(true),
             Err(StoreError::Conflict | StoreError::NotFound { .. }) => Ok(false),
             Err(e) => Err(e.into()),
         }
@@ -293,21 +290,26 @@ impl TokenService {
             successor: Some(new.id),
             ..StateChange::new(old.state, State::Expired, now)
         };
-        match self.inner.store.replace(old.id, &change, &new).await {
+        let events = [
+            issued_event(&new),
+            change_event(old, old.state, State::Expired, Actor::System, now),
+            AuditEvent::new(
+                now,
+                Actor::System,
+                AuditAction::Renewed { successor: new.id },
+            )
+            .token(old.id, old.kind(), &old.hint),
+        ];
+        match self
+            .inner
+            .store
+            .replace(old.id, &change, &new, &events)
+            .await
+        {
             Ok(_) => {}
             Err(StoreError::Conflict) => return Ok(None),
             Err(e) => return Err(e.into()),
         }
-        self.audit_issued(&new).await?;
-        self.audit_change(old, old.state, State::Expired, Actor::System, now)
-            .await?;
-        let event = AuditEvent::new(
-            now,
-            Actor::System,
-            AuditAction::Renewed { successor: new.id },
-        )
-        .token(old.id, old.kind(), &old.hint);
-        self.inner.store.append(&event).await?;
         Ok(Some(Issued {
             secret,
             token: new.summary(now),
@@ -357,12 +359,15 @@ impl TokenService {
         if ids.is_empty() {
             return Ok(ids);
         }
-        self.inner.store.purge(&ids).await?;
-        for id in &ids {
-            let mut event = AuditEvent::new(now, by.actor(), AuditAction::Purged);
-            event.subject.token = Some(*id);
-            self.inner.store.append(&event).await?;
-        }
+        let events: Vec<AuditEvent> = ids
+            .iter()
+            .map(|id| {
+                let mut event = AuditEvent::new(now, by.actor(), AuditAction::Purged);
+                event.subject.token = Some(*id);
+                event
+            })
+            .collect();
+        self.inner.store.purge(&ids, &events).await?;
         Ok(ids)
     }
 

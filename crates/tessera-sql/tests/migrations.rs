@@ -68,7 +68,9 @@ async fn sqlite_upgrades_in_place_from_0001_keeping_data() {
         let old = SqliteStore::open(&path).await.expect("open");
         old.migrate_to(1).await.expect("migrate to 0001 only");
         assert_eq!(old.schema_version().await.expect("version"), Some(1));
-        old.insert(&record).await.expect("insert under schema 1");
+        old.insert(&record, &[])
+            .await
+            .expect("insert under schema 1");
         old.append(&event_by("alice"))
             .await
             .expect("append under schema 1");
@@ -146,7 +148,7 @@ async fn sqlite_migrate_and_reopen_are_idempotent() {
     );
     let store = SqliteStore::open(&path).await.expect("open");
     store.migrate().await.expect("migrate");
-    store.insert(&record).await.expect("insert");
+    store.insert(&record, &[]).await.expect("insert");
     store.migrate().await.expect("migrate again");
     store.close().await;
     let store = SqliteStore::open(&path).await.expect("reopen");
@@ -291,7 +293,9 @@ mod postgres {
         let old = schema.store().await.expect("connect");
         assert_eq!(old.schema_version().await.expect("version"), None);
         old.migrate_to(1).await.expect("migrate to 0001 only");
-        old.insert(&record).await.expect("insert under schema 1");
+        old.insert(&record, &[])
+            .await
+            .expect("insert under schema 1");
         old.close().await;
         let store = schema.store().await.expect("reconnect");
         assert_eq!(store.schema_version().await.expect("version"), Some(1));

@@ -101,7 +101,7 @@ async fn exercise(store: &dyn Store) -> Vec<Needles> {
     let mut records = Vec::new();
     for (secret, record) in &issued {
         needles.push(Needles::of(record.kind(), secret));
-        store.insert(record).await.expect("insert");
+        store.insert(record, &[]).await.expect("insert");
         store
             .append(
                 &AuditEvent::new(
@@ -127,7 +127,7 @@ async fn exercise(store: &dyn Store) -> Vec<Needles> {
         .collect();
     let batch_records: Vec<_> = batch.iter().map(|(_, r)| r.clone()).collect();
     store
-        .insert_many(&batch_records)
+        .insert_many(&batch_records, &[])
         .await
         .expect("insert a batch");
     needles.extend(batch.iter().map(|(s, r)| Needles::of(r.kind(), s)));
@@ -147,7 +147,7 @@ async fn exercise(store: &dyn Store) -> Vec<Needles> {
                     .expect("usage");
                 assert!(matches!(done, UsageOutcome::Counted(_)));
                 store
-                    .set_blocked(r.id, "198.51.100.1".parse().expect("an address"), true)
+                    .set_blocked(r.id, "198.51.100.1".parse().expect("an address"), true, &[])
                     .await
                     .expect("block");
             }
@@ -173,12 +173,15 @@ async fn exercise(store: &dyn Store) -> Vec<Needles> {
         .find(|r| r.spelling == Spelling::Plain64)
         .expect("a secondary");
     store
-        .put_mapping(&Mapping {
-            secondary: secondary.id,
-            endpoint: EndpointId::parse("/api/orders").expect("an endpoint"),
-            method: Method::Get,
-            enabled: true,
-        })
+        .put_mapping(
+            &Mapping {
+                secondary: secondary.id,
+                endpoint: EndpointId::parse("/api/orders").expect("an endpoint"),
+                method: Method::Get,
+                enabled: true,
+            },
+            &[],
+        )
         .await
         .expect("map");
 
@@ -192,13 +195,16 @@ async fn exercise(store: &dyn Store) -> Vec<Needles> {
     let mut change = StateChange::new(State::Active, State::Superseded, now);
     change.grace_until = Some(now + Duration::hours(1));
     change.successor = Some(new.id);
-    store.replace(old.id, &change, &new).await.expect("rotate");
+    store
+        .replace(old.id, &change, &new, &[])
+        .await
+        .expect("rotate");
 
     // Regeneration in place: same id, a new secret.
     let (secret, regenerated) = fixtures::issue(&pepper, secondary.data.clone(), Spelling::Plain64);
     needles.push(Needles::of(Kind::Endpoint, &secret));
     store
-        .set_digest(secondary.id, &regenerated.digest, &regenerated.hint)
+        .set_digest(secondary.id, &regenerated.digest, &regenerated.hint, &[])
         .await
         .expect("regenerate");
     needles
