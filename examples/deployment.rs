@@ -150,7 +150,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
     println!();
     println!("== Audit trail of {}", first.token.hint);
     let filter = AuditFilter::default().token(first.token.id);
-    for e in service.audit(&filter).await? {
+    for e in service.audit(&filter, &admin).await? {
         let what = match &e.action {
             AuditAction::Issued => String::from("issued"),
             AuditAction::Used => String::from("accepted"),

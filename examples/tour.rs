@@ -64,7 +64,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
     auth(&service, &admin).await?;
     application(&service, &clock, &admin).await?;
 
-    let events = service.audit(&AuditFilter::default()).await?;
+    let events = service.audit(&AuditFilter::default(), &admin).await?;
     println!();
     println!(
         "The audit trail holds {} events; none of them holds a secret.",

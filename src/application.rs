@@ -10,6 +10,7 @@ use tessera_core::kind::KindData;
 use tessera_core::kind::application::{AccessTypes, ApplicationData};
 use tessera_core::kind::onboarding::UsageLimit;
 use tessera_core::lifecycle::{Action, State};
+use tessera_core::net::canonical;
 use tessera_core::record::TokenSummary;
 use tessera_core::validate::{self, Rejection, Request};
 use tessera_store::{StoreError, TokenFilter, UsageEntry, UsageOutcome, UsageSubject};
@@ -173,6 +174,10 @@ impl ApplicationTokens<'_> {
     /// Validate an `Authorization` header value (`Bearer <token>`) from `ip`: on acceptance the
     /// use is counted for that address (first seen, last seen, count) in one atomic upsert.
     ///
+    /// Every address is taken in its [canonical](tessera_core::net::canonical) spelling, here
+    /// and in [`block`](Self::block), [`unblock`](Self::unblock) and [`ips`](Self::ips):
+    /// `::ffff:10.0.0.9` and `::10.0.0.9` are `10.0.0.9`, so a block holds for every spelling.
+    ///
     /// # Errors
     ///
     /// Store failures. A refused token is `Ok(Err(rejection))`; a header that is not a bearer
@@ -198,6 +203,7 @@ impl ApplicationTokens<'_> {
         token: &str,
         ip: IpAddr,
     ) -> Result<Result<ApplicationAccess, Rejection>> {
+        let ip = canonical(ip);
         let found = found_or_refuse!(self.svc, Kind::Application, token);
         let (record, now) = (&*found.record, found.now);
         let event = || self.svc.use_event(record, now).ip(Some(ip));
@@ -236,25 +242,42 @@ impl ApplicationTokens<'_> {
         }))
     }
 
-    /// The addresses that used a token, with first and last use, count and block flag.
+    /// The addresses that used a token, with first and last use, count and block flag, each
+    /// address once in its canonical spelling (entries a store kept under another spelling are
+    /// merged into it).
     ///
     /// # Errors
     ///
     /// [`Error::NoSuchToken`]; store failures.
     pub async fn ips(&self, id: TokenId) -> Result<Vec<UsageEntry>> {
         self.svc.record(Kind::Application, id).await?;
-        Ok(self
-            .svc
-            .inner
-            .store
-            .usage(id)
-            .await?
-            .into_iter()
-            .filter(|u| matches!(u.subject, UsageSubject::Ip(_)))
-            .collect())
+        let mut out: Vec<UsageEntry> = Vec::new();
+        for mut u in self.svc.inner.store.usage(id).await? {
+            let UsageSubject::Ip(ip) = u.subject else {
+                continue;
+            };
+            let ip = canonical(ip);
+            match out
+                .iter_mut()
+                .find(|e| matches!(e.subject, UsageSubject::Ip(a) if a == ip))
+            {
+                Some(e) => {
+                    e.count += u.count;
+                    e.blocked |= u.blocked;
+                    e.first_seen = earliest(e.first_seen, u.first_seen);
+                    e.last_seen = e.last_seen.max(u.last_seen);
+                }
+                None => {
+                    u.subject = UsageSubject::Ip(ip);
+                    out.push(u);
+                }
+            }
+        }
+        Ok(out)
     }
 
-    /// Block `ip` for this token: its requests are refused, other addresses are not affected.
+    /// Block `ip` (any spelling) for this token: its requests are refused, whatever spelling
+    /// they arrive in; other addresses are not affected.
     ///
     /// # Errors
     ///
@@ -279,6 +302,7 @@ impl ApplicationTokens<'_> {
         blocked: bool,
         by: &Principal,
     ) -> Result<UsageEntry> {
+        let ip = canonical(ip);
         let r = self.svc.record(Kind::Application, id).await?;
         if r.state == State::Deleted {
             return Err(Error::NoSuchToken {
@@ -292,7 +316,7 @@ impl ApplicationTokens<'_> {
             AuditAction::IpUnblocked
         };
         let event = AuditEvent::new(self.svc.now(), by.actor(), action)
-            .token(r.id, r.kind(), &r.hint)
+            .about(&r)
             .ip(Some(ip));
         Ok(self
             .svc
@@ -300,5 +324,16 @@ impl ApplicationTokens<'_> {
             .store
             .set_blocked(id, ip, blocked, &[event])
             .await?)
+    }
+}
+
+/// The earlier of two optional instants, either missing counting as unknown.
+fn earliest(
+    a: Option<time::OffsetDateTime>,
+    b: Option<time::OffsetDateTime>,
+) -> Option<time::OffsetDateTime> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }

@@ -222,7 +222,7 @@ impl AuthTokens<'_> {
     ) -> Result<Result<AuthAccess, Rejection>> {
         let found = found_or_refuse!(self.svc, Kind::Auth, token);
         let (record, now) = (&*found.record, found.now);
-        let event = || self.svc.use_event(record, now);
+        let event = || self.svc.use_event(record, now).permission(action);
         match validate::validate(record, &Request::Auth { action, held }, now) {
             Ok(a) => {
                 self.svc.used(&found, event).await?;

@@ -204,8 +204,10 @@ impl EndpointTokens<'_> {
         for m in self.svc.inner.store.mappings(None, Some(endpoint)).await? {
             let mut event = AuditEvent::new(self.svc.now(), by.actor(), AuditAction::Unmapped)
                 .endpoint(&m.endpoint, m.method);
-            event.subject.token = Some(m.secondary);
-            event.subject.kind = Some(Kind::Endpoint);
+            match self.svc.inner.store.get(m.secondary).await? {
+                Some(secondary) => event = event.about(&secondary),
+                None => event.subject.token = Some(m.secondary),
+            }
             self.svc
                 .inner
                 .store
@@ -310,7 +312,7 @@ impl EndpointTokens<'_> {
     ///
     /// [`Error::NoSuchToken`] when `id` is not a secondary.
     pub async fn regenerate_secondary(&self, id: TokenId, by: &Principal) -> Result<Secret> {
-        let r = self.secondary(id).await?;
+        let mut r = self.secondary(id).await?;
         let now = self.svc.now();
         let secret = Secret::generate_with(
             Kind::Endpoint,
@@ -322,11 +324,10 @@ impl EndpointTokens<'_> {
         let digest = self.svc.inner.peppers.current().digest(&presented);
         let hint = presented.hint();
         drop(presented);
-        let event = AuditEvent::new(now, by.actor(), AuditAction::Rotated { successor: id }).token(
-            r.id,
-            r.kind(),
-            &hint,
-        );
+        // The event names the token by its new hint, as it is stored after the change.
+        r.hint = hint.clone();
+        let event =
+            AuditEvent::new(now, by.actor(), AuditAction::Rotated { successor: id }).about(&r);
         self.svc
             .inner
             .store
@@ -356,8 +357,8 @@ impl EndpointTokens<'_> {
             description,
             enabled,
         });
-        let event = AuditEvent::new(self.svc.now(), by.actor(), AuditAction::Toggled { enabled })
-            .token(r.id, r.kind(), &r.hint);
+        let event =
+            AuditEvent::new(self.svc.now(), by.actor(), AuditAction::Toggled { enabled }).about(&r);
         self.svc
             .inner
             .store
@@ -421,7 +422,7 @@ impl EndpointTokens<'_> {
             enabled: true,
         };
         let event = AuditEvent::new(self.svc.now(), by.actor(), AuditAction::Mapped)
-            .token(r.id, r.kind(), &r.hint)
+            .about(&r)
             .endpoint(endpoint, method);
         self.svc.inner.store.put_mapping(&mapping, &[event]).await?;
         Ok(mapping)
@@ -441,7 +442,7 @@ impl EndpointTokens<'_> {
     ) -> Result<()> {
         let r = self.secondary(secondary).await?;
         let event = AuditEvent::new(self.svc.now(), by.actor(), AuditAction::Unmapped)
-            .token(r.id, r.kind(), &r.hint)
+            .about(&r)
             .endpoint(endpoint, method);
         self.svc
             .inner
@@ -470,7 +471,7 @@ impl EndpointTokens<'_> {
             by.actor(),
             AuditAction::MappingToggled { enabled },
         )
-        .token(r.id, r.kind(), &r.hint)
+        .about(&r)
         .endpoint(endpoint, method);
         let m = self
             .svc
@@ -538,6 +539,7 @@ impl EndpointTokens<'_> {
         token: &str,
         ip: Option<IpAddr>,
     ) -> Result<Result<EndpointAccess, Rejection>> {
+        let ip = ip.map(tessera_core::net::canonical);
         let found = found_or_refuse!(self.svc, Kind::Endpoint, token);
         let (record, now) = (&*found.record, found.now);
         let mapping = match &record.data {

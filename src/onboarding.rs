@@ -212,7 +212,7 @@ impl OnboardingTokens<'_> {
                                 Actor::Client,
                                 AuditAction::Refused { reason: rej },
                             )
-                            .token(r.id, r.kind(), &r.hint)
+                            .about(&r)
                             .device(device);
                             self.svc.inner.store.append(&event).await?;
                         }

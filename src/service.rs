@@ -585,9 +585,7 @@ impl TokenService {
     }
 
     pub(crate) fn use_event(&self, record: &TokenRecord, now: OffsetDateTime) -> AuditEvent {
-        AuditEvent::new(now, Actor::Client, AuditAction::Used)
-            .token(record.id, record.kind(), &record.hint)
-            .generated_by(record.generated_by.clone())
+        AuditEvent::new(now, Actor::Client, AuditAction::Used).about(record)
     }
 }
 
@@ -598,8 +596,7 @@ pub(crate) fn issued_event(record: &TokenRecord) -> AuditEvent {
         record.created_by.clone(),
         AuditAction::Issued,
     )
-    .token(record.id, record.kind(), &record.hint)
-    .generated_by(record.generated_by.clone())
+    .about(record)
 }
 
 /// The event of `record`'s state changing from `from` to `to`.
@@ -610,7 +607,5 @@ pub(crate) fn change_event(
     actor: Actor,
     now: OffsetDateTime,
 ) -> AuditEvent {
-    AuditEvent::new(now, actor, AuditAction::StateChanged { from, to })
-        .token(record.id, record.kind(), &record.hint)
-        .generated_by(record.generated_by.clone())
+    AuditEvent::new(now, actor, AuditAction::StateChanged { from, to }).about(record)
 }

@@ -1,8 +1,10 @@
 //! Operations every kind shares: look up, rotate, revoke, sweep, clean up, notify, audit.
 
+use std::collections::HashMap;
+
 use tessera_core::Kind;
 use tessera_core::audit::{Actor, AuditAction, AuditEvent};
-use tessera_core::id::TokenId;
+use tessera_core::id::{TokenId, UserId};
 use tessera_core::kind::onboarding::UsageLimit;
 use tessera_core::kind::{EndpointData, KindData};
 use tessera_core::lifecycle::{Action, State};
@@ -132,8 +134,7 @@ impl TokenService {
         let events = [
             issued_event(&new),
             AuditEvent::new(now, by.actor(), AuditAction::Rotated { successor: new.id })
-                .token(old.id, old.kind(), &old.hint)
-                .generated_by(old.generated_by.clone()),
+                .about(&old),
             change_event(&old, old.state, to, by.actor(), now),
         ];
         self.inner.store.replace(id, &change, &new, &events).await?;
@@ -298,7 +299,7 @@ impl TokenService {
                 Actor::System,
                 AuditAction::Renewed { successor: new.id },
             )
-            .token(old.id, old.kind(), &old.hint),
+            .about(old),
         ];
         match self
             .inner
@@ -333,7 +334,7 @@ impl TokenService {
             State::Revoked,
             State::Deleted,
         ]);
-        let ids: Vec<TokenId> = self
+        let dead: Vec<TokenRecord> = self
             .inner
             .store
             .list(&filter)
@@ -354,29 +355,119 @@ impl TokenService {
                     + retention
                     <= now
             })
-            .map(|r| r.id)
             .collect();
+        let ids: Vec<TokenId> = dead.iter().map(|r| r.id).collect();
         if ids.is_empty() {
             return Ok(ids);
         }
-        let events: Vec<AuditEvent> = ids
+        let events: Vec<AuditEvent> = dead
             .iter()
-            .map(|id| {
-                let mut event = AuditEvent::new(now, by.actor(), AuditAction::Purged);
-                event.subject.token = Some(*id);
-                event
-            })
+            .map(|r| AuditEvent::new(now, by.actor(), AuditAction::Purged).about(r))
             .collect();
         self.inner.store.purge(&ids, &events).await?;
         Ok(ids)
     }
 
-    /// The audit trail, oldest first.
+    /// The audit trail `by` may read, oldest first, under the rule listings follow: an
+    /// administrator reads every event; any other user reads the events about their own auth
+    /// tokens, never another user's (an auth token's history names its owner in every event;
+    /// one whose owner cannot be told is not shown), and the events about the other kinds, which
+    /// are not owned by a user.
     ///
     /// # Errors
     ///
-    /// Store failures.
-    pub async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>> {
-        Ok(self.inner.store.events(filter).await?)
+    /// [`Error::Forbidden`] when `filter` asks for another user's auth token and `by` is not an
+    /// administrator; store failures.
+    pub async fn audit(&self, filter: &AuditFilter, by: &Principal) -> Result<Vec<AuditEvent>> {
+        if by.is_admin() {
+            return Ok(self.inner.store.events(filter).await?);
+        }
+        // The limit counts the events the caller may read, so it is applied after the rule.
+        let mut unlimited = filter.clone();
+        let limit = unlimited.limit.take();
+        let events = self.inner.store.events(&unlimited).await?;
+        let mut owners: HashMap<TokenId, Owner> = HashMap::new();
+        if let Some(id) = filter.token {
+            if self.owner_of(id, by, &mut owners).await? == Owner::Other {
+                return Err(Error::Forbidden {
+                    why: "only the token's owner or an administrator can read an auth token's history",
+                });
+            }
+        }
+        let mut out = Vec::new();
+        for e in events {
+            if limit.is_some_and(|l| out.len() >= l) {
+                break;
+            }
+            let readable = match e.subject.token {
+                None => true,
+                Some(id) => {
+                    let owner = match &e.subject.owner {
+                        Some(o) => Owner::of(o, by),
+                        None => self.owner_of(id, by, &mut owners).await?,
+                    };
+                    owner != Owner::Other
+                }
+            };
+            if readable {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whose token `id` is for `by`, from its record or, once purged, from its events;
+    /// remembered in `known`. A token whose owner cannot be told counts as another user's.
+    async fn owner_of(
+        &self,
+        id: TokenId,
+        by: &Principal,
+        known: &mut HashMap<TokenId, Owner>,
+    ) -> Result<Owner> {
+        if let Some(o) = known.get(&id) {
+            return Ok(*o);
+        }
+        let owner = match self.inner.store.get(id).await? {
+            Some(r) => match &r.data {
+                KindData::Auth(a) => Owner::of(&a.owner, by),
+                _ => Owner::Nobody,
+            },
+            None => self
+                .inner
+                .store
+                .events(&AuditFilter::default().token(id))
+                .await?
+                .iter()
+                .find_map(|e| match (&e.subject.owner, e.subject.kind) {
+                    (Some(o), _) => Some(Owner::of(o, by)),
+                    (None, Some(Kind::Auth)) => Some(Owner::Other),
+                    (None, Some(_)) => Some(Owner::Nobody),
+                    (None, None) => None,
+                })
+                .unwrap_or(Owner::Other),
+        };
+        known.insert(id, owner);
+        Ok(owner)
+    }
+}
+
+/// Whose a token is, seen by the caller of [`TokenService::audit`].
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+enum Owner {
+    /// An auth token of the caller's.
+    Mine,
+    /// Of a kind no user owns.
+    Nobody,
+    /// Another user's auth token, or one whose owner cannot be told.
+    Other,
+}
+
+impl Owner {
+    fn of(owner: &UserId, by: &Principal) -> Self {
+        if owner == by.id() {
+            Self::Mine
+        } else {
+            Self::Other
+        }
     }
 }

@@ -220,7 +220,10 @@ async fn admin_generates_for_others_and_manages_everyone() {
     }
     // Audit records the admin as generated_by on the issue event.
     let events = svc
-        .audit(&tessera::store::AuditFilter::default().token(for_bob.token.id))
+        .audit(
+            &tessera::store::AuditFilter::default().token(for_bob.token.id),
+            &admin(),
+        )
         .await
         .unwrap();
     assert_eq!(

@@ -158,7 +158,10 @@ async fn auto_renewal_issues_a_90_day_successor_once() {
             .is_ok()
     );
     let renewed_events = svc
-        .audit(&tessera::store::AuditFilter::default().token(old.token.id))
+        .audit(
+            &tessera::store::AuditFilter::default().token(old.token.id),
+            &admin(),
+        )
         .await
         .unwrap();
     assert!(

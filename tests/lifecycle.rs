@@ -258,7 +258,7 @@ async fn cleanup_purges_dead_tokens_after_retention_and_keeps_audit() {
         Err(Rejection::NotFound)
     );
     let trail = svc
-        .audit(&AuditFilter::default().token(dead.token.id))
+        .audit(&AuditFilter::default().token(dead.token.id), &admin())
         .await
         .unwrap();
     assert!(matches!(trail.first().unwrap().action, AuditAction::Issued));
@@ -287,7 +287,7 @@ async fn audit_trail_records_every_change_and_use_without_secrets() {
         .unwrap();
 
     let all = svc
-        .audit(&AuditFilter::default().token(t.token.id))
+        .audit(&AuditFilter::default().token(t.token.id), &admin())
         .await
         .unwrap();
     let kinds: Vec<String> = all.iter().map(|e| format!("{:?}", e.action)).collect();
@@ -310,12 +310,18 @@ async fn audit_trail_records_every_change_and_use_without_secrets() {
     ));
     assert!(matches!(all[4].action, AuditAction::IpBlocked));
     let by_admin = svc
-        .audit(&AuditFilter::default().actor(Actor::User(admin().id().clone())))
+        .audit(
+            &AuditFilter::default().actor(Actor::User(admin().id().clone())),
+            &admin(),
+        )
         .await
         .unwrap();
     assert_eq!(by_admin.len(), 3);
     let later = svc
-        .audit(&AuditFilter::default().since(common::T0 + Duration::seconds(30)))
+        .audit(
+            &AuditFilter::default().since(common::T0 + Duration::seconds(30)),
+            &admin(),
+        )
         .await
         .unwrap();
     assert_eq!(later.len(), 3);

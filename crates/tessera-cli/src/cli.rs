@@ -443,8 +443,8 @@ pub(crate) enum EndpointCmd {
         /// The method
         #[arg(value_enum)]
         method: MethodArg,
-        /// The client address, for the audit trail
-        #[arg(long)]
+        /// The client address, for the audit trail (any spelling: IPv4, IPv6, IPv4-mapped, with a zone id)
+        #[arg(long, value_parser = ip_arg)]
         ip: Option<std::net::IpAddr>,
         /// The token [default: read from standard input]
         token: Option<String>,
@@ -650,24 +650,31 @@ pub(crate) enum AppCmd {
     Block {
         /// Token id (or a unique prefix)
         id: String,
-        /// The address
+        /// The address, in any spelling (10.0.0.9, ::ffff:10.0.0.9, 2001:db8::1, fe80::1%eth0): all spellings of one address are one
+        #[arg(value_parser = ip_arg)]
         ip: std::net::IpAddr,
     },
     /// Unblock an address for a token
     Unblock {
         /// Token id (or a unique prefix)
         id: String,
-        /// The address
+        /// The address, in any spelling (10.0.0.9, ::ffff:10.0.0.9, 2001:db8::1, fe80::1%eth0): all spellings of one address are one
+        #[arg(value_parser = ip_arg)]
         ip: std::net::IpAddr,
     },
     /// Validate a token from an address, as the API would (recorded in the IP log)
     Verify {
-        /// The client address
-        #[arg(long)]
+        /// The client address, in any spelling (IPv4, IPv6, IPv4-mapped, with a zone id)
+        #[arg(long, value_parser = ip_arg)]
         ip: std::net::IpAddr,
         /// The token, or a whole `Bearer <token>` header [default: read from standard input]
         token: Option<String>,
     },
+}
+
+/// An address in any spelling, read as the library reads it (one canonical form).
+fn ip_arg(s: &str) -> Result<std::net::IpAddr, String> {
+    tessera::core::net::parse_ip(s).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

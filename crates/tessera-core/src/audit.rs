@@ -11,9 +11,11 @@ use time::OffsetDateTime;
 
 use crate::digest::Hint;
 use crate::format::Kind;
-use crate::id::{DeviceId, EndpointId, TokenId, UserId};
+use crate::id::{DeviceId, EndpointId, Permission, TokenId, UserId};
+use crate::kind::KindData;
 use crate::kind::endpoint::Method;
 use crate::lifecycle::State;
+use crate::record::TokenRecord;
 use crate::validate::Rejection;
 
 /// Who did something.
@@ -106,6 +108,16 @@ pub struct Subject {
     pub endpoint: Option<EndpointId>,
     /// The method, for endpoint tokens.
     pub method: Option<Method>,
+    /// The user an auth token belongs to (who may read its history besides an administrator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<UserId>,
+    /// The token's name, where its kind has one (an auth token's, an endpoint secondary's,
+    /// an application token's, a deployment token's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The action an auth token was checked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permission: Option<Permission>,
 }
 
 /// One append-only audit event.
@@ -148,10 +160,27 @@ impl AuditEvent {
         self
     }
 
-    /// From this address.
+    /// About this token record: its id, kind and hint, its owner and name where its kind has
+    /// them, and the admin who generated it for someone else.
+    #[must_use]
+    pub fn about(mut self, record: &TokenRecord) -> Self {
+        self = self.token(record.id, record.kind(), &record.hint);
+        self.subject.owner = match &record.data {
+            KindData::Auth(a) => Some(a.owner.clone()),
+            _ => None,
+        };
+        self.subject.name = record.data.display_name().map(str::to_owned);
+        self.generated_by = record.generated_by.clone();
+        self
+    }
+
+    /// From this address, in its [canonical](crate::net::canonical) spelling.
     #[must_use]
     pub const fn ip(mut self, ip: Option<IpAddr>) -> Self {
-        self.ip = ip;
+        self.ip = match ip {
+            Some(ip) => Some(crate::net::canonical(ip)),
+            None => None,
+        };
         self
     }
 
@@ -166,6 +195,13 @@ impl AuditEvent {
     #[must_use]
     pub fn device(mut self, device: &DeviceId) -> Self {
         self.subject.device = Some(device.clone());
+        self
+    }
+
+    /// For a check of this action (auth tokens).
+    #[must_use]
+    pub fn permission(mut self, action: &Permission) -> Self {
+        self.subject.permission = Some(action.clone());
         self
     }
 

@@ -153,6 +153,14 @@ pub enum InvalidInput {
         /// The action.
         action: String,
     },
+    /// An IP address could not be read.
+    #[error("`{input}` is not an IP address; {why}")]
+    Ip {
+        /// The offending text, cut to 64 characters.
+        input: String,
+        /// What is wrong and how to write it.
+        why: &'static str,
+    },
     /// An identifier could not be parsed.
     #[error("{what} `{input}` is not a valid identifier; {why}")]
     Id {

@@ -33,6 +33,7 @@ pub mod format;
 pub mod id;
 pub mod kind;
 pub mod lifecycle;
+pub mod net;
 pub mod record;
 mod secret;
 pub mod validate;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use axum::extract::ConnectInfo;
 use http::request::Parts;
 use http::{HeaderMap, HeaderName};
+use tessera::core::net::canonical;
 
 use crate::error::{Error, Result};
 
@@ -69,12 +70,8 @@ impl ClientIpSource {
     /// The client address of a request, or `None` when the connection's address is not in the
     /// extensions.
     pub fn client_ip(&self, parts: &Parts) -> Option<IpAddr> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()?
-            .0
-            .ip()
-            .to_canonical();
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>()?.0.ip();
+        let peer = canonical(peer);
         Some(match &self.proxy {
             None => peer,
             Some(proxy) => proxy.client(peer, &parts.headers),
@@ -110,20 +107,14 @@ impl ProxyHeader {
     }
 }
 
-/// One hop of a forwarding header: an address, possibly with a port (`1.2.3.4:80`, `[::1]:80`)
-/// or in brackets.
+/// One hop of a forwarding header: an address in any spelling `parse_ip` reads (brackets, a
+/// zone id), possibly with a port (`1.2.3.4:80`, `[::1]:80`).
 fn parse_hop(s: &str) -> Option<IpAddr> {
-    let ip = s
-        .parse::<IpAddr>()
-        .ok()
-        .or_else(|| s.parse::<SocketAddr>().ok().map(|a| a.ip()))
-        .or_else(|| {
-            s.strip_prefix('[')?
-                .strip_suffix(']')?
-                .parse::<IpAddr>()
-                .ok()
-        })?;
-    Some(ip.to_canonical())
+    if let Ok(ip) = tessera::core::net::parse_ip(s) {
+        return Some(ip);
+    }
+    let ip = s.parse::<SocketAddr>().ok()?.ip();
+    Some(canonical(ip))
 }
 
 /// A proxy address, or a range of them in CIDR notation, whose forwarding header is believed.
@@ -147,7 +138,8 @@ impl TrustedProxy {
             Some((a, p)) => (a, Some(p.parse::<u8>().map_err(|_| bad())?)),
             None => (s.trim(), None),
         };
-        let addr = addr.parse::<IpAddr>().map_err(|_| bad())?.to_canonical();
+        let addr = addr.parse::<IpAddr>().map_err(|_| bad())?;
+        let addr = canonical(addr);
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = prefix.unwrap_or(max);
         if prefix > max {
@@ -161,7 +153,7 @@ impl TrustedProxy {
 
     /// Whether `ip` is in this range.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = ip.to_canonical();
+        let ip = canonical(ip);
         ip.is_ipv4() == self.network.is_ipv4() && mask(ip, self.prefix) == self.network
     }
 }
@@ -169,7 +161,7 @@ impl TrustedProxy {
 impl From<IpAddr> for TrustedProxy {
     /// Exactly this address.
     fn from(ip: IpAddr) -> Self {
-        let ip = ip.to_canonical();
+        let ip = canonical(ip);
         Self {
             network: ip,
             prefix: if ip.is_ipv4() { 32 } else { 128 },
@@ -312,8 +304,13 @@ mod tests {
         assert!(
             !TrustedProxy::parse("0.0.0.0/0")
                 .unwrap()
-                .contains("::2".parse().unwrap())
+                .contains("2001:db8::2".parse().unwrap())
         );
+        // IPv4 written inside IPv6 (mapped or compatible) is the IPv4 address.
+        let ten = TrustedProxy::parse("10.0.0.0/8").unwrap();
+        for s in ["::ffff:10.1.2.3", "::10.1.2.3"] {
+            assert!(ten.contains(s.parse().unwrap()), "{s}");
+        }
         assert!(
             TrustedProxy::parse("fd00::/8")
                 .unwrap()

@@ -105,6 +105,8 @@ macro_rules! redeem_update {
         )
     };
 }
+// Only the PostgreSQL store wraps it; SQLite uses `REDEEM` below.
+#[cfg(feature = "postgres")]
 pub(crate) use redeem_update;
 
 /// Consume one use of a usable onboarding token: $1 key id, $2 digest, $3 now, $4 device.

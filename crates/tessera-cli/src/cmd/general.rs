@@ -374,7 +374,7 @@ pub(crate) async fn audit(ctx: &Ctx, args: AuditArgs) -> Result<()> {
         .map(|s| parse::instant("--until", s, now))
         .transpose()?;
     filter.limit = args.limit;
-    let events = ctx.service.audit(&filter).await?;
+    let events = ctx.service.audit(&filter, &ctx.principal).await?;
     let rows: Vec<Vec<String>> = events.iter().map(event_row).collect();
     ctx.out.listing(
         &["AT", "ACTOR", "ACTION", "KIND", "TOKEN", "HINT", "DETAIL"],

@@ -6,7 +6,9 @@
 
 mod common;
 
+mod addresses;
 mod app;
+mod audit_access;
 mod auth;
 mod deployment;
 mod endpoint;

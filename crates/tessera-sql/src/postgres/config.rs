@@ -1,21 +1,118 @@
-//! [`PostgresConfig`]: which server, which schema, how many connections.
+//! [`PostgresConfig`]: which server, which schema, how many connections, and TLS.
 
 use core::fmt;
 use core::str::FromStr;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 
 use crate::error::Error;
+
+/// Whether and how a connection uses TLS, with libpq's `sslmode` semantics.
+///
+/// Without a mode set anywhere (here, `sslmode` in the URL or the `PGSSLMODE` variable) the
+/// mode is [`VerifyFull`](Self::VerifyFull) when a root certificate is given
+/// ([`PostgresConfig::ssl_root_cert`], `sslrootcert` in the URL or `PGSSLROOTCERT`), and
+/// [`Prefer`](Self::Prefer) otherwise. As in libpq, [`Require`](Self::Require) with a root
+/// certificate verifies the server's certificate against it ([`VerifyCa`](Self::VerifyCa)).
+///
+/// Only `VerifyFull` protects against a server impersonated on the network; `VerifyCa` trusts
+/// any server holding a certificate of the CA; the others encrypt without knowing whom to.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub enum SslMode {
+    /// Never use TLS.
+    Disable,
+    /// Connect whether or not the server offers TLS (using it when offered), verify nothing.
+    Allow,
+    /// Use TLS when the server offers it, verify nothing (the default without a root
+    /// certificate).
+    Prefer,
+    /// Use TLS or fail; verify nothing unless a root certificate is given.
+    Require,
+    /// Use TLS and verify that the server's certificate chains to the root certificate.
+    ///
+    /// With sqlx 0.8 on current rustls the host name is checked too (as `VerifyFull`): a
+    /// certificate that does not name the host is refused, which libpq would accept.
+    VerifyCa,
+    /// As `VerifyCa`, and that the certificate names the host connected to (the default with a
+    /// root certificate).
+    VerifyFull,
+}
+
+impl SslMode {
+    /// The libpq spelling (`verify-full`, ...).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Disable => "disable",
+            Self::Allow => "allow",
+            Self::Prefer => "prefer",
+            Self::Require => "require",
+            Self::VerifyCa => "verify-ca",
+            Self::VerifyFull => "verify-full",
+        }
+    }
+}
+
+impl FromStr for SslMode {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Ok(match s {
+            "disable" => Self::Disable,
+            "allow" => Self::Allow,
+            "prefer" => Self::Prefer,
+            "require" => Self::Require,
+            "verify-ca" => Self::VerifyCa,
+            "verify-full" => Self::VerifyFull,
+            _ => {
+                return Err(Error::Config {
+                    what: "sslmode",
+                    why: "use disable, allow, prefer, require, verify-ca or verify-full",
+                });
+            }
+        })
+    }
+}
+
+impl fmt::Display for SslMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The root certificate(s) a TLS connection trusts.
+#[derive(Clone)]
+enum RootCert {
+    File(PathBuf),
+    Pem(Vec<u8>),
+}
 
 /// How to connect a PostgreSQL store.
 ///
 /// `Debug` never prints the URL, which may hold a password.
+///
+/// # TLS
+///
+/// Connections use rustls. Give the CA that signed the server's certificate with
+/// [`ssl_root_cert`](Self::ssl_root_cert) (or `sslrootcert=` in the URL) and the connection
+/// is verified in full by default: chain and host name (see [`SslMode`]).
+///
+/// ```
+/// use tessera_sql::postgres::{PostgresConfig, SslMode};
+///
+/// let config = PostgresConfig::new("postgres://tessera@db.internal/tessera")
+///     .ssl_root_cert("/etc/tessera/db-ca.pem");
+/// assert_eq!(config.effective_ssl_mode(), SslMode::VerifyFull);
+/// ```
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct PostgresConfig {
     url: String,
     schema: Option<String>,
+    ssl_mode: Option<SslMode>,
+    root_cert: Option<RootCert>,
     /// The most connections the pool opens.
     pub max_connections: u32,
     /// How long an operation waits for a free connection before failing with `Unavailable`.
@@ -39,6 +136,8 @@ impl PostgresConfig {
         Self {
             url: url.into(),
             schema: None,
+            ssl_mode: None,
+            root_cert: None,
             max_connections: Self::DEFAULT_MAX_CONNECTIONS,
             acquire_timeout: Self::DEFAULT_ACQUIRE_TIMEOUT,
         }
@@ -76,6 +175,48 @@ impl PostgresConfig {
         self
     }
 
+    /// Use TLS as `mode` says, over whatever the URL or `PGSSLMODE` say.
+    #[must_use]
+    pub const fn ssl_mode(mut self, mode: SslMode) -> Self {
+        self.ssl_mode = Some(mode);
+        self
+    }
+
+    /// Trust the CA certificate(s) in this PEM file for the server's certificate (read when
+    /// connecting). Unless a mode is set, the connection is then [`SslMode::VerifyFull`].
+    #[must_use]
+    pub fn ssl_root_cert(mut self, path: impl Into<PathBuf>) -> Self {
+        self.root_cert = Some(RootCert::File(path.into()));
+        self
+    }
+
+    /// As [`ssl_root_cert`](Self::ssl_root_cert), from PEM text in memory.
+    #[must_use]
+    pub fn ssl_root_cert_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.root_cert = Some(RootCert::Pem(pem.into()));
+        self
+    }
+
+    /// The TLS mode connections use, resolved as libpq does (see [`SslMode`]); a malformed
+    /// `sslmode` in the URL or `PGSSLMODE` counts as unset here and fails on connecting.
+    pub fn effective_ssl_mode(&self) -> SslMode {
+        let env = |name| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let has_root = self.root_cert.is_some()
+            || url_param(&self.url, &["sslrootcert", "ssl-root-cert", "ssl-ca"]).is_some()
+            || env("PGSSLROOTCERT").is_some();
+        let given = self.ssl_mode.or_else(|| {
+            url_param(&self.url, &["sslmode", "ssl-mode"])
+                .or_else(|| env("PGSSLMODE"))
+                .and_then(|m| m.parse().ok())
+        });
+        match given {
+            None if has_root => SslMode::VerifyFull,
+            None => SslMode::Prefer,
+            Some(SslMode::Require) if has_root => SslMode::VerifyCa,
+            Some(mode) => mode,
+        }
+    }
+
     pub(crate) fn connect_options(&self) -> Result<PgConnectOptions, Error> {
         // The parser's error may quote the URL: say what is wrong without it.
         let bad = || Error::Config {
@@ -85,7 +226,24 @@ impl PostgresConfig {
         if !(self.url.starts_with("postgres://") || self.url.starts_with("postgresql://")) {
             return Err(bad());
         }
-        let options = PgConnectOptions::from_str(&self.url).map_err(|_| bad())?;
+        if let Some(mode) = url_param(&self.url, &["sslmode", "ssl-mode"]) {
+            mode.parse::<SslMode>()?;
+        }
+        let mut options = PgConnectOptions::from_str(&self.url).map_err(|_| bad())?;
+        options = match &self.root_cert {
+            Some(RootCert::File(path)) => options.ssl_root_cert(path),
+            Some(RootCert::Pem(pem)) => options.ssl_root_cert_from_pem(pem.clone()),
+            None => options,
+        };
+        options = options.ssl_mode(match self.effective_ssl_mode() {
+            SslMode::Disable => PgSslMode::Disable,
+            // libpq's allow tries without TLS, then with it: either way it connects and
+            // verifies nothing, as prefer does (sqlx's own `allow` never uses TLS).
+            SslMode::Allow | SslMode::Prefer => PgSslMode::Prefer,
+            SslMode::Require => PgSslMode::Require,
+            SslMode::VerifyCa => PgSslMode::VerifyCa,
+            SslMode::VerifyFull => PgSslMode::VerifyFull,
+        });
         Ok(match &self.schema {
             // Checked to be a plain identifier: no quoting or escaping needed.
             Some(schema) => options.options([("search_path", schema.as_str())]),
@@ -104,10 +262,43 @@ impl fmt::Debug for PostgresConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PostgresConfig")
             .field("schema", &self.schema)
+            .field("ssl_mode", &self.effective_ssl_mode())
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout", &self.acquire_timeout)
             .finish_non_exhaustive()
     }
+}
+
+/// The value of the first of `keys` in the URL's query string, percent-decoded.
+fn url_param(url: &str, keys: &[&str]) -> Option<String> {
+    let (_, query) = url.split_once('?')?;
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        keys.contains(&k).then(|| percent_decode(v))
+    })
+}
+
+/// Undo `%XX` escapes (and `+` as a space) in a URL query value.
+fn percent_decode(s: &str) -> String {
+    let hex = |b: u8| char::from(b).to_digit(16);
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = match bytes.get(i..i + 3) {
+            Some([b'%', hi, lo]) => hex(*hi).zip(hex(*lo)),
+            _ => None,
+        };
+        if let Some((hi, lo)) = escaped {
+            // Two hex digits: at most 255.
+            out.extend(u8::try_from(hi * 16 + lo).ok());
+            i += 3;
+        } else {
+            out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Check a schema name is a plain, lowercase identifier that needs no quoting.
@@ -169,6 +360,49 @@ mod tests {
         ] {
             assert!(check_schema(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn ssl_mode_resolves_as_libpq() {
+        let url = "postgres://u@127.0.0.1:5432/db";
+        let mode = |c: PostgresConfig| c.effective_ssl_mode();
+        // (PGSSLMODE/PGSSLROOTCERT are unset in the test environment.)
+        assert_eq!(mode(PostgresConfig::new(url)), SslMode::Prefer);
+        assert_eq!(
+            mode(PostgresConfig::new(url).ssl_root_cert("/ca.pem")),
+            SslMode::VerifyFull
+        );
+        assert_eq!(
+            mode(PostgresConfig::new(format!("{url}?sslrootcert=%2Fca.pem"))),
+            SslMode::VerifyFull
+        );
+        assert_eq!(
+            mode(PostgresConfig::new(format!("{url}?sslmode=require"))),
+            SslMode::Require
+        );
+        assert_eq!(
+            mode(PostgresConfig::new(format!("{url}?sslmode=require")).ssl_root_cert_pem("x")),
+            SslMode::VerifyCa
+        );
+        assert_eq!(
+            mode(
+                PostgresConfig::new(format!("{url}?sslmode=verify-full"))
+                    .ssl_mode(SslMode::Disable)
+                    .ssl_root_cert("/ca.pem")
+            ),
+            SslMode::Disable
+        );
+        for m in [
+            "disable",
+            "allow",
+            "prefer",
+            "require",
+            "verify-ca",
+            "verify-full",
+        ] {
+            assert_eq!(m.parse::<SslMode>().unwrap().as_str(), m);
+        }
+        assert_eq!(percent_decode("%2Fa%20b+c%zz%4"), "/a b c%zz%4");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 mod config;
 mod store;
 
-pub use config::PostgresConfig;
+pub use config::{PostgresConfig, SslMode};
 pub use store::PostgresStore;
 
 use crate::migrate::{Migration, embed};
