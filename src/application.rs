@@ -17,6 +17,7 @@ use tessera_store::{StoreError, TokenFilter, UsageEntry, UsageOutcome, UsageSubj
 
 use crate::error::{Error, Result};
 use crate::principal::Principal;
+use crate::request::{Access, RequestContext, narrow};
 use crate::service::{Issued, TokenService, found_or_refuse};
 
 /// Application tokens: see [`TokenService::application`].
@@ -89,6 +90,12 @@ impl ApplicationTokens<'_> {
     /// # Errors
     ///
     /// `AlreadyExists` from the store when the name is taken by a token in force.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "application"),
+        err(level = "warn")
+    )]
     pub async fn create(
         &self,
         name: ApplicationName,
@@ -119,6 +126,12 @@ impl ApplicationTokens<'_> {
     /// # Errors
     ///
     /// Store failures.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "application"),
+        err(level = "warn")
+    )]
     pub async fn list(&self) -> Result<Vec<ApplicationListing>> {
         let now = self.svc.now();
         Ok(self
@@ -144,6 +157,12 @@ impl ApplicationTokens<'_> {
     /// # Errors
     ///
     /// A transition error unless active or dormant.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "application"),
+        err(level = "warn")
+    )]
     pub async fn deactivate(&self, id: TokenId, by: &Principal) -> Result<TokenSummary> {
         let r = self
             .svc
@@ -157,6 +176,12 @@ impl ApplicationTokens<'_> {
     /// # Errors
     ///
     /// A transition error unless disabled or dormant.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "application"),
+        err(level = "warn")
+    )]
     pub async fn activate(&self, id: TokenId, by: &Principal) -> Result<TokenSummary> {
         let r = self.svc.record(Kind::Application, id).await?;
         let action = if r.state == State::Dormant {
@@ -193,12 +218,28 @@ impl ApplicationTokens<'_> {
         }
     }
 
-    /// Validate a bare token from `ip`, as [`validate_bearer`](Self::validate_bearer).
+    /// Validate a bare token from `ip`, as [`validate_bearer`](Self::validate_bearer):
+    /// [`TokenService::validate`] with [`RequestContext::application`].
     ///
     /// # Errors
     ///
     /// Store failures.
     pub async fn validate(
+        &self,
+        token: &str,
+        ip: IpAddr,
+    ) -> Result<Result<ApplicationAccess, Rejection>> {
+        let outcome = self
+            .svc
+            .validate(token, &RequestContext::new().application(ip))
+            .await;
+        narrow(outcome, |a| match a {
+            Access::Application(a) => Some(a),
+            _ => None,
+        })
+    }
+
+    pub(crate) async fn accept(
         &self,
         token: &str,
         ip: IpAddr,
@@ -249,6 +290,12 @@ impl ApplicationTokens<'_> {
     /// # Errors
     ///
     /// [`Error::NoSuchToken`]; store failures.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "application"),
+        err(level = "warn")
+    )]
     pub async fn ips(&self, id: TokenId) -> Result<Vec<UsageEntry>> {
         self.svc.record(Kind::Application, id).await?;
         let mut out: Vec<UsageEntry> = Vec::new();
@@ -282,6 +329,12 @@ impl ApplicationTokens<'_> {
     /// # Errors
     ///
     /// [`Error::NoSuchToken`]; store failures.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "application"),
+        err(level = "warn")
+    )]
     pub async fn block(&self, id: TokenId, ip: IpAddr, by: &Principal) -> Result<UsageEntry> {
         self.set_blocked(id, ip, true, by).await
     }
@@ -291,6 +344,12 @@ impl ApplicationTokens<'_> {
     /// # Errors
     ///
     /// [`Error::NoSuchToken`]; store failures.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "application"),
+        err(level = "warn")
+    )]
     pub async fn unblock(&self, id: TokenId, ip: IpAddr, by: &Principal) -> Result<UsageEntry> {
         self.set_blocked(id, ip, false, by).await
     }

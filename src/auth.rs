@@ -15,6 +15,7 @@ use tessera_store::TokenFilter;
 
 use crate::error::{Error, Result};
 use crate::principal::Principal;
+use crate::request::{Access, RequestContext, narrow};
 use crate::service::{Issued, TokenService, found_or_refuse};
 
 /// Auth tokens: see [`TokenService::auth`].
@@ -98,6 +99,7 @@ impl AuthTokens<'_> {
     ///
     /// [`Error::Forbidden`] when a non-admin generates for someone else; a scope action the
     /// owner does not hold; an expiry not in the future.
+    #[tracing::instrument(level = "info", skip_all, fields(kind = "auth"), err(level = "warn"))]
     pub async fn generate(
         &self,
         spec: NewAuth,
@@ -136,6 +138,7 @@ impl AuthTokens<'_> {
     /// # Errors
     ///
     /// [`Error::Forbidden`] when a non-admin asks for another user's tokens.
+    #[tracing::instrument(level = "info", skip_all, fields(kind = "auth"), err(level = "warn"))]
     pub async fn list(&self, owner: Option<&UserId>, by: &Principal) -> Result<Vec<AuthListing>> {
         let owner = match (owner, by.is_admin()) {
             (Some(o), false) if o != by.id() => return Err(Error::Forbidden { why: NOT_YOURS }),
@@ -177,6 +180,7 @@ impl AuthTokens<'_> {
     /// # Errors
     ///
     /// [`Error::Forbidden`] for another user's token unless admin.
+    #[tracing::instrument(level = "info", skip_all, fields(kind = "auth"), err(level = "warn"))]
     pub async fn revoke(&self, id: TokenId, by: &Principal) -> Result<TokenSummary> {
         self.owned(id, by).await?;
         self.svc.revoke(id, by).await
@@ -189,6 +193,7 @@ impl AuthTokens<'_> {
     ///
     /// [`Error::Forbidden`] when any is another user's and `by` is not an admin (none is
     /// deleted); [`Error::NoSuchToken`] for an unknown id.
+    #[tracing::instrument(level = "info", skip_all, fields(kind = "auth"), err(level = "warn"))]
     pub async fn delete_many(&self, ids: &[TokenId], by: &Principal) -> Result<usize> {
         let mut records = Vec::with_capacity(ids.len());
         for id in ids {
@@ -213,8 +218,25 @@ impl AuthTokens<'_> {
     /// # Errors
     ///
     /// Store failures. A refused token is `Ok(Err(rejection))`; scope refusals map to
-    /// `insufficient_scope`.
+    /// `insufficient_scope`. This is [`TokenService::validate`] with
+    /// [`RequestContext::action`].
     pub async fn check(
+        &self,
+        token: &str,
+        action: &Permission,
+        held: &BTreeSet<Permission>,
+    ) -> Result<Result<AuthAccess, Rejection>> {
+        let outcome = self
+            .svc
+            .validate(token, &RequestContext::new().action(action, held))
+            .await;
+        narrow(outcome, |a| match a {
+            Access::Auth(a) => Some(a),
+            _ => None,
+        })
+    }
+
+    pub(crate) async fn accept(
         &self,
         token: &str,
         action: &Permission,
@@ -247,6 +269,7 @@ impl AuthTokens<'_> {
     /// # Errors
     ///
     /// Store failures. `Ok(None)` for a malformed or unknown token.
+    #[tracing::instrument(level = "info", skip_all, fields(kind = "auth"), err(level = "warn"))]
     pub async fn owner_of(&self, token: &str) -> Result<Option<UserId>> {
         Ok(match self.svc.lookup(Kind::Auth, token).await? {
             Ok(f) => match &f.record.data {

@@ -14,6 +14,7 @@ use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
 use crate::principal::Principal;
+use crate::request::{Access, RequestContext, narrow};
 use crate::service::{Issued, TokenService, found_or_refuse};
 
 /// Deployment tokens: see [`TokenService::deployment`].
@@ -76,6 +77,12 @@ impl DeploymentTokens<'_> {
     /// # Errors
     ///
     /// An expiry not in the future; store failures.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "deployment"),
+        err(level = "warn")
+    )]
     pub async fn generate(&self, spec: NewDeployment, by: &Principal) -> Result<Issued> {
         let now = self.svc.now();
         if spec.expires_at.is_some_and(|e| e <= now) {
@@ -103,6 +110,12 @@ impl DeploymentTokens<'_> {
     /// # Errors
     ///
     /// Store failures.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "deployment"),
+        err(level = "warn")
+    )]
     pub async fn list(&self) -> Result<Vec<TokenSummary>> {
         self.svc
             .list(&TokenFilter::default().kind(Kind::Deployment))
@@ -115,6 +128,12 @@ impl DeploymentTokens<'_> {
     /// # Errors
     ///
     /// Store failures.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "deployment"),
+        err(level = "warn")
+    )]
     pub async fn latest(&self) -> Result<Option<TokenSummary>> {
         let now = self.svc.now();
         let records = self
@@ -140,6 +159,12 @@ impl DeploymentTokens<'_> {
     /// # Errors
     ///
     /// [`Error::NoSuchToken`]; a transition error when it is already expired or revoked.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "deployment"),
+        err(level = "warn")
+    )]
     pub async fn expire(&self, id: TokenId, by: &Principal) -> Result<TokenSummary> {
         let r = self
             .svc
@@ -156,6 +181,12 @@ impl DeploymentTokens<'_> {
     ///
     /// A template without `{token}`; [`Error::Unsupported`] when `secret` is not the most
     /// recent token in force.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "deployment"),
+        err(level = "warn")
+    )]
     pub async fn render_command(&self, template: &str, secret: &Secret) -> Result<Secret> {
         let latest = self.latest().await?.ok_or(Error::Unsupported(
             "no deployment token is in force; generate one first",
@@ -178,12 +209,24 @@ impl DeploymentTokens<'_> {
         )?))
     }
 
-    /// Validate a token an installer presents.
+    /// Validate a token an installer presents: [`TokenService::validate`] with
+    /// [`RequestContext::installer`].
     ///
     /// # Errors
     ///
     /// Store failures. A refused token is `Ok(Err(rejection))`.
     pub async fn validate(&self, token: &str) -> Result<Result<Accepted, Rejection>> {
+        let outcome = self
+            .svc
+            .validate(token, &RequestContext::new().installer())
+            .await;
+        narrow(outcome, |a| match a {
+            Access::Deployment(a) => Some(a),
+            _ => None,
+        })
+    }
+
+    pub(crate) async fn accept(&self, token: &str) -> Result<Result<Accepted, Rejection>> {
         let found = found_or_refuse!(self.svc, Kind::Deployment, token);
         let (record, now) = (&*found.record, found.now);
         let event = || self.svc.use_event(record, now);

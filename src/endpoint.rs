@@ -12,11 +12,12 @@ use tessera_core::lifecycle::{Action, State};
 use tessera_core::record::{TokenRecord, TokenSummary};
 use tessera_core::validate::{self, Rejection, Request};
 use tessera_core::{Kind, Secret};
-use tessera_store::{StoreError, TokenFilter, UsageEntry, UsageOutcome, UsageSubject};
-use time::Duration;
+use tessera_store::{AuditFilter, StoreError, TokenFilter, UsageEntry, UsageOutcome, UsageSubject};
+use time::{Duration, OffsetDateTime};
 
 use crate::error::{Error, Result};
 use crate::principal::Principal;
+use crate::request::{Access, RequestContext, narrow};
 use crate::service::{Issued, TokenService, found_or_refuse};
 
 /// Endpoint tokens: see [`TokenService::endpoint`].
@@ -62,12 +63,84 @@ pub struct SecondaryListing {
 }
 
 /// Which secondaries a listing shows.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct SecondaryFilter {
     /// Also show deactivated tokens (the console shows active ones by default).
     pub include_inactive: bool,
-    /// Hide tokens mapped nowhere (the console's "Hide unassigned").
+    /// The console's "Hide unassigned": hide tokens not assigned to [`endpoint`](Self::endpoint)
+    /// (any method), or, with no endpoint in view, tokens mapped nowhere.
     pub hide_unassigned: bool,
+    /// The endpoint being viewed, for [`hide_unassigned`](Self::hide_unassigned).
+    pub endpoint: Option<EndpointId>,
+}
+
+/// Which accepted requests [`EndpointTokens::traffic_filtered`] counts (the data viewer's
+/// filters). Every filter is optional; they combine.
+#[derive(Clone, Debug, Default, Eq, PartialEq)]
+#[non_exhaustive]
+pub struct TrafficFilter {
+    /// Only requests carried by this token.
+    pub token: Option<TokenId>,
+    /// Only requests carried by secondaries of this name (case ignored).
+    pub name: Option<String>,
+    /// Only requests at or after.
+    pub since: Option<OffsetDateTime>,
+    /// Only requests before.
+    pub until: Option<OffsetDateTime>,
+}
+
+impl TrafficFilter {
+    /// Only requests carried by this token.
+    #[must_use]
+    pub const fn token(mut self, id: TokenId) -> Self {
+        self.token = Some(id);
+        self
+    }
+
+    /// Only requests carried by secondaries named `name` (case ignored).
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Only requests at or after `at`.
+    #[must_use]
+    pub const fn since(mut self, at: OffsetDateTime) -> Self {
+        self.since = Some(at);
+        self
+    }
+
+    /// Only requests before `at`.
+    #[must_use]
+    pub const fn until(mut self, at: OffsetDateTime) -> Self {
+        self.until = Some(at);
+        self
+    }
+
+    const fn windowed(&self) -> bool {
+        self.since.is_some() || self.until.is_some()
+    }
+}
+
+/// Accepted requests to an endpoint by one token and method.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct Traffic {
+    /// The token that carried them.
+    pub token: TokenId,
+    /// The secondary's name (the integrating application); `None` for a primary, or a token
+    /// since purged.
+    pub name: Option<String>,
+    /// Whether the token is a primary.
+    pub primary: bool,
+    /// The method.
+    pub method: Method,
+    /// Accepted requests.
+    pub count: u64,
+    /// The first of them.
+    pub first_seen: Option<OffsetDateTime>,
+    /// The last of them.
+    pub last_seen: Option<OffsetDateTime>,
 }
 
 impl TokenService {
@@ -113,12 +186,54 @@ impl EndpointTokens<'_> {
             .await?)
     }
 
+    /// Whether token authentication was ever set up for `endpoint`: a primary, in any state
+    /// (turned off included), was issued for it and not purged since.
+    ///
+    /// # Errors
+    ///
+    /// Store failures.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
+    pub async fn was_set_up(&self, endpoint: &EndpointId) -> Result<bool> {
+        Ok(!self
+            .svc
+            .inner
+            .store
+            .list(
+                &TokenFilter::default()
+                    .kind(Kind::Endpoint)
+                    .endpoint(endpoint.clone()),
+            )
+            .await?
+            .is_empty())
+    }
+
+    /// Refuse an endpoint that was never set up.
+    async fn set_up(&self, endpoint: &EndpointId) -> Result<()> {
+        if self.was_set_up(endpoint).await? {
+            return Ok(());
+        }
+        Err(Error::NoSuchEndpoint {
+            endpoint: endpoint.to_string(),
+        })
+    }
+
     /// Turn token authentication on for an endpoint: generates the GET and POST primaries, and
     /// DELETE when the endpoint allows deleting.
     ///
     /// # Errors
     ///
     /// [`Error::Unsupported`] when it is already on; store failures.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn enable(
         &self,
         endpoint: &EndpointId,
@@ -136,9 +251,19 @@ impl EndpointTokens<'_> {
             minted.push((*m, self.mint_primary(endpoint, *m, by)?));
         }
         let methods: Vec<Method> = minted.iter().map(|(m, _)| *m).collect();
+        let enabled = AuditEvent::new(
+            now,
+            by.actor(),
+            AuditAction::EndpointEnabled { allow_delete },
+        )
+        .at_endpoint(endpoint);
         let issued = self
             .svc
-            .store_all_issued(minted.into_iter().map(|(_, t)| t).collect(), now)
+            .store_all_issued(
+                minted.into_iter().map(|(_, t)| t).collect(),
+                &[enabled],
+                now,
+            )
             .await?;
         Ok(methods.into_iter().zip(issued).collect())
     }
@@ -149,6 +274,12 @@ impl EndpointTokens<'_> {
     /// # Errors
     ///
     /// [`Error::Unsupported`] when token authentication is off; store failures.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn set_allow_delete(
         &self,
         endpoint: &EndpointId,
@@ -173,13 +304,26 @@ impl EndpointTokens<'_> {
                 )
             })
             .collect();
+        let event = AuditEvent::new(
+            self.svc.now(),
+            by.actor(),
+            AuditAction::DeleteAllowed { allowed: allow },
+        )
+        .at_endpoint(endpoint);
         if allow {
             if !delete.is_empty() {
                 return Ok(None);
             }
             let now = self.svc.now();
             let (secret, record) = self.mint_primary(endpoint, Method::Delete, by)?;
-            return self.svc.store_issued(secret, record, now).await.map(Some);
+            let mut issued = self
+                .svc
+                .store_all_issued(vec![(secret, record)], &[event], now)
+                .await?;
+            return Ok(issued.pop());
+        }
+        if !delete.is_empty() {
+            self.svc.inner.store.append(&event).await?;
         }
         for r in delete {
             self.svc
@@ -194,9 +338,22 @@ impl EndpointTokens<'_> {
     ///
     /// # Errors
     ///
-    /// Store failures.
+    /// [`Error::NoSuchEndpoint`] when the endpoint was never set up; store failures.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn disable(&self, endpoint: &EndpointId, by: &Principal) -> Result<()> {
-        for r in self.primaries_in_force(endpoint).await? {
+        self.set_up(endpoint).await?;
+        let primaries = self.primaries_in_force(endpoint).await?;
+        if !primaries.is_empty() {
+            let event = AuditEvent::new(self.svc.now(), by.actor(), AuditAction::EndpointDisabled)
+                .at_endpoint(endpoint);
+            self.svc.inner.store.append(&event).await?;
+        }
+        for r in primaries {
             self.svc
                 .transition(Some(Kind::Endpoint), r.id, Action::Revoke, by.actor())
                 .await?;
@@ -217,11 +374,18 @@ impl EndpointTokens<'_> {
         Ok(())
     }
 
-    /// The endpoint's primaries in force.
+    /// The endpoint's primaries in force (none when token authentication is off, or was never
+    /// set up: tell the two apart with [`was_set_up`](Self::was_set_up)).
     ///
     /// # Errors
     ///
     /// Store failures.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn primaries(&self, endpoint: &EndpointId) -> Result<Vec<(Method, TokenSummary)>> {
         let now = self.svc.now();
         Ok(self
@@ -243,6 +407,12 @@ impl EndpointTokens<'_> {
     /// # Errors
     ///
     /// [`Error::Unsupported`] when the endpoint has no active primary for the method.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn regenerate_primary(
         &self,
         endpoint: &EndpointId,
@@ -269,6 +439,12 @@ impl EndpointTokens<'_> {
     /// # Errors
     ///
     /// Store failures.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn create_secondary(
         &self,
         name: TokenName,
@@ -311,6 +487,12 @@ impl EndpointTokens<'_> {
     /// # Errors
     ///
     /// [`Error::NoSuchToken`] when `id` is not a secondary.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn regenerate_secondary(&self, id: TokenId, by: &Principal) -> Result<Secret> {
         let mut r = self.secondary(id).await?;
         let now = self.svc.now();
@@ -341,6 +523,12 @@ impl EndpointTokens<'_> {
     /// # Errors
     ///
     /// [`Error::NoSuchToken`] when `id` is not a secondary.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn set_enabled(&self, id: TokenId, enabled: bool, by: &Principal) -> Result<()> {
         let r = self.secondary(id).await?;
         let KindData::Endpoint(EndpointData::Secondary {
@@ -372,6 +560,12 @@ impl EndpointTokens<'_> {
     /// # Errors
     ///
     /// [`Error::NoSuchToken`]; a transition error unless active.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn deactivate(&self, id: TokenId, by: &Principal) -> Result<()> {
         self.secondary(id).await?;
         self.svc
@@ -385,6 +579,12 @@ impl EndpointTokens<'_> {
     /// # Errors
     ///
     /// [`Error::NoSuchToken`]; a transition error unless deactivated.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn activate(&self, id: TokenId, by: &Principal) -> Result<()> {
         self.secondary(id).await?;
         self.svc
@@ -399,6 +599,12 @@ impl EndpointTokens<'_> {
     ///
     /// [`Error::NoSuchToken`]; [`Error::Unsupported`] when the endpoint has no primary for the
     /// method; `AlreadyExists` from the store when mapped already.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn map(
         &self,
         secondary: TokenId,
@@ -433,6 +639,12 @@ impl EndpointTokens<'_> {
     /// # Errors
     ///
     /// `NotFound` from the store when there is no such mapping.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn unmap(
         &self,
         secondary: TokenId,
@@ -457,6 +669,12 @@ impl EndpointTokens<'_> {
     /// # Errors
     ///
     /// `NotFound` from the store when there is no such mapping.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn set_mapping_enabled(
         &self,
         secondary: TokenId,
@@ -482,11 +700,18 @@ impl EndpointTokens<'_> {
         Ok(m)
     }
 
-    /// Secondaries, active only by default.
+    /// Secondaries, active only by default; with `hide_unassigned`, only those assigned to the
+    /// endpoint in view (or, with none in view, to any endpoint).
     ///
     /// # Errors
     ///
     /// Store failures.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn secondaries(&self, filter: SecondaryFilter) -> Result<Vec<SecondaryListing>> {
         let now = self.svc.now();
         let states = if filter.include_inactive {
@@ -511,7 +736,11 @@ impl EndpointTokens<'_> {
                 continue;
             };
             let mappings = self.svc.inner.store.mappings(Some(r.id), None).await?;
-            if filter.hide_unassigned && mappings.is_empty() {
+            let assigned = match &filter.endpoint {
+                Some(ep) => mappings.iter().any(|m| &m.endpoint == ep),
+                None => !mappings.is_empty(),
+            };
+            if filter.hide_unassigned && !assigned {
                 continue;
             }
             out.push(SecondaryListing {
@@ -531,8 +760,27 @@ impl EndpointTokens<'_> {
     ///
     /// # Errors
     ///
-    /// Store failures. A refused token is `Ok(Err(rejection))`.
+    /// Store failures. A refused token is `Ok(Err(rejection))`. This is
+    /// [`TokenService::validate`] with [`RequestContext::endpoint`] (and
+    /// [`client`](RequestContext::client)).
     pub async fn check(
+        &self,
+        endpoint: &EndpointId,
+        method: Method,
+        token: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<Result<EndpointAccess, Rejection>> {
+        let mut request = RequestContext::new().endpoint(endpoint, method);
+        if let Some(ip) = ip {
+            request = request.client(ip);
+        }
+        narrow(self.svc.validate(token, &request).await, |a| match a {
+            Access::Endpoint(a) => Some(a),
+            _ => None,
+        })
+    }
+
+    pub(crate) async fn accept(
         &self,
         endpoint: &EndpointId,
         method: Method,
@@ -601,7 +849,120 @@ impl EndpointTokens<'_> {
     /// # Errors
     ///
     /// Store failures.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
     pub async fn traffic(&self, endpoint: &EndpointId) -> Result<Vec<UsageEntry>> {
         Ok(self.svc.inner.store.endpoint_usage(endpoint).await?)
+    }
+
+    /// Accepted requests to an endpoint per token and method, filtered as the data viewer
+    /// filters (by token, by secondary name, by time window), each with the carrier's name.
+    /// Without a window the counts come from the usage ledger; a window is answered from the
+    /// audit trail of uses, which counts every accepted request with its time.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoSuchEndpoint`] when the endpoint was never set up; [`Error::Unsupported`] for
+    /// a time window when the service does not audit uses
+    /// ([`Builder::audit_uses`](crate::Builder::audit_uses)); store failures.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "endpoint"),
+        err(level = "warn")
+    )]
+    pub async fn traffic_filtered(
+        &self,
+        endpoint: &EndpointId,
+        filter: &TrafficFilter,
+    ) -> Result<Vec<Traffic>> {
+        self.set_up(endpoint).await?;
+        let mut rows: Vec<Traffic> = Vec::new();
+        if filter.windowed() {
+            if !self.svc.inner.settings.audit_uses {
+                return Err(Error::Unsupported(
+                    "a time window is counted from the audit trail of uses, which this service does not keep; turn audit_uses on",
+                ));
+            }
+            let mut events = AuditFilter::default();
+            events.token = filter.token;
+            events.since = filter.since;
+            events.until = filter.until;
+            for e in self.svc.inner.store.events(&events).await? {
+                let (AuditAction::Used, Some(token), Some(ep), Some(method)) = (
+                    &e.action,
+                    e.subject.token,
+                    &e.subject.endpoint,
+                    e.subject.method,
+                ) else {
+                    continue;
+                };
+                if ep != endpoint {
+                    continue;
+                }
+                match rows
+                    .iter_mut()
+                    .find(|t| t.token == token && t.method == method)
+                {
+                    Some(t) => {
+                        t.count += 1;
+                        t.last_seen = Some(e.at);
+                    }
+                    None => rows.push(Traffic {
+                        token,
+                        name: None,
+                        primary: false,
+                        method,
+                        count: 1,
+                        first_seen: Some(e.at),
+                        last_seen: Some(e.at),
+                    }),
+                }
+            }
+        } else {
+            for u in self.svc.inner.store.endpoint_usage(endpoint).await? {
+                let UsageSubject::Endpoint(_, method) = u.subject else {
+                    continue;
+                };
+                if filter.token.is_some_and(|t| t != u.token) {
+                    continue;
+                }
+                rows.push(Traffic {
+                    token: u.token,
+                    name: None,
+                    primary: false,
+                    method,
+                    count: u.count,
+                    first_seen: u.first_seen,
+                    last_seen: u.last_seen,
+                });
+            }
+        }
+        let mut out = Vec::with_capacity(rows.len());
+        for mut t in rows {
+            if let Some(r) = self.svc.inner.store.get(t.token).await? {
+                match &r.data {
+                    KindData::Endpoint(EndpointData::Secondary { name, .. }) => {
+                        t.name = Some(name.as_str().to_owned());
+                    }
+                    _ => t.primary = true,
+                }
+            }
+            if let Some(want) = &filter.name {
+                if !t
+                    .name
+                    .as_ref()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(want))
+                {
+                    continue;
+                }
+            }
+            out.push(t);
+        }
+        Ok(out)
     }
 }

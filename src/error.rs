@@ -16,7 +16,7 @@ pub enum Error {
     Core(#[from] tessera_core::Error),
     /// The store failed.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
     /// The caller may not do this.
     #[error("permission denied: {why}")]
     Forbidden {
@@ -31,6 +31,14 @@ pub enum Error {
         /// The id given.
         id: String,
     },
+    /// No endpoint by this name was ever set up for token authentication.
+    #[error(
+        "endpoint {endpoint} was never set up for token authentication; check the name, or turn it on with enable"
+    )]
+    NoSuchEndpoint {
+        /// The endpoint given.
+        endpoint: String,
+    },
     /// The operation does not fit the token's current setup.
     #[error("{0}")]
     Unsupported(&'static str),
@@ -40,6 +48,15 @@ impl Error {
     /// Whether retrying may succeed (a busy store, a lost race).
     pub fn is_temporary(&self) -> bool {
         matches!(self, Self::Store(e) if e.is_temporary())
+    }
+}
+
+impl From<StoreError> for Error {
+    /// Every store error that reaches a caller passes here, and is counted by class
+    /// (`tessera_store_errors_total`).
+    fn from(e: StoreError) -> Self {
+        crate::observe::store_error(&e);
+        Self::Store(e)
     }
 }
 

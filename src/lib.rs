@@ -48,20 +48,27 @@ mod cache;
 pub mod deployment;
 pub mod endpoint;
 mod error;
+mod observe;
 pub mod onboarding;
 mod principal;
+mod request;
 mod service;
 mod tokens;
 
 pub use tessera_core as core;
-pub use tessera_core::validate::Rejection;
+pub use tessera_core::digest::{KeyId, Pepper, Peppers};
+pub use tessera_core::validate::{Accepted, OAuthError, Rejection};
 pub use tessera_core::{Kind, Secret};
 pub use tessera_store as store;
 pub use tessera_store::Store;
+/// The `time` crate, whose [`Duration`] and [`OffsetDateTime`] the whole API takes.
+pub use time;
+pub use time::{Duration, OffsetDateTime};
 
 pub use cache::ValidationCache;
 pub use error::{Error, Result};
 pub use principal::Principal;
+pub use request::{Access, Outcome, RequestContext};
 pub use service::{Builder, Issued, Settings, TokenService};
 pub use tokens::{Renewal, SweepReport};
 

@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 
 use crate::error::Result;
 use crate::principal::Principal;
+use crate::request::{Access, RequestContext, narrow};
 use crate::service::{Issued, TokenService};
 
 /// Onboarding tokens: see [`TokenService::onboarding`].
@@ -147,6 +148,12 @@ impl OnboardingTokens<'_> {
     /// # Errors
     ///
     /// An expiry not in the future; store failures.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "onboarding"),
+        err(level = "warn")
+    )]
     pub async fn create(&self, spec: NewOnboarding, by: &Principal) -> Result<Issued> {
         let now = self.svc.now();
         let (secret, record) = self.mint(spec, by, now)?;
@@ -158,13 +165,19 @@ impl OnboardingTokens<'_> {
     /// # Errors
     ///
     /// As [`create`](Self::create); on error none is stored.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "onboarding"),
+        err(level = "warn")
+    )]
     pub async fn bulk(&self, specs: Vec<NewOnboarding>, by: &Principal) -> Result<Vec<Issued>> {
         let now = self.svc.now();
         let mut minted = Vec::with_capacity(specs.len());
         for spec in specs {
             minted.push(self.mint(spec, by, now)?);
         }
-        self.svc.store_all_issued(minted, now).await
+        self.svc.store_all_issued(minted, &[], now).await
     }
 
     /// A device redeems a token: atomically consumes one use, records the device and returns
@@ -173,8 +186,24 @@ impl OnboardingTokens<'_> {
     ///
     /// # Errors
     ///
-    /// Store failures. A refused token is `Ok(Err(rejection))`.
+    /// Store failures. A refused token is `Ok(Err(rejection))`. This is
+    /// [`TokenService::validate`] with [`RequestContext::device`].
     pub async fn redeem(
+        &self,
+        token: &str,
+        device: &DeviceId,
+    ) -> Result<Result<Enrolled, Rejection>> {
+        let outcome = self
+            .svc
+            .validate(token, &RequestContext::new().device(device))
+            .await;
+        narrow(outcome, |a| match a {
+            Access::Onboarding(e) => Some(e),
+            _ => None,
+        })
+    }
+
+    pub(crate) async fn accept(
         &self,
         token: &str,
         device: &DeviceId,
@@ -229,6 +258,12 @@ impl OnboardingTokens<'_> {
     /// # Errors
     ///
     /// [`crate::Error::NoSuchToken`]; a transition error when already revoked.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "onboarding"),
+        err(level = "warn")
+    )]
     pub async fn revoke(&self, id: TokenId, by: &Principal) -> Result<TokenSummary> {
         self.svc.record(Kind::Onboarding, id).await?;
         self.svc.revoke(id, by).await
@@ -239,6 +274,12 @@ impl OnboardingTokens<'_> {
     /// # Errors
     ///
     /// Store failures.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(kind = "onboarding"),
+        err(level = "warn")
+    )]
     pub async fn list(&self) -> Result<Vec<OnboardingListing>> {
         let now = self.svc.now();
         let records = self

@@ -23,6 +23,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::cache::{Cached, CachingStore, ValidationCache, unix_nanos};
 use crate::error::{Error, Result};
+use crate::observe::Observer;
 
 /// A token just issued: its secret, shown once, and its stored summary.
 ///
@@ -169,6 +170,8 @@ pub(crate) struct Inner {
     /// The validation cache, when configured; `store` is then this cache too.
     cache: Option<Arc<CachingStore>>,
     touched: Mutex<HashMap<TokenId, OffsetDateTime, BuildHasherDefault<IdHasher>>>,
+    /// Metric handles.
+    pub(crate) observer: Observer,
 }
 
 impl fmt::Debug for TokenService {
@@ -273,6 +276,7 @@ impl Builder {
                     .unwrap_or(i64::MAX),
                 settings: self.settings,
                 touched: Mutex::new(HashMap::default()),
+                observer: Observer::default(),
             }),
         }
     }
@@ -280,6 +284,11 @@ impl Builder {
 
 impl TokenService {
     /// A service over `store`, digesting under `peppers`, reading the system clock.
+    ///
+    /// New tokens are digested under the current pepper, whose [key id](tessera_core::digest::KeyId)
+    /// is stored beside each digest; older peppers in `peppers` still validate the tokens
+    /// digested under them. The CLI's pepper (its key file or `TESSERA_PEPPER`) has key id 1:
+    /// a service sharing the CLI's database configures it as `Pepper::new(KeyId(1), bytes)`.
     pub fn new(store: impl Store, peppers: Peppers) -> Self {
         Self::builder(store, peppers).build()
     }
@@ -374,15 +383,20 @@ impl TokenService {
         })
     }
 
-    /// Store minted tokens with their issue events, all or none, in one transaction.
+    /// Store minted tokens with their issue events and `also`, all or none, in one transaction.
     pub(crate) async fn store_all_issued(
         &self,
         minted: Vec<(Secret, TokenRecord)>,
+        also: &[AuditEvent],
         now: OffsetDateTime,
     ) -> Result<Vec<Issued>> {
         let (secrets, records): (Vec<Secret>, Vec<TokenRecord>) = minted.into_iter().unzip();
-        let events: Vec<AuditEvent> = records.iter().map(issued_event).collect();
+        let mut events: Vec<AuditEvent> = records.iter().map(issued_event).collect();
+        events.extend_from_slice(also);
         self.inner.store.insert_many(&records, &events).await?;
+        for record in &records {
+            tracing::info!(kind = record.kind().as_str(), token_id = %record.id, "token issued");
+        }
         Ok(secrets
             .into_iter()
             .zip(&records)
@@ -576,6 +590,7 @@ impl TokenService {
         reason: Rejection,
         event: impl FnOnce() -> AuditEvent,
     ) -> Result<()> {
+        tracing::debug!(reason = reason.code(), "known token refused");
         if self.inner.settings.audit_refusals {
             let mut event = event();
             event.action = AuditAction::Refused { reason };

@@ -48,6 +48,7 @@ impl TokenService {
     /// # Errors
     ///
     /// [`Error::NoSuchToken`] when no token has this id.
+    #[tracing::instrument(level = "info", skip_all, err(level = "warn"))]
     pub async fn token(&self, id: TokenId) -> Result<TokenSummary> {
         let now = self.now();
         match self.inner.store.get(id).await? {
@@ -64,6 +65,7 @@ impl TokenService {
     /// # Errors
     ///
     /// Store failures.
+    #[tracing::instrument(level = "info", skip_all, err(level = "warn"))]
     pub async fn list(&self, filter: &TokenFilter) -> Result<Vec<TokenSummary>> {
         let now = self.now();
         Ok(self
@@ -86,6 +88,7 @@ impl TokenService {
     ///
     /// [`Error::NoSuchToken`]; a transition error unless the token is active (or, without
     /// grace, disabled or dormant); [`Error::Unsupported`] for endpoint secondaries.
+    #[tracing::instrument(level = "info", skip_all, err(level = "warn"))]
     pub async fn rotate(
         &self,
         id: TokenId,
@@ -149,6 +152,7 @@ impl TokenService {
     /// # Errors
     ///
     /// [`Error::NoSuchToken`]; a transition error when it is already revoked or deleted.
+    #[tracing::instrument(level = "info", skip_all, err(level = "warn"))]
     pub async fn revoke(&self, id: TokenId, by: &Principal) -> Result<TokenSummary> {
         let r = self
             .transition(None, id, Action::Revoke, by.actor())
@@ -162,6 +166,7 @@ impl TokenService {
     /// # Errors
     ///
     /// Store failures.
+    #[tracing::instrument(level = "info", skip_all, err(level = "warn"))]
     pub async fn expiring_within(&self, window: Duration) -> Result<Vec<TokenSummary>> {
         let now = self.now();
         let filter = TokenFilter::default()
@@ -183,6 +188,7 @@ impl TokenService {
     /// # Errors
     ///
     /// Store failures.
+    #[tracing::instrument(level = "info", skip_all, err(level = "warn"))]
     pub async fn exhausted(&self) -> Result<Vec<TokenSummary>> {
         self.list(&TokenFilter::default().states([State::Exhausted]))
             .await
@@ -196,6 +202,7 @@ impl TokenService {
     /// # Errors
     ///
     /// Store failures.
+    #[tracing::instrument(level = "info", skip_all, err(level = "warn"))]
     pub async fn sweep(&self, dry_run: bool) -> Result<SweepReport> {
         let now = self.now();
         let filter = TokenFilter::default().states([
@@ -324,6 +331,7 @@ impl TokenService {
     /// # Errors
     ///
     /// Store failures.
+    #[tracing::instrument(level = "info", skip_all, err(level = "warn"))]
     pub async fn cleanup(&self, retention: Duration, by: &Principal) -> Result<Vec<TokenId>> {
         let now = self.now();
         let filter = TokenFilter::default().states([
@@ -378,6 +386,7 @@ impl TokenService {
     ///
     /// [`Error::Forbidden`] when `filter` asks for another user's auth token and `by` is not an
     /// administrator; store failures.
+    #[tracing::instrument(level = "info", skip_all, err(level = "warn"))]
     pub async fn audit(&self, filter: &AuditFilter, by: &Principal) -> Result<Vec<AuditEvent>> {
         if by.is_admin() {
             return Ok(self.inner.store.events(filter).await?);

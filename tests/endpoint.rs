@@ -256,7 +256,7 @@ async fn secondaries_mapped_to_primaries() {
     );
     let all = SecondaryFilter {
         include_inactive: true,
-        hide_unassigned: false,
+        ..SecondaryFilter::default()
     };
     assert_eq!(
         names(e.secondaries(all).await.unwrap()),
@@ -265,6 +265,7 @@ async fn secondaries_mapped_to_primaries() {
     let assigned = SecondaryFilter {
         include_inactive: true,
         hide_unassigned: true,
+        ..SecondaryFilter::default()
     };
     assert_eq!(
         names(e.secondaries(assigned).await.unwrap()),

@@ -110,7 +110,7 @@ pub(crate) enum Command {
         /// Token id (or a unique prefix)
         id: String,
         /// Keep the old token working this long (e.g. 30m, 12h, 7d); at once by default
-        #[arg(long, value_name = "DURATION")]
+        #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
         grace: Option<String>,
     },
     /// Revoke tokens of any kind, for good
@@ -155,6 +155,37 @@ pub(crate) struct ListArgs {
     /// Only tokens in force (active, or rotated and in their grace window)
     #[arg(long)]
     pub(crate) active: bool,
+    /// Only tokens in this state, as of now (e.g. `exhausted`: usage limit reached)
+    #[arg(long, value_enum)]
+    pub(crate) state: Option<StateArg>,
+    /// Only tokens in force that expire within this duration (e.g. 7d, 12h): whose owners to
+    /// notify
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    pub(crate) expiring: Option<String>,
+}
+
+/// A token state on the command line: the words listings show.
+#[derive(Clone, Copy, Debug, Eq, PartialEq, ValueEnum)]
+pub(crate) enum StateArg {
+    /// In force
+    Active,
+    /// Turned off by an administrator (deactivated), reversible
+    Disabled,
+    /// Unused too long, reversible by an administrator
+    Dormant,
+    /// Rotated, still in force during its grace window
+    Superseded,
+    /// Rotated, grace window over
+    #[value(alias = "rotated_out")]
+    RotatedOut,
+    /// Past its expiry
+    Expired,
+    /// Usage limit reached
+    Exhausted,
+    /// Revoked for good
+    Revoked,
+    /// Deleted for good
+    Deleted,
 }
 
 /// A token kind on the command line.
@@ -196,11 +227,12 @@ pub(crate) struct AuditArgs {
     /// Only events by this actor: a user name, `system` or `client`
     #[arg(long)]
     pub(crate) actor: Option<String>,
-    /// Only events at or after: RFC 3339, a date (2026-01-31) or an age (24h, 7d)
-    #[arg(long, value_name = "TIME")]
+    /// Only events at or after: RFC 3339 (2026-01-31T10:00:00Z), a date (2026-01-31) or a
+    /// duration back from now (24h or -24h; +1h is ahead)
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub(crate) since: Option<String>,
-    /// Only events before: RFC 3339, a date or an age
-    #[arg(long, value_name = "TIME")]
+    /// Only events before: RFC 3339, a date or a duration back from now
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub(crate) until: Option<String>,
     /// At most this many events (the oldest that match)
     #[arg(long)]
@@ -228,8 +260,8 @@ pub(crate) enum DeploymentCmd {
         /// A name for reference
         #[arg(long)]
         name: String,
-        /// Expiry: 90m, 12h, 30d or a date (2027-01-31)
-        #[arg(long, value_name = "EXPIRY")]
+        /// Expiry: a duration ahead (90m, 12h, 30d), a date (2027-01-31) or RFC 3339 (2027-01-31T10:00:00Z)
+        #[arg(long, value_name = "EXPIRY", allow_hyphen_values = true)]
         expires: Option<String>,
         /// On expiry, issue a successor valid 90 days (by `tessera sweep`)
         #[arg(long, requires = "expires")]
@@ -387,8 +419,8 @@ pub(crate) struct OnboardingSpec {
     /// Any number of uses
     #[arg(long)]
     pub(crate) unlimited: bool,
-    /// Expiry: 90m, 12h, 30d or a date (2027-01-31)
-    #[arg(long, value_name = "EXPIRY")]
+    /// Expiry: a duration ahead (90m, 12h, 30d), a date (2027-01-31) or RFC 3339 (2027-01-31T10:00:00Z)
+    #[arg(long, value_name = "EXPIRY", allow_hyphen_values = true)]
     pub(crate) expires: Option<String>,
 }
 
@@ -453,6 +485,18 @@ pub(crate) enum EndpointCmd {
     Traffic {
         /// The endpoint
         endpoint: String,
+        /// Only requests carried by this token (id or a unique prefix)
+        #[arg(long, value_name = "ID")]
+        token: Option<String>,
+        /// Only requests carried by secondaries of this name (the integrating application)
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        /// Only requests at or after (RFC 3339, a date, or a duration back such as 24h)
+        #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+        since: Option<String>,
+        /// Only requests before (RFC 3339, a date, or a duration back)
+        #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+        until: Option<String>,
     },
 }
 
@@ -472,7 +516,7 @@ pub(crate) enum PrimaryCmd {
         #[arg(value_enum)]
         method: MethodArg,
         /// Keep the old primary working this long (e.g. 10m, 1h)
-        #[arg(long, value_name = "DURATION")]
+        #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
         grace: Option<String>,
     },
 }
@@ -494,9 +538,13 @@ pub(crate) enum SecondaryCmd {
         /// Include deactivated secondaries
         #[arg(long)]
         all: bool,
-        /// Hide secondaries mapped nowhere
+        /// Hide secondaries not assigned to the endpoint in view (--endpoint), or mapped nowhere
+        /// when no endpoint is in view
         #[arg(long)]
         hide_unassigned: bool,
+        /// The endpoint in view: with --hide-unassigned, only secondaries mapped to it
+        #[arg(long, value_name = "ENDPOINT")]
+        endpoint: Option<String>,
     },
     /// Turn a secondary's enabled toggle on
     Enable {
@@ -585,8 +633,8 @@ pub(crate) enum AuthCmd {
         /// Actions delegated to the owner now, comma-separated [default: the scope]
         #[arg(long, value_delimiter = ',')]
         delegated: Vec<String>,
-        /// Expiry: 90m, 12h, 30d or a date (2027-01-31)
-        #[arg(long, value_name = "EXPIRY")]
+        /// Expiry: a duration ahead (90m, 12h, 30d), a date (2027-01-31) or RFC 3339 (2027-01-31T10:00:00Z)
+        #[arg(long, value_name = "EXPIRY", allow_hyphen_values = true)]
         expires: String,
     },
     /// List your tokens, or with --admin everyone's

@@ -141,7 +141,9 @@ impl From<tessera::Error> for CliError {
             tessera::Error::Forbidden { .. } => Self::NotFound(format!(
                 "{msg}; act as the owner with --as USER, or as an administrator with --admin"
             )),
-            tessera::Error::NoSuchToken { .. } => Self::NotFound(msg),
+            tessera::Error::NoSuchToken { .. } | tessera::Error::NoSuchEndpoint { .. } => {
+                Self::NotFound(msg)
+            }
             _ => Self::Failure(msg),
         }
     }

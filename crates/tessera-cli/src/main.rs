@@ -19,7 +19,10 @@ use clap::Parser;
 use crate::cli::Cli;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return parse_error(&e),
+    };
     let json = cli.global.json;
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -39,6 +42,33 @@ fn main() -> ExitCode {
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// A command line clap could not read: help and version as clap prints them; with `--json`,
+/// the documented JSON error object (exit 2) instead of clap's text.
+fn parse_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let json = std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json");
+    let shown = matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if shown || !json {
+        e.exit();
+    }
+    let text = e.render().to_string();
+    let text = text.strip_prefix("error: ").unwrap_or(&text);
+    let message = text.split("\n\n").next().unwrap_or(text).trim();
+    let err = error::CliError::usage(format!(
+        "{message}; see `tessera --help` for the command line"
+    ));
+    report(&err, true);
+    ExitCode::from(err.exit_code())
 }
 
 /// Print an error on standard error: a line for people, a JSON object for scripts.

@@ -55,8 +55,9 @@ pub(crate) fn expiry(input: &str, now: OffsetDateTime) -> Result<OffsetDateTime>
     Ok(Expiry::parse(input)?.resolve(now)?)
 }
 
-/// An instant for audit filters: RFC 3339, a date (midnight UTC) or an age before `now`
-/// (`24h`, `7d`).
+/// An instant for filters, in the one time syntax every option uses: RFC 3339, a date
+/// (midnight UTC) or a duration from `now`, counted back unless it says `+` (`24h` and `-24h`
+/// are a day ago, `+1h` an hour ahead).
 ///
 /// # Errors
 ///
@@ -69,10 +70,16 @@ pub(crate) fn instant(what: &str, input: &str, now: OffsetDateTime) -> Result<Of
     if let Ok(d) = Date::parse(s, time::macros::format_description!("[year]-[month]-[day]")) {
         return Ok(d.with_time(Time::MIDNIGHT).assume_utc());
     }
-    match duration(what, s) {
+    let (ahead, amount) = match (s.strip_prefix('+'), s.strip_prefix('-')) {
+        (Some(rest), _) => (true, rest),
+        (None, Some(rest)) => (false, rest),
+        (None, None) => (false, s),
+    };
+    match duration(what, amount) {
+        Ok(d) if ahead => Ok(now + d),
         Ok(age) => Ok(now - age),
         Err(_) => Err(CliError::usage(format!(
-            "{what} `{}` is not a time; write RFC 3339 (2026-01-31T12:00:00Z), a date (2026-01-31) or an age (24h, 7d)",
+            "{what} `{}` is not a time; write RFC 3339 (2026-01-31T12:00:00Z), a date (2026-01-31) or a duration back from now (24h, -7d) or ahead (+1h)",
             crate::output::cut(input, 40)
         ))),
     }
@@ -84,11 +91,33 @@ pub(crate) fn instant(what: &str, input: &str, now: OffsetDateTime) -> Result<Of
 ///
 /// A usage error naming the first invalid one.
 pub(crate) fn permissions(what: &str, items: &[String]) -> Result<BTreeSet<Permission>> {
+    list(what, items)?
+        .into_iter()
+        .map(|s| Permission::parse(s).map_err(|e| CliError::usage(format!("{what}: {e}"))))
+        .collect()
+}
+
+/// The entries of a comma-separated option, trimmed. An empty entry (`a,,b`, a trailing comma)
+/// is refused rather than dropped: it is most often a value lost in a script.
+///
+/// # Errors
+///
+/// A usage error naming `what` and the entry's position.
+pub(crate) fn list<'a>(what: &str, items: &'a [String]) -> Result<Vec<&'a str>> {
     items
         .iter()
-        .map(|s| s.trim())
-        .filter(|s| !s.is_empty())
-        .map(|s| Permission::parse(s).map_err(|e| CliError::usage(format!("{what}: {e}"))))
+        .enumerate()
+        .map(|(i, s)| {
+            let s = s.trim();
+            if s.is_empty() {
+                Err(CliError::usage(format!(
+                    "{what} has an empty entry at position {}; write the values separated by single commas, e.g. a,b",
+                    i + 1
+                )))
+            } else {
+                Ok(s)
+            }
+        })
         .collect()
 }
 

@@ -331,6 +331,7 @@ async fn secondaries(ctx: Ctx, Query(v): Query<View>) -> Result<Response> {
         .secondaries(SecondaryFilter {
             include_inactive: inactive,
             hide_unassigned: hide,
+            ..SecondaryFilter::default()
         })
         .await?;
     let active_state = tessera::core::lifecycle::State::Active;
@@ -478,7 +479,7 @@ async fn secondary(ctx: &Ctx, id: TokenId) -> Result<SecondaryListing> {
         .endpoint()
         .secondaries(SecondaryFilter {
             include_inactive: true,
-            hide_unassigned: false,
+            ..SecondaryFilter::default()
         })
         .await?
         .into_iter()

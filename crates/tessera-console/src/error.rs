@@ -46,7 +46,9 @@ impl Error {
             Self::Service(e) => match e {
                 tessera::Error::Core(_) => StatusCode::BAD_REQUEST,
                 tessera::Error::Forbidden { .. } => StatusCode::FORBIDDEN,
-                tessera::Error::NoSuchToken { .. } => StatusCode::NOT_FOUND,
+                tessera::Error::NoSuchToken { .. } | tessera::Error::NoSuchEndpoint { .. } => {
+                    StatusCode::NOT_FOUND
+                }
                 tessera::Error::Unsupported(_) => StatusCode::CONFLICT,
                 tessera::Error::Store(StoreError::AlreadyExists { .. }) => StatusCode::CONFLICT,
                 tessera::Error::Store(StoreError::NotFound { .. }) => StatusCode::NOT_FOUND,

@@ -2,7 +2,8 @@
 //! `chromium-driver`), one test per seed flow, end to end: forms filled and submitted as a
 //! person would, the shown-once secret read from the page and checked through the service, the
 //! QR code scanned from a screenshot of the page. Every page visited is checked for labelled
-//! controls and, with axe-core, for WCAG 2 A/AA violations; screenshots go to `docs/console/`.
+//! controls and, with axe-core, for WCAG 2 A/AA violations. Screenshots of every page go to
+//! `docs/console/` with `TESSERA_CONSOLE_SCREENSHOTS=1`, else to the target's temporary folder.
 //!
 //! Without `chromedriver` the tests print a skip, except under `CI=true`, where they fail.
 //! axe-core is read from `TESSERA_AXE` or `tests/axe/node_modules/axe-core/axe.min.js`
@@ -300,7 +301,13 @@ impl Rig {
 
     async fn shot(&self, name: &str) {
         let png = self.client.screenshot().await.unwrap();
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/console");
+        // The README's pictures are refreshed on request only, so a test run leaves the work
+        // tree clean: `TESSERA_CONSOLE_SCREENSHOTS=1 cargo test -p tessera-console --test browser`.
+        let dir = if std::env::var_os("TESSERA_CONSOLE_SCREENSHOTS").is_some() {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/console")
+        } else {
+            PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots")
+        };
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
     }

@@ -91,6 +91,19 @@ pub enum AuditAction {
     IpUnblocked,
     /// Stored records were purged for good.
     Purged,
+    /// Token authentication was turned on for an endpoint (its primaries are issued events of
+    /// their own).
+    EndpointEnabled {
+        /// Whether the endpoint allows deleting (a DELETE primary was issued).
+        allow_delete: bool,
+    },
+    /// Token authentication was turned off for an endpoint.
+    EndpointDisabled,
+    /// Deleting was allowed or forbidden on an endpoint.
+    DeleteAllowed {
+        /// Allowed now?
+        allowed: bool,
+    },
 }
 
 /// What an event is about.
@@ -202,6 +215,13 @@ impl AuditEvent {
     #[must_use]
     pub fn permission(mut self, action: &Permission) -> Self {
         self.subject.permission = Some(action.clone());
+        self
+    }
+
+    /// For this endpoint, no method in particular.
+    #[must_use]
+    pub fn at_endpoint(mut self, endpoint: &EndpointId) -> Self {
+        self.subject.endpoint = Some(endpoint.clone());
         self
     }
 

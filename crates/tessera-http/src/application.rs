@@ -1,7 +1,7 @@
 //! [`ApplicationLayer`]: application bearer tokens.
 
 use http::request::Parts;
-use tessera::TokenService;
+use tessera::{Access, Outcome, Rejection, RequestContext, TokenService};
 use tower::Layer;
 
 use crate::bearer;
@@ -75,10 +75,13 @@ impl ApplicationLayer {
                  into_make_service_with_connect_info::<SocketAddr>()",
             ));
         };
-        let access = match self.service.application().validate(token, ip).await {
-            Ok(Ok(access)) => access,
-            Ok(Err(rejection)) => return Err(rejected(KIND, rejection, Some(ip))),
-            Err(e) => return Err(unavailable(KIND, &e)),
+        let request = RequestContext::new().application(ip);
+        let access = match self.service.validate(token, &request).await {
+            Outcome::Accepted(Access::Application(access)) => access,
+            // The request admits application tokens alone.
+            Outcome::Accepted(_) => return Err(rejected(KIND, Rejection::NotFound, Some(ip))),
+            Outcome::Refused(rejection) => return Err(rejected(KIND, rejection, Some(ip))),
+            Outcome::Failed(e) => return Err(unavailable(KIND, &e)),
         };
         tracing::trace!(target: LOG_TARGET, kind = KIND, token_id = %access.token, name = %access.name, "request admitted");
         parts.extensions.insert(ClientIp(ip));

@@ -13,7 +13,7 @@ use http::HeaderMap;
 use http::request::Parts;
 use tessera::auth::AuthAccess;
 use tessera::core::id::{Permission, UserId};
-use tessera::{Rejection, TokenService};
+use tessera::{Access, Outcome, Rejection, RequestContext, TokenService};
 use tower::Layer;
 
 use crate::bearer;
@@ -129,10 +129,13 @@ impl AuthGuard {
             Ok(held) => held,
             Err(e) => return Err(unavailable(KIND, &*e)),
         };
-        let access = match self.service.auth().check(token, action, &held).await {
-            Ok(Ok(access)) => access,
-            Ok(Err(rejection)) => return Err(rejected(KIND, rejection, None)),
-            Err(e) => return Err(unavailable(KIND, &e)),
+        let request = RequestContext::new().action(action, &held);
+        let access = match self.service.validate(token, &request).await {
+            Outcome::Accepted(Access::Auth(access)) => access,
+            // The request admits auth tokens alone.
+            Outcome::Accepted(_) => return Err(rejected(KIND, Rejection::NotFound, None)),
+            Outcome::Refused(rejection) => return Err(rejected(KIND, rejection, None)),
+            Outcome::Failed(e) => return Err(unavailable(KIND, &e)),
         };
         tracing::trace!(target: LOG_TARGET, kind = KIND, %action, token_id = %access.token, owner = %access.owner, "request admitted");
         Ok(access)

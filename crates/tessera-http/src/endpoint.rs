@@ -2,10 +2,10 @@
 
 use axum::extract::MatchedPath;
 use http::request::Parts;
-use tessera::TokenService;
 use tessera::core::id::EndpointId;
 use tessera::core::kind::endpoint::Method;
 use tessera::endpoint::Carrier;
+use tessera::{Access, Outcome, Rejection, RequestContext, TokenService};
 use tower::Layer;
 
 use crate::bearer;
@@ -128,15 +128,16 @@ impl EndpointLayer {
             ));
         };
         let ip = self.client_ip.client_ip(parts);
-        let access = match self
-            .service
-            .endpoint()
-            .check(endpoint, method, token, ip)
-            .await
-        {
-            Ok(Ok(access)) => access,
-            Ok(Err(rejection)) => return Err(rejected(KIND, rejection, ip)),
-            Err(e) => return Err(unavailable(KIND, &e)),
+        let mut request = RequestContext::new().endpoint(endpoint, method);
+        if let Some(ip) = ip {
+            request = request.client(ip);
+        }
+        let access = match self.service.validate(token, &request).await {
+            Outcome::Accepted(Access::Endpoint(access)) => access,
+            // The request admits endpoint tokens alone.
+            Outcome::Accepted(_) => return Err(rejected(KIND, Rejection::NotFound, ip)),
+            Outcome::Refused(rejection) => return Err(rejected(KIND, rejection, ip)),
+            Outcome::Failed(e) => return Err(unavailable(KIND, &e)),
         };
         match &access.carrier {
             Carrier::Secondary { name } => {

@@ -18,6 +18,16 @@ pub mod postgres;
 pub mod sqlite;
 
 pub use error::{Error, Result};
+
+/// A `time` duration as the driver takes it: negative is zero, too long is the longest.
+#[allow(dead_code, reason = "used by whichever backends are built")]
+pub(crate) fn std_duration(d: time::Duration) -> std::time::Duration {
+    if d.is_negative() {
+        std::time::Duration::ZERO
+    } else {
+        std::time::Duration::try_from(d).unwrap_or(std::time::Duration::MAX)
+    }
+}
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
 #[cfg(feature = "sqlite")]

@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::time::Duration as StdDuration;
-
 use common::fixtures;
 use sqlx::Connection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
@@ -78,7 +76,7 @@ async fn a_lock_held_past_the_busy_timeout_is_unavailable() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("locked.db");
     let store = SqliteStore::open_with(
-        SqliteConfig::file(&path).busy_timeout(StdDuration::from_millis(200)),
+        SqliteConfig::file(&path).busy_timeout(time::Duration::milliseconds(200)),
     )
     .await
     .expect("open");

@@ -12,6 +12,7 @@ use crate::cmd::deployment::rejected_json;
 use crate::context::{Ctx, read_token};
 use crate::error::{CliError, Result};
 use crate::output::{self, opt_time, summary_json, summary_with};
+use crate::parse;
 
 /// Run an application-token command.
 pub(crate) async fn run(ctx: &Ctx, cmd: AppCmd) -> Result<()> {
@@ -23,10 +24,8 @@ pub(crate) async fn run(ctx: &Ctx, cmd: AppCmd) -> Result<()> {
             description,
             access,
         } => {
-            let types = access
-                .iter()
-                .map(|a| a.trim())
-                .filter(|a| !a.is_empty())
+            let types = parse::list("--access", &access)?
+                .into_iter()
                 .map(AccessType::parse)
                 .collect::<Result<Vec<_>, _>>()?;
             let issued = svc

@@ -5,8 +5,7 @@ use tessera::Issued;
 use tessera::core::id::{Description, EndpointId, TokenId, TokenName};
 use tessera::core::kind::KindData;
 use tessera::core::kind::endpoint::{EndpointData, Method};
-use tessera::endpoint::{Carrier, SecondaryFilter};
-use tessera::store::UsageSubject;
+use tessera::endpoint::{Carrier, SecondaryFilter, TrafficFilter};
 
 use crate::cli::{EndpointCmd, MethodArg, PrimaryCmd, SecondaryCmd};
 use crate::cmd::deployment::{grace, rejected_json};
@@ -85,6 +84,12 @@ pub(crate) async fn run(ctx: &Ctx, cmd: EndpointCmd) -> Result<()> {
         }
         EndpointCmd::Primary(PrimaryCmd::List { endpoint }) => {
             let ep = EndpointId::parse(endpoint)?;
+            if !svc.was_set_up(&ep).await? {
+                return Err(tessera::Error::NoSuchEndpoint {
+                    endpoint: ep.to_string(),
+                }
+                .into());
+            }
             let primaries = svc.primaries(&ep).await?;
             let rows: Vec<Vec<String>> = primaries
                 .iter()
@@ -176,34 +181,50 @@ pub(crate) async fn run(ctx: &Ctx, cmd: EndpointCmd) -> Result<()> {
                 }
             }
         }
-        EndpointCmd::Traffic { endpoint } => {
+        EndpointCmd::Traffic {
+            endpoint,
+            token,
+            name,
+            since,
+            until,
+        } => {
             let ep = EndpointId::parse(endpoint)?;
-            let traffic = svc.traffic(&ep).await?;
+            let now = ctx.now();
+            let mut filter = TrafficFilter::default();
+            if let Some(t) = token {
+                filter = filter.token(ctx.resolve_id(&t).await?);
+            }
+            if let Some(n) = name {
+                filter = filter.name(TokenName::parse(n)?.as_str());
+            }
+            if let Some(t) = since {
+                filter = filter.since(parse::instant("--since", &t, now)?);
+            }
+            if let Some(t) = until {
+                filter = filter.until(parse::instant("--until", &t, now)?);
+            }
+            let traffic = svc.traffic_filtered(&ep, &filter).await?;
             let mut rows = Vec::new();
             let mut json = Vec::new();
             for u in &traffic {
-                let UsageSubject::Endpoint(_, m) = &u.subject else {
-                    continue;
-                };
-                let name = match ctx.store().get(u.token).await? {
-                    Some(r) => r
-                        .data
-                        .display_name()
-                        .map_or_else(|| String::from("(primary)"), str::to_owned),
-                    None => String::from("(purged)"),
+                let name = match (&u.name, u.primary) {
+                    (Some(n), _) => n.clone(),
+                    (None, true) => String::from("(primary)"),
+                    (None, false) => String::from("(purged)"),
                 };
                 rows.push(vec![
                     u.token.to_string(),
                     name.clone(),
-                    m.to_string(),
+                    u.method.to_string(),
                     u.count.to_string(),
                     opt_time(u.first_seen),
                     opt_time(u.last_seen),
                 ]);
                 json.push(json!({
                     "token": u.token,
-                    "name": name,
-                    "method": m,
+                    "name": u.name,
+                    "primary": u.primary,
+                    "method": u.method,
                     "count": u.count,
                     "first_seen": u.first_seen.map(output::rfc3339),
                     "last_seen": u.last_seen.map(output::rfc3339),
@@ -213,7 +234,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: EndpointCmd) -> Result<()> {
                 &["TOKEN", "NAME", "METHOD", "REQUESTS", "FIRST", "LAST"],
                 &rows,
                 &Value::Array(json),
-                &format!("no accepted requests on {ep} yet"),
+                &format!("no accepted requests on {ep} match"),
             )
         }
     }
@@ -239,10 +260,12 @@ async fn secondary(ctx: &Ctx, cmd: SecondaryCmd) -> Result<()> {
         SecondaryCmd::List {
             all,
             hide_unassigned,
+            endpoint,
         } => {
             let filter = SecondaryFilter {
                 include_inactive: all,
                 hide_unassigned,
+                endpoint: endpoint.map(EndpointId::parse).transpose()?,
             };
             let list = svc.secondaries(filter).await?;
             let mut rows = Vec::new();

@@ -11,7 +11,7 @@ use tessera::core::lifecycle::State;
 use tessera::core::record::{TokenRecord, TokenSummary};
 use tessera::store::{AuditFilter, TokenFilter};
 
-use crate::cli::{AuditArgs, Global, KindArg, ListArgs, SweepArgs};
+use crate::cli::{AuditArgs, Global, KindArg, ListArgs, StateArg, SweepArgs};
 use crate::cmd::deployment::rejected_json;
 use crate::context::{Ctx, parse_any_spelling, read_token};
 use crate::error::{CliError, Result};
@@ -30,6 +30,20 @@ pub(crate) const fn state_rejection(state: State) -> Option<Rejection> {
         State::Revoked => Rejection::Revoked,
         State::Deleted => Rejection::Deleted,
     })
+}
+
+const fn state_of(s: StateArg) -> State {
+    match s {
+        StateArg::Active => State::Active,
+        StateArg::Disabled => State::Disabled,
+        StateArg::Dormant => State::Dormant,
+        StateArg::Superseded => State::Superseded,
+        StateArg::RotatedOut => State::RotatedOut,
+        StateArg::Expired => State::Expired,
+        StateArg::Exhausted => State::Exhausted,
+        StateArg::Revoked => State::Revoked,
+        StateArg::Deleted => State::Deleted,
+    }
 }
 
 const fn kind_of(k: KindArg) -> Kind {
@@ -71,6 +85,17 @@ pub(crate) async fn list(ctx: &Ctx, args: ListArgs) -> Result<()> {
         filter = filter.kind(kind_of(k));
     }
     let now = ctx.now();
+    let expiring = args
+        .expiring
+        .as_deref()
+        .map(|d| parse::duration("--expiring", d))
+        .transpose()?;
+    if let Some(d) = expiring {
+        filter = filter
+            .states([State::Active, State::Superseded])
+            .expires_before(now + d);
+    }
+    let want = args.state.map(state_of);
     let p = &ctx.principal;
     let mut rows = Vec::new();
     let mut json = Vec::new();
@@ -82,6 +107,15 @@ pub(crate) async fn list(ctx: &Ctx, args: ListArgs) -> Result<()> {
         }
         let t = r.summary(now);
         if args.active && state_rejection(t.state).is_some() {
+            continue;
+        }
+        if want.is_some_and(|w| t.state != w) {
+            continue;
+        }
+        // Expiring: still in force now, and ending within the window.
+        if expiring.is_some()
+            && (state_rejection(t.state).is_some() || t.expires_at.is_none_or(|e| e <= now))
+        {
             continue;
         }
         let d = detail(&r);
@@ -407,6 +441,18 @@ fn event_row(e: &AuditEvent) -> Vec<String> {
         AuditAction::IpBlocked => String::from("ip blocked"),
         AuditAction::IpUnblocked => String::from("ip unblocked"),
         AuditAction::Purged => String::from("purged"),
+        AuditAction::EndpointEnabled { allow_delete } => format!(
+            "token authentication on{}",
+            if *allow_delete {
+                " (delete allowed)"
+            } else {
+                ""
+            }
+        ),
+        AuditAction::EndpointDisabled => String::from("token authentication off"),
+        AuditAction::DeleteAllowed { allowed } => {
+            format!("delete {}", if *allowed { "allowed" } else { "forbidden" })
+        }
         _ => String::from("other"),
     };
     let mut detail = Vec::new();
@@ -416,8 +462,19 @@ fn event_row(e: &AuditEvent) -> Vec<String> {
     if let Some(d) = &e.subject.device {
         detail.push(format!("device {d}"));
     }
-    if let (Some(ep), Some(m)) = (&e.subject.endpoint, e.subject.method) {
-        detail.push(format!("{m} {ep}"));
+    if let Some(n) = &e.subject.name {
+        detail.push(format!("name {n}"));
+    }
+    if let Some(o) = &e.subject.owner {
+        detail.push(format!("owner {o}"));
+    }
+    if let Some(p) = &e.subject.permission {
+        detail.push(format!("action {p}"));
+    }
+    match (&e.subject.endpoint, e.subject.method) {
+        (Some(ep), Some(m)) => detail.push(format!("{m} {ep}")),
+        (Some(ep), None) => detail.push(format!("endpoint {ep}")),
+        _ => {}
     }
     if let Some(ip) = e.ip {
         detail.push(format!("ip {ip}"));

@@ -10,6 +10,7 @@ mod addresses;
 mod app;
 mod audit_access;
 mod auth;
+mod console;
 mod deployment;
 mod endpoint;
 mod general;

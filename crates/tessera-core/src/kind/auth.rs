@@ -89,10 +89,14 @@ pub enum Expiry {
     Days(u32),
     /// At the start (00:00 UTC) of this date.
     Date(Date),
+    /// At this instant (RFC 3339, e.g. `2027-01-31T10:00:00Z`).
+    At(OffsetDateTime),
 }
 
 impl Expiry {
-    /// Parse `90m`, `12h`, `30d` or `2027-01-31`. Amounts are 1 to 100 years' worth.
+    /// Parse `90m`, `12h`, `30d` (optionally `+90m`), a date `2027-01-31` or an RFC 3339
+    /// instant `2027-01-31T10:00:00Z`. Amounts are 1 to 100 years' worth. A negative amount
+    /// (`-5m`) is refused: an expiry lies ahead.
     ///
     /// # Errors
     ///
@@ -103,8 +107,17 @@ impl Expiry {
             why,
         };
         let s = input.trim();
-        if s.len() > 32 {
+        if s.len() > 40 {
             return Err(bad("it is too long").into());
+        }
+        if s.starts_with('-') {
+            return Err(bad("a negative amount lies in the past; an expiry lies ahead").into());
+        }
+        let s = s.strip_prefix('+').unwrap_or(s);
+        if s.len() > 10 && s.as_bytes().get(4) == Some(&b'-') {
+            let at = OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                .map_err(|_| bad("it is not an RFC 3339 instant such as 2027-01-31T10:00:00Z"))?;
+            return Ok(Self::At(at));
         }
         if s.len() == 10 && s.as_bytes().get(4) == Some(&b'-') {
             let d = Date::parse(s, format_description!("[year]-[month]-[day]"))
@@ -139,7 +152,7 @@ impl Expiry {
             Self::Minutes(n) => Some(Duration::minutes(i64::from(n))),
             Self::Hours(n) => Some(Duration::hours(i64::from(n))),
             Self::Days(n) => Some(Duration::days(i64::from(n))),
-            Self::Date(_) => None,
+            Self::Date(_) | Self::At(_) => None,
         }
     }
 
@@ -152,6 +165,7 @@ impl Expiry {
         let at = match (self.duration(), self) {
             (Some(d), _) => now + d,
             (None, Self::Date(d)) => d.with_time(Time::MIDNIGHT).assume_utc(),
+            (None, Self::At(t)) => t.to_offset(time::UtcOffset::UTC),
             (None, _) => now,
         };
         if at <= now {
@@ -177,6 +191,10 @@ impl fmt::Display for Expiry {
                 u8::from(d.month()),
                 d.day()
             ),
+            Self::At(t) => match t.format(&time::format_description::well_known::Rfc3339) {
+                Ok(text) => f.write_str(&text),
+                Err(_) => Err(fmt::Error),
+            },
         }
     }
 }
@@ -194,6 +212,35 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
+
+    #[test]
+    fn one_time_syntax_instants_signs_and_the_past() {
+        let now = datetime!(2026-11-23 09:00 UTC);
+        assert_eq!(
+            Expiry::parse("2027-01-31T10:00:00Z")
+                .unwrap()
+                .resolve(now)
+                .unwrap(),
+            datetime!(2027-01-31 10:00 UTC)
+        );
+        assert_eq!(
+            Expiry::parse("2027-01-31T12:00:00+02:00")
+                .unwrap()
+                .resolve(now)
+                .unwrap(),
+            datetime!(2027-01-31 10:00 UTC)
+        );
+        assert_eq!(Expiry::parse("+5m").unwrap(), Expiry::Minutes(5));
+        let e = Expiry::parse("-5m").unwrap_err().to_string();
+        assert!(e.contains("lies in the past"), "{e}");
+        assert!(
+            Expiry::parse("2026-11-23T08:00:00Z")
+                .unwrap()
+                .resolve(now)
+                .is_err()
+        );
+        assert!(Expiry::parse("2027-01-31T25:00:00Z").is_err());
+    }
 
     #[test]
     fn parses_console_units() {

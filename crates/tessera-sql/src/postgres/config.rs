@@ -3,7 +3,8 @@
 use core::fmt;
 use core::str::FromStr;
 use std::path::PathBuf;
-use std::time::Duration;
+
+use time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 
@@ -124,7 +125,7 @@ impl PostgresConfig {
     pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
 
     /// The default wait for a connection: 10 seconds.
-    pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::seconds(10);
 
     /// Connect to `url` (`postgres://user:password@host:port/database?sslmode=...`), using the
     /// server's default `search_path`.
@@ -254,7 +255,7 @@ impl PostgresConfig {
     pub(crate) fn pool_options(&self) -> PgPoolOptions {
         PgPoolOptions::new()
             .max_connections(self.max_connections.max(1))
-            .acquire_timeout(self.acquire_timeout)
+            .acquire_timeout(crate::std_duration(self.acquire_timeout))
     }
 }
 

@@ -1,7 +1,7 @@
 //! [`SqliteConfig`]: where the database is and how connections behave.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
@@ -26,7 +26,7 @@ pub struct SqliteConfig {
 
 impl SqliteConfig {
     /// The default busy timeout: 5 seconds.
-    pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+    pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::seconds(5);
 
     /// The default pool size for a file.
     pub const DEFAULT_MAX_CONNECTIONS: u32 = 8;
@@ -75,7 +75,7 @@ impl SqliteConfig {
     pub(crate) fn connect_options(&self) -> SqliteConnectOptions {
         let base = SqliteConnectOptions::new()
             .foreign_keys(true)
-            .busy_timeout(self.busy_timeout);
+            .busy_timeout(crate::std_duration(self.busy_timeout));
         match &self.path {
             Some(path) => base
                 .filename(path)
@@ -90,14 +90,14 @@ impl SqliteConfig {
         match self.path {
             Some(_) => SqlitePoolOptions::new()
                 .max_connections(self.max_connections.max(1))
-                .acquire_timeout(self.busy_timeout.saturating_mul(2)),
+                .acquire_timeout(crate::std_duration(self.busy_timeout.saturating_mul(2))),
             // One connection holds the whole database: never let it go.
             None => SqlitePoolOptions::new()
                 .max_connections(1)
                 .min_connections(1)
                 .idle_timeout(None)
                 .max_lifetime(None)
-                .acquire_timeout(self.busy_timeout.saturating_mul(2)),
+                .acquire_timeout(crate::std_duration(self.busy_timeout.saturating_mul(2))),
         }
     }
 }

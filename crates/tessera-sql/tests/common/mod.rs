@@ -85,7 +85,7 @@ pub mod pg {
             .schema(schema)
             .expect("a schema")
             .max_connections(connections)
-            .acquire_timeout(std::time::Duration::from_secs(10));
+            .acquire_timeout(time::Duration::seconds(10));
         let store = PostgresStore::connect_with(config).await.expect("connect");
         store.migrate().await.expect("migrate");
         store
