@@ -9,9 +9,11 @@
 //!
 //! Refusals follow RFC 6750: 401 `invalid_token` for any refused token, 403
 //! `insufficient_scope`, 400 `invalid_request` for a broken header, 401 with a bare `Bearer`
-//! challenge without credentials.
+//! challenge without credentials. A 503 (the store failed) is logged on stderr with the reason.
 //!
-//! Run it with `cargo run --example axum_service` and try the printed `curl` lines.
+//! Run it with `cargo run --example axum_service` and try the printed `curl` lines. For the
+//! service a team would deploy (configuration from the environment, a database file or
+//! PostgreSQL, health checks, metrics, graceful shutdown), see `crates/tessera-service`.
 
 use std::collections::BTreeSet;
 use std::convert::Infallible;
@@ -201,6 +203,12 @@ async fn app() -> Result<
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
+    // Logs to stderr (INFO and above): a 503 says why there (the store's error), and so do
+    // the validation cache and the PostgreSQL change watch when they turn off and on again.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::INFO)
+        .init();
     let (router, tries) = app().await?;
     let listener = match TcpListener::bind((Ipv4Addr::LOCALHOST, 3000)).await {
         Ok(l) => l,

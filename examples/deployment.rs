@@ -38,9 +38,8 @@ async fn run() -> Result<(), Box<dyn Error>> {
         "== {}: Generate Token (expires in 30 days, auto-renew on)",
         when(clock.now())
     );
-    let spec = NewDeployment::named("imd-2026-q4")?
-        .expires_at(clock.now() + Duration::days(30))
-        .auto_renew(true);
+    // Auto-renewal is on by default (`.auto_renew(false)` opts a token out).
+    let spec = NewDeployment::named("imd-2026-q4")?.expires_at(clock.now() + Duration::days(30));
     let first = tokens.generate(spec, &admin).await?;
     println!(
         "   token (shown once, copy it now): {}",
@@ -79,30 +78,26 @@ async fn run() -> Result<(), Box<dyn Error>> {
     let second = renewal
         .successor
         .ok_or("a sweep that writes returns the successor")?;
-    println!(
-        "   auto-renewed; successor (shown once, copy it now): {}",
-        second.secret.expose_secret()
-    );
-    row(&second.token);
-    assert_eq!(
-        second.token.expires_at,
-        Some(clock.now() + Duration::days(90))
-    );
+    println!("   auto-renewed; the sweep prints no secret, the successor is kept sealed");
+    row(&second);
+    assert_eq!(second.expires_at, Some(clock.now() + Duration::days(90)));
     let latest = tokens
         .latest()
         .await?
         .ok_or("no deployment token in force")?;
-    assert_eq!(latest.id, second.token.id);
+    assert_eq!(latest.id, second.id);
     println!("   most recent token: {}", latest.hint);
 
     match tokens.render_command(TEMPLATE, &first.secret).await {
         Err(e) => println!("   render with the old token: refused ({e})"),
         Ok(_) => return Err("rendering with an expired token must be refused".into()),
     }
-    let new_command = tokens.render_command(TEMPLATE, &second.secret).await?;
+    // The console shows the current command at any time, with no secret in hand.
+    let new_command = tokens.command(TEMPLATE).await?;
+    let second_secret = tokens.latest_secret().await?;
     println!(
         "   updated installer command: {}",
-        masked(&new_command, &second.secret, &second.token)
+        masked(&new_command, &second_secret, &second)
     );
 
     let old = tokens.validate(token_in(&old_command)?).await?;
@@ -136,7 +131,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
     let refused = tokens.validate(token_in(&leaked_command)?).await?;
     verdict("an installer run with the leaked command", &refused);
     assert_eq!(refused, Err(Rejection::Expired));
-    assert_eq!(tokens.latest().await?.map(|t| t.id), Some(second.token.id));
+    assert_eq!(tokens.latest().await?.map(|t| t.id), Some(second.id));
 
     println!();
     println!("== Manage Token list");

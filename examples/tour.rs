@@ -89,9 +89,8 @@ async fn deployment(
         clock,
     );
     let tokens = service.deployment();
-    let spec = NewDeployment::named("imd-2026-q4")?
-        .expires_at(clock.now() + Duration::days(30))
-        .auto_renew(true);
+    // Auto-renewal is on by default.
+    let spec = NewDeployment::named("imd-2026-q4")?.expires_at(clock.now() + Duration::days(30));
     let first = tokens.generate(spec, admin).await?;
     println!("   token (shown once): {}", first.secret.expose_secret());
     let old_command = tokens.render_command(TEMPLATE, &first.secret).await?;
@@ -108,11 +107,12 @@ async fn deployment(
         .successor
         .ok_or("a sweep that writes returns the successor")?;
     println!(
-        "   {}: expired and auto-renewed; successor (shown once): {}",
+        "   {}: expired and auto-renewed as {}; the sweep prints no secret",
         when(clock.now()),
-        second.secret.expose_secret()
+        second.hint
     );
-    let new_command = tokens.render_command(TEMPLATE, &second.secret).await?;
+    // The current installer command, shown again with no secret in hand.
+    let new_command = tokens.command(TEMPLATE).await?;
     let old = tokens
         .validate(token_in(old_command.expose_secret())?)
         .await?;

@@ -10,9 +10,14 @@
 //! Another process (another instance over the same database) writes past this cache. Before it
 //! keeps anything, the cache asks the store to [watch](Store::watch) for changes: PostgreSQL
 //! reports every committed change a validation depends on (LISTEN/NOTIFY), and the cache drops
-//! the record when the report arrives, milliseconds after the commit; when the watch loses its
-//! connection the cache drops everything. A store that cannot watch (SQLite shared between
-//! processes) leaves the time to live as the bound, which the caller chooses.
+//! the record when the report arrives, milliseconds after the commit. The cache fails closed:
+//! from the moment the store reports that its watch may be missing changes ([`Change::Lost`]:
+//! a lost connection, an unanswered heartbeat) until it reports listening again
+//! ([`Change::Resumed`]), the cache answers nothing from memory and keeps nothing (every
+//! validation reads the store), then starts empty. Both moments are logged through `tracing`
+//! (lost: `warn`; resumed, with how long caching was off: `info`). A store that cannot watch
+//! (SQLite shared between processes) leaves the time to live as the bound, which the caller
+//! chooses.
 //!
 //! Only hits of records are cached, never "not found": a token issued by another instance is
 //! accepted at once, and unknown tokens cannot fill the memory.
@@ -21,8 +26,9 @@ use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use std::net::IpAddr;
 use std::ops::Deref;
-use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock, Weak};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use tessera_core::audit::AuditEvent;
@@ -31,6 +37,7 @@ use tessera_core::id::{DeviceId, EndpointId, TokenId};
 use tessera_core::kind::KindData;
 use tessera_core::kind::endpoint::{Mapping, Method};
 use tessera_core::record::TokenRecord;
+use tessera_core::seal::Sealed;
 use tessera_store::{
     AuditFilter, Capabilities, Change, ChangeSink, Enrollment, Redemption, Result as StoreResult,
     StateChange, Store, TokenFilter, UsageEntry, UsageOutcome, UsageSubject, Watcher,
@@ -163,6 +170,12 @@ pub(crate) struct CachingStore {
     epoch: AtomicU64,
     /// Whether the store reports other instances' changes to this cache (see [`Watch`]).
     watch: AtomicU8,
+    /// Since when the watch is lost (caching off), or when asking for a watch last failed.
+    since: Mutex<Option<Instant>>,
+    /// Tokens a write dropped before it returned may still change (see [`InDoubt`]).
+    in_doubt: Mutex<InDoubt>,
+    /// Whether `in_doubt` may hold anything (so loads skip its lock when it does not).
+    any_in_doubt: AtomicBool,
     me: Weak<Self>,
 }
 
@@ -177,6 +190,81 @@ impl Watch {
     const WATCHING: u8 = 2;
     /// The store cannot watch: the time to live alone bounds other instances' changes.
     const UNSUPPORTED: u8 = 3;
+    /// The watch may be missing changes until it resumes: nothing is served from memory or
+    /// kept.
+    const LOST: u8 = 4;
+
+    /// How long after a failed [`Store::watch`] the cache asks again (meanwhile it keeps
+    /// nothing).
+    const RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+}
+
+/// Tokens written by a write that was dropped before it returned, and until when they are not
+/// kept.
+///
+/// A dropped write may still commit after the drop — SQLite finishes a statement it started,
+/// PostgreSQL one it received — so the cache cannot know when its change lands. Its tokens
+/// are dropped at once and then not kept for [`InDoubt::FOR`] (longer than a statement can wait
+/// for a lock or a connection with the default settings); every validation of them reads the
+/// store meanwhile.
+#[derive(Default)]
+struct InDoubt {
+    ids: HashMap<TokenId, Instant, BuildHasherDefault<IdHasher>>,
+    digests: HashMap<Digest, Instant, BuildHasherDefault<IdHasher>>,
+}
+
+impl InDoubt {
+    const FOR: std::time::Duration = std::time::Duration::from_secs(30);
+
+    fn prune(&mut self) {
+        let now = Instant::now();
+        self.ids.retain(|_, until| *until > now);
+        self.digests.retain(|_, until| *until > now);
+    }
+
+    fn holds(&self, id: TokenId, digest: &Digest) -> bool {
+        let now = Instant::now();
+        self.ids.get(&id).is_some_and(|u| *u > now)
+            || self.digests.get(digest).is_some_and(|u| *u > now)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ids.is_empty() && self.digests.is_empty()
+    }
+}
+
+/// Drops what a write changes when the write ends, whether it returned or was dropped (then
+/// its tokens are also [in doubt](InDoubt) for a while).
+struct Writing<'a> {
+    cache: &'a CachingStore,
+    ids: Vec<TokenId>,
+    digest: Option<Digest>,
+    returned: bool,
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        let cache = self.cache;
+        if !self.returned {
+            let until = Instant::now() + InDoubt::FOR;
+            let mut doubt = cache
+                .in_doubt
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            doubt.prune();
+            for id in &self.ids {
+                doubt.ids.insert(*id, until);
+            }
+            if let Some(d) = self.digest {
+                doubt.digests.insert(d, until);
+            }
+            cache.any_in_doubt.store(true, Ordering::SeqCst);
+        }
+        cache.invalidate_ids(self.ids.iter().copied());
+        if let Some(d) = &self.digest {
+            cache.invalidate_digest(d);
+        }
+    }
 }
 
 /// What the store reports changes to: the cache, for as long as it exists.
@@ -225,6 +313,9 @@ impl CachingStore {
     pub(crate) fn new(inner: Arc<dyn Store>, config: ValidationCache) -> Arc<Self> {
         Arc::new_cyclic(|me| Self {
             watch: AtomicU8::new(Watch::NOT_ASKED),
+            since: Mutex::new(None),
+            in_doubt: Mutex::default(),
+            any_in_doubt: AtomicBool::new(false),
             me: me.clone(),
             inner,
             config,
@@ -235,12 +326,21 @@ impl CachingStore {
     }
 
     /// Whether records may be kept: once the store said whether it watches for changes (asking
-    /// it the first time). While another load is asking, this one keeps nothing.
-    async fn may_keep(&self) -> StoreResult<bool> {
-        match self.watch.load(Ordering::Acquire) {
-            Watch::WATCHING | Watch::UNSUPPORTED => return Ok(true),
-            Watch::ASKING => return Ok(false),
-            _ => {}
+    /// it the first time), and not while the watch is lost. While another load is asking, or
+    /// for [`Watch::RETRY`] after asking failed, this one keeps nothing.
+    async fn may_keep(&self) -> bool {
+        match self.watch.load(Ordering::SeqCst) {
+            Watch::WATCHING | Watch::UNSUPPORTED => return true,
+            Watch::NOT_ASKED => {}
+            _ => return false,
+        }
+        if self
+            .since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some_and(|failed| failed.elapsed() < Watch::RETRY)
+        {
+            return false;
         }
         if self
             .watch
@@ -252,44 +352,102 @@ impl CachingStore {
             )
             .is_err()
         {
-            return Ok(false);
+            return false;
         }
         let guard = Asking(&self.watch);
         let sink: ChangeSink = Arc::new(CacheWatcher(self.me.clone()));
-        let watching = self.inner.watch(sink).await?;
-        self.watch.store(
+        let watching = match self.inner.watch(sink).await {
+            Ok(watching) => watching,
+            Err(e) => {
+                // Keep nothing (the store is asked for every validation) and ask again later.
+                tracing::warn!(error = %e,
+                    "tessera: validation cache off: the store cannot watch for changes now");
+                *self.since.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+                return false;
+            }
+        };
+        // A loss reported before this answer came back wins: then the state is no longer
+        // ASKING and stays as the report left it.
+        let _ = self.watch.compare_exchange(
+            Watch::ASKING,
             if watching {
                 Watch::WATCHING
             } else {
                 Watch::UNSUPPORTED
             },
-            Ordering::Release,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
         );
         drop(guard);
-        Ok(true)
+        true
     }
 
     /// Another instance changed something: drop it (everything, when changes were missed).
     fn changed(&self, change: Change) {
         match change {
             Change::Token(id) => self.invalidate_ids([id]),
-            _ => {
-                self.epoch.fetch_add(1, Ordering::AcqRel);
-                let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
-                map.by_digest.clear();
-                map.by_id.clear();
+            Change::Lost => {
+                // Off first, then no load in flight may be kept, then nothing is left.
+                let before = self.watch.swap(Watch::LOST, Ordering::SeqCst);
+                self.clear();
+                if before != Watch::LOST {
+                    *self.since.lock().unwrap_or_else(PoisonError::into_inner) =
+                        Some(Instant::now());
+                    tracing::warn!(
+                        "tessera: validation cache off: the store's change watch was lost; \
+                         every validation reads the store until it resumes"
+                    );
+                }
             }
+            Change::Resumed => {
+                // Empty (what was loaded before may have missed changes), then on again.
+                self.clear();
+                if self
+                    .watch
+                    .compare_exchange(
+                        Watch::LOST,
+                        Watch::WATCHING,
+                        Ordering::SeqCst,
+                        Ordering::SeqCst,
+                    )
+                    .is_ok()
+                {
+                    let off = self
+                        .since
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .take()
+                        .map_or(0, |t| t.elapsed().as_millis());
+                    tracing::info!(
+                        off_ms = u64::try_from(off).unwrap_or(u64::MAX),
+                        "tessera: validation cache on again: the store's change watch resumed"
+                    );
+                }
+            }
+            _ => self.clear(),
         }
     }
 
-    /// Whether the store reports other instances' changes to this cache (known after the
-    /// first load).
+    /// No load in flight may be kept, and nothing kept is left.
+    fn clear(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
+        map.by_digest.clear();
+        map.by_id.clear();
+    }
+
+    /// Whether the store reports other instances' changes to this cache right now (known
+    /// after the first load; false while the watch is lost).
     pub(crate) fn watching(&self) -> bool {
         self.watch.load(Ordering::Acquire) == Watch::WATCHING
     }
 
-    /// The cached record with this digest, if loaded less than the time to live before `now`.
+    /// The cached record with this digest, if loaded less than the time to live before `now`
+    /// (never while the watch is lost).
     pub(crate) fn cached(&self, digest: &Digest, at: i64) -> Option<Arc<Cached>> {
+        if self.watch.load(Ordering::Acquire) == Watch::LOST {
+            return None;
+        }
         let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
         let e = map.by_digest.get(digest)?;
         (e.loaded_at <= at && at < e.fresh_until).then(|| Arc::clone(&e.record))
@@ -297,13 +455,30 @@ impl CachingStore {
 
     /// Read the record from the store and keep it, unless a write ran meanwhile.
     pub(crate) async fn load(&self, digest: &Digest, at: i64) -> StoreResult<Option<Arc<Cached>>> {
-        let keep = self.ttl_nanos > 0 && self.config.capacity > 0 && self.may_keep().await?;
-        let epoch = self.epoch.load(Ordering::Acquire);
+        let keep = self.ttl_nanos > 0 && self.config.capacity > 0 && self.may_keep().await;
+        // The epoch before the state: a loss reported after this check bumps the epoch, so
+        // what is read below is not kept.
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        let keep = keep
+            && matches!(
+                self.watch.load(Ordering::SeqCst),
+                Watch::WATCHING | Watch::UNSUPPORTED
+            );
         let Some(record) = self.inner.find_by_digest(digest).await? else {
             return Ok(None);
         };
+        if keep && self.any_in_doubt.load(Ordering::SeqCst) {
+            let mut doubt = self.in_doubt.lock().unwrap_or_else(PoisonError::into_inner);
+            doubt.prune();
+            if doubt.is_empty() {
+                self.any_in_doubt.store(false, Ordering::SeqCst);
+            }
+            if doubt.holds(record.id, digest) {
+                return Ok(Some(Arc::new(Cached::new(record, false))));
+            }
+        }
         let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
-        if !keep || self.epoch.load(Ordering::Acquire) != epoch {
+        if !keep || self.epoch.load(Ordering::SeqCst) != epoch {
             return Ok(Some(Arc::new(Cached::new(record, false))));
         }
         let record = Arc::new(Cached::new(record, true));
@@ -328,7 +503,7 @@ impl CachingStore {
 
     /// After a write: no load that began before it may be kept, and `ids` are dropped.
     fn invalidate_ids(&self, ids: impl IntoIterator<Item = TokenId>) {
-        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.epoch.fetch_add(1, Ordering::SeqCst);
         let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
         for id in ids {
             map.remove_id(id);
@@ -336,7 +511,7 @@ impl CachingStore {
     }
 
     fn invalidate_digest(&self, digest: &Digest) {
-        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.epoch.fetch_add(1, Ordering::SeqCst);
         self.map
             .write()
             .unwrap_or_else(PoisonError::into_inner)
@@ -373,11 +548,19 @@ impl CachingStore {
 }
 
 /// Run a write on the inner store and drop what it may have changed, whether it succeeded or
-/// not (a failed write may still have committed before the answer was lost).
+/// not (a failed write may still have committed before the answer was lost), and also when it
+/// is dropped before it returns.
 macro_rules! write_through {
     ($self:ident, $ids:expr, $call:expr) => {{
+        let mut writing = Writing {
+            cache: $self,
+            ids: $ids.into_iter().collect(),
+            digest: None,
+            returned: false,
+        };
         let out = $call.await;
-        $self.invalidate_ids($ids);
+        writing.returned = true;
+        drop(writing);
         out
     }};
 }
@@ -451,6 +634,15 @@ impl Store for CachingStore {
         write_through!(self, [id], self.inner.set_digest(id, digest, hint, events))
     }
 
+    async fn set_sealed(
+        &self,
+        id: TokenId,
+        sealed: Option<&Sealed>,
+        events: &[AuditEvent],
+    ) -> StoreResult<TokenRecord> {
+        write_through!(self, [id], self.inner.set_sealed(id, sealed, events))
+    }
+
     async fn touch(
         &self,
         id: TokenId,
@@ -477,8 +669,15 @@ impl Store for CachingStore {
         device: &DeviceId,
         now: OffsetDateTime,
     ) -> StoreResult<Redemption> {
+        let mut writing = Writing {
+            cache: self,
+            ids: Vec::new(),
+            digest: Some(*digest),
+            returned: false,
+        };
         let out = self.inner.redeem(digest, device, now).await;
-        self.invalidate_digest(digest);
+        writing.returned = true;
+        drop(writing);
         out
     }
 

@@ -6,7 +6,7 @@ use tessera_core::kind::KindData;
 use tessera_core::kind::deployment::{self as rules, DeploymentData};
 use tessera_core::kind::onboarding::UsageLimit;
 use tessera_core::lifecycle::{Action, State};
-use tessera_core::record::TokenSummary;
+use tessera_core::record::{TokenRecord, TokenSummary};
 use tessera_core::validate::{self, Accepted, Rejection, Request};
 use tessera_core::{InvalidInput, Kind, Secret};
 use tessera_store::TokenFilter;
@@ -16,6 +16,10 @@ use crate::error::{Error, Result};
 use crate::principal::Principal;
 use crate::request::{Access, RequestContext, narrow};
 use crate::service::{Issued, TokenService, found_or_refuse};
+
+/// The error when no deployment token is in force.
+const NONE_IN_FORCE: Error =
+    Error::Unsupported("no deployment token is in force; generate one first");
 
 /// Deployment tokens: see [`TokenService::deployment`].
 #[derive(Clone, Copy, Debug)]
@@ -30,12 +34,13 @@ pub struct NewDeployment {
     pub name: TokenName,
     /// Expiry, if any.
     pub expires_at: Option<OffsetDateTime>,
-    /// Issue a successor valid 90 days when it expires.
+    /// Issue a successor valid 90 days when it expires (on by default, as the seed says).
     pub auto_renew: bool,
 }
 
 impl NewDeployment {
-    /// A token named `name` with no expiry and no renewal.
+    /// A token named `name` with no expiry that renews itself when it expires (turn renewal
+    /// off with [`auto_renew(false)`](Self::auto_renew)).
     ///
     /// # Errors
     ///
@@ -44,7 +49,7 @@ impl NewDeployment {
         Ok(Self {
             name: TokenName::parse(name)?,
             expires_at: None,
-            auto_renew: false,
+            auto_renew: true,
         })
     }
 
@@ -55,7 +60,7 @@ impl NewDeployment {
         self
     }
 
-    /// Renew automatically on expiry.
+    /// Whether to renew automatically on expiry (default on): `false` opts this token out.
     #[must_use]
     pub const fn auto_renew(mut self, on: bool) -> Self {
         self.auto_renew = on;
@@ -92,7 +97,7 @@ impl DeploymentTokens<'_> {
             name: spec.name,
             auto_renew: spec.auto_renew,
         });
-        let (secret, record) = self.svc.mint(
+        let (secret, mut record) = self.svc.mint(
             Kind::Deployment,
             Spelling::Prefixed,
             data,
@@ -102,6 +107,7 @@ impl DeploymentTokens<'_> {
             None,
             now,
         )?;
+        self.svc.seal_into(&secret, &mut record)?;
         self.svc.store_issued(secret, record, now).await
     }
 
@@ -136,6 +142,10 @@ impl DeploymentTokens<'_> {
     )]
     pub async fn latest(&self) -> Result<Option<TokenSummary>> {
         let now = self.svc.now();
+        Ok(self.latest_record(now).await?.map(|r| r.summary(now)))
+    }
+
+    async fn latest_record(&self, now: OffsetDateTime) -> Result<Option<TokenRecord>> {
         let records = self
             .svc
             .inner
@@ -147,10 +157,63 @@ impl DeploymentTokens<'_> {
             )
             .await?;
         Ok(records
-            .iter()
+            .into_iter()
             .filter(|r| r.effective_state(now) == State::Active)
-            .max_by_key(|r| r.created_at)
-            .map(|r| r.summary(now)))
+            .max_by_key(|r| r.created_at))
+    }
+
+    /// The secret of the most recent token in force, opened from its sealed copy: what the
+    /// console shows as the current token. Nothing is written.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`] when no token is in force; [`Error::NotSealed`] for a token
+    /// issued before secrets were sealed; [`tessera_core::Error::SealKeyRetired`] when the
+    /// pepper that sealed it is no longer configured (and
+    /// [`SealBroken`](tessera_core::Error::SealBroken) when the configured one is not it).
+    ///
+    /// # Security
+    ///
+    /// The secret stays sealed at rest under a key derived from the pepper; this opens it in
+    /// memory only, as a [`Secret`].
+    pub async fn latest_secret(&self) -> Result<Secret> {
+        let now = self.svc.now();
+        let latest = self.latest_record(now).await?.ok_or(NONE_IN_FORCE)?;
+        self.svc.open(&latest)
+    }
+
+    /// Render the installer command `template` (with `{token}` where the token goes) with the
+    /// most recent token in force, at any time, with no secret in hand: after a renewal it
+    /// carries the successor. A command rendered earlier keeps its token. The result carries
+    /// the secret, so it is a [`Secret`].
+    ///
+    /// # Errors
+    ///
+    /// A template without `{token}`; otherwise as [`latest_secret`](Self::latest_secret).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use tessera::{deployment::NewDeployment, memory::MemoryStore, Principal, TokenService};
+    /// use tessera::core::digest::{KeyId, Pepper, Peppers};
+    ///
+    /// let service = TokenService::new(MemoryStore::new(), Peppers::new(Pepper::generate(KeyId(1))?));
+    /// let admin = Principal::admin("alice")?;
+    /// let issued = service.deployment().generate(NewDeployment::named("fleet")?, &admin).await?;
+    /// drop(issued); // the secret was shown once...
+    /// // ...and the current command can be shown again whenever it is needed.
+    /// let command = service.deployment().command("install.sh --token {token}").await?;
+    /// assert!(command.expose_secret().starts_with("install.sh --token tsr_dep_"));
+    /// # Ok::<(), tessera::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn command(&self, template: &str) -> Result<Secret> {
+        let secret = self.latest_secret().await?;
+        Ok(Secret::from_presented(rules::render_command(
+            template,
+            secret.expose_secret(),
+        )?))
     }
 
     /// Expire a token at once (the console's "Expire Token"): commands rendered with it stop
@@ -188,9 +251,7 @@ impl DeploymentTokens<'_> {
         err(level = "warn")
     )]
     pub async fn render_command(&self, template: &str, secret: &Secret) -> Result<Secret> {
-        let latest = self.latest().await?.ok_or(Error::Unsupported(
-            "no deployment token is in force; generate one first",
-        ))?;
+        let latest = self.latest().await?.ok_or(NONE_IN_FORCE)?;
         match self
             .svc
             .lookup(Kind::Deployment, secret.expose_secret())

@@ -630,8 +630,13 @@ impl EndpointTokens<'_> {
         let event = AuditEvent::new(self.svc.now(), by.actor(), AuditAction::Mapped)
             .about(&r)
             .endpoint(endpoint, method);
-        self.svc.inner.store.put_mapping(&mapping, &[event]).await?;
-        Ok(mapping)
+        match self.svc.inner.store.put_mapping(&mapping, &[event]).await {
+            Ok(()) => Ok(mapping),
+            Err(StoreError::AlreadyExists { .. }) => Err(Error::Unsupported(
+                "the secondary is already mapped to this endpoint and method; turn the mapping on or off with map-enable or map-disable",
+            )),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Remove a mapping.

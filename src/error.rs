@@ -31,6 +31,18 @@ pub enum Error {
         /// The id given.
         id: String,
     },
+    /// The token's secret was not kept sealed, so it cannot be shown again.
+    #[error(
+        "the secret of {} token {id} was shown once at issue and not kept sealed, so it cannot be shown again; issue a new token{}",
+        kind.as_str(),
+        if *kind == Kind::Onboarding { " with sealing on (`--keep-sealed`)" } else { "" }
+    )]
+    NotSealed {
+        /// The token's kind.
+        kind: Kind,
+        /// Its id.
+        id: String,
+    },
     /// No endpoint by this name was ever set up for token authentication.
     #[error(
         "endpoint {endpoint} was never set up for token authentication; check the name, or turn it on with enable"

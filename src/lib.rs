@@ -70,7 +70,7 @@ pub use error::{Error, Result};
 pub use principal::Principal;
 pub use request::{Access, Outcome, RequestContext};
 pub use service::{Builder, Issued, Settings, TokenService};
-pub use tokens::{Renewal, SweepReport};
+pub use tokens::{Renewal, ResealReport, SweepReport};
 
 /// The in-memory store: the embedded default for tests and examples.
 #[cfg(feature = "memory")]

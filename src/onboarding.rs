@@ -5,13 +5,14 @@ use tessera_core::format::{self, Spelling};
 use tessera_core::id::{DeviceGroup, DeviceId, PolicyId, TokenId};
 use tessera_core::kind::KindData;
 use tessera_core::kind::onboarding::{DeviceBinding, OnboardingData, UsageLimit};
+use tessera_core::lifecycle::State;
 use tessera_core::record::{TokenRecord, TokenSummary};
 use tessera_core::validate::Rejection;
-use tessera_core::{InvalidInput, Kind};
+use tessera_core::{InvalidInput, Kind, Secret};
 use tessera_store::{Enrollment, Redemption, TokenFilter};
 use time::OffsetDateTime;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::principal::Principal;
 use crate::request::{Access, RequestContext, narrow};
 use crate::service::{Issued, TokenService};
@@ -37,6 +38,9 @@ pub struct NewOnboarding {
     pub binding: DeviceBinding,
     /// Prefixed token (for QR codes) or short code (typed on a device).
     pub spelling: Spelling,
+    /// Keep the secret sealed under the pepper so its QR code can be shown again during the
+    /// token's life ([`OnboardingTokens::reveal`]); off by default (shown once).
+    pub keep_sealed: bool,
 }
 
 impl NewOnboarding {
@@ -53,6 +57,7 @@ impl NewOnboarding {
             expires_at: None,
             binding: DeviceBinding::Any,
             spelling: Spelling::Prefixed,
+            keep_sealed: false,
         })
     }
 
@@ -74,6 +79,15 @@ impl NewOnboarding {
     #[must_use]
     pub fn binding(mut self, binding: DeviceBinding) -> Self {
         self.binding = binding;
+        self
+    }
+
+    /// Keep the secret sealed (AEAD under a key derived from the pepper) so an administrator
+    /// can show or print its QR code again while the token can still enroll devices
+    /// ([`OnboardingTokens::reveal`]). Off by default: the secret is shown once.
+    #[must_use]
+    pub const fn keep_sealed(mut self, on: bool) -> Self {
+        self.keep_sealed = on;
         self
     }
 
@@ -122,7 +136,7 @@ impl OnboardingTokens<'_> {
         spec: NewOnboarding,
         by: &Principal,
         now: OffsetDateTime,
-    ) -> Result<(tessera_core::Secret, TokenRecord)> {
+    ) -> Result<(Secret, TokenRecord)> {
         if spec.expires_at.is_some_and(|e| e <= now) {
             return Err(InvalidInput::NotInFuture { what: "expiry" }.into());
         }
@@ -131,7 +145,7 @@ impl OnboardingTokens<'_> {
             group: spec.group,
             binding: spec.binding,
         });
-        self.svc.mint(
+        let (secret, mut record) = self.svc.mint(
             Kind::Onboarding,
             spec.spelling,
             data,
@@ -140,7 +154,11 @@ impl OnboardingTokens<'_> {
             by.actor(),
             None,
             now,
-        )
+        )?;
+        if spec.keep_sealed {
+            self.svc.seal_into(&secret, &mut record)?;
+        }
+        Ok((secret, record))
     }
 
     /// Create one token.
@@ -251,6 +269,45 @@ impl OnboardingTokens<'_> {
             }
         }
         Ok(Err(last))
+    }
+
+    /// The secret of a token created with [`NewOnboarding::keep_sealed`], opened from its
+    /// sealed copy, to show or print its QR code (or text) again. Only while the token can
+    /// still enroll a device: not once it is expired, exhausted, revoked or rotated out.
+    /// Nothing is written.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoSuchToken`]; [`Error::NotSealed`] when it was not created with sealing on;
+    /// [`Error::Unsupported`] when it can no longer enroll; the core's
+    /// [`SealKeyRetired`](tessera_core::Error::SealKeyRetired) when the pepper that sealed it
+    /// is no longer configured.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use tessera::{memory::MemoryStore, onboarding::NewOnboarding, Principal, TokenService};
+    /// use tessera::core::digest::{KeyId, Pepper, Peppers};
+    ///
+    /// let service = TokenService::new(MemoryStore::new(), Peppers::new(Pepper::generate(KeyId(1))?));
+    /// let admin = Principal::admin("alice")?;
+    /// let spec = NewOnboarding::new("kiosk-policy", "lobby")?.keep_sealed(true);
+    /// let issued = service.onboarding().create(spec, &admin).await?;
+    /// let again = service.onboarding().reveal(issued.token.id).await?;
+    /// assert!(again.ct_eq(issued.secret.expose_secret()));
+    /// # Ok::<(), tessera::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn reveal(&self, id: TokenId) -> Result<Secret> {
+        let record = self.svc.record(Kind::Onboarding, id).await?;
+        let state = record.effective_state(self.svc.now());
+        if !matches!(state, State::Active | State::Superseded) {
+            return Err(Error::Unsupported(
+                "this onboarding token can no longer enroll devices (expired, used up, revoked or rotated out), so its QR code is not shown again; create a new token",
+            ));
+        }
+        self.svc.open(&record)
     }
 
     /// Revoke a token: no further device can enroll with it.

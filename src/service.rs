@@ -349,6 +349,7 @@ impl TokenService {
             digest: self.inner.peppers.current().digest(&presented),
             spelling,
             hint: presented.hint(),
+            sealed: None,
             state: State::Active,
             created_at: now,
             created_by,
@@ -366,6 +367,27 @@ impl TokenService {
         Ok((secret, record))
     }
 
+    /// Keep `secret`, the secret of `record`, sealed in the record under the current pepper (for
+    /// the kinds whose secret is shown again).
+    pub(crate) fn seal_into(&self, secret: &Secret, record: &mut TokenRecord) -> Result<()> {
+        record.sealed = Some(self.inner.peppers.seal(record.id, secret)?);
+        Ok(())
+    }
+
+    /// Open a record's sealed secret.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotSealed`] when it has none; the core's seal errors when the pepper that sealed
+    /// it is retired or wrong.
+    pub(crate) fn open(&self, record: &TokenRecord) -> Result<Secret> {
+        let sealed = record.sealed.as_ref().ok_or_else(|| Error::NotSealed {
+            kind: record.kind(),
+            id: record.id.to_string(),
+        })?;
+        Ok(self.inner.peppers.open(record.id, sealed)?)
+    }
+
     /// Store a minted token with its issue event, in one transaction.
     pub(crate) async fn store_issued(
         &self,
@@ -377,6 +399,7 @@ impl TokenService {
             .store
             .insert(&record, &[issued_event(&record)])
             .await?;
+        tracing::info!(kind = record.kind().as_str(), token_id = %record.id, "token issued");
         Ok(Issued {
             secret,
             token: record.summary(now),

@@ -17,12 +17,28 @@ use crate::principal::Principal;
 use crate::service::{Issued, TokenService, change_event, issued_event};
 
 /// An auto-renewing deployment token that expired and its successor.
-#[derive(Debug)]
+///
+/// The successor's secret is not here: it is kept sealed, and
+/// [`DeploymentTokens::command`](crate::deployment::DeploymentTokens::command) renders the
+/// installer command with it whenever it is needed, so a scheduled sweep's output (cron mail,
+/// a log file) never carries a secret.
+#[derive(Clone, Debug)]
 pub struct Renewal {
     /// The expired token.
     pub expired: TokenId,
-    /// The successor, valid 90 days; `None` in a dry run. Its secret is shown here once.
-    pub successor: Option<Issued>,
+    /// The successor, valid 90 days; `None` in a dry run.
+    pub successor: Option<TokenSummary>,
+}
+
+/// What a [`TokenService::reseal`] did.
+#[derive(Clone, Debug, Default, Eq, PartialEq)]
+pub struct ResealReport {
+    /// Tokens whose secret is now sealed under the current pepper.
+    pub resealed: Vec<TokenId>,
+    /// Tokens whose sealed secret could not be opened (sealed under a pepper no longer
+    /// configured, or not under the one configured with its key id): left as they were; their
+    /// secret cannot be shown again.
+    pub unreadable: Vec<TokenId>,
 }
 
 /// What a [`TokenService::sweep`] did (or, in a dry run, would do).
@@ -119,7 +135,7 @@ impl TokenService {
             Some(left) => UsageLimit::uses(left)?,
             None => UsageLimit::Unlimited,
         };
-        let (secret, new) = self.mint(
+        let (secret, mut new) = self.mint(
             old.kind(),
             old.spelling,
             old.data.clone(),
@@ -129,6 +145,9 @@ impl TokenService {
             old.generated_by.clone(),
             now,
         )?;
+        if old.sealed.is_some() {
+            self.seal_into(&secret, &mut new)?;
+        }
         let change = StateChange {
             grace_until,
             successor: Some(new.id),
@@ -283,8 +302,8 @@ impl TokenService {
 
     /// Renew an expired auto-renewing deployment token: one atomic replace, so concurrent
     /// sweeps renew it once. `None` when another caller renewed it first.
-    async fn renew(&self, old: &TokenRecord, now: OffsetDateTime) -> Result<Option<Issued>> {
-        let (secret, new) = self.mint(
+    async fn renew(&self, old: &TokenRecord, now: OffsetDateTime) -> Result<Option<TokenSummary>> {
+        let (secret, mut new) = self.mint(
             Kind::Deployment,
             old.spelling,
             old.data.clone(),
@@ -294,6 +313,8 @@ impl TokenService {
             None,
             now,
         )?;
+        self.seal_into(&secret, &mut new)?;
+        drop(secret);
         let change = StateChange {
             successor: Some(new.id),
             ..StateChange::new(old.state, State::Expired, now)
@@ -318,10 +339,51 @@ impl TokenService {
             Err(StoreError::Conflict) => return Ok(None),
             Err(e) => return Err(e.into()),
         }
-        Ok(Some(Issued {
-            secret,
-            token: new.summary(now),
-        }))
+        Ok(Some(new.summary(now)))
+    }
+
+    /// Seal every sealed secret that is sealed under an older pepper anew under the current
+    /// one, so that the older pepper can be retired without losing the installer command or a
+    /// re-showable QR code. Run it after making a new pepper current (the old one configured as
+    /// previous). Secrets sealed under a pepper no longer configured cannot be opened: they are
+    /// reported, not changed. Safe to run again and from several instances.
+    ///
+    /// # Errors
+    ///
+    /// Store failures.
+    pub async fn reseal(&self) -> Result<ResealReport> {
+        let current = self.inner.peppers.current().id();
+        let mut report = ResealReport::default();
+        for r in self.inner.store.list(&TokenFilter::default()).await? {
+            let Some(sealed) = &r.sealed else { continue };
+            if sealed.key() == current {
+                continue;
+            }
+            match self.open(&r) {
+                Ok(secret) => {
+                    let fresh = self.inner.peppers.seal(r.id, &secret)?;
+                    let event =
+                        AuditEvent::new(self.now(), Actor::System, AuditAction::Resealed).about(&r);
+                    match self
+                        .inner
+                        .store
+                        .set_sealed(r.id, Some(&fresh), &[event])
+                        .await
+                    {
+                        Ok(_) => report.resealed.push(r.id),
+                        Err(StoreError::NotFound { .. }) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Err(Error::Core(
+                    tessera_core::Error::SealKeyRetired { .. }
+                    | tessera_core::Error::SealBroken { .. }
+                    | tessera_core::Error::SealedMalformed,
+                )) => report.unreadable.push(r.id),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(report)
     }
 
     /// Remove for good the tokens that can never be accepted again (expired, exhausted,

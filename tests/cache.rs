@@ -88,6 +88,7 @@ slow_reads_store! {
         replace(old: TokenId, change: &StateChange, new: &tessera::core::record::TokenRecord, events: &[tessera::core::audit::AuditEvent]) -> tessera::core::record::TokenRecord;
         update_data(id: TokenId, data: &tessera::core::kind::KindData, events: &[tessera::core::audit::AuditEvent]) -> tessera::core::record::TokenRecord;
         set_digest(id: TokenId, digest: &tessera::core::digest::Digest, hint: &tessera::core::digest::Hint, events: &[tessera::core::audit::AuditEvent]) -> tessera::core::record::TokenRecord;
+        set_sealed(id: TokenId, sealed: Option<&tessera::core::seal::Sealed>, events: &[tessera::core::audit::AuditEvent]) -> tessera::core::record::TokenRecord;
         touch(id: TokenId, now: time::OffsetDateTime, interval: Duration) -> bool;
         purge(ids: &[TokenId], events: &[tessera::core::audit::AuditEvent]) -> u64;
         redeem(digest: &tessera::core::digest::Digest, device: &tessera::core::id::DeviceId, now: time::OffsetDateTime) -> tessera::store::Redemption;

@@ -194,6 +194,12 @@ async fn endpoint_settings_and_secondaries_have_events_of_their_own() {
     e.map(erp.token.id, &orders, Method::Get, &admin())
         .await
         .unwrap();
+    // Mapping twice says so, rather than asking for another name.
+    let twice = e.map(erp.token.id, &orders, Method::Get, &admin()).await;
+    assert!(
+        matches!(&twice, Err(Error::Unsupported(m)) if m.contains("already mapped")),
+        "{twice:?}"
+    );
     e.set_enabled(erp.token.id, false, &admin()).await.unwrap();
     e.disable(&orders, &admin()).await.unwrap();
     let events = svc.audit(&AuditFilter::default(), &admin()).await.unwrap();

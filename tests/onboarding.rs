@@ -245,3 +245,101 @@ async fn concurrent_redemptions_never_exceed_the_limit() {
     devices.dedup();
     assert_eq!(devices.len(), 100);
 }
+
+#[tokio::test]
+async fn a_sealed_token_shows_its_secret_again_during_its_life_only() {
+    let (svc, clock) = service();
+    let o = svc.onboarding();
+    // Off by default: shown once.
+    let plain = o
+        .create(NewOnboarding::new("kiosk", "lobby").unwrap(), &admin())
+        .await
+        .unwrap();
+    let err = o.reveal(plain.token.id).await.unwrap_err();
+    assert!(matches!(err, tessera::Error::NotSealed { .. }), "{err:?}");
+    assert!(err.to_string().contains("--keep-sealed"), "{err}");
+
+    let spec = NewOnboarding::new("kiosk", "lobby")
+        .unwrap()
+        .limit(UsageLimit::uses(2).unwrap())
+        .expires_at(common::T0 + Duration::days(7))
+        .keep_sealed(true);
+    let sealed = o.create(spec, &admin()).await.unwrap();
+    let again = o.reveal(sealed.token.id).await.unwrap();
+    assert!(again.ct_eq(sealed.secret.expose_secret()));
+    assert!(!format!("{again:?}").contains(sealed.secret.expose_secret()));
+    // The record holds no plaintext, and its Debug prints none.
+    let record = svc.store().get(sealed.token.id).await.unwrap().unwrap();
+    let bytes = record.sealed.as_ref().unwrap().to_bytes();
+    let text = sealed.secret.expose_secret().as_bytes();
+    assert!(!bytes.windows(text.len()).any(|w| w == text));
+    assert!(!format!("{record:?}").contains(&sealed.secret.expose_secret()[8..20]));
+    // Bulk issuance keeps each one sealed when asked.
+    let bulk = o
+        .bulk(
+            vec![
+                NewOnboarding::new("p", "g1").unwrap().keep_sealed(true),
+                NewOnboarding::new("p", "g2").unwrap(),
+            ],
+            &admin(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        o.reveal(bulk[0].token.id)
+            .await
+            .unwrap()
+            .ct_eq(bulk[0].secret.expose_secret())
+    );
+    assert!(o.reveal(bulk[1].token.id).await.is_err());
+    // Another kind's id is not an onboarding token.
+    let dep = svc
+        .deployment()
+        .generate(
+            tessera::deployment::NewDeployment::named("d").unwrap(),
+            &admin(),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        o.reveal(dep.token.id).await,
+        Err(tessera::Error::NoSuchToken { .. })
+    ));
+    // A rotation keeps the successor sealed.
+    let rotated = svc.rotate(sealed.token.id, None, &admin()).await.unwrap();
+    assert!(
+        o.reveal(rotated.token.id)
+            .await
+            .unwrap()
+            .ct_eq(rotated.secret.expose_secret())
+    );
+    assert!(o.reveal(sealed.token.id).await.is_err(), "rotated out");
+    // Used up: no longer shown.
+    for d in ["d1", "d2"] {
+        o.redeem(rotated.secret.expose_secret(), &DeviceId::parse(d).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    assert!(matches!(
+        o.reveal(rotated.token.id).await,
+        Err(tessera::Error::Unsupported(_))
+    ));
+    // Expired: no longer shown.
+    let later = o
+        .create(
+            NewOnboarding::new("p", "g3")
+                .unwrap()
+                .expires_at(common::T0 + Duration::days(1))
+                .keep_sealed(true),
+            &admin(),
+        )
+        .await
+        .unwrap();
+    assert!(o.reveal(later.token.id).await.is_ok());
+    clock.advance(Duration::days(2));
+    assert!(matches!(
+        o.reveal(later.token.id).await,
+        Err(tessera::Error::Unsupported(_))
+    ));
+}

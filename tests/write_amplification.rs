@@ -198,6 +198,22 @@ impl Store for Counting {
         self.inner.set_digest(id, digest, hint, events)
     }
 
+    fn set_sealed<'life0, 'life1, 'life2, 'async_trait>(
+        &'life0 self,
+        id: TokenId,
+        sealed: Option<&'life1 tessera::core::seal::Sealed>,
+        events: &'life2 [AuditEvent],
+    ) -> Fut<'async_trait, TokenRecord>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.count("set_sealed");
+        self.inner.set_sealed(id, sealed, events)
+    }
+
     fn touch<'life0, 'async_trait>(
         &'life0 self,
         id: TokenId,

@@ -137,7 +137,10 @@ pub(crate) enum Command {
     /// Only text with a Tessera prefix and a valid checksum is reported, so look-alikes and
     /// random text give no false positives. Each finding shows file, line, kind, hint and the
     /// token's current state in the database. Plain 64-character endpoint secondaries and
-    /// onboarding short codes have no prefix and are not searched for.
+    /// onboarding short codes have no prefix and are not searched for. A token is found after
+    /// any character (`\n<token>` in JSON, `%3D<token>` in a URL, right after a letter).
+    ///
+    /// Exit code 5 when at least one token is found, 0 when the input is clean: it can gate CI.
     Scan(ScanArgs),
     /// Print a shell completion script (e.g. `tessera completions bash > /etc/bash_completion.d/tessera`)
     Completions {
@@ -263,9 +266,13 @@ pub(crate) enum DeploymentCmd {
         /// Expiry: a duration ahead (90m, 12h, 30d), a date (2027-01-31) or RFC 3339 (2027-01-31T10:00:00Z)
         #[arg(long, value_name = "EXPIRY", allow_hyphen_values = true)]
         expires: Option<String>,
-        /// On expiry, issue a successor valid 90 days (by `tessera sweep`)
-        #[arg(long, requires = "expires")]
+        /// On expiry, issue a successor valid 90 days (by `tessera sweep`): the default, kept
+        /// for compatibility
+        #[arg(long, conflicts_with = "no_auto_renew")]
         auto_renew: bool,
+        /// Do not renew this token when it expires (renewal is on by default)
+        #[arg(long)]
+        no_auto_renew: bool,
         /// Also print the installer command: a template with {token} where the token goes
         #[arg(long, value_name = "TEMPLATE")]
         command: Option<String>,
@@ -277,14 +284,17 @@ pub(crate) enum DeploymentCmd {
         /// Token id (or a unique prefix)
         id: String,
     },
-    /// Render the installer command for the most recent token
+    /// Render the installer command for the most recent token in force
     ///
-    /// The token itself is needed, as it is not stored: pass it on standard input.
+    /// With no token given (none as an argument, nothing on standard input) the command is
+    /// rendered with the most recent token's secret, which is kept sealed under the pepper: it
+    /// can be shown at any time, also after `tessera sweep` renewed the token. With a token
+    /// given, it must be the most recent one.
     Command {
         /// The command template, with {token} where the token goes
         #[arg(long, value_name = "TEMPLATE")]
         template: String,
-        /// The token [default: read from standard input]
+        /// The token [default: standard input if piped, else the most recent token's]
         token: Option<String>,
     },
     /// Validate a token as an installer would present it (recorded as a use)
@@ -322,9 +332,32 @@ pub(crate) struct QrArgs {
     /// Android provisioning: URL-safe base64 SHA-256 of the APK's signing certificate
     #[arg(long, value_name = "SHA256", requires = "android_component")]
     pub(crate) android_checksum: Option<String>,
-    /// Error correction: l, m (screens), q, h (printed codes)
-    #[arg(long, value_name = "LEVEL", default_value = "m")]
-    pub(crate) ec: String,
+    /// Error correction: l, m (screens), q, h (printed codes) [default: m]
+    #[arg(long, value_name = "LEVEL")]
+    pub(crate) ec: Option<String>,
+}
+
+impl QrArgs {
+    /// The options given, by name, for a usage error when no code is drawn.
+    pub(crate) fn given(&self) -> Vec<&'static str> {
+        let mut given = Vec::new();
+        if self.uri.is_some() {
+            given.push("--uri");
+        }
+        if self.android_component.is_some() {
+            given.push("--android-component");
+        }
+        if self.android_download.is_some() {
+            given.push("--android-download");
+        }
+        if self.android_checksum.is_some() {
+            given.push("--android-checksum");
+        }
+        if self.ec.is_some() {
+            given.push("--ec");
+        }
+        given
+    }
 }
 
 /// `tessera onboarding ...`.
@@ -384,10 +417,12 @@ pub(crate) enum OnboardingCmd {
         #[arg(required = true)]
         ids: Vec<String>,
     },
-    /// Draw a QR code for a token you hold (secrets are not stored: pass the token)
+    /// Draw a token's QR code again: by id (a token created with --keep-sealed), or a token you
+    /// hold
     ///
-    /// The token is checked first: it must be an onboarding token of this database that can
-    /// still enroll devices.
+    /// Given an id, the secret is opened from its sealed copy. Given a token (as the argument
+    /// or on standard input), it is checked first. Either way it must be an onboarding token of
+    /// this database that can still enroll devices.
     Qr {
         /// Output format
         #[arg(long, value_enum, default_value = "terminal")]
@@ -397,7 +432,9 @@ pub(crate) enum OnboardingCmd {
         out: Option<PathBuf>,
         #[command(flatten)]
         qr_args: QrArgs,
-        /// The token [default: read from standard input]
+        /// A token id (or a unique prefix) of a token created with --keep-sealed, or the token
+        /// itself [default: the token, read from standard input]
+        #[arg(value_name = "ID_OR_TOKEN")]
         token: Option<String>,
     },
     /// List the tokens with their uses and enrolled devices
@@ -422,6 +459,10 @@ pub(crate) struct OnboardingSpec {
     /// Expiry: a duration ahead (90m, 12h, 30d), a date (2027-01-31) or RFC 3339 (2027-01-31T10:00:00Z)
     #[arg(long, value_name = "EXPIRY", allow_hyphen_values = true)]
     pub(crate) expires: Option<String>,
+    /// Keep the secret sealed under the pepper (encrypted, never in the clear) so that
+    /// `tessera onboarding qr ID` can show its QR code again while it can enroll devices
+    #[arg(long)]
+    pub(crate) keep_sealed: bool,
 }
 
 /// An HTTP method on the command line.

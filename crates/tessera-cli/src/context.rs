@@ -452,6 +452,29 @@ pub(crate) fn parse_any_spelling(text: &str) -> Result<Presented<'_>, tessera::c
 }
 
 /// A token from the argument, or else the first non-empty line of standard input.
+/// A token given as an argument or piped on standard input, or `None` when there is none (no
+/// argument, and standard input is a terminal or empty): no prompt.
+pub(crate) fn read_token_if_given(arg: Option<String>) -> Result<Option<Zeroizing<String>>> {
+    if let Some(t) = arg {
+        return Ok(Some(Zeroizing::new(t.trim().to_owned())));
+    }
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return Ok(None);
+    }
+    let mut buf = Zeroizing::new(String::new());
+    stdin
+        .lock()
+        .take(64 * 1024)
+        .read_to_string(&mut buf)
+        .map_err(|e| CliError::usage(format!("cannot read the token from standard input: {e}")))?;
+    Ok(buf
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(|l| Zeroizing::new(l.to_owned())))
+}
+
 pub(crate) fn read_token(arg: Option<String>) -> Result<Zeroizing<String>> {
     if let Some(t) = arg {
         return Ok(Zeroizing::new(t.trim().to_owned()));

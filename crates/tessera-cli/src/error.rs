@@ -16,6 +16,8 @@ pub(crate) const EXIT_USAGE: u8 = 2;
 pub(crate) const EXIT_REJECTED: u8 = 3;
 /// Exit code: no such token, mapping or file, or the acting user may not do this.
 pub(crate) const EXIT_NOT_FOUND: u8 = 4;
+/// Exit code: `tessera scan` found at least one token (so it can gate CI).
+pub(crate) const EXIT_TOKENS_FOUND: u8 = 5;
 
 /// The exit codes as shown at the end of `tessera --help`.
 pub(crate) const EXIT_CODES_HELP: &str = "\
@@ -26,6 +28,7 @@ Exit codes:
   2  bad input or usage, an illegal state change, or a destructive command not confirmed
   3  token rejected (malformed, unknown, expired, revoked, disabled, out of scope, ...)
   4  not found (no such token or mapping) or forbidden for the acting user (see --as, --admin)
+  5  `tessera scan` found at least one token (0 when the input is clean)
 
 Secrets are printed once, when a token is created, and never again. Destructive commands ask
 for confirmation unless --yes is given. Every listing and result takes --json.";
@@ -46,6 +49,8 @@ pub(crate) enum CliError {
     },
     /// Not found or forbidden (exit 4).
     NotFound(String),
+    /// `scan` found this many tokens (exit 5).
+    TokensFound(usize),
 }
 
 impl CliError {
@@ -79,6 +84,7 @@ impl CliError {
             Self::Failure(_) => EXIT_FAILURE,
             Self::Rejected { .. } => EXIT_REJECTED,
             Self::NotFound(_) => EXIT_NOT_FOUND,
+            Self::TokensFound(_) => EXIT_TOKENS_FOUND,
         }
     }
 
@@ -89,6 +95,7 @@ impl CliError {
             Self::Failure(_) => "storage",
             Self::Rejected { .. } => "rejected",
             Self::NotFound(_) => "not_found",
+            Self::TokensFound(_) => "tokens_found",
         }
     }
 }
@@ -97,6 +104,10 @@ impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Usage(m) | Self::Failure(m) | Self::NotFound(m) => f.write_str(m),
+            Self::TokensFound(n) => write!(
+                f,
+                "found {n} Tessera token(s); revoke them (`tessera scan --revoke`) and remove them from the input"
+            ),
             Self::Rejected { reason, context } => {
                 write!(f, "{context} rejected: {reason} ({})", reason.code())?;
                 if let Some(fix) = rejection_fix(*reason) {
@@ -121,8 +132,10 @@ pub(crate) const fn rejection_fix(reason: Rejection) -> Option<&'static str> {
         Rejection::Dormant => "reactivate it with `tessera app activate ID`",
         Rejection::IpBlocked => "unblock the address with `tessera app unblock ID IP`",
         Rejection::InsufficientScope => "generate a token whose --scope includes the action",
-        Rejection::PermissionWithdrawn => "the user no longer holds the action (see --held)",
-        Rejection::WrongEndpoint => "map the secondary to this endpoint, or use its own token",
+        Rejection::PermissionWithdrawn => {
+            "delegate the action to the user again, or pass every action they hold in --held"
+        }
+        Rejection::WrongEndpoint => "present a token issued for this endpoint, or one mapped to it",
         Rejection::WrongMethod => "use the primary of this method",
         Rejection::MappingDisabled => "turn the mapping on with `endpoint secondary map-enable`",
         Rejection::DeviceMismatch => "the token is bound to another device",
@@ -136,7 +149,9 @@ impl From<tessera::Error> for CliError {
         let msg = e.to_string();
         match e {
             tessera::Error::Core(Core::Rng) => Self::Failure(msg),
-            tessera::Error::Core(_) | tessera::Error::Unsupported(_) => Self::Usage(msg),
+            tessera::Error::Core(_)
+            | tessera::Error::Unsupported(_)
+            | tessera::Error::NotSealed { .. } => Self::Usage(msg),
             tessera::Error::Store(s) => s.into(),
             tessera::Error::Forbidden { .. } => Self::NotFound(format!(
                 "{msg}; act as the owner with --as USER, or as an administrator with --admin"

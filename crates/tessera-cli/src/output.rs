@@ -276,6 +276,11 @@ pub(crate) fn summary_with(t: &TokenSummary, extra: Value) -> Value {
     v
 }
 
+/// A kind's name with its article, for messages: "an application", "a deployment".
+pub(crate) const fn article(kind: tessera::core::Kind) -> &'static str {
+    kind.with_article()
+}
+
 #[cfg(test)]
 mod tests {
     use time::macros::datetime;

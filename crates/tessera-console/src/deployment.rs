@@ -26,6 +26,18 @@ async fn list(ctx: Ctx, Query(q): Query<Done>) -> Result<Response> {
     let tokens = ctx.service().deployment().list().await?;
     let latest = ctx.service().deployment().latest().await?.map(|t| t.id);
     let template = ctx.console.settings.installer_template.as_deref();
+    // The seed's one exception to "shown once": the current installer command, rendered with
+    // the most recent token (kept sealed under the pepper), can be shown and copied again.
+    let command = match template {
+        Some(t) if latest.is_some() => match ctx.service().deployment().command(t).await {
+            Ok(c) => Ok(c),
+            Err(tessera::Error::NotSealed { .. }) => Err("The most recent token was generated \
+                before tokens were kept sealed, so its command cannot be shown again: generate a \
+                new token."),
+            Err(e) => return Err(e.into()),
+        },
+        _ => Err("No token is in force: generate one to get the installer command."),
+    };
     Ok(page(
         &ctx,
         Section::Deployment,
@@ -39,13 +51,14 @@ async fn list(ctx: Ctx, Query(q): Query<Done>) -> Result<Response> {
             section aria-labelledby="cmd-h" {
                 h2 #cmd-h { "Installer command" }
                 @match template {
-                    Some(t) => {
-                        p { "Add the most recently generated token to the installer command. \
-                             Generating a token shows the command with it, once; older tokens \
-                             keep working until their own expiry." }
-                        div.field {
-                            label for="cmd-template" { "Command template" }
-                            input #cmd-template type="text" readonly value=(t);
+                    Some(_) => {
+                        p { "Run this command on the devices to deploy the client: it carries the \
+                             most recently generated token and stays current when a new token is \
+                             generated. Commands copied earlier keep their token until it expires \
+                             or is expired." }
+                        @match &command {
+                            Ok(c) => (secret_field("command", "Installer command", c.expose_secret(), false)),
+                            Err(why) => p.muted { (why) },
                         }
                     }
                     None => p.muted { "No installer command is configured for this application." }
@@ -116,7 +129,7 @@ async fn new_form(ctx: Ctx) -> Result<Response> {
                     p #expires-help .help { "The token is refused after the end of this day (UTC)." }
                 }
                 div.check {
-                    input #auto_renew name="auto_renew" type="checkbox" value="on";
+                    input #auto_renew name="auto_renew" type="checkbox" value="on" checked;
                     label for="auto_renew" { "Renew automatically: on expiry a new token valid 90 days is generated" }
                 }
                 div.actions {

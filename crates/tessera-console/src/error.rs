@@ -49,7 +49,9 @@ impl Error {
                 tessera::Error::NoSuchToken { .. } | tessera::Error::NoSuchEndpoint { .. } => {
                     StatusCode::NOT_FOUND
                 }
-                tessera::Error::Unsupported(_) => StatusCode::CONFLICT,
+                tessera::Error::Unsupported(_) | tessera::Error::NotSealed { .. } => {
+                    StatusCode::CONFLICT
+                }
                 tessera::Error::Store(StoreError::AlreadyExists { .. }) => StatusCode::CONFLICT,
                 tessera::Error::Store(StoreError::NotFound { .. }) => StatusCode::NOT_FOUND,
                 tessera::Error::Store(StoreError::Conflict) => StatusCode::CONFLICT,
@@ -77,6 +79,10 @@ impl Error {
             }
             Self::Service(tessera::Error::Store(_)) => String::from(
                 "the token store is unavailable; try again in a moment or ask the operator",
+            ),
+            Self::Service(tessera::Error::NotSealed { .. }) => String::from(
+                "this token's secret was not kept: it was shown once, when it was generated; \
+                 generate a new one (for onboarding, tick Keep the QR code)",
             ),
             other => other.to_string(),
         }

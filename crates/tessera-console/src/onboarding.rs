@@ -26,6 +26,7 @@ pub(crate) fn routes() -> Router<Shared> {
         .route("/onboarding/bulk", get(bulk_form).post(bulk))
         .route("/onboarding/{id}", get(detail))
         .route("/onboarding/{id}/revoke", get(revoke_ask).post(revoke))
+        .route("/onboarding/{id}/reveal", axum::routing::post(reveal))
 }
 
 fn limit_text(max: Option<u64>) -> String {
@@ -170,6 +171,10 @@ async fn new_form(ctx: Ctx) -> Result<Response> {
                         label for="sp-short" { "QR code and a short code to type on the device" }
                     }
                 }
+                div.check {
+                    input #keep name="keep" type="checkbox" value="on";
+                    label for="keep" { "Keep the QR code so it can be shown again (sealed at rest under the server's key)" }
+                }
                 @if android {
                     div.check {
                         input #android name="android" type="checkbox" value="on";
@@ -212,6 +217,7 @@ async fn create(Posted { ctx, fields }: Posted) -> Result<Response> {
     if short {
         spec = spec.short_code();
     }
+    spec = spec.keep_sealed(fields.checked("keep"));
     let android = fields.checked("android");
     if android && ctx.console.settings.android.is_none() {
         return Err(Error::bad(
@@ -370,9 +376,16 @@ async fn detail(ctx: Ctx, Path(id): Path<String>, Query(q): Query<Done>) -> Resu
                 dt { "Created" } dd { (when(Some(t.token.created_at))) }
                 dt { "Expires" } dd { (when(t.token.expires_at)) }
             }
-            p.muted { "The QR code was shown once, when the token was created; it cannot be shown again." }
             @if !t.token.state.is_terminal() {
-                p { a.button.danger href=(ctx.at(&format!("/onboarding/{id}/revoke"))) { "Revoke" } }
+                div.actions {
+                    form method="post" action=(ctx.at(&format!("/onboarding/{id}/reveal"))) {
+                        (csrf_field(&ctx))
+                        button type="submit" { "Show QR code again" }
+                    }
+                    a.button.danger href=(ctx.at(&format!("/onboarding/{id}/revoke"))) { "Revoke" }
+                }
+                p.help { "The QR code can be shown again only for tokens created with “Keep the QR \
+                          code”; others were shown once." }
             }
             h2 { "Enrolled devices" }
             @if t.devices.is_empty() {
@@ -424,4 +437,35 @@ async fn revoke(Path(id): Path<String>, posted: Posted) -> Result<Response> {
         .revoke(token, &ctx.principal)
         .await?;
     Ok(ctx.back(&format!("/onboarding/{token}?done=revoked")))
+}
+
+async fn reveal(Path(id): Path<String>, Posted { ctx, .. }: Posted) -> Result<Response> {
+    ctx.admin()?;
+    let id = token_id(&id)?;
+    let token = ctx.service().token(id).await?;
+    if token.kind != tessera::Kind::Onboarding {
+        return Err(Error::NotFound(String::from(
+            "no onboarding token has this id; pick one from the list",
+        )));
+    }
+    if token.state.is_terminal() {
+        return Err(Error::bad(
+            "this token can no longer enroll devices; its QR code is not shown",
+        ));
+    }
+    let secret = ctx.service().onboarding().reveal(id).await?;
+    let issued = Issued { secret, token };
+    let code = qr(&ctx, &issued, false)?;
+    Ok(page(
+        &ctx,
+        Section::Onboarding,
+        "Onboarding QR code",
+        html! {
+            p { "The QR code of " code { (issued.token.hint) } ", shown again at your request. \
+                 Treat it as the token itself." }
+            (code)
+            (secret_field("token", if issued.token.spelling == Spelling::ShortCode { "Short code" } else { "Token as text" }, issued.secret.expose_secret(), false))
+            p { a.button href=(ctx.at(&format!("/onboarding/{id}"))) { "Done" } }
+        },
+    ))
 }

@@ -362,7 +362,12 @@ async fn deployment_generate_then_expire() {
     r.link("Done").await.click().await.unwrap();
     r.check_page().await;
     let list = r.body().await;
-    assert!(list.contains("Wave 1") && list.contains("Latest") && !list.contains(&token));
+    assert!(list.contains("Wave 1") && list.contains("Latest"));
+    // The seed's exception: the current installer command, with the most recent token.
+    assert_eq!(
+        r.value("#command").await,
+        common::TEMPLATE.replace("{token}", &token)
+    );
     r.shot("deployment-manage").await;
     r.css("details.menu summary").await.click().await.unwrap();
     r.link("Expire Token").await.click().await.unwrap();
@@ -370,6 +375,10 @@ async fn deployment_generate_then_expire() {
     r.shot("deployment-expire-confirm").await;
     r.submit("Confirm").await;
     assert!(r.body().await.contains("expired"));
+    assert!(
+        !r.body().await.contains(&token),
+        "no command with an expired token"
+    );
     assert_eq!(
         r.service
             .deployment()
@@ -395,6 +404,7 @@ async fn onboarding_qr_scans_to_the_token() {
     let uses = r.css("#uses").await;
     uses.clear().await.unwrap();
     uses.send_keys("3").await.unwrap();
+    r.css("#keep").await.click().await.unwrap();
     r.shot("onboarding-create").await;
     r.submit("Create token").await;
     let token = r.value("#token").await;
@@ -421,6 +431,16 @@ async fn onboarding_qr_scans_to_the_token() {
     let detail = r.body().await;
     assert!(detail.contains("tablet-7") && detail.contains("1 of 3") && !detail.contains(&token));
     r.shot("onboarding-detail").await;
+    // Kept sealed: the QR code can be shown again, and scans to the same token.
+    r.submit("Show QR code again").await;
+    r.check_page().await;
+    let png = r.css("#qr svg").await.screenshot().await.unwrap();
+    let img = image::load_from_memory(&png).unwrap().to_luma8();
+    let mut prepared = rqrr::PreparedImage::prepare(img);
+    let grids = prepared.detect_grids();
+    assert_eq!(grids.len(), 1, "one QR code shown again");
+    assert_eq!(grids[0].decode().unwrap().1, token);
+    r.shot("onboarding-qr-again").await;
     r.open("/onboarding/bulk").await;
     r.fill("#lines", "kiosk, lobby\nstaff, sales").await;
     r.submit("Generate tokens").await;

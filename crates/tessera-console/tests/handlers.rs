@@ -257,6 +257,7 @@ async fn every_form_is_refused_without_the_right_csrf_token() {
         "/admin/onboarding/new",
         "/admin/onboarding/bulk",
         "/admin/onboarding/00000000000000000000000000000000/revoke",
+        "/admin/onboarding/00000000000000000000000000000000/reveal",
         "/admin/endpoints/0/enable",
         "/admin/endpoints/0/regenerate",
         "/admin/endpoint-tokens/new",
@@ -335,11 +336,59 @@ async fn deployment_generate_show_once_expire_after_confirmation() {
 
     let list = c.get("alice", "/admin/deployment").await;
     assert!(list.body.contains("wave-1") && list.body.contains("Latest"));
+    // The seed's exception: the current installer command, with the most recent token.
+    assert_eq!(field_value(&list.body, "command").unwrap(), command);
+    let p = c
+        .post("alice", "/admin/deployment/new", &[("name", "wave-2")])
+        .await;
+    let newer = field_value(&p.body, "token").unwrap();
+    let list = c.get("alice", "/admin/deployment").await;
+    assert_eq!(
+        field_value(&list.body, "command").unwrap(),
+        TEMPLATE.replace("{token}", &newer)
+    );
     assert!(
         !list.body.contains(&token),
-        "the list never shows the token"
+        "an older token is not shown again"
     );
-    let id = c.service.deployment().list().await.unwrap()[0].id;
+    assert!(
+        c.service
+            .deployment()
+            .validate(&token)
+            .await
+            .unwrap()
+            .is_ok(),
+        "and keeps working"
+    );
+    let all = c.service.deployment().list().await.unwrap();
+    let newer_id = all
+        .iter()
+        .find(|r| r.name.as_deref() == Some("wave-2"))
+        .unwrap()
+        .id;
+    let p = c
+        .post(
+            "alice",
+            &format!("/admin/deployment/{newer_id}/expire"),
+            &[("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let list = c.get("alice", "/admin/deployment").await;
+    assert!(
+        !list.body.contains(&newer),
+        "an expired token's command is not shown"
+    );
+    assert_eq!(
+        field_value(&list.body, "command").unwrap(),
+        command,
+        "the command falls back to the token still in force"
+    );
+    let id = all
+        .iter()
+        .find(|r| r.name.as_deref() == Some("wave-1"))
+        .unwrap()
+        .id;
     let ask = c
         .get("alice", &format!("/admin/deployment/{id}/expire"))
         .await;
@@ -572,6 +621,55 @@ async fn onboarding_qr_text_short_code_bulk_and_revoke() {
             .unwrap_err(),
         Rejection::Revoked
     );
+    // Re-showable QR codes: only for tokens created with "Keep the QR code", only while in force.
+    let p = c
+        .post("alice", &format!("/admin/onboarding/{id}/reveal"), &[])
+        .await;
+    assert!(p.status.is_client_error(), "a revoked token: {}", p.status);
+    assert!(!p.body.contains(&token));
+    let kept = c
+        .post(
+            "alice",
+            "/admin/onboarding/new",
+            &[("policy", "kiosk"), ("group", "depot"), ("keep", "on")],
+        )
+        .await;
+    assert_eq!(kept.status, StatusCode::OK, "{}", kept.body);
+    let kept_token = field_value(&kept.body, "token").unwrap();
+    let all = c.service.onboarding().list().await.unwrap();
+    let kept_id = all
+        .iter()
+        .find(|o| o.data.group.as_str() == "depot")
+        .unwrap()
+        .token
+        .id;
+    let detail = c
+        .get("alice", &format!("/admin/onboarding/{kept_id}"))
+        .await;
+    assert!(detail.body.contains("Show QR code again"));
+    assert!(!detail.body.contains(&kept_token));
+    let again = c
+        .post("alice", &format!("/admin/onboarding/{kept_id}/reveal"), &[])
+        .await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    assert!(again.body.contains("<svg"));
+    assert_eq!(field_value(&again.body, "token").unwrap(), kept_token);
+    let p = c
+        .post("bob", &format!("/admin/onboarding/{kept_id}/reveal"), &[])
+        .await;
+    assert_html_refusal(&p, StatusCode::FORBIDDEN);
+    let unkept = all
+        .iter()
+        .find(|o| o.data.group.as_str() == "sales")
+        .unwrap()
+        .token
+        .id;
+    let p = c
+        .post("alice", &format!("/admin/onboarding/{unkept}/reveal"), &[])
+        .await;
+    assert_html_refusal(&p, StatusCode::CONFLICT);
+    assert!(p.body.contains("not kept"));
+
     let p = c
         .post(
             "alice",

@@ -87,6 +87,12 @@ impl Pepper {
         self.digest_bytes(presented.canonical())
     }
 
+    /// A key for another purpose, derived from this pepper with BLAKE3 `derive_key` under
+    /// `context` (so it is independent of the digest key).
+    pub(crate) fn derive_key(&self, context: &str) -> [u8; 32] {
+        blake3::derive_key(context, &self.key)
+    }
+
     /// Digest canonical token bytes.
     pub fn digest_bytes(&self, canonical: &[u8]) -> Digest {
         Digest {

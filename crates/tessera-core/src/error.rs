@@ -25,6 +25,28 @@ pub enum Error {
         "the operating system's random number generator failed; retry, and check the host's entropy source"
     )]
     Rng,
+    /// A sealed secret names a pepper that is no longer configured.
+    #[error(
+        "the token's secret is sealed under pepper {key}, which is no longer configured; configure that pepper again as a previous one, or issue a new token"
+    )]
+    SealKeyRetired {
+        /// The pepper it is sealed under.
+        key: crate::digest::KeyId,
+    },
+    /// A sealed secret did not open under the pepper it names.
+    #[error(
+        "the token's sealed secret does not open under pepper {key}: the pepper configured as {key} is not the one that sealed it, or the stored value was altered; check the pepper, or issue a new token"
+    )]
+    SealBroken {
+        /// The pepper it names.
+        key: crate::digest::KeyId,
+    },
+    /// Stored bytes are not a sealed value this version reads.
+    #[error("a stored sealed secret is malformed or of an unknown version; issue a new token")]
+    SealedMalformed,
+    /// The cipher refused to seal (never expected for a token-sized secret).
+    #[error("sealing the token's secret failed; retry, and report it if it persists")]
+    SealFailed,
 }
 
 /// Why a token string was refused by the parser.
@@ -59,7 +81,9 @@ pub enum FormatError {
     UnknownPrefix,
     /// The token is of another kind than the one expected.
     #[error(
-        "token is a {found} token where a {expected} token was expected; use the right token for this call"
+        "token is {} token where {} token was expected; use the right token for this call",
+        found.with_article(),
+        expected.with_article()
     )]
     WrongKind {
         /// The kind that was expected.

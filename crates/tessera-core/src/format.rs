@@ -89,6 +89,17 @@ impl Kind {
         }
     }
 
+    /// The name with its indefinite article, for messages ("an application", "a deployment").
+    pub const fn with_article(self) -> &'static str {
+        match self {
+            Self::Deployment => "a deployment",
+            Self::Onboarding => "an onboarding",
+            Self::Endpoint => "an endpoint",
+            Self::Auth => "an auth",
+            Self::Application => "an application",
+        }
+    }
+
     /// Parse the name given by [`Kind::as_str`].
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
@@ -591,8 +602,11 @@ fn parse_short(bytes: &[u8]) -> Result<[u8; SHORT_LEN], FormatError> {
 
 /// Find every prefixed Tessera token with a valid checksum in `text`, with its byte offset.
 ///
-/// Look-alikes (right prefix, wrong checksum) are not reported, so a scanner has no false
-/// positives from random text.
+/// A token is found after any byte, including a letter or digit (a JSON-escaped `\n<token>`,
+/// a URL-encoded `%3D<token>` or `Bearer%20<token>`): the prefix and the checksum, not the
+/// text around it, tell a token. It runs to the last letter or digit after the prefix, so a
+/// token with a character cut or added does not check out. Look-alikes (right prefix, wrong
+/// checksum) are not reported, so a scanner has no false positives from random text.
 pub fn scan(text: &str) -> Vec<(usize, Presented<'_>)> {
     let bytes = text.as_bytes();
     let mut found = Vec::new();
@@ -603,9 +617,7 @@ pub fn scan(text: &str) -> Vec<(usize, Presented<'_>)> {
         while end < bytes.len() && bytes[end].is_ascii_alphanumeric() {
             end += 1;
         }
-        let boundary_ok =
-            start == 0 || !(bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_');
-        if boundary_ok && end <= bytes.len() {
+        if end <= bytes.len() {
             if let Some(candidate) = text.get(start..end) {
                 if let Ok(p) = parse_any(candidate) {
                     found.push((start, p));

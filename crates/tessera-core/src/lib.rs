@@ -35,6 +35,7 @@ pub mod kind;
 pub mod lifecycle;
 pub mod net;
 pub mod record;
+pub mod seal;
 mod secret;
 pub mod validate;
 

@@ -1,4 +1,6 @@
-//! [`TokenRecord`]: what is stored for a token of any kind. It holds a digest, never a secret.
+//! [`TokenRecord`]: what is stored for a token of any kind. It holds a digest, never a secret in
+//! the clear (a deployment token's secret, and an onboarding token's where enabled, is kept
+//! [sealed](crate::seal::Sealed) under the pepper).
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -10,6 +12,7 @@ use crate::id::{TokenId, UserId};
 use crate::kind::KindData;
 use crate::kind::onboarding::UsageLimit;
 use crate::lifecycle::State;
+use crate::seal::Sealed;
 
 /// Everything stored about one token.
 #[derive(Clone, Debug, Eq, PartialEq)]
@@ -22,6 +25,9 @@ pub struct TokenRecord {
     pub spelling: Spelling,
     /// The non-secret hint shown in listings.
     pub hint: Hint,
+    /// The secret sealed under a pepper, for kinds that show it again (deployment tokens, and
+    /// onboarding tokens created with sealing on); `None` for the others.
+    pub sealed: Option<Sealed>,
     /// Where it is in its life.
     pub state: State,
     /// When it was issued.

@@ -124,6 +124,7 @@ fn record(
         digest,
         spelling,
         hint,
+        sealed: None,
         state: State::Active,
         created_at: t,
         created_by: Actor::User(UserId::parse("admin").unwrap()),

@@ -14,6 +14,7 @@ use tessera_core::kind::KindData;
 use tessera_core::kind::endpoint::{Mapping, Method};
 use tessera_core::lifecycle::State;
 use tessera_core::record::TokenRecord;
+use tessera_core::seal::Sealed;
 use tessera_core::validate::{Rejection, Request, validate};
 use tessera_store::{
     AuditFilter, Capabilities, Change, ChangeSink, Enrollment, Redemption, Result, StateChange,
@@ -523,6 +524,7 @@ impl Store for MemoryStore {
             let next = TokenRecord {
                 digest: *digest,
                 hint: hint.clone(),
+                sealed: None,
                 ..r.clone()
             };
             let next = t.update(id, next)?;
@@ -530,6 +532,24 @@ impl Store for MemoryStore {
             next
         };
         self.announce([id]);
+        Ok(next)
+    }
+
+    async fn set_sealed(
+        &self,
+        id: TokenId,
+        sealed: Option<&Sealed>,
+        events: &[AuditEvent],
+    ) -> Result<TokenRecord> {
+        storable(events)?;
+        let mut t = self.write();
+        let r = &t.records.get(&id).ok_or(TOKEN)?.record;
+        let next = TokenRecord {
+            sealed: sealed.cloned(),
+            ..r.clone()
+        };
+        let next = t.update(id, next)?;
+        self.log(&t, events);
         Ok(next)
     }
 
@@ -881,6 +901,7 @@ mod tests {
             digest: Pepper::new(KeyId(1), [3; 32]).digest(&presented),
             spelling: presented.spelling(),
             hint: presented.hint(),
+            sealed: None,
             state: State::Active,
             created_at: T0,
             created_by: Actor::System,

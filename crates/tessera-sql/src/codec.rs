@@ -2,8 +2,8 @@
 //!
 //! Times are `BIGINT` nanoseconds since the Unix epoch (UTC), which covers the years 1677 to
 //! 2262 at full precision; counts are `BIGINT`; ids are their 32-hex-digit text; a digest is its
-//! key id and its 32 bytes. Kind data is JSON, with the columns listings filter on copied out
-//! beside it. Nothing here ever sees a secret.
+//! key id and its 32 bytes; a sealed secret is its opaque [`Sealed::to_bytes`]. Kind data is JSON, with the columns listings filter on copied out
+//! beside it. Nothing here ever sees a secret in the clear.
 
 use std::net::IpAddr;
 use std::num::NonZeroU64;
@@ -19,6 +19,7 @@ use tessera_core::kind::endpoint::{EndpointData, Mapping, Method};
 use tessera_core::kind::onboarding::{DeviceBinding, UsageLimit};
 use tessera_core::lifecycle::State;
 use tessera_core::record::TokenRecord;
+use tessera_core::seal::Sealed;
 use tessera_store::{Enrollment, StoreError, UsageEntry, UsageSubject};
 use time::{Duration, OffsetDateTime};
 
@@ -29,7 +30,7 @@ macro_rules! record_columns {
     () => {
         "id, kind, digest_key, digest, spelling, hint, state, created_at, created_by, \
          generated_by, expires_at, last_used_at, activated_at, grace_until, successor, max_uses, \
-         uses, binding, bound_device, data"
+         uses, binding, bound_device, data, sealed"
     };
 }
 pub(crate) use record_columns;
@@ -223,6 +224,7 @@ pub(crate) struct RecordColumns {
     pub(crate) max_uses: Option<i64>,
     pub(crate) uses: i64,
     pub(crate) data: DataColumns,
+    pub(crate) sealed: Option<Vec<u8>>,
 }
 
 impl RecordColumns {
@@ -247,6 +249,7 @@ impl RecordColumns {
             max_uses: r.limit.max().map(count).transpose()?,
             uses: count(r.uses)?,
             data: DataColumns::of(&r.data)?,
+            sealed: r.sealed.as_ref().map(Sealed::to_bytes),
         })
     }
 }
@@ -274,6 +277,7 @@ pub(crate) struct RawRecord {
     binding: Option<String>,
     bound_device: Option<String>,
     data: String,
+    sealed: Option<Vec<u8>>,
 }
 
 /// Read one column, mapping a failure to `Corrupt`.
@@ -317,6 +321,7 @@ impl RawRecord {
             binding: col(row, "binding")?,
             bound_device: col(row, "bound_device")?,
             data: col(row, "data")?,
+            sealed: col(row, "sealed")?,
         })
     }
 
@@ -361,6 +366,12 @@ impl RawRecord {
             digest: from_digest(self.digest_key, &self.digest)?,
             spelling: from_spelling(&self.spelling)?,
             hint: Hint::from_stored(&self.hint).map_err(|e| corrupt("hint", e))?,
+            sealed: self
+                .sealed
+                .as_deref()
+                .map(Sealed::from_bytes)
+                .transpose()
+                .map_err(|e| corrupt("sealed secret", e))?,
             state: State::parse(&self.state)
                 .ok_or_else(|| corrupt("unknown state", &self.state))?,
             created_at: from_ts(self.created_at)?,

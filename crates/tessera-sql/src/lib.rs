@@ -10,6 +10,7 @@ compile_error!(
 mod codec;
 mod error;
 mod migrate;
+mod pool;
 mod sql;
 
 #[cfg(feature = "postgres")]

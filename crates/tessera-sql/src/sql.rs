@@ -12,21 +12,21 @@ macro_rules! insert_columns {
     () => {
         "id, kind, digest_key, digest, spelling, hint, state, created_at, created_by, \
          generated_by, expires_at, last_used_at, activated_at, grace_until, successor, max_uses, \
-         uses, app_name, owner, endpoint, method, binding, bound_device, data"
+         uses, app_name, owner, endpoint, method, binding, bound_device, data, sealed"
     };
 }
 pub(crate) use insert_columns;
 
 /// How many values an insert binds per record: the [`insert_columns!`].
 #[cfg(any(test, feature = "sqlite"))]
-pub(crate) const INSERT_COLUMNS: usize = 24;
+pub(crate) const INSERT_COLUMNS: usize = 25;
 
 /// Insert a record: [`crate::codec::RecordColumns`] in order.
 pub(crate) const INSERT_TOKEN: &str = concat!(
     "INSERT INTO tokens (",
     insert_columns!(),
     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-     $18, $19, $20, $21, $22, $23, $24)"
+     $18, $19, $20, $21, $22, $23, $24, $25)"
 );
 
 /// Which unique key a failed insert collided with: id, digest, or else the application name.
@@ -72,7 +72,14 @@ pub(crate) const UPDATE_DATA: &str = concat!(
 
 /// Give a token a new digest and hint: $1 id, $2 key id, $3 digest, $4 hint.
 pub(crate) const SET_DIGEST: &str = concat!(
-    "UPDATE tokens SET digest_key = $2, digest = $3, hint = $4 WHERE id = $1 RETURNING ",
+    "UPDATE tokens SET digest_key = $2, digest = $3, hint = $4, sealed = NULL WHERE id = $1 \
+     RETURNING ",
+    record_columns!()
+);
+
+/// Seal a secret anew (or drop it): $1 id, $2 the sealed bytes or NULL.
+pub(crate) const SET_SEALED: &str = concat!(
+    "UPDATE tokens SET sealed = $2 WHERE id = $1 RETURNING ",
     record_columns!()
 );
 

@@ -35,6 +35,22 @@ async fn sqlite_index_exists(pool: &SqlitePool, name: &str) -> bool {
     n == 1
 }
 
+/// The columns of `tokens` under schema 1, to copy a row written by this build into a database
+/// that has only schema 1 (this build writes columns added later).
+const SCHEMA_1_TOKEN_COLUMNS: &str = "id, kind, digest_key, digest, spelling, hint, state, \
+     created_at, created_by, generated_by, expires_at, last_used_at, activated_at, grace_until, \
+     successor, max_uses, uses, app_name, owner, endpoint, method, binding, bound_device, data";
+
+/// `record` as schema 1 keeps it: it has no sealed secret.
+fn as_under_schema_1(
+    record: &tessera_core::record::TokenRecord,
+) -> tessera_core::record::TokenRecord {
+    tessera_core::record::TokenRecord {
+        sealed: None,
+        ..record.clone()
+    }
+}
+
 fn event_by(user: &str) -> AuditEvent {
     AuditEvent::new(
         fixtures::now(),
@@ -64,19 +80,40 @@ async fn sqlite_upgrades_in_place_from_0001_keeping_data() {
     let path = dir.path().join("t.db");
     let pepper = fixtures::pepper();
     let (_, record) = fixtures::issue(&pepper, fixtures::deployment("kept"), Spelling::Prefixed);
+    // The row as this build writes it, copied into the schema 1 database without later columns.
+    let source = dir.path().join("source.db");
+    {
+        let new = SqliteStore::open(&source).await.expect("open");
+        new.migrate().await.expect("migrate");
+        new.insert(&record, &[]).await.expect("insert");
+        new.close().await;
+    }
     {
         let old = SqliteStore::open(&path).await.expect("open");
         old.migrate_to(1).await.expect("migrate to 0001 only");
         assert_eq!(old.schema_version().await.expect("version"), Some(1));
-        old.insert(&record, &[])
-            .await
-            .expect("insert under schema 1");
         old.append(&event_by("alice"))
             .await
             .expect("append under schema 1");
         old.close().await;
     }
     let pool = raw(&path).await;
+    {
+        let mut conn = pool.acquire().await.expect("a connection");
+        sqlx::query("ATTACH DATABASE $1 AS source")
+            .bind(source.display().to_string())
+            .execute(&mut *conn)
+            .await
+            .expect("attach");
+        sqlx::raw_sql(&format!(
+            "INSERT INTO main.tokens ({SCHEMA_1_TOKEN_COLUMNS}) \
+             SELECT {SCHEMA_1_TOKEN_COLUMNS} FROM source.tokens; DETACH DATABASE source"
+        ))
+        .execute(&mut *conn)
+        .await
+        .expect("insert under schema 1");
+    }
+    let record = as_under_schema_1(&record);
     assert!(
         !sqlite_index_exists(&pool, "audit_events_actor").await,
         "0002 not applied yet"
@@ -290,13 +327,30 @@ mod postgres {
         let pepper = fixtures::pepper();
         let (_, record) =
             fixtures::issue(&pepper, fixtures::deployment("kept"), Spelling::Prefixed);
+        // The row as this build writes it, copied into the schema 1 tables without later
+        // columns.
+        let source = Schema::fresh().expect("a server");
+        let new = source.store().await.expect("connect");
+        new.migrate().await.expect("migrate");
+        new.insert(&record, &[]).await.expect("insert");
+        new.close().await;
         let old = schema.store().await.expect("connect");
         assert_eq!(old.schema_version().await.expect("version"), None);
         old.migrate_to(1).await.expect("migrate to 0001 only");
-        old.insert(&record, &[])
-            .await
-            .expect("insert under schema 1");
         old.close().await;
+        let copy = source.raw().await;
+        sqlx::raw_sql(&format!(
+            "INSERT INTO \"{}\".tokens ({cols}) SELECT {cols} FROM \"{}\".tokens",
+            schema.name,
+            source.name,
+            cols = super::SCHEMA_1_TOKEN_COLUMNS
+        ))
+        .execute(&copy)
+        .await
+        .expect("insert under schema 1");
+        copy.close().await;
+        source.drop().await;
+        let record = super::as_under_schema_1(&record);
         let store = schema.store().await.expect("reconnect");
         assert_eq!(store.schema_version().await.expect("version"), Some(1));
         store.migrate().await.expect("upgrade in place");

@@ -2,7 +2,10 @@
 //! regenerated and audited through the store, no secret appears anywhere in what the database
 //! holds: the raw bytes of the SQLite file and its `-wal` and `-shm` files (while open and after
 //! closing), and a plain-text `pg_dump` of the PostgreSQL schema. Neither the whole secret, its
-//! canonical form, nor any 8-character piece of it past the non-secret hint.
+//! canonical form, nor any 8-character piece of it past the non-secret hint. Deployment and
+//! onboarding secrets are also kept sealed (the `sealed` column): the sealed values are in the
+//! files (a positive control), their plaintext is not, before or after a pepper rotation
+//! re-seals them.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly
 
 mod common;
@@ -13,11 +16,13 @@ use std::path::Path;
 
 use common::fixtures;
 use tessera_core::audit::{Actor, AuditAction, AuditEvent};
+use tessera_core::digest::{KeyId, Peppers};
 use tessera_core::format::{Spelling, parse};
 use tessera_core::id::{DeviceId, EndpointId, UserId};
 use tessera_core::kind::endpoint::{Mapping, Method};
 use tessera_core::kind::onboarding::DeviceBinding;
 use tessera_core::lifecycle::State;
+use tessera_core::seal::Sealed;
 use tessera_core::{Kind, Secret};
 use tessera_sql::SqliteStore;
 use tessera_store::{Redemption, StateChange, Store, UsageOutcome, UsageSubject};
@@ -92,8 +97,9 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// Issue and use tokens of every kind through `store`; returns every secret it generated.
-async fn exercise(store: &dyn Store) -> Vec<Needles> {
+/// Issue and use tokens of every kind through `store`; returns every secret it generated and
+/// the sealed values stored last.
+async fn exercise(store: &dyn Store) -> (Vec<Needles>, Vec<Vec<u8>>) {
     let pepper = fixtures::pepper();
     let now = fixtures::now();
     let mut needles = Vec::new();
@@ -207,7 +213,43 @@ async fn exercise(store: &dyn Store) -> Vec<Needles> {
         .set_digest(secondary.id, &regenerated.digest, &regenerated.hint, &[])
         .await
         .expect("regenerate");
-    needles
+
+    // Pepper rotation: every sealed secret is opened under the old pepper and sealed anew
+    // under the new one, as `TokenService::reseal` does.
+    let peppers = Peppers::new(fixtures::pepper2()).with_previous(fixtures::pepper());
+    let mut sealed = Vec::new();
+    for r in store
+        .list(&tessera_store::TokenFilter::default())
+        .await
+        .expect("list")
+    {
+        let Some(s) = &r.sealed else { continue };
+        assert_eq!(s.key(), KeyId(1));
+        let secret = peppers.open(r.id, s).expect("open under the old pepper");
+        let fresh = peppers
+            .seal(r.id, &secret)
+            .expect("seal under the new pepper");
+        let back = store
+            .set_sealed(r.id, Some(&fresh), &[])
+            .await
+            .expect("re-seal");
+        assert_eq!(back.sealed.as_ref().map(Sealed::key), Some(KeyId(2)));
+        sealed.push(fresh.to_bytes());
+    }
+    // Every deployment and onboarding token issued above (three single ones and the batch of
+    // five) holds a sealed value, so an empty column cannot pass the byte checks.
+    let expected = issued
+        .iter()
+        .filter(|(_, r)| matches!(r.kind(), Kind::Deployment | Kind::Onboarding))
+        .count()
+        + batch.len();
+    assert_eq!(expected, 8, "the fixtures issue eight sealable tokens");
+    assert_eq!(
+        sealed.len(),
+        expected,
+        "every deployment and onboarding token is sealed"
+    );
+    (needles, sealed)
 }
 
 fn read_or_empty(path: &Path) -> Vec<u8> {
@@ -250,7 +292,7 @@ async fn sqlite_files_hold_no_secret() {
     let path = dir.path().join("hygiene.db");
     let store = SqliteStore::open(&path).await.expect("open");
     store.migrate().await.expect("migrate");
-    let needles = exercise(&store).await;
+    let (needles, sealed) = exercise(&store).await;
     assert!(
         needles.len() >= 14,
         "every kind, a batch, a rotation and a regeneration"
@@ -263,6 +305,11 @@ async fn sqlite_files_hold_no_secret() {
         contains(&all, b"tsr_dep_"),
         "the deployment hint is in the files"
     );
+    // And the sealed values are there too: the plaintext's absence below is not an accident
+    // of the column being empty.
+    for s in &sealed {
+        assert!(contains(&all, s), "a sealed value is in the files");
+    }
     for (name, bytes) in &open_files {
         let haystack = Haystack::of(bytes);
         for n in &needles {
@@ -319,7 +366,7 @@ mod postgres {
             .max_connections(4);
         let store = PostgresStore::connect_with(config).await.expect("connect");
         store.migrate().await.expect("migrate");
-        let needles = exercise(&store).await;
+        let (needles, sealed) = exercise(&store).await;
         store.close().await;
 
         let dump = Command::new(pg_dump())
@@ -344,6 +391,14 @@ mod postgres {
             contains(&text, b"_tessera_migrations"),
             "the dump holds the schema"
         );
+        // The dump holds the sealed values (bytea as hex), so the column was dumped.
+        for s in &sealed {
+            let hex: String = s.iter().map(|b| format!("{b:02x}")).collect();
+            assert!(
+                contains(&text, hex.as_bytes()),
+                "a sealed value is in the dump"
+            );
+        }
         let haystack = Haystack::of(&text);
         for n in &needles {
             n.assert_absent(&haystack, "the pg_dump of the test schema");

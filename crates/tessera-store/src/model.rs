@@ -19,9 +19,16 @@ pub enum Change {
     /// What a validation reads of this token (its state, secret, expiry, grace, kind data)
     /// changed, or the token was removed.
     Token(TokenId),
-    /// Changes may have gone unreported (the watch lost its connection and made a new one):
-    /// take anything as changed.
+    /// Changes may have gone unreported: take anything as changed.
     Unknown,
+    /// The watch lost its connection (or stopped hearing from the server): from now until
+    /// [`Change::Resumed`], changes may go unreported. A cache must keep nothing and serve
+    /// nothing from memory meanwhile.
+    Lost,
+    /// The watch listens again (a fresh subscription the server confirmed): every change
+    /// committed from now on is reported. Changes made while it was lost were not; take
+    /// anything as changed.
+    Resumed,
 }
 
 /// Where a watching backend reports [`Change`]s (see [`Store::watch`](crate::Store::watch)).

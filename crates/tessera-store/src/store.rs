@@ -9,6 +9,7 @@ use tessera_core::id::{DeviceId, EndpointId, TokenId};
 use tessera_core::kind::KindData;
 use tessera_core::kind::endpoint::{Mapping, Method};
 use tessera_core::record::TokenRecord;
+use tessera_core::seal::Sealed;
 use time::{Duration, OffsetDateTime};
 
 use crate::error::Result;
@@ -112,7 +113,7 @@ pub trait Store: core::fmt::Debug + Send + Sync + 'static {
     ) -> Result<TokenRecord>;
 
     /// Give a token a new secret in place (same id, same mappings): the old secret stops
-    /// working at once.
+    /// working at once. Any sealed secret (the old one's) is dropped.
     ///
     /// # Errors
     ///
@@ -122,6 +123,19 @@ pub trait Store: core::fmt::Debug + Send + Sync + 'static {
         id: TokenId,
         digest: &Digest,
         hint: &Hint,
+        events: &[AuditEvent],
+    ) -> Result<TokenRecord>;
+
+    /// Replace a token's sealed secret (a re-seal under a newer pepper), or drop it with
+    /// `None`, with its `events`. Changes nothing else.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound`.
+    async fn set_sealed(
+        &self,
+        id: TokenId,
+        sealed: Option<&Sealed>,
         events: &[AuditEvent],
     ) -> Result<TokenRecord>;
 
@@ -260,7 +274,10 @@ pub trait Store: core::fmt::Debug + Send + Sync + 'static {
     ///
     /// A backend that returns `true` reports every change committed after this call returned,
     /// shortly after its commit, or [`Change::Unknown`](crate::Change::Unknown) when it may
-    /// have missed some.
+    /// have missed some. When it may be missing changes for a while (a lost connection) it
+    /// reports [`Change::Lost`](crate::Change::Lost) as soon as it notices, then
+    /// [`Change::Resumed`](crate::Change::Resumed) once it is sure to see every change again;
+    /// between the two nothing it reports can be relied on.
     async fn watch(&self, sink: ChangeSink) -> Result<bool> {
         let _ = sink;
         Ok(false)

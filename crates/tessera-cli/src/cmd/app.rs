@@ -172,8 +172,8 @@ async fn app_id(ctx: &Ctx, text: &str) -> Result<TokenId> {
         Ok(id)
     } else {
         Err(CliError::not_found(format!(
-            "{id} is a {} token, not an application token",
-            r.kind()
+            "{id} is {} token, not an application token",
+            output::article(r.kind())
         )))
     }
 }

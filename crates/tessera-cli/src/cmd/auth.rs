@@ -10,7 +10,7 @@ use crate::cli::AuthCmd;
 use crate::cmd::deployment::{grace, rejected_json};
 use crate::context::{Ctx, read_token};
 use crate::error::{CliError, Result};
-use crate::output::{opt_time, summary_with};
+use crate::output::{self, opt_time, summary_with};
 use crate::parse;
 
 /// Run an auth command.
@@ -109,8 +109,8 @@ pub(crate) async fn run(ctx: &Ctx, cmd: AuthCmd) -> Result<()> {
                 let r = ctx.record(id).await?;
                 if r.kind() != Kind::Auth {
                     return Err(CliError::not_found(format!(
-                        "{id} is a {} token, not an auth token",
-                        r.kind()
+                        "{id} is {} token, not an auth token",
+                        output::article(r.kind())
                     )));
                 }
                 resolved.push(id);

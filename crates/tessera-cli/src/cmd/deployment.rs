@@ -7,7 +7,7 @@ use tessera::deployment::NewDeployment;
 use tessera::store::TokenFilter;
 
 use crate::cli::DeploymentCmd;
-use crate::context::{Ctx, read_token};
+use crate::context::{Ctx, read_token, read_token_if_given};
 use crate::error::{CliError, Result};
 use crate::output::{self, opt_time, summary_with};
 use crate::parse;
@@ -19,9 +19,11 @@ pub(crate) async fn run(ctx: &Ctx, cmd: DeploymentCmd) -> Result<()> {
         DeploymentCmd::Generate {
             name,
             expires,
-            auto_renew,
+            auto_renew: _,
+            no_auto_renew,
             command,
         } => {
+            let auto_renew = !no_auto_renew;
             let mut spec = NewDeployment::named(name)?.auto_renew(auto_renew);
             if let Some(e) = expires {
                 spec = spec.expires_at(parse::expiry(&e, ctx.now())?);
@@ -89,8 +91,8 @@ pub(crate) async fn run(ctx: &Ctx, cmd: DeploymentCmd) -> Result<()> {
             let r = ctx.record(id).await?;
             if r.kind() != Kind::Deployment {
                 return Err(CliError::not_found(format!(
-                    "{id} is a {} token, not a deployment token",
-                    r.kind()
+                    "{id} is {} token, not a deployment token",
+                    output::article(r.kind())
                 )));
             }
             ctx.out.confirm(&format!(
@@ -104,9 +106,13 @@ pub(crate) async fn run(ctx: &Ctx, cmd: DeploymentCmd) -> Result<()> {
             )
         }
         DeploymentCmd::Command { template, token } => {
-            let token = read_token(token)?;
-            let secret = Secret::from_presented(token.as_str());
-            let rendered = svc.render_command(&template, &secret).await?;
+            let rendered = match read_token_if_given(token)? {
+                Some(token) => {
+                    let secret = Secret::from_presented(token.as_str());
+                    svc.render_command(&template, &secret).await?
+                }
+                None => svc.command(&template).await?,
+            };
             ctx.out.result(
                 rendered.expose_secret(),
                 &json!({ "installer_command": rendered.expose_secret() }),

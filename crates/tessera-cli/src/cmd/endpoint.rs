@@ -424,8 +424,8 @@ async fn secondary_id(ctx: &Ctx, text: &str) -> Result<TokenId> {
             "{id} is a primary endpoint token, not a secondary; see `tessera endpoint primary`"
         ))),
         _ => Err(CliError::not_found(format!(
-            "{id} is a {} token, not a secondary endpoint token",
-            r.kind()
+            "{id} is {} token, not a secondary endpoint token",
+            output::article(r.kind())
         ))),
     }
 }

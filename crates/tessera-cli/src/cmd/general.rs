@@ -322,7 +322,7 @@ pub(crate) async fn sweep(g: &Global, args: SweepArgs) -> Result<()> {
     );
     let mut renewed_json = Vec::new();
     for r in &report.renewed {
-        let successor = r.successor.as_ref().map(|s| s.token.id.to_string());
+        let successor = r.successor.as_ref().map(|s| s.id.to_string());
         rows.push(vec![
             verb("renewed", "would renew").to_owned(),
             r.expired.to_string(),
@@ -332,11 +332,7 @@ pub(crate) async fn sweep(g: &Global, args: SweepArgs) -> Result<()> {
         ]);
         renewed_json.push(json!({
             "expired": r.expired,
-            "successor": r.successor.as_ref().map(|s| json!({
-                "token": s.token,
-                "secret": s.secret.expose_secret(),
-                "shown_once": true,
-            })),
+            "successor": r.successor,
         }));
     }
     let json = json!({
@@ -359,22 +355,17 @@ pub(crate) async fn sweep(g: &Global, args: SweepArgs) -> Result<()> {
         ctx.out
             .print(&output::table(&["ACTION", "TOKEN", "DETAIL"], &rows))?;
     }
-    let successors: Vec<_> = report
-        .renewed
-        .iter()
-        .filter_map(|r| r.successor.as_ref())
-        .collect();
+    // No secret is printed: a scheduled sweep's output ends up in mail and logs. The successor
+    // is kept sealed; `tessera deployment command` shows the current installer command.
     if !ctx.out.json {
-        for s in &successors {
-            ctx.out.print(&format!(
-                "renewed deployment token {}: {}",
-                s.token.id,
-                s.secret.expose_secret()
-            ))?;
+        for r in &report.renewed {
+            if let Some(s) = &r.successor {
+                ctx.out.print(&format!(
+                    "renewed deployment token {} as {} ({}); show the installer command with `tessera deployment command`",
+                    r.expired, s.id, s.hint
+                ))?;
+            }
         }
-    }
-    if !successors.is_empty() {
-        eprintln!("{}", output::SHOWN_ONCE);
     }
     Ok(())
 }
@@ -441,6 +432,7 @@ fn event_row(e: &AuditEvent) -> Vec<String> {
         AuditAction::IpBlocked => String::from("ip blocked"),
         AuditAction::IpUnblocked => String::from("ip unblocked"),
         AuditAction::Purged => String::from("purged"),
+        AuditAction::Resealed => String::from("resealed"),
         AuditAction::EndpointEnabled { allow_delete } => format!(
             "token authentication on{}",
             if *allow_delete {

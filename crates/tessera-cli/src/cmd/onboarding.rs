@@ -39,6 +39,15 @@ pub(crate) async fn run(ctx: &Ctx, cmd: OnboardingCmd) -> Result<()> {
             out,
             qr_args,
         } => {
+            if qr.is_none() {
+                let given = qr_args.given();
+                if !given.is_empty() {
+                    return Err(CliError::usage(format!(
+                        "{} only shape the QR code, and none is drawn; add --qr svg|png|terminal (or drop them)",
+                        given.join(", ")
+                    )));
+                }
+            }
             let plan = qr.map(|f| QrPlan::new(f, out, &qr_args)).transpose()?;
             let mut new = new_spec(ctx, &spec, &spec.group)?;
             if let Some(d) = device {
@@ -112,8 +121,8 @@ pub(crate) async fn run(ctx: &Ctx, cmd: OnboardingCmd) -> Result<()> {
                 let r = ctx.record(id).await?;
                 if r.kind() != Kind::Onboarding {
                     return Err(CliError::not_found(format!(
-                        "{id} is a {} token, not an onboarding token; use `tessera revoke`",
-                        r.kind()
+                        "{id} is {} token, not an onboarding token; use `tessera revoke`",
+                        output::article(r.kind())
                     )));
                 }
                 targets.push(r);
@@ -147,6 +156,20 @@ pub(crate) async fn run(ctx: &Ctx, cmd: OnboardingCmd) -> Result<()> {
             token,
         } => {
             let plan = QrPlan::new(format, out, &qr_args)?;
+            if let Some(id) = token.as_deref().filter(|t| looks_like_id(t)) {
+                let id = ctx.resolve_id(id).await?;
+                let r = ctx.record(id).await?;
+                if r.kind() != Kind::Onboarding {
+                    return Err(CliError::not_found(format!(
+                        "{id} is {} token, not an onboarding token",
+                        output::article(r.kind())
+                    )));
+                }
+                let secret = svc.reveal(id).await?;
+                let written = plan.render(&secret, ctx.out.json)?;
+                drop(secret);
+                return qr_written(ctx, &r.summary(ctx.now()), written);
+            }
             let token = read_token(token)?;
             let presented = match format::parse(Kind::Onboarding, &token) {
                 Ok(p) => p,
@@ -167,19 +190,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: OnboardingCmd) -> Result<()> {
             }
             let secret = Secret::from_presented(token.as_str());
             let written = plan.render(&secret, ctx.out.json)?;
-            let t = record.summary(ctx.now());
-            match written {
-                Some(path) => ctx.out.result(
-                    &format!(
-                        "wrote the QR code of onboarding token {} to {}",
-                        t.id,
-                        path.display()
-                    ),
-                    &json!({ "token": t, "qr_file": path.display().to_string() }),
-                ),
-                None if ctx.out.json => ctx.out.json(&json!({ "token": t })),
-                None => Ok(()),
-            }
+            qr_written(ctx, &record.summary(ctx.now()), written)
         }
         OnboardingCmd::List => {
             let listing = svc.list().await?;
@@ -222,6 +233,34 @@ pub(crate) async fn run(ctx: &Ctx, cmd: OnboardingCmd) -> Result<()> {
     }
 }
 
+/// Whether `ONBOARDING QR`'s argument is a token id (or an id prefix) rather than a token: 6 to
+/// 32 hexadecimal digits, which no onboarding token (prefixed, or a short code) parses as.
+fn looks_like_id(s: &str) -> bool {
+    (6..=32).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_hexdigit())
+        && format::parse(Kind::Onboarding, s).is_err()
+}
+
+/// Say where a QR code went.
+fn qr_written(
+    ctx: &Ctx,
+    t: &tessera::core::record::TokenSummary,
+    written: Option<PathBuf>,
+) -> Result<()> {
+    match written {
+        Some(path) => ctx.out.result(
+            &format!(
+                "wrote the QR code of onboarding token {} to {}",
+                t.id,
+                path.display()
+            ),
+            &json!({ "token": t, "qr_file": path.display().to_string() }),
+        ),
+        None if ctx.out.json => ctx.out.json(&json!({ "token": t })),
+        None => Ok(()),
+    }
+}
+
 fn binding(b: &DeviceBinding) -> String {
     match b {
         DeviceBinding::Any => String::from("any"),
@@ -242,7 +281,7 @@ fn new_spec(ctx: &Ctx, spec: &OnboardingSpec, group: &str) -> Result<NewOnboardi
     if let Some(e) = &spec.expires {
         new = new.expires_at(parse::expiry(e, ctx.now())?);
     }
-    Ok(new)
+    Ok(new.keep_sealed(spec.keep_sealed))
 }
 
 /// `onboarding bulk`: batches of atomic bulk issuance, a progress bar, secrets written once.
@@ -388,7 +427,13 @@ enum Carrier {
 
 impl QrPlan {
     fn new(format: QrFormat, out: Option<PathBuf>, args: &QrArgs) -> Result<Self> {
-        let ec = match args.ec.to_ascii_lowercase().as_str() {
+        let ec = match args
+            .ec
+            .as_deref()
+            .unwrap_or("m")
+            .to_ascii_lowercase()
+            .as_str()
+        {
             "l" => EcLevel::L,
             "m" => EcLevel::M,
             "q" => EcLevel::Q,

@@ -118,7 +118,11 @@ pub(crate) async fn run(g: &Global, args: ScanArgs) -> Result<()> {
     if out.json {
         out.json(&json!({ "findings": findings_json, "revoked": revoked_json }))?;
     }
-    Ok(())
+    if findings.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::TokensFound(findings.len()))
+    }
 }
 
 /// Revoke the known tokens found that can still be revoked, after confirmation.

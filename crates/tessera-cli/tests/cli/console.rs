@@ -338,3 +338,44 @@ fn endpoint_settings_are_audit_events() {
     assert!(table.contains("token authentication on"), "{table}");
     assert!(table.contains("delete forbidden"), "{table}");
 }
+
+#[test]
+fn refusal_messages_say_it_once_and_fit_the_case() {
+    let env = Env::init();
+    let v = env.json(&["endpoint", "enable", "/orders"]);
+    let get = issued(&v[0]).0;
+    env.ok(&["endpoint", "enable", "/items"]);
+    // A primary on another endpoint: no talk of secondaries.
+    let err = env.fails_in(&["endpoint", "check", "/items", "get"], &get, REJECTED);
+    assert!(
+        err.contains("wrong_endpoint") && !err.contains("secondary"),
+        "{err}"
+    );
+    // Mapping twice: already mapped, not "pick another".
+    let (_, id) = secondary(&env, "erp", "/orders");
+    let err = env.fails(
+        &["endpoint", "secondary", "map", &id, "/orders", "get"],
+        BAD_INPUT,
+    );
+    assert!(
+        err.contains("already mapped") && !err.contains("pick another"),
+        "{err}"
+    );
+    // A withdrawn permission is said once.
+    let (token, _) = issued(&env.json(&[
+        "auth",
+        "generate",
+        "--name",
+        "t",
+        "--scope",
+        "a",
+        "--expires",
+        "1d",
+    ]));
+    let err = env.fails_in(
+        &["auth", "check", "--action", "a", "--held", "b"],
+        &token,
+        REJECTED,
+    );
+    assert_eq!(err.matches("no longer holds").count(), 1, "{err}");
+}

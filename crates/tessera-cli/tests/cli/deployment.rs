@@ -116,7 +116,14 @@ fn bad_input_is_refused_with_the_fix() {
         BAD_INPUT,
     );
     env.fails(
-        &["deployment", "generate", "--name", "x", "--auto-renew"],
+        &[
+            "deployment",
+            "generate",
+            "--name",
+            "x",
+            "--auto-renew",
+            "--no-auto-renew",
+        ],
         BAD_INPUT,
     );
     env.fails(&["deployment", "expire", "zz"], BAD_INPUT);
@@ -126,4 +133,31 @@ fn bad_input_is_refused_with_the_fix() {
     );
     env.fails_in(&["deployment", "verify"], "tsr_dep_nope", REJECTED);
     env.fails_in(&["deployment", "verify"], "", BAD_INPUT);
+}
+
+#[test]
+fn the_current_command_is_shown_again_with_no_secret_in_hand() {
+    let env = Env::init();
+    // No token yet: a clear error.
+    env.fails(
+        &["deployment", "command", "--template", "setup /t={token}"],
+        BAD_INPUT,
+    );
+    let (first, _) = issued(&env.json(&["deployment", "generate", "--name", "a"]));
+    let v = env.json(&["deployment", "generate", "--name", "b", "--no-auto-renew"]);
+    assert_eq!(v["auto_renew"], false);
+    let (second, _) = issued(&v);
+    let list = env.json(&["deployment", "list"]);
+    assert_eq!(list[0]["auto_renew"], true, "renewal is on by default");
+    assert_eq!(list[1]["auto_renew"], false);
+    // No argument, nothing on standard input: the most recent token's command.
+    let shown = env.ok(&["deployment", "command", "--template", "setup /t={token}"]);
+    assert_eq!(shown.trim(), format!("setup /t={second}"));
+    assert!(!shown.contains(&first));
+    // A token on standard input is still checked to be the newest.
+    env.fails_in(
+        &["deployment", "command", "--template", "setup /t={token}"],
+        &first,
+        BAD_INPUT,
+    );
 }

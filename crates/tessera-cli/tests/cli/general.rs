@@ -65,17 +65,16 @@ fn revoke_takes_several_ids_and_asks_first() {
 #[test]
 fn sweep_renews_auto_renewing_deployment_tokens_and_dry_run_changes_nothing() {
     let env = Env::init();
-    let (_, id) = issued(&env.json(&[
+    let (_, id) = issued(&env.json(&["deployment", "generate", "--name", "r", "--expires", "1d"]));
+    let (_, plain) = issued(&env.json(&[
         "deployment",
         "generate",
         "--name",
-        "r",
+        "p",
         "--expires",
         "1d",
-        "--auto-renew",
+        "--no-auto-renew",
     ]));
-    let (_, plain) =
-        issued(&env.json(&["deployment", "generate", "--name", "p", "--expires", "1d"]));
     let later = rfc3339_in(2);
     let run = |dry: bool| {
         let mut c = env.cmd();
@@ -96,12 +95,31 @@ fn sweep_renews_auto_renewing_deployment_tokens_and_dry_run_changes_nothing() {
     );
     let done = run(false);
     let successor = &done["renewed"][0]["successor"];
-    let secret = successor["secret"].as_str().unwrap();
-    assert_eq!(successor["shown_once"], true);
-    assert!(secret.starts_with("tsr_dep_"));
+    assert!(successor.get("secret").is_none(), "{successor}");
+    let new_id = successor["id"].as_str().unwrap().to_owned();
     let list = env.json(&["deployment", "list"]);
     assert_eq!(list.as_array().unwrap().len(), 3);
-    env.ok(&["verify", secret]);
+    // The current command carries the successor, shown with no secret in hand.
+    let mut c = env.cmd();
+    c.args([
+        "--json",
+        "deployment",
+        "command",
+        "--template",
+        "setup.exe /token={token}",
+    ])
+    .env("TESSERA_NOW", &later);
+    let shown = parse(&stdout(c.assert().success()));
+    let cmd = shown["installer_command"].as_str().unwrap();
+    let secret = cmd.strip_prefix("setup.exe /token=").unwrap();
+    assert!(secret.starts_with("tsr_dep_"));
+    let mut c = env.cmd();
+    c.args(["--json", "verify", secret])
+        .env("TESSERA_NOW", &later);
+    let verified = parse(&stdout(c.assert().success()));
+    assert_eq!(verified["token"]["id"], new_id.as_str());
+    // The sweep's output never carried it.
+    assert!(!done.to_string().contains(secret));
     // Nothing left to do.
     let again = run(false);
     assert_eq!(again["renewed"].as_array().unwrap().len(), 0);

@@ -319,3 +319,98 @@ fn short_codes_can_be_typed() {
     env.ok(&["verify", &typed]);
     env.ok_in(&["onboarding", "redeem", "--device", "d"], &typed);
 }
+
+/// Decode a PNG QR code with rqrr.
+fn decode_png(path: &std::path::Path) -> Vec<String> {
+    let img = image::open(path).unwrap().to_luma8();
+    rqrr::PreparedImage::prepare(img)
+        .detect_grids()
+        .iter()
+        .map(|g| g.decode().unwrap().1)
+        .collect()
+}
+
+#[test]
+fn a_sealed_token_shows_its_qr_code_again_by_id_while_it_can_enroll() {
+    let env = Env::init();
+    let (secret, id) = issued(&env.json(&[
+        "onboarding",
+        "create",
+        "--policy",
+        "p",
+        "--group",
+        "g",
+        "--uses",
+        "1",
+        "--expires",
+        "7d",
+        "--keep-sealed",
+    ]));
+    let png = env.dir.path().join("again.png");
+    let v = env.json(&[
+        "onboarding",
+        "qr",
+        &id,
+        "--format",
+        "png",
+        "--out",
+        png.to_str().unwrap(),
+    ]);
+    assert_eq!(v["token"]["id"], id.as_str());
+    assert!(!v.to_string().contains(&secret));
+    assert_eq!(decode_png(&png), std::slice::from_ref(&secret));
+    // An id prefix works too, and the terminal form carries no secret text.
+    let term = env.ok(&["onboarding", "qr", &id[..8]]);
+    assert!(!term.contains(&secret));
+    assert!(term.contains('█') || term.contains('▀') || term.contains('▄'));
+    // A token created without --keep-sealed cannot be shown again: a clear usage error.
+    let (_, plain) = issued(&env.json(&["onboarding", "create", "--policy", "p", "--group", "g"]));
+    let err = env.fails(&["onboarding", "qr", &plain], BAD_INPUT);
+    assert!(err.contains("--keep-sealed"), "{err}");
+    // Another kind's id is not found.
+    let (_, dep) = issued(&env.json(&["deployment", "generate", "--name", "d"]));
+    let err = env.fails(&["onboarding", "qr", &dep], NOT_FOUND);
+    assert!(err.contains("is a deployment token"), "{err}");
+    // Past its deployment window (the clock moved), it is not shown again.
+    let mut c = env.cmd();
+    c.args(["onboarding", "qr", &id])
+        .env("TESSERA_NOW", rfc3339_in(8));
+    c.assert().code(BAD_INPUT);
+    // Used up: not shown again.
+    env.ok_in(&["onboarding", "redeem", "--device", "d1"], &secret);
+    env.fails(&["onboarding", "qr", &id], BAD_INPUT);
+}
+
+#[test]
+fn qr_shaping_options_without_a_qr_code_are_refused() {
+    let env = Env::init();
+    for extra in [
+        &["--uri", "https://mdm.example.com/enroll"][..],
+        &["--ec", "h"][..],
+        &[
+            "--android-component",
+            "com.example.dpc/.AdminReceiver",
+            "--android-download",
+            "https://example.com/dpc.apk",
+            "--android-checksum",
+            "I5YvS0O5hXY46mb01BlRjq4oJJGs2kuUcHvVkAPEXlg",
+        ][..],
+    ] {
+        let mut args = vec!["onboarding", "create", "--policy", "p", "--group", "g"];
+        args.extend_from_slice(extra);
+        let err = env.fails(&args, BAD_INPUT);
+        assert!(err.contains("--qr"), "{err}");
+    }
+    assert_eq!(
+        env.json(&["onboarding", "list"]).as_array().unwrap().len(),
+        0,
+        "nothing was created"
+    );
+}
+
+/// Now plus `days`, for `TESSERA_NOW`.
+fn rfc3339_in(days: i64) -> String {
+    let t = time::OffsetDateTime::now_utc() + time::Duration::days(days);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}

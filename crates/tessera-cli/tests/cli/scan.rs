@@ -4,6 +4,20 @@ use serde_json::Value;
 
 use crate::common::*;
 
+/// `tessera scan`'s exit code when it found a token.
+const FOUND: i32 = 5;
+
+/// Run `scan` with `--json` and `stdin`, expecting tokens to be found (exit 5).
+fn found_json_in(env: &Env, args: &[&str], stdin: &str) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    parse(&stdout(env.run_in(&all, stdin).code(FOUND)))
+}
+
+fn found_json(env: &Env, args: &[&str]) -> Value {
+    found_json_in(env, args, "")
+}
+
 /// The token with one body character changed: right prefix, wrong checksum.
 fn look_alike(token: &str) -> String {
     let mut b = token.as_bytes().to_vec();
@@ -36,7 +50,7 @@ fn leaky_log(env: &Env) -> (std::path::PathBuf, String, String, String, String) 
 fn finds_real_tokens_with_line_kind_hint_and_state_only() {
     let env = Env::init();
     let (path, app, app_id, _, dep_id) = leaky_log(&env);
-    let v = env.json(&["scan", path.to_str().unwrap()]);
+    let v = found_json(&env, &["scan", path.to_str().unwrap()]);
     let found = v["findings"].as_array().unwrap();
     let summary: Vec<(u64, &str, &str)> = found
         .iter()
@@ -66,7 +80,7 @@ fn finds_real_tokens_with_line_kind_hint_and_state_only() {
     // The report never repeats a secret.
     assert!(!v.to_string().contains(&app));
     // The human table has the same rows.
-    let table = env.ok(&["scan", path.to_str().unwrap()]);
+    let table = stdout(env.run(&["scan", path.to_str().unwrap()]).code(FOUND));
     assert_eq!(table.lines().count(), 5, "{table}");
     assert!(table.starts_with("FILE"));
 }
@@ -76,12 +90,12 @@ fn reads_standard_input_and_works_offline() {
     let env = Env::init();
     let (path, ..) = leaky_log(&env);
     let text = std::fs::read_to_string(&path).unwrap();
-    let v = env.json_in(&["scan"], &text);
+    let v = found_json_in(&env, &["scan"], &text);
     assert_eq!(v["findings"].as_array().unwrap().len(), 4);
     assert_eq!(v["findings"][0]["file"], "<stdin>");
     // Offline needs no database at all.
     let bare = Env::new();
-    let v = bare.json_in(&["scan", "--offline"], &text);
+    let v = found_json_in(&bare, &["scan", "--offline"], &text);
     assert_eq!(v["findings"].as_array().unwrap().len(), 4);
     assert!(v["findings"][0]["state"].is_null());
     assert!(
@@ -100,7 +114,7 @@ fn scans_directories_recursively() {
     std::fs::copy(&path, repo.join("src").join("deep").join("config.yml")).unwrap();
     std::fs::create_dir_all(repo.join(".git")).unwrap();
     std::fs::copy(&path, repo.join(".git").join("packed")).unwrap();
-    let v = env.json(&["scan", repo.to_str().unwrap()]);
+    let v = found_json(&env, &["scan", repo.to_str().unwrap()]);
     let found = v["findings"].as_array().unwrap();
     assert_eq!(found.len(), 4);
     assert!(
@@ -117,7 +131,7 @@ fn revoke_asks_then_revokes_what_was_found() {
     let p = path.to_str().unwrap();
     env.fails(&["scan", "--revoke", p], BAD_INPUT);
     assert_eq!(env.state(&app_id), "active");
-    let v = env.json(&["scan", "--revoke", "--yes", p]);
+    let v = found_json(&env, &["scan", "--revoke", "--yes", p]);
     let revoked: Vec<&str> = v["revoked"]
         .as_array()
         .unwrap()
@@ -128,9 +142,36 @@ fn revoke_asks_then_revokes_what_was_found() {
     assert!(revoked.contains(&app_id.as_str()) && revoked.contains(&dep_id.as_str()));
     env.fails(&["verify", &app], REJECTED);
     env.fails(&["verify", &dep], REJECTED);
-    let after = env.json(&["scan", p]);
+    let after = found_json(&env, &["scan", p]);
     assert_eq!(after["findings"][0]["state"], "revoked");
     // Nothing left to revoke.
-    let again = env.json(&["scan", "--revoke", "--yes", p]);
+    let again = found_json(&env, &["scan", "--revoke", "--yes", p]);
     assert_eq!(again["revoked"], Value::Array(vec![]));
+}
+
+#[test]
+fn exit_code_gates_ci_5_when_a_token_is_found_0_when_clean() {
+    let env = Env::new();
+    let t = tessera::Secret::generate(tessera::Kind::Application).unwrap();
+    let t = t.expose_secret();
+    let leaky = [
+        format!("{{\"msg\":\"dump\\n{t}\"}}"),
+        format!("?next=https%3A%2F%2Fa%3Ftoken%3D{t}"),
+        format!("Bearer%20{t}"),
+        format!("id42{t}"),
+    ];
+    for line in &leaky {
+        let v = found_json_in(&env, &["scan", "--offline"], line);
+        assert_eq!(v["findings"].as_array().unwrap().len(), 1, "{line}");
+        let err = env.fails_in(&["scan", "--offline"], line, FOUND);
+        assert!(err.contains("found 1 Tessera token"), "{err}");
+    }
+    let clean = format!(
+        "nothing here {} ghp_1234567890abcdefghijklmnopqrstuvwxyzAB",
+        look_alike(t)
+    );
+    assert!(
+        env.ok_in(&["scan", "--offline"], &clean)
+            .contains("no Tessera tokens found")
+    );
 }

@@ -674,18 +674,21 @@ fn scan_reports_offsets_and_skips_look_alikes() {
         .collect();
     let at_a = text.find(a).unwrap();
     let at_b = text.find(b).unwrap();
+    let at_c1 = text.find(c).unwrap();
     let at_c = text.rfind(c).unwrap();
     assert_eq!(
         found,
         [
             (at_a, Kind::Onboarding),
             (at_b, Kind::Auth),
+            (at_c1, Kind::Endpoint),
             (at_c, Kind::Endpoint)
         ]
     );
-    // A token run into more alphanumerics is a different string, not a token.
+    // A token run into more alphanumerics is a different string, not a token...
     assert!(scan(&format!("{a}0")).is_empty());
-    assert!(scan(&format!("_{a}")).is_empty());
+    // ...but one after any byte is found.
+    assert_eq!(scan(&format!("_{a}"))[0].0, 1);
     assert_eq!(scan(&format!("{a}_x")).len(), 1);
     assert_eq!(scan(a)[0].0, 0);
     assert!(scan("").is_empty());
@@ -869,5 +872,99 @@ fn parser_agrees_with_reference_on_every_byte() {
     }
     for c in ['é', '\u{0}', '\u{80}', '\u{FFFD}', '𝔸'] {
         assert_agrees(&format!("{}{c}{}", &t[..20], &t[21..]));
+    }
+}
+
+/// Other vendors' token shapes, which the scanner must never report.
+const OTHER_VENDORS: &[&str] = &[
+    "ghp_1234567890abcdefghijklmnopqrstuvwxyzAB",
+    "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUV",
+    "sk_live_51H8abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGH",
+    "xoxb-123456789012-1234567890123-abcdefghijklmnopqrstuvwx",
+    "AKIAIOSFODNN7EXAMPLE",
+    "glpat-abcdefghijklmnopqrst",
+    "npm_abcdefghijklmnopqrstuvwxyz0123456789",
+];
+
+proptest! {
+    /// A real token is found after any character at all (a letter, a digit, a JSON escape, a
+    /// URL-encoded separator) and before any character that is not a letter or digit.
+    #[test]
+    fn scan_finds_a_token_after_any_byte(
+        before in "\\PC{0,6}",
+        glue in proptest::sample::select(vec!["", "\\n", "%3D", "Bearer%20", "a", "Z", "7", "_", "=", "%22", "\\u0022"]),
+        after in proptest::sample::select(vec!["", "\\n", "%26next", "\"", " ", "&x=1", "_", ".", "-x"]),
+        kind in proptest::sample::select(Kind::ALL.to_vec()),
+        bits in proptest::sample::select(ENTROPIES.to_vec()),
+    ) {
+        let s = generate(kind, Spelling::Prefixed, bits);
+        let t = s.expose_secret();
+        let text = format!("{before}{glue}{t}{after}");
+        let at = before.len() + glue.len();
+        let found: Vec<_> = scan(&text).into_iter().map(|(o, p)| (o, p.kind())).collect();
+        prop_assert_eq!(found, vec![(at, kind)]);
+    }
+
+    /// Look-alikes are never reported, whatever surrounds them: one character changed, two
+    /// adjacent swapped, one cut, one added; other vendors' tokens; random text with a Tessera
+    /// prefix.
+    #[test]
+    fn scan_reports_no_look_alike(
+        before in "\\PC{0,4}",
+        after in proptest::sample::select(vec!["", " ", "\\n", "\"", "%26", "."]),
+        kind in proptest::sample::select(Kind::ALL.to_vec()),
+        bits in proptest::sample::select(ENTROPIES.to_vec()),
+        how in 0u8..6,
+        pick in 0usize..1000,
+        noise in "[A-Za-z0-9]{10,80}",
+    ) {
+        let s = generate(kind, Spelling::Prefixed, bits);
+        let t = s.expose_secret();
+        let body = t.len() - PREFIX_LEN;
+        let at = PREFIX_LEN + pick % body;
+        let look_alike = match how {
+            0 => {
+                let old = t.as_bytes()[at];
+                let new = BASE62[(BASE62.iter().position(|b| *b == old).unwrap() + 1 + pick % 61) % 62];
+                with_byte(t, at, new)
+            }
+            1 => {
+                let at = PREFIX_LEN + pick % (body - 1);
+                prop_assume!(t.as_bytes()[at] != t.as_bytes()[at + 1]);
+                swapped(t, at)
+            }
+            2 => format!("{}{}", &t[..at], &t[at + 1..]),
+            3 => format!("{}{}{}", &t[..at], char::from(BASE62[pick % 62]), &t[at..]),
+            4 => OTHER_VENDORS[pick % OTHER_VENDORS.len()].to_owned(),
+            _ => format!("{}{noise}", kind.prefix()),
+        };
+        let text = format!("{before}{look_alike}{after}");
+        prop_assert!(scan(&text).is_empty(), "{}", text);
+    }
+}
+
+/// A corpus of log lines as they leak tokens: every one is found, and the same lines with a
+/// look-alike instead find nothing.
+#[test]
+fn scan_corpus_of_leaky_lines() {
+    let t = generate(Kind::Application, Spelling::Prefixed, 256);
+    let t = t.expose_secret();
+    let lines = [
+        format!("{{\"msg\":\"dump\\n{t}\"}}"),
+        format!("GET /login?next=https%3A%2F%2Fa%3Ftoken%3D{t} HTTP/1.1"),
+        format!("Authorization: Bearer%20{t}"),
+        format!("x{t}"),
+        format!("9{t}"),
+        format!("token={t}&user=1"),
+        format!("'{t}'"),
+    ];
+    for line in &lines {
+        let found = scan(line);
+        assert_eq!(found.len(), 1, "{line}");
+        assert_eq!(found[0].1.canonical(), t.as_bytes());
+    }
+    let typo = with_byte(t, 30, if t.as_bytes()[30] == b'x' { b'y' } else { b'x' });
+    for line in &lines {
+        assert!(scan(&line.replace(t, &typo)).is_empty(), "{line}");
     }
 }

@@ -98,6 +98,7 @@ fn record(data: KindData) -> TokenRecord {
         digest: Digest::from_parts(KeyId(1), [7; 32]),
         spelling: Spelling::Prefixed,
         hint: Hint::from_stored("tsr_xxx_abcd…").unwrap(),
+        sealed: None,
         state: State::Active,
         created_at: NOW - Duration::days(10),
         created_by: Actor::System,

@@ -362,6 +362,14 @@ impl Store for Down {
     ) -> Result<TokenRecord, StoreError> {
         down()
     }
+    async fn set_sealed(
+        &self,
+        _: TokenId,
+        _: Option<&tessera::core::seal::Sealed>,
+        _: &[AuditEvent],
+    ) -> Result<TokenRecord, StoreError> {
+        down()
+    }
     async fn touch(&self, _: TokenId, _: OffsetDateTime, _: Duration) -> Result<bool, StoreError> {
         down()
     }

@@ -118,6 +118,10 @@ pub struct PostgresConfig {
     pub max_connections: u32,
     /// How long an operation waits for a free connection before failing with `Unavailable`.
     pub acquire_timeout: Duration,
+    /// How long the change watch's connection may stay silent before a heartbeat query is
+    /// sent on it, and how long that query may take to answer: a connection that silently
+    /// died (a half-open TCP connection) is noticed within twice this.
+    pub watch_heartbeat: Duration,
 }
 
 impl PostgresConfig {
@@ -126,6 +130,10 @@ impl PostgresConfig {
 
     /// The default wait for a connection: 10 seconds.
     pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::seconds(10);
+
+    /// The default change watch heartbeat: 1 second (a silent connection is noticed within
+    /// 2 seconds).
+    pub const DEFAULT_WATCH_HEARTBEAT: Duration = Duration::seconds(1);
 
     /// Connect to `url` (`postgres://user:password@host:port/database?sslmode=...`), using the
     /// server's default `search_path`.
@@ -141,6 +149,7 @@ impl PostgresConfig {
             root_cert: None,
             max_connections: Self::DEFAULT_MAX_CONNECTIONS,
             acquire_timeout: Self::DEFAULT_ACQUIRE_TIMEOUT,
+            watch_heartbeat: Self::DEFAULT_WATCH_HEARTBEAT,
         }
     }
 
@@ -173,6 +182,14 @@ impl PostgresConfig {
     #[must_use]
     pub const fn acquire_timeout(mut self, timeout: Duration) -> Self {
         self.acquire_timeout = timeout;
+        self
+    }
+
+    /// Check the change watch's connection after this long without a message (at least
+    /// 10 ms): a silently dead connection is noticed within twice this.
+    #[must_use]
+    pub const fn watch_heartbeat(mut self, every: Duration) -> Self {
+        self.watch_heartbeat = every;
         self
     }
 
@@ -253,9 +270,11 @@ impl PostgresConfig {
     }
 
     pub(crate) fn pool_options(&self) -> PgPoolOptions {
-        PgPoolOptions::new()
-            .max_connections(self.max_connections.max(1))
-            .acquire_timeout(crate::std_duration(self.acquire_timeout))
+        crate::pool::never_in_transaction(
+            PgPoolOptions::new()
+                .max_connections(self.max_connections.max(1))
+                .acquire_timeout(crate::std_duration(self.acquire_timeout)),
+        )
     }
 }
 
@@ -266,6 +285,7 @@ impl fmt::Debug for PostgresConfig {
             .field("ssl_mode", &self.effective_ssl_mode())
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout", &self.acquire_timeout)
+            .field("watch_heartbeat", &self.watch_heartbeat)
             .finish_non_exhaustive()
     }
 }

@@ -2,6 +2,7 @@
 
 mod config;
 mod store;
+mod watch;
 
 pub use config::{PostgresConfig, SslMode};
 pub use store::PostgresStore;
@@ -13,4 +14,5 @@ pub(crate) const MIGRATIONS: &[Migration] = embed!("postgres":
     1 "initial" "0001_initial.sql",
     2 "audit actor index" "0002_audit_actor_index.sql",
     3 "token change notify" "0003_token_change_notify.sql",
+    4 "sealed secret" "0004_sealed_secret.sql",
 );

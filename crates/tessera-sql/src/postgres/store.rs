@@ -4,7 +4,7 @@ use core::fmt;
 use std::net::IpAddr;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgArguments, PgListener, PgPool, PgPoolOptions, Postgres};
+use sqlx::postgres::{PgArguments, PgPool, Postgres};
 use sqlx::query::Query;
 use sqlx::{Executor, PgConnection, Row};
 use tessera_core::audit::AuditEvent;
@@ -13,10 +13,11 @@ use tessera_core::id::{DeviceId, EndpointId, TokenId};
 use tessera_core::kind::KindData;
 use tessera_core::kind::endpoint::{Mapping, Method};
 use tessera_core::record::TokenRecord;
+use tessera_core::seal::Sealed;
 use tessera_core::validate::{Rejection, Request, validate};
 use tessera_store::{
-    AuditFilter, Capabilities, Change, ChangeSink, Enrollment, Redemption, StateChange, Store,
-    StoreError, TokenFilter, UsageEntry, UsageOutcome, UsageSubject,
+    AuditFilter, Capabilities, ChangeSink, Enrollment, Redemption, StateChange, Store, StoreError,
+    TokenFilter, UsageEntry, UsageOutcome, UsageSubject,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -53,29 +54,13 @@ const REDEEM_AND_ENROLL: &str = concat!(
      SELECT id, $4, $3 FROM redeemed) SELECT * FROM redeemed"
 );
 
-/// How often a change watch asks whether its watcher is still wanted.
-const WATCH_LIVENESS: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// The channel migration 3's trigger notifies: payload `"<schema> <token id>"`.
-const CHANGES_CHANNEL: &str = "tessera_token_changes";
-
-/// The token id of a change notification about tokens in `schema`, or `None` for another
-/// schema's (or a malformed) payload.
-fn changed_token(payload: &str, schema: &str) -> Option<TokenId> {
-    let (in_schema, id) = payload.split_once(' ')?;
-    if in_schema != schema {
-        return None;
-    }
-    id.parse().ok()
-}
-
 /// Records per multi-row insert: enough that round trips stop mattering, few enough to keep each
 /// statement's arrays to a few megabytes and the search for a colliding record short.
 const INSERT_CHUNK: usize = 4_096;
 
 /// Insert many records in one statement: one array per column, in [`RecordColumns`] order
 /// (see `bind_records`), unnested in order, so `seq` follows the batch as with one insert per
-/// record. No bind-parameter limit applies: there are 24 parameters, whatever the count.
+/// record. No bind-parameter limit applies: there are 25 parameters, whatever the count.
 const INSERT_TOKENS: &str = concat!(
     "INSERT INTO tokens (",
     sql::insert_columns!(),
@@ -84,7 +69,8 @@ const INSERT_TOKENS: &str = concat!(
     " FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bytea[], $5::text[], $6::text[], \
      $7::text[], $8::bigint[], $9::text[], $10::text[], $11::bigint[], $12::bigint[], \
      $13::bigint[], $14::bigint[], $15::text[], $16::bigint[], $17::bigint[], $18::text[], \
-     $19::text[], $20::text[], $21::text[], $22::text[], $23::text[], $24::text[]) \
+     $19::text[], $20::text[], $21::text[], $22::text[], $23::text[], $24::text[], \
+     $25::bytea[]) \
      WITH ORDINALITY AS r (",
     sql::insert_columns!(),
     ", n) ORDER BY n"
@@ -135,6 +121,8 @@ const SCHEMA_VERSION: &str = "SELECT MAX(version) FROM _tessera_migrations";
 pub struct PostgresStore {
     pool: PgPool,
     schema: Option<String>,
+    /// The change watch's heartbeat (see [`PostgresConfig::watch_heartbeat`]).
+    heartbeat: std::time::Duration,
 }
 
 impl PostgresStore {
@@ -165,6 +153,8 @@ impl PostgresStore {
         let store = Self {
             pool,
             schema: config.schema_name().map(str::to_owned),
+            heartbeat: crate::std_duration(config.watch_heartbeat)
+                .max(std::time::Duration::from_millis(10)),
         };
         migrate::check_not_too_new(store.schema_version().await?, MIGRATIONS)?;
         Ok(store)
@@ -489,6 +479,7 @@ fn bind_record<'q>(q: Q<'q>, c: &'q RecordColumns) -> Q<'q> {
         &c.data,
     )
     .bind(c.data.data.as_str())
+    .bind(c.sealed.as_deref())
 }
 
 /// Bind the records' columns for [`INSERT_TOKENS`]: one array per column, in the order (and
@@ -521,6 +512,7 @@ fn bind_records<'q>(q: Q<'q>, cs: &'q [RecordColumns]) -> Q<'q> {
         .bind(column(cs, |c| c.data.binding))
         .bind(column(cs, |c| c.data.bound_device.as_deref()))
         .bind(column(cs, |c| c.data.data.as_str()))
+        .bind(column(cs, |c| c.sealed.as_deref()))
 }
 
 /// Bind app name, owner, endpoint, method, binding and bound device, in that order.
@@ -694,6 +686,28 @@ impl Store for PostgresStore {
             .fetch_optional(&mut *tx)
             .await
             .map_err(|e| map_sqlx_error(e, "token digest"))?;
+        let Some(row) = row else {
+            return Err(StoreError::NotFound { what: "token" });
+        };
+        let updated = codec::record(&row)?;
+        log(&mut tx, events).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(updated)
+    }
+
+    async fn set_sealed(
+        &self,
+        id: TokenId,
+        sealed: Option<&Sealed>,
+        events: &[AuditEvent],
+    ) -> Result<TokenRecord, StoreError> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(sql::SET_SEALED)
+            .bind(codec::id(id))
+            .bind(sealed.map(Sealed::to_bytes))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| map_sqlx_error(e, "token"))?;
         let Some(row) = row else {
             return Err(StoreError::NotFound { what: "token" });
         };
@@ -974,11 +988,18 @@ impl Store for PostgresStore {
 
     /// Listens on the `tessera_token_changes` channel, which migration 3's trigger notifies on
     /// every committed change a validation depends on, on a connection of its own (not one of
-    /// the store's pool) held by a task on the current Tokio runtime. When that connection
-    /// drops, the task reports [`Change::Unknown`] (notifications may have been missed) and
-    /// listens again on a new one. It ends, closing its connection, when the watcher answers
-    /// `false` to a report or, asked every five seconds, is no longer [wanted](
-    /// tessera_store::Watcher::wanted).
+    /// the store's pool) held by a task on the current Tokio runtime. Returns once the server
+    /// confirmed the LISTEN.
+    ///
+    /// The connection is checked by a heartbeat query after [`PostgresConfig::watch_heartbeat`]
+    /// without a message (default 1 s), which must answer within as long. When the connection
+    /// fails or the heartbeat goes unanswered, the task reports [`Change::Lost`](tessera_store::Change::Lost) at once,
+    /// connects and LISTENs again (retrying every 25 to 250 ms), and reports
+    /// [`Change::Resumed`](tessera_store::Change::Resumed) once the server confirmed the new LISTEN. Each step is logged
+    /// through `tracing` (lost: `warn`, resumed with the time it was down: `info`).
+    ///
+    /// The task ends, closing its connection, when the watcher answers `false` to a report or,
+    /// asked at each heartbeat, is no longer [wanted](tessera_store::Watcher::wanted).
     async fn watch(&self, sink: ChangeSink) -> Result<bool, StoreError> {
         let schema: String = match &self.schema {
             Some(s) => s.clone(),
@@ -987,50 +1008,14 @@ impl Store for PostgresStore {
                 .await
                 .map_err(db)?,
         };
-        // A connection of its own, outside the store's pool: held for as long as the watch
-        // runs, it must not starve the store (a pool of one connection would deadlock).
-        let own = PgPoolOptions::new()
-            .max_connections(1)
-            .connect_lazy_with((*self.pool.connect_options()).clone());
-        let mut listener = PgListener::connect_with(&own).await.map_err(db)?;
-        listener.listen(CHANGES_CHANNEL).await.map_err(db)?;
-        // Now and then, ask whether the watcher is still wanted; once not, closing the
-        // connection ends the listening task below.
-        let (closing, watcher) = (own.clone(), sink.clone());
-        tokio::spawn(async move {
-            while !closing.is_closed() {
-                tokio::time::sleep(WATCH_LIVENESS).await;
-                if !watcher.wanted() {
-                    closing.close().await;
-                }
-            }
-        });
-        tokio::spawn(async move {
-            loop {
-                let change = match listener.try_recv().await {
-                    Ok(Some(n)) => match changed_token(n.payload(), &schema) {
-                        Some(id) => Change::Token(id),
-                        None => continue,
-                    },
-                    // The connection dropped and was made again: changes in between are lost.
-                    Ok(None) => Change::Unknown,
-                    Err(sqlx::Error::PoolClosed) => break,
-                    Err(_) => {
-                        if !sink.changed(Change::Unknown) {
-                            break;
-                        }
-                        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-                        continue;
-                    }
-                };
-                if !sink.changed(change) {
-                    break;
-                }
-            }
-            // Give the connection back, then close its pool: the other task ends too.
-            drop(listener);
-            own.close().await;
-        });
+        let watch = super::watch::Watch {
+            options: (*self.pool.connect_options()).clone(),
+            schema,
+            heartbeat: self.heartbeat,
+        };
+        let listener = watch.listen().await.map_err(db)?;
+        tracing::info!(schema = %watch.schema, "tessera: PostgreSQL change watch listening");
+        tokio::spawn(watch.run(listener, sink));
         Ok(true)
     }
 

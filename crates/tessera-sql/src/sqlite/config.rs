@@ -8,8 +8,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 /// How to open a SQLite store.
 ///
 /// A file database uses WAL, `synchronous = NORMAL`, foreign keys and a busy timeout, and is
-/// safe to share between processes. An in-memory database lives in one connection the pool
-/// never closes, so every operation sees the same data; it is gone when the store is dropped.
+/// safe to share between processes. An in-memory database is a named shared-cache database
+/// private to its store: the store holds one connection to it for its whole life, so every
+/// connection of the pool sees the same data whatever happens to them (a connection sqlx closes
+/// because a query was cancelled no longer takes the database with it); it is gone when the
+/// store is dropped.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct SqliteConfig {
@@ -72,7 +75,8 @@ impl SqliteConfig {
         self
     }
 
-    pub(crate) fn connect_options(&self) -> SqliteConnectOptions {
+    /// `memory`: the name of the in-memory database (unique per store), unused for a file.
+    pub(crate) fn connect_options(&self, memory: &str) -> SqliteConnectOptions {
         let base = SqliteConnectOptions::new()
             .foreign_keys(true)
             .busy_timeout(crate::std_duration(self.busy_timeout));
@@ -82,22 +86,29 @@ impl SqliteConfig {
                 .create_if_missing(self.create_if_missing)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal),
-            None => base.in_memory(true),
+            None => base
+                .filename(format!("file:{memory}?mode=memory&cache=shared"))
+                .in_memory(true)
+                .shared_cache(true),
         }
     }
 
     pub(crate) fn pool_options(&self) -> SqlitePoolOptions {
         match self.path {
-            Some(_) => SqlitePoolOptions::new()
-                .max_connections(self.max_connections.max(1))
-                .acquire_timeout(crate::std_duration(self.busy_timeout.saturating_mul(2))),
-            // One connection holds the whole database: never let it go.
-            None => SqlitePoolOptions::new()
-                .max_connections(1)
-                .min_connections(1)
-                .idle_timeout(None)
-                .max_lifetime(None)
-                .acquire_timeout(crate::std_duration(self.busy_timeout.saturating_mul(2))),
+            Some(_) => crate::pool::never_in_transaction(
+                SqlitePoolOptions::new()
+                    .max_connections(self.max_connections.max(1))
+                    .acquire_timeout(crate::std_duration(self.busy_timeout.saturating_mul(2))),
+            ),
+            // One connection at a time: no table locks between connections of the shared cache.
+            None => crate::pool::never_in_transaction(
+                SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .min_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None)
+                    .acquire_timeout(crate::std_duration(self.busy_timeout.saturating_mul(2))),
+            ),
         }
     }
 }

@@ -8,13 +8,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sqlx::query::Query;
 use sqlx::sqlite::{Sqlite, SqliteArguments, SqlitePool};
-use sqlx::{Executor, Row, SqliteConnection};
+use sqlx::{Connection, Executor, Row, SqliteConnection};
 use tessera_core::audit::AuditEvent;
 use tessera_core::digest::{Digest, Hint};
 use tessera_core::id::{DeviceId, EndpointId, TokenId};
 use tessera_core::kind::KindData;
 use tessera_core::kind::endpoint::{Mapping, Method};
 use tessera_core::record::TokenRecord;
+use tessera_core::seal::Sealed;
 use tessera_core::validate::{Rejection, Request, validate};
 use tessera_store::{
     AuditFilter, Capabilities, Enrollment, Redemption, StateChange, Store, StoreError, TokenFilter,
@@ -89,7 +90,13 @@ pub struct SqliteStore {
     /// after it is free. Queueing here hands the lock over as soon as it is released; the
     /// busy timeout still arbitrates between processes.
     writer: Arc<tokio::sync::Mutex<()>>,
+    /// In memory: a connection held, never used, for the store's life, so the database lives
+    /// as long as the store whatever the pool does with its connections.
+    memory: Option<Arc<std::sync::Mutex<SqliteConnection>>>,
 }
+
+/// Names each in-memory database of this process apart.
+static MEMORY_DATABASES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl SqliteStore {
     /// The newest schema version this build creates and reads.
@@ -105,7 +112,9 @@ impl SqliteStore {
         Self::open_with(SqliteConfig::file(path)).await
     }
 
-    /// Open a private in-memory database, gone when the store is dropped.
+    /// Open a private in-memory database, gone when the store (and every clone of it) is
+    /// dropped. It stays one database for the store's whole life, whatever happens to the
+    /// pool's connections (a cancelled query, a connection sqlx closed).
     ///
     /// # Errors
     ///
@@ -120,15 +129,30 @@ impl SqliteStore {
     ///
     /// As [`SqliteStore::open`].
     pub async fn open_with(config: SqliteConfig) -> Result<Self, Error> {
+        let name = format!(
+            "tessera-memory-{}-{}",
+            std::process::id(),
+            MEMORY_DATABASES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let options = config.connect_options(&name);
+        let memory = match config.path {
+            Some(_) => None,
+            None => Some(Arc::new(std::sync::Mutex::new(
+                SqliteConnection::connect_with(&options)
+                    .await
+                    .map_err(|e| Error::Connect(Box::new(e)))?,
+            ))),
+        };
         let pool = config
             .pool_options()
-            .connect_with(config.connect_options())
+            .connect_with(options)
             .await
             .map_err(|e| Error::Connect(Box::new(e)))?;
         let store = Self {
             pool,
             path: config.path,
             writer: Arc::default(),
+            memory,
         };
         migrate::check_not_too_new(store.schema_version().await?, MIGRATIONS)?;
         Ok(store)
@@ -321,6 +345,7 @@ impl fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SqliteStore")
             .field("path", &self.path)
+            .field("in_memory", &self.memory.is_some())
             .field("connections", &self.pool.size())
             .finish_non_exhaustive()
     }
@@ -408,6 +433,7 @@ fn bind_record<'q>(q: Q<'q>, c: &'q RecordColumns) -> Q<'q> {
         &c.data,
     )
     .bind(c.data.data.as_str())
+    .bind(c.sealed.as_deref())
 }
 
 /// Bind app name, owner, endpoint, method, binding and bound device, in that order.
@@ -588,6 +614,29 @@ impl Store for SqliteStore {
             .fetch_optional(&mut *tx)
             .await
             .map_err(|e| map_sqlx_error(e, "token digest"))?;
+        let Some(row) = row else {
+            return Err(StoreError::NotFound { what: "token" });
+        };
+        let updated = codec::record(&row)?;
+        log(&mut tx, events).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(updated)
+    }
+
+    async fn set_sealed(
+        &self,
+        id: TokenId,
+        sealed: Option<&Sealed>,
+        events: &[AuditEvent],
+    ) -> Result<TokenRecord, StoreError> {
+        let _writing = self.writing().await;
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(sql::SET_SEALED)
+            .bind(codec::id(id))
+            .bind(sealed.map(Sealed::to_bytes))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| map_sqlx_error(e, "token"))?;
         let Some(row) = row else {
             return Err(StoreError::NotFound { what: "token" });
         };

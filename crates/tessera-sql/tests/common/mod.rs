@@ -134,8 +134,14 @@ pub mod fixtures {
         Pepper::new(KeyId(1), [7; 32])
     }
 
+    /// A second test pepper, for rotations.
+    pub fn pepper2() -> Pepper {
+        Pepper::new(KeyId(2), [9; 32])
+    }
+
     /// A record for `data` with a freshly generated secret in `spelling`, digested under
-    /// `pepper`; the secret is returned beside it (only to search for it afterwards).
+    /// `pepper` (and, for deployment and onboarding tokens, sealed under it, as the service
+    /// keeps them); the secret is returned beside it (only to search for it afterwards).
     pub fn issue(pepper: &Pepper, data: KindData, spelling: Spelling) -> (Secret, TokenRecord) {
         let kind = data.kind();
         let secret = Secret::generate_with(kind, spelling, Entropy::DEFAULT).expect("a secret");
@@ -147,11 +153,15 @@ pub mod fixtures {
             Kind::Onboarding => UsageLimit::uses(5).expect("five uses"),
             _ => UsageLimit::Unlimited,
         };
+        let id = TokenId::generate().expect("an id");
+        let sealed = matches!(kind, Kind::Deployment | Kind::Onboarding)
+            .then(|| pepper.seal(id, &secret).expect("seal"));
         let record = TokenRecord {
-            id: TokenId::generate().expect("an id"),
+            id,
             digest,
             spelling,
             hint,
+            sealed,
             state: State::Active,
             created_at: now(),
             created_by: Actor::User(UserId::parse("admin").expect("a user")),

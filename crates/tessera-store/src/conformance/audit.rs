@@ -11,9 +11,12 @@ use tessera_core::kind::endpoint::{Mapping, Method};
 use tessera_core::kind::{EndpointData, KindData};
 use tessera_core::lifecycle::State;
 use tessera_core::record::TokenRecord;
+use tessera_core::seal::Sealed;
 use tessera_core::validate::Rejection;
 
-use super::fixtures::{at, device, endpoint, event, ip, mapping, record, secondary, user};
+use super::fixtures::{
+    at, device, endpoint, event, fresh_seal, ip, mapping, record, secondary, user,
+};
 use super::{Case, Context, Outcome};
 use crate::{AuditFilter, StateChange, Store, StoreError, UsageEntry};
 
@@ -128,6 +131,7 @@ async fn append_round_trips_every_field_and_action(store: Arc<dyn Store>) -> Out
         AuditAction::IpBlocked,
         AuditAction::IpUnblocked,
         AuditAction::Purged,
+        AuditAction::Resealed,
     ];
     let mut events = Vec::new();
     for (i, action) in actions.into_iter().enumerate() {
@@ -368,6 +372,7 @@ enum Op {
     Replace,
     UpdateData,
     SetDigest,
+    SetSealed,
     Purge,
     SetBlocked,
     PutMapping,
@@ -375,13 +380,14 @@ enum Op {
     RemoveMapping,
 }
 
-const OPS: [Op; 11] = [
+const OPS: [Op; 12] = [
     Op::Insert,
     Op::InsertMany,
     Op::ChangeState,
     Op::Replace,
     Op::UpdateData,
     Op::SetDigest,
+    Op::SetSealed,
     Op::Purge,
     Op::SetBlocked,
     Op::PutMapping,
@@ -394,6 +400,7 @@ const OPS: [Op; 11] = [
 struct Fixture {
     s: TokenRecord,
     fresh: [TokenRecord; 2],
+    seal: Sealed,
 }
 
 impl Fixture {
@@ -405,6 +412,7 @@ impl Fixture {
             .await
             .ctx("put_mapping")?;
         Ok(Self {
+            seal: fresh_seal(&s)?,
             s,
             fresh: [
                 record(secondary("new-1", true)?)?,
@@ -480,6 +488,10 @@ impl Fixture {
             }
             Op::SetDigest => store
                 .set_digest(s.id, &self.fresh[1].digest, &self.fresh[1].hint, events)
+                .await
+                .map(drop),
+            Op::SetSealed => store
+                .set_sealed(s.id, Some(&self.seal), events)
                 .await
                 .map(drop),
             Op::Purge => store.purge(&[s.id], events).await.map(drop),

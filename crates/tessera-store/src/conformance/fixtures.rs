@@ -37,6 +37,11 @@ fn pepper() -> Pepper {
     Pepper::new(KeyId(1), [0x5a; 32])
 }
 
+/// A fresh secret for `r`, sealed under the fixtures' pepper.
+pub(super) fn fresh_seal(r: &TokenRecord) -> Result<tessera_core::seal::Sealed, Failed> {
+    Ok(pepper().seal(r.id, &Secret::generate(r.kind())?)?)
+}
+
 /// A fresh digest and hint for a token of `kind` spelled `spelling`.
 pub(super) fn digest_spelled(kind: Kind, spelling: Spelling) -> Result<(Digest, Hint), Failed> {
     let secret = Secret::generate_with(kind, spelling, Entropy::DEFAULT)?;
@@ -59,6 +64,7 @@ pub(super) fn record(data: KindData) -> Result<TokenRecord, Failed> {
         digest,
         spelling: Spelling::Prefixed,
         hint,
+        sealed: None,
         state: State::Active,
         created_at: T0,
         created_by: Actor::System,
@@ -92,6 +98,7 @@ pub(super) fn full_record(data: KindData) -> Result<TokenRecord, Failed> {
     r.limit = UsageLimit::uses(1_000_000_000_000)?;
     r.uses = 999_999_999_999;
     r.state = State::Superseded;
+    r.sealed = Some(pepper().seal(r.id, &Secret::generate(r.kind())?)?);
     Ok(r)
 }
 

@@ -66,6 +66,8 @@ pub(super) fn cases() -> Vec<Case> {
         set_digest_moves_lookup_and_keeps_mappings,
         set_digest_rejects_taken_digest,
         set_digest_unknown_is_not_found,
+        set_sealed_replaces_or_drops_only_the_seal,
+        set_sealed_unknown_is_not_found,
         touch_writes_first_use,
         touch_coalesces_within_interval,
         touch_writes_once_interval_passed,
@@ -1005,6 +1007,7 @@ async fn set_digest_moves_lookup_and_keeps_mappings(store: Arc<dyn Store>) -> Ou
     let expected = TokenRecord {
         digest: d,
         hint: h,
+        sealed: None,
         ..r.clone()
     };
     ensure_eq!(got, expected, "returned record");
@@ -1049,6 +1052,46 @@ async fn set_digest_unknown_is_not_found(store: Arc<dyn Store>) -> Outcome {
     ensure!(
         store.find_by_digest(&d).await.ctx("find")?.is_none(),
         "digest stored anyway"
+    );
+    Ok(())
+}
+
+/// `set_sealed` replaces the sealed secret (or drops it with `None`) and changes nothing else.
+async fn set_sealed_replaces_or_drops_only_the_seal(store: Arc<dyn Store>) -> Outcome {
+    let r = fixtures::full_record(deployment("sealed")?)?;
+    store.insert(&r, &[]).await.ctx("insert")?;
+    reads_back(&*store, &r).await?;
+    let other = fixtures::full_record(deployment("other")?)?;
+    let fresh = other.sealed.clone();
+    ensure!(fresh.is_some() && fresh != r.sealed, "fixtures seal");
+    let got = store
+        .set_sealed(r.id, fresh.as_ref(), &[])
+        .await
+        .ctx("set_sealed")?;
+    let expected = TokenRecord {
+        sealed: fresh,
+        ..r.clone()
+    };
+    ensure_eq!(got, expected, "returned record");
+    reads_back(&*store, &expected).await?;
+    let dropped = store
+        .set_sealed(r.id, None, &[])
+        .await
+        .ctx("set_sealed None")?;
+    let expected = TokenRecord {
+        sealed: None,
+        ..r.clone()
+    };
+    ensure_eq!(dropped, expected, "record with the seal dropped");
+    reads_back(&*store, &expected).await
+}
+
+/// An unknown id is `NotFound`.
+async fn set_sealed_unknown_is_not_found(store: Arc<dyn Store>) -> Outcome {
+    ensure_matches!(
+        store.set_sealed(TokenId::generate()?, None, &[]).await,
+        Err(StoreError::NotFound { .. }),
+        "set_sealed of an unknown id"
     );
     Ok(())
 }

@@ -1,0 +1,172 @@
+//! The service's configuration, from the environment.
+//!
+//! | variable | meaning | default |
+//! |---|---|---|
+//! | `TESSERA_DATABASE_URL` | `sqlite:PATH` (a file, created and migrated) or `postgres://...` | required |
+//! | `TESSERA_DATABASE_SCHEMA` | PostgreSQL schema for Tessera's tables | the server's `search_path` |
+//! | `TESSERA_DATABASE_CA` | PEM file of the CA that signed PostgreSQL's certificate: TLS, `verify-full` | none (`sslmode` in the URL decides) |
+//! | `TESSERA_PEPPER` | the pepper, 64 hex characters, **key id 1** (the CLI's) | - |
+//! | `TESSERA_PEPPER_FILE` | a file holding it (the CLI's `tessera.key`), if `TESSERA_PEPPER` is unset | - |
+//! | `TESSERA_CACHE_TTL_SECONDS` | validation cache time to live: the longest a token revoked by another instance may still pass here when the watch is down or on SQLite | 2 |
+//! | `TESSERA_LISTEN` | address and port | `127.0.0.1:8080` |
+//! | `RUST_LOG` | tracing filter (`info`, `tessera=debug`, ...) | `info` |
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use tessera::sql::postgres::PostgresConfig;
+use tessera::{Duration, KeyId, Pepper, Peppers};
+
+/// The key id of the pepper: the CLI's, so both read the same database.
+pub(crate) const KEY_ID: KeyId = KeyId(1);
+
+/// Why the service cannot start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub(crate) enum Error {
+    /// A variable is missing or wrong.
+    #[error("{var}: {why}")]
+    Config {
+        /// The variable.
+        var: &'static str,
+        /// What is wrong and what to do.
+        why: String,
+    },
+    /// The database could not be opened or migrated.
+    #[error(transparent)]
+    Database(#[from] tessera::sql::Error),
+    /// Something else failed while starting or serving.
+    #[error("{0}")]
+    Start(String),
+}
+
+/// Which database.
+pub(crate) enum Database {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL server.
+    Postgres(PostgresConfig),
+}
+
+impl Database {
+    pub(crate) const fn name(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// Everything the service reads at start.
+pub(crate) struct Config {
+    pub(crate) database: Database,
+    pub(crate) peppers: Peppers,
+    pub(crate) cache_ttl: Duration,
+    pub(crate) listen: SocketAddr,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("database", &self.database.name())
+            .field("cache_ttl", &self.cache_ttl)
+            .field("listen", &self.listen)
+            .finish_non_exhaustive()
+    }
+}
+
+fn var(name: &'static str) -> Result<Option<String>, Error> {
+    match std::env::var(name) {
+        Ok(v) if v.trim().is_empty() => Ok(None),
+        Ok(v) => Ok(Some(v)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(Error::Config {
+            var: name,
+            why: "is not valid text".to_owned(),
+        }),
+    }
+}
+
+impl Config {
+    /// Read the environment.
+    pub(crate) fn from_env() -> Result<Self, Error> {
+        const URL: &str = "TESSERA_DATABASE_URL";
+        let url = var(URL)?.ok_or(Error::Config {
+            var: URL,
+            why: "is unset; set sqlite:PATH or postgres://user@host/db".to_owned(),
+        })?;
+        let database = if let Some(path) = url.strip_prefix("sqlite:") {
+            let path = path.strip_prefix("//").unwrap_or(path);
+            if path.is_empty() {
+                return Err(Error::Config {
+                    var: URL,
+                    why: "names no file; write sqlite:/var/lib/tessera/tokens.db".to_owned(),
+                });
+            }
+            Database::Sqlite(PathBuf::from(path))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let mut pg = PostgresConfig::new(url);
+            if let Some(schema) = var("TESSERA_DATABASE_SCHEMA")? {
+                pg = pg.schema(&schema)?;
+            }
+            if let Some(ca) = var("TESSERA_DATABASE_CA")? {
+                pg = pg.ssl_root_cert(ca);
+            }
+            Database::Postgres(pg)
+        } else {
+            return Err(Error::Config {
+                var: URL,
+                why: "is neither sqlite:PATH nor a postgres:// URL".to_owned(),
+            });
+        };
+
+        let hex = match (var("TESSERA_PEPPER")?, var("TESSERA_PEPPER_FILE")?) {
+            (Some(hex), _) => hex,
+            (None, Some(file)) => std::fs::read_to_string(&file).map_err(|e| Error::Config {
+                var: "TESSERA_PEPPER_FILE",
+                why: format!("cannot read {file}: {e}"),
+            })?,
+            (None, None) => {
+                return Err(Error::Config {
+                    var: "TESSERA_PEPPER",
+                    why: "neither it nor TESSERA_PEPPER_FILE is set; give the pepper \
+                          (64 hex characters, key id 1, as `tessera init` makes)"
+                        .to_owned(),
+                });
+            }
+        };
+        let pepper = Pepper::from_hex(KEY_ID, hex.trim()).map_err(|e| Error::Config {
+            var: "TESSERA_PEPPER",
+            why: e.to_string(),
+        })?;
+
+        const TTL: &str = "TESSERA_CACHE_TTL_SECONDS";
+        let cache_ttl = match var(TTL)? {
+            None => Duration::seconds(2),
+            Some(s) => Duration::seconds(
+                s.trim()
+                    .parse::<u16>()
+                    .map_err(|_| Error::Config {
+                        var: TTL,
+                        why: "is not a whole number of seconds from 0 to 65535".to_owned(),
+                    })?
+                    .into(),
+            ),
+        };
+        const LISTEN: &str = "TESSERA_LISTEN";
+        let listen = match var(LISTEN)? {
+            None => SocketAddr::from(([127, 0, 0, 1], 8080)),
+            Some(s) => s.trim().parse().map_err(|_| Error::Config {
+                var: LISTEN,
+                why: "is not an address and port such as 0.0.0.0:8080".to_owned(),
+            })?,
+        };
+        Ok(Self {
+            database,
+            peppers: Peppers::new(pepper),
+            cache_ttl,
+            listen,
+        })
+    }
+}

@@ -1,0 +1,229 @@
+//! `tessera-service`: the service a team would deploy, as a starting point to copy.
+//!
+//! An axum server whose `/feed` route is guarded by application tokens (each use recorded in
+//! the token's per-IP log), over SQLite or PostgreSQL, with a validation cache, health checks,
+//! traces and Prometheus metrics. Configuration comes from the environment (see [`config`]):
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /feed` | 200 for an accepted application token (`Authorization: Bearer ...`), else RFC 6750 |
+//! | `GET /open` | 200, unguarded (the baseline the benchmark compares `/feed` with) |
+//! | `GET /healthz` | 200 while the process runs |
+//! | `GET /readyz` | 200 when the store answers and, on PostgreSQL, the change watch is up; else 503 saying why |
+//! | `GET /metrics` | Prometheus text: Tessera's metrics and the process's |
+//!
+//! SIGTERM or Ctrl-C: stop accepting, finish the requests in flight, close the store's pool,
+//! exit 0.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod config;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Extension, Router};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tessera::application::ApplicationAccess;
+use tessera::core::id::TokenId;
+use tessera::{Kind, RequestContext, Secret, Store, TokenService, ValidationCache};
+use tessera_http::{ApplicationLayer, ClientIp};
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Config, Database};
+
+/// What the handlers share.
+#[derive(Clone)]
+struct App {
+    service: TokenService,
+    metrics: PrometheusHandle,
+    /// Whether the store is PostgreSQL, whose change watch readiness requires.
+    watches: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "tessera-service stopped");
+            eprintln!("tessera-service: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), config::Error> {
+    let config = Config::from_env()?;
+    // The recorder first: the service takes its metric handles from it.
+    let metrics = PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| config::Error::Start(format!("cannot install the metrics recorder: {e}")))?;
+    let (store, backend): (Arc<dyn Store>, Backend) = match &config.database {
+        Database::Sqlite(path) => {
+            let store = tessera::sql::SqliteStore::open(path).await?;
+            store.migrate().await?;
+            (Arc::new(store.clone()), Backend::Sqlite(store))
+        }
+        Database::Postgres(pg) => {
+            let store = tessera::sql::PostgresStore::connect_with(pg.clone()).await?;
+            store.migrate().await?;
+            (Arc::new(store.clone()), Backend::Postgres(store))
+        }
+    };
+    let watches = matches!(backend, Backend::Postgres(_));
+    let service = TokenService::builder_shared(store.clone(), config.peppers)
+        .validation_cache(ValidationCache::new(config.cache_ttl))
+        .build();
+    let app = App {
+        service: service.clone(),
+        metrics,
+        watches,
+    };
+    ask_for_watch(&service).await;
+
+    let router = Router::new()
+        .route(
+            "/feed",
+            get(feed).layer(ApplicationLayer::new(service.clone())),
+        )
+        .route("/open", get(|| async { "open\n" }))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(render_metrics))
+        .with_state(app);
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| config::Error::Start(format!("cannot listen on {}: {e}", config.listen)))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| config::Error::Start(e.to_string()))?;
+    tracing::info!(
+        listen = %local,
+        backend = config.database.name(),
+        cache_ttl_s = config.cache_ttl.whole_seconds(),
+        "tessera-service listening"
+    );
+    // A line a supervisor (or a test) can wait for.
+    println!("listening on {local}");
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown())
+    .await
+    .map_err(|e| config::Error::Start(format!("serving failed: {e}")))?;
+    tracing::info!("requests drained; closing the store");
+    drop(service);
+    drop(store);
+    // Whatever the pool holds is written: close it before exiting.
+    match backend {
+        Backend::Sqlite(s) => s.close().await,
+        Backend::Postgres(p) => p.close().await,
+    }
+    tracing::info!("tessera-service stopped");
+    Ok(())
+}
+
+/// Validate a token nobody holds, so the validation cache asks the store to watch for other
+/// instances' changes before real traffic arrives (it asks at its first store read).
+async fn ask_for_watch(service: &TokenService) {
+    if let Ok(probe) = Secret::generate(Kind::Application) {
+        let request = RequestContext::new().application(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let _ = service.validate(probe.expose_secret(), &request).await;
+    }
+}
+
+/// SIGTERM or Ctrl-C.
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutdown requested: draining requests in flight");
+}
+
+async fn feed(
+    Extension(access): Extension<ApplicationAccess>,
+    Extension(ClientIp(ip)): Extension<ClientIp>,
+) -> String {
+    format!("feed for {} at {ip}\n", access.name)
+}
+
+/// 200 when the store answers within two seconds and, on PostgreSQL, the change watch is up.
+async fn readyz(State(app): State<App>) -> (StatusCode, String) {
+    let probe = tokio::time::timeout(
+        StdDuration::from_secs(2),
+        app.service.store().get(TokenId::from_u128(0)),
+    )
+    .await;
+    match probe {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "not ready: the store failed");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: the store failed: {e}\n"),
+            );
+        }
+        Err(_) => {
+            tracing::warn!("not ready: the store did not answer within 2 s");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: the store did not answer within 2 s\n".to_owned(),
+            );
+        }
+    }
+    if app.watches && !app.service.cache_watches_changes() {
+        ask_for_watch(&app.service).await;
+        if !app.service.cache_watches_changes() {
+            tracing::warn!("not ready: the PostgreSQL change watch is not up");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: the PostgreSQL change watch is not up\n".to_owned(),
+            );
+        }
+    }
+    let watch = if app.watches {
+        "watching"
+    } else {
+        "ttl-bounded"
+    };
+    (StatusCode::OK, format!("ready: store ok, cache {watch}\n"))
+}
+
+async fn render_metrics(State(app): State<App>) -> String {
+    app.metrics.render()
+}
+
+/// The store's own handle, to close its pool on shutdown.
+enum Backend {
+    Sqlite(tessera::sql::SqliteStore),
+    Postgres(tessera::sql::PostgresStore),
+}
