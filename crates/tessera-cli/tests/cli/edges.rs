@@ -131,8 +131,8 @@ fn run_into_a_broken_pipe(env: &Env, args: &[&str]) -> (Option<i32>, String) {
         .stdin(Stdio::piped())
         .spawn()
         .unwrap();
-    reader.wait().unwrap();
     let writer = reader.stdin.take().unwrap();
+    reader.wait().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
         .env_remove("TESSERA_PEPPER")
         .env_remove("TESSERA_KEY_FILE")
