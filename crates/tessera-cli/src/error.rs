@@ -46,6 +46,8 @@ pub(crate) enum CliError {
         reason: Rejection,
         /// What was checked, for the message.
         context: String,
+        /// What to do about it, when more is known than the reason's usual advice.
+        fix: Option<String>,
     },
     /// Not found or forbidden (exit 4).
     NotFound(String),
@@ -74,6 +76,7 @@ impl CliError {
         Self::Rejected {
             reason,
             context: context.into(),
+            fix: None,
         }
     }
 
@@ -108,9 +111,13 @@ impl fmt::Display for CliError {
                 f,
                 "found {n} Tessera token(s); revoke them (`tessera scan --revoke`) and remove them from the input"
             ),
-            Self::Rejected { reason, context } => {
+            Self::Rejected {
+                reason,
+                context,
+                fix,
+            } => {
                 write!(f, "{context} rejected: {reason} ({})", reason.code())?;
-                if let Some(fix) = rejection_fix(*reason) {
+                if let Some(fix) = fix.as_deref().or_else(|| rejection_fix(*reason)) {
                     write!(f, "; {fix}")?;
                 }
                 Ok(())

@@ -91,6 +91,11 @@ impl Out {
         issued: &Issued,
         extra: &[(&str, Value)],
     ) -> Result<()> {
+        if stdout_discarded() {
+            return Err(CliError::failure(
+                "cannot show the secret: standard output is closed or /dev/null",
+            ));
+        }
         let secret = issued.secret.expose_secret();
         if self.json {
             self.json(&issued_json(issued, extra))?;
@@ -164,6 +169,28 @@ impl Out {
             Err(CliError::usage("cancelled; nothing was changed"))
         }
     }
+}
+
+/// Whether standard output goes nowhere: closed (`>&-`, which Rust's runtime reopens on
+/// /dev/null) or /dev/null itself. A secret printed there is lost.
+fn stdout_discarded() -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd;
+        use std::os::unix::fs::MetadataExt;
+        let Ok(fd) = std::io::stdout().as_fd().try_clone_to_owned() else {
+            return true;
+        };
+        let (Ok(out), Ok(null)) = (
+            std::fs::File::from(fd).metadata(),
+            std::fs::metadata("/dev/null"),
+        ) else {
+            return false;
+        };
+        out.dev() == null.dev() && out.ino() == null.ino() && out.rdev() == null.rdev()
+    }
+    #[cfg(not(unix))]
+    false
 }
 
 /// A token just issued as JSON: its summary, its secret and `shown_once`, with more fields.

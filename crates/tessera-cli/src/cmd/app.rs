@@ -36,7 +36,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: AppCmd) -> Result<()> {
                     p,
                 )
                 .await?;
-            ctx.out.issued("application token", &issued, &[])?;
+            ctx.show_created("application token", &issued, &[]).await?;
             if !ctx.out.json {
                 eprintln!("present it as `Authorization: Bearer <token>`");
             }

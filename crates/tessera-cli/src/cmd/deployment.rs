@@ -34,7 +34,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: DeploymentCmd) -> Result<()> {
                 let rendered = svc.render_command(&template, &issued.secret).await?;
                 extra.push(("installer_command", Value::from(rendered.expose_secret())));
             }
-            ctx.out.issued("deployment token", &issued, &extra)
+            ctx.show_created("deployment token", &issued, &extra).await
         }
         DeploymentCmd::List => {
             let latest = svc.latest().await?.map(|t| t.id);

@@ -248,7 +248,8 @@ async fn secondary(ctx: &Ctx, cmd: SecondaryCmd) -> Result<()> {
             let issued = svc
                 .create_secondary(TokenName::parse(name)?, Description::parse(description)?, p)
                 .await?;
-            ctx.out.issued("secondary endpoint token", &issued, &[])?;
+            ctx.show_created("secondary endpoint token", &issued, &[])
+                .await?;
             if !ctx.out.json {
                 eprintln!(
                     "map it to an endpoint with `tessera endpoint secondary map {} ENDPOINT METHOD`",
