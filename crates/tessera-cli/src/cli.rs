@@ -179,7 +179,8 @@ pub(crate) struct ListArgs {
 pub(crate) enum StateArg {
     /// In force
     Active,
-    /// Turned off by an administrator (deactivated), reversible
+    /// Deactivated by an administrator, reversible (shown as `deactivated`)
+    #[value(alias = "deactivated")]
     Disabled,
     /// Unused too long, reversible by an administrator
     Dormant,
@@ -602,12 +603,13 @@ pub(crate) enum SecondaryCmd {
         #[arg(long, value_name = "ENDPOINT")]
         endpoint: Option<String>,
     },
-    /// Turn a secondary's enabled toggle on
+    /// Turn a secondary's enabled toggle on (state unchanged)
     Enable {
         /// Secondary id (or a unique prefix)
         id: String,
     },
-    /// Turn a secondary's enabled toggle off: every integration using it stops
+    /// Turn a secondary's enabled toggle off: every integration using it stops, refused as
+    /// `toggled_off`; it stays active and listed (compare `deactivate`)
     Disable {
         /// Secondary id (or a unique prefix)
         id: String,
@@ -617,7 +619,8 @@ pub(crate) enum SecondaryCmd {
         /// Secondary id (or a unique prefix)
         id: String,
     },
-    /// Deactivate a secondary: it leaves the default listing and is refused
+    /// Deactivate a secondary: state `deactivated`, it leaves the default listing and is
+    /// refused as `disabled` (deactivated) until activated
     Deactivate {
         /// Secondary id (or a unique prefix)
         id: String,

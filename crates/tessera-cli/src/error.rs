@@ -135,7 +135,10 @@ pub(crate) const fn rejection_fix(reason: Rejection) -> Option<&'static str> {
             "issue a new token"
         }
         Rejection::Exhausted => "issue a new token with more uses",
-        Rejection::Disabled => "enable or activate the token first",
+        Rejection::Disabled => {
+            "activate it again (`tessera app activate ID` or `tessera endpoint secondary activate ID`)"
+        }
+        Rejection::ToggledOff => "turn its toggle on with `tessera endpoint secondary enable ID`",
         Rejection::Dormant => "reactivate it with `tessera app activate ID`",
         Rejection::IpBlocked => "unblock the address with `tessera app unblock ID IP`",
         Rejection::InsufficientScope => "generate a token whose --scope includes the action",

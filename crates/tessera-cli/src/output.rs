@@ -108,7 +108,7 @@ impl Out {
             if let Some(n) = &t.name {
                 rows.push((String::from("name"), n.clone()));
             }
-            rows.push((String::from("state"), t.state.to_string()));
+            rows.push((String::from("state"), state_word(t.state).to_owned()));
             rows.push((String::from("expires"), opt_time(t.expires_at)));
             if let Some(r) = t.remaining {
                 rows.push((String::from("uses left"), r.to_string()));
@@ -286,6 +286,16 @@ pub(crate) fn uses(t: &TokenSummary) -> String {
     match t.remaining {
         Some(left) => format!("{}/{}", t.uses, t.uses.saturating_add(left)),
         None => format!("{}/unlimited", t.uses),
+    }
+}
+
+/// A state as people read it: one word each. A deactivated token (an application token or
+/// an endpoint secondary turned off by an administrator) is `deactivated`; a secondary's
+/// enabled toggle is a separate on/off. (The JSON code stays `disabled`.)
+pub(crate) const fn state_word(state: tessera::core::lifecycle::State) -> &'static str {
+    match state {
+        tessera::core::lifecycle::State::Disabled => "deactivated",
+        other => other.as_str(),
     }
 }
 

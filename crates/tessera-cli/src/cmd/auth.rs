@@ -74,7 +74,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: AuthCmd) -> Result<()> {
                     l.data.owner.to_string(),
                     l.data.name.to_string(),
                     scope.join(","),
-                    t.state.to_string(),
+                    output::state_word(t.state).to_owned(),
                     opt_time(t.expires_at),
                     t.generated_by
                         .as_ref()

@@ -54,7 +54,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: DeploymentCmd) -> Result<()> {
                 rows.push(vec![
                     t.id.to_string(),
                     d.name.to_string(),
-                    t.state.to_string(),
+                    output::state_word(t.state).to_owned(),
                     if is_latest { "*".into() } else { String::new() },
                     if d.auto_renew {
                         "yes".into()

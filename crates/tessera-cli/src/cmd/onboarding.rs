@@ -208,7 +208,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: OnboardingCmd) -> Result<()> {
                 let devices: Vec<String> = l.devices.iter().map(|e| e.device.to_string()).collect();
                 rows.push(vec![
                     t.id.to_string(),
-                    t.state.to_string(),
+                    output::state_word(t.state).to_owned(),
                     l.data.policy.to_string(),
                     l.data.group.to_string(),
                     uses(t),

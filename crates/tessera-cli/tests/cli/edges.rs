@@ -401,3 +401,43 @@ fn negative_durations_are_read_as_values_and_refused_clearly() {
     let err = env.fails(&["list", "--expiring", "-5m"], BAD_INPUT);
     assert!(err.contains("negative"), "{err}");
 }
+
+#[test]
+fn toggled_off_and_deactivated_secondaries_have_a_word_and_a_refusal_each() {
+    let env = Env::init();
+    env.json(&["endpoint", "enable", "/orders"]);
+    let (secret, id) = issued(&env.json(&["endpoint", "secondary", "create", "--name", "crm"]));
+    env.ok(&["endpoint", "secondary", "map", &id, "/orders", "get"]);
+
+    let said = env.ok(&["endpoint", "secondary", "disable", &id]);
+    assert!(said.starts_with("toggled off secondary"), "{said}");
+    let r = env.json_fails_in(&["endpoint", "check", "/orders", "get"], &secret, REJECTED);
+    assert_eq!(r["reason"], "toggled_off");
+    let off = env.fails_in(&["endpoint", "check", "/orders", "get"], &secret, REJECTED);
+    assert!(off.contains("enabled toggle is off"), "{off}");
+    let table = env.ok(&["endpoint", "secondary", "list"]);
+    assert!(
+        table.contains("TOGGLE") && table.contains(" off "),
+        "{table}"
+    );
+    assert!(table.contains("active"), "{table}");
+    env.ok(&["endpoint", "secondary", "enable", &id]);
+
+    env.ok(&["endpoint", "secondary", "deactivate", &id]);
+    let r = env.json_fails_in(&["endpoint", "check", "/orders", "get"], &secret, REJECTED);
+    assert_eq!(r["reason"], "disabled");
+    let deactivated = env.fails_in(&["endpoint", "check", "/orders", "get"], &secret, REJECTED);
+    assert!(
+        deactivated.contains("token is deactivated"),
+        "{deactivated}"
+    );
+    assert_ne!(off, deactivated);
+    let table = env.ok(&["endpoint", "secondary", "list", "--all"]);
+    assert!(
+        table.contains("deactivated") && table.contains(" on "),
+        "{table}"
+    );
+    assert!(env.ok(&["show", &id]).contains("deactivated"));
+    let listed = env.json(&["list", "--state", "deactivated"]);
+    assert_eq!(listed[0]["id"], id.as_str(), "{listed}");
+}
