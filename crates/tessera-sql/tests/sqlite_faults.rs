@@ -11,12 +11,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::fixtures;
+use tessera_core::audit::{Actor, AuditAction, AuditEvent};
 use tessera_core::format::Spelling;
 use tessera_core::lifecycle::State;
 use tessera_core::record::TokenRecord;
 use tessera_sql::sqlite::SqliteConfig;
 use tessera_sql::{Error, SqliteStore};
-use tessera_store::{StateChange, Store, StoreError, TokenFilter};
+use tessera_store::{AuditFilter, StateChange, Store, StoreError, TokenFilter};
 
 fn records(n: usize) -> Vec<TokenRecord> {
     let pepper = fixtures::pepper();
@@ -28,6 +29,20 @@ fn records(n: usize) -> Vec<TokenRecord> {
                 Spelling::Prefixed,
             )
             .1
+        })
+        .collect()
+}
+
+/// The issue events of `records`, stored with them.
+fn issued(records: &[TokenRecord]) -> Vec<AuditEvent> {
+    records
+        .iter()
+        .map(|r| {
+            AuditEvent::new(fixtures::now(), Actor::System, AuditAction::Issued).token(
+                r.id,
+                r.kind(),
+                &r.hint,
+            )
         })
         .collect()
 }
@@ -50,7 +65,7 @@ async fn storm(store: &SqliteStore, tasks: usize, rounds: usize, pause: Duration
             let mut out = vec![];
             for _ in 0..rounds {
                 let batch = records(3);
-                let done = store.insert_many(&batch).await;
+                let done = store.insert_many(&batch, &issued(&batch)).await;
                 let stored = done.is_ok();
                 out.push(Attempt::Batch(batch.clone(), done));
                 if stored {
@@ -63,7 +78,9 @@ async fn storm(store: &SqliteStore, tasks: usize, rounds: usize, pause: Duration
                         grace_until: None,
                         successor: Some(new.id),
                     };
-                    let done = store.replace(old.id, &change, &new).await;
+                    let done = store
+                        .replace(old.id, &change, &new, &issued(core::slice::from_ref(&new)))
+                        .await;
                     out.push(Attempt::Rotate(old, new, done));
                 }
                 tokio::time::sleep(pause).await;
@@ -80,14 +97,29 @@ async fn storm(store: &SqliteStore, tasks: usize, rounds: usize, pause: Duration
 
 /// Every attempt left exactly what its answer says; `fault` tells the errors the fault may
 /// cause. Returns how many attempts failed.
-async fn check(store: &SqliteStore, attempts: &[Attempt], fault: impl Fn(&StoreError) -> bool) -> usize {
+async fn check(
+    store: &SqliteStore,
+    attempts: &[Attempt],
+    fault: impl Fn(&StoreError) -> bool,
+) -> usize {
     let mut failed = 0;
     for a in attempts {
         match a {
             Attempt::Batch(batch, done) => {
                 let mut kept = 0;
                 for r in batch {
-                    kept += usize::from(store.get(r.id).await.unwrap().is_some());
+                    let stored = store.get(r.id).await.unwrap().is_some();
+                    let events = store
+                        .events(&AuditFilter::default().token(r.id))
+                        .await
+                        .unwrap()
+                        .len();
+                    assert_eq!(
+                        events,
+                        usize::from(stored),
+                        "a record and its event together"
+                    );
+                    kept += usize::from(stored);
                 }
                 match done {
                     Ok(()) => assert_eq!(kept, 3, "a stored batch is whole"),
@@ -131,7 +163,8 @@ fn is_full(e: &StoreError) -> bool {
 
 fn page_count(path: &Path) -> u32 {
     let conn = rusqlite::Connection::open(path).unwrap();
-    conn.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap()
+    conn.query_row("PRAGMA page_count", [], |r| r.get(0))
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -156,9 +189,12 @@ async fn a_full_database_refuses_changes_whole_and_recovers() {
     // Recovery: free space by purging, and writes succeed again.
     let stored = store.list(&TokenFilter::default()).await.unwrap();
     let ids: Vec<_> = stored.iter().map(|r| r.id).collect();
-    assert_eq!(store.purge(&ids).await.unwrap(), ids.len() as u64);
+    assert_eq!(store.purge(&ids, &[]).await.unwrap(), ids.len() as u64);
     let more = records(3);
-    store.insert_many(&more).await.expect("writes again once space is freed");
+    store
+        .insert_many(&more, &issued(&more))
+        .await
+        .expect("writes again once space is freed");
     for r in &more {
         assert_eq!(store.get(r.id).await.unwrap().as_ref(), Some(r));
     }
@@ -197,10 +233,19 @@ async fn a_locked_file_refuses_changes_whole_and_recovers() {
     })
     .await;
     assert!(failed > 0, "no write met the lock");
-    assert!(failed < attempts.len(), "no write got through before or after the lock");
+    assert!(
+        failed < attempts.len(),
+        "no write got through before or after the lock"
+    );
 
     // Recovery: writes and reads work once the lock is gone.
     let more = records(3);
-    store.insert_many(&more).await.expect("writes again once the lock is released");
-    assert_eq!(store.get(more[0].id).await.unwrap().as_ref(), Some(&more[0]));
+    store
+        .insert_many(&more, &issued(&more))
+        .await
+        .expect("writes again once the lock is released");
+    assert_eq!(
+        store.get(more[0].id).await.unwrap().as_ref(),
+        Some(&more[0])
+    );
 }

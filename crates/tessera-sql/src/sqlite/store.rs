@@ -189,7 +189,9 @@ impl SqliteStore {
         let applied = {
             let mut stmt = tx.prepare(APPLIED_MIGRATIONS).map_err(fail)?;
             let rows = stmt
-                .query_map([], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?)))
+                .query_map([], |row| {
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?))
+                })
                 .map_err(fail)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(fail)?
         };
@@ -225,8 +227,7 @@ impl SqliteStore {
             if tables == 0 {
                 return Ok(None);
             }
-            conn.query_row(SCHEMA_VERSION, [], |r| r.get(0))
-                .map_err(db)
+            conn.query_row(SCHEMA_VERSION, [], |r| r.get(0)).map_err(db)
         })
         .await
         .map_err(|e| Error::Connect(Box::new(e)))
@@ -443,7 +444,10 @@ fn every<T>(
     Ok(out)
 }
 
-fn prepare<'c>(conn: &'c Connection, sql: &str) -> Result<rusqlite::CachedStatement<'c>, StoreError> {
+fn prepare<'c>(
+    conn: &'c Connection,
+    sql: &str,
+) -> Result<rusqlite::CachedStatement<'c>, StoreError> {
     conn.prepare_cached(sql).map_err(db)
 }
 
@@ -546,7 +550,12 @@ fn missed(conn: &Connection, id: TokenId) -> StoreError {
 
 /// What a record that failed to insert collided with, checked against the database (as it was
 /// before the failed statement) and against the records inserted before it in the same batch.
-fn collision(conn: &Connection, c: &RecordColumns, r: &TokenRecord, before: &[TokenRecord]) -> &'static str {
+fn collision(
+    conn: &Connection,
+    c: &RecordColumns,
+    r: &TokenRecord,
+    before: &[TokenRecord],
+) -> &'static str {
     let found = prepare(conn, lite!(sql::COLLISION)).and_then(|mut s| {
         first(
             &mut s,
@@ -583,7 +592,11 @@ fn insert_error(
 /// statement and keeps the transaction, so the chunk's records are then inserted one at a
 /// time: the first to collide gives the error, exactly as if every record had been inserted
 /// one by one.
-fn insert_batch(conn: &Connection, records: &[TokenRecord], columns: &[RecordColumns]) -> Result<(), StoreError> {
+fn insert_batch(
+    conn: &Connection,
+    records: &[TokenRecord],
+    columns: &[RecordColumns],
+) -> Result<(), StoreError> {
     for (k, chunk) in columns.chunks(INSERT_CHUNK).enumerate() {
         let Err(e) = insert_rows(conn, chunk) else {
             continue;
@@ -602,7 +615,11 @@ fn insert_batch(conn: &Connection, records: &[TokenRecord], columns: &[RecordCol
 }
 
 /// Apply a state change: the record after it, or why it missed.
-fn change_state_in(conn: &Connection, id: TokenId, change: &StateChange) -> Result<TokenRecord, StoreError> {
+fn change_state_in(
+    conn: &Connection,
+    id: TokenId,
+    change: &StateChange,
+) -> Result<TokenRecord, StoreError> {
     let mut stmt = prepare(conn, lite!(sql::CHANGE_STATE))?;
     let row = first(
         &mut stmt,
@@ -634,6 +651,12 @@ fn returned_record(
     first(&mut stmt, params, what, |row| codec::record(row))
 }
 
+/// Append a change's `events` inside its transaction (after the change: an event that cannot be
+/// stored undoes it).
+fn log(conn: &Connection, events: &[AuditEvent]) -> Result<(), StoreError> {
+    events.iter().try_for_each(|e| append_in(conn, e))
+}
+
 fn append_in(conn: &Connection, event: &AuditEvent) -> Result<(), StoreError> {
     let (at, token, actor, body) = codec::event_columns(event)?;
     prepare(conn, lite!(sql::APPEND_EVENT))?
@@ -651,27 +674,38 @@ impl Store for SqliteStore {
         c
     }
 
-    async fn insert(&self, record: &TokenRecord) -> Result<(), StoreError> {
+    async fn insert(&self, record: &TokenRecord, events: &[AuditEvent]) -> Result<(), StoreError> {
         let c = RecordColumns::of(record)?;
         self.write(|conn| {
             insert_one(conn, &c)
-                .map_err(|e| insert_error(conn, e, &c, core::slice::from_ref(record), 0))
+                .map_err(|e| insert_error(conn, e, &c, core::slice::from_ref(record), 0))?;
+            log(conn, events)
         })
         .await
     }
 
-    async fn insert_many(&self, records: &[TokenRecord]) -> Result<(), StoreError> {
+    async fn insert_many(
+        &self,
+        records: &[TokenRecord],
+        events: &[AuditEvent],
+    ) -> Result<(), StoreError> {
         let columns = records
             .iter()
             .map(RecordColumns::of)
             .collect::<Result<Vec<_>, _>>()?;
-        self.write(|conn| insert_batch(conn, records, &columns)).await
+        self.write(|conn| {
+            insert_batch(conn, records, &columns)?;
+            log(conn, events)
+        })
+        .await
     }
 
     async fn get(&self, id: TokenId) -> Result<Option<TokenRecord>, StoreError> {
         self.read(|conn| {
             let mut stmt = prepare(conn, lite!(sql::GET_TOKEN))?;
-            first(&mut stmt, [codec::id(id)], "token", |row| codec::record(row))
+            first(&mut stmt, [codec::id(id)], "token", |row| {
+                codec::record(row)
+            })
         })
         .await
     }
@@ -714,8 +748,14 @@ impl Store for SqliteStore {
         &self,
         id: TokenId,
         change: &StateChange,
+        events: &[AuditEvent],
     ) -> Result<TokenRecord, StoreError> {
-        self.write(|conn| change_state_in(conn, id, change)).await
+        self.write(|conn| {
+            let updated = change_state_in(conn, id, change)?;
+            log(conn, events)?;
+            Ok(updated)
+        })
+        .await
     }
 
     async fn replace(
@@ -723,18 +763,25 @@ impl Store for SqliteStore {
         old: TokenId,
         change: &StateChange,
         new: &TokenRecord,
+        events: &[AuditEvent],
     ) -> Result<TokenRecord, StoreError> {
         let c = RecordColumns::of(new)?;
         self.write(|conn| {
             let updated = change_state_in(conn, old, change)?;
             insert_one(conn, &c)
                 .map_err(|e| insert_error(conn, e, &c, core::slice::from_ref(new), 0))?;
+            log(conn, events)?;
             Ok(updated)
         })
         .await
     }
 
-    async fn update_data(&self, id: TokenId, data: &KindData) -> Result<TokenRecord, StoreError> {
+    async fn update_data(
+        &self,
+        id: TokenId,
+        data: &KindData,
+        events: &[AuditEvent],
+    ) -> Result<TokenRecord, StoreError> {
         let d = DataColumns::of(data)?;
         self.write(|conn| {
             let row = returned_record(
@@ -753,7 +800,9 @@ impl Store for SqliteStore {
                 ],
                 "application token name",
             )?;
-            row.ok_or_else(|| missed(conn, id))
+            let updated = row.ok_or_else(|| missed(conn, id))?;
+            log(conn, events)?;
+            Ok(updated)
         })
         .await
     }
@@ -763,16 +812,19 @@ impl Store for SqliteStore {
         id: TokenId,
         digest: &Digest,
         hint: &Hint,
+        events: &[AuditEvent],
     ) -> Result<TokenRecord, StoreError> {
         let (key, bytes) = codec::digest(digest);
         self.write(|conn| {
-            returned_record(
+            let updated = returned_record(
                 conn,
                 lite!(sql::SET_DIGEST),
                 rusqlite::params![codec::id(id), key, bytes, hint.as_str()],
                 "token digest",
             )?
-            .ok_or(StoreError::NotFound { what: "token" })
+            .ok_or(StoreError::NotFound { what: "token" })?;
+            log(conn, events)?;
+            Ok(updated)
         })
         .await
     }
@@ -781,16 +833,19 @@ impl Store for SqliteStore {
         &self,
         id: TokenId,
         sealed: Option<&Sealed>,
+        events: &[AuditEvent],
     ) -> Result<TokenRecord, StoreError> {
         let bytes = sealed.map(Sealed::to_bytes);
         self.write(|conn| {
-            returned_record(
+            let updated = returned_record(
                 conn,
                 lite!(sql::SET_SEALED),
                 rusqlite::params![codec::id(id), bytes],
                 "token",
             )?
-            .ok_or(StoreError::NotFound { what: "token" })
+            .ok_or(StoreError::NotFound { what: "token" })?;
+            log(conn, events)?;
+            Ok(updated)
         })
         .await
     }
@@ -818,7 +873,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn purge(&self, ids: &[TokenId]) -> Result<u64, StoreError> {
+    async fn purge(&self, ids: &[TokenId], events: &[AuditEvent]) -> Result<u64, StoreError> {
         self.write(|conn| {
             let mut stmt = prepare(conn, lite!(sql::PURGE))?;
             let mut removed = 0u64;
@@ -826,6 +881,7 @@ impl Store for SqliteStore {
                 let n = stmt.execute([codec::id(*id)]).map_err(db)?;
                 removed += u64::try_from(n).unwrap_or(u64::MAX);
             }
+            log(conn, events)?;
             Ok(removed)
         })
         .await
@@ -927,16 +983,20 @@ impl Store for SqliteStore {
         id: TokenId,
         ip: IpAddr,
         blocked: bool,
+        events: &[AuditEvent],
     ) -> Result<UsageEntry, StoreError> {
         self.write(|conn| {
             let mut stmt = prepare(conn, lite!(sql::SET_BLOCKED))?;
-            first(
+            let entry = first(
                 &mut stmt,
                 rusqlite::params![codec::id(id), ip.to_string(), blocked],
                 "token",
                 |row| codec::usage_entry(row),
             )?
-            .ok_or(StoreError::NotFound { what: "token" })
+            .ok_or(StoreError::NotFound { what: "token" })?;
+            drop(stmt);
+            log(conn, events)?;
+            Ok(entry)
         })
         .await
     }
@@ -955,13 +1015,19 @@ impl Store for SqliteStore {
         let entries = self
             .read(|conn| {
                 let mut stmt = prepare(conn, lite!(sql::ENDPOINT_USAGE))?;
-                every(&mut stmt, [endpoint.as_str()], |row| codec::usage_entry(row))
+                every(&mut stmt, [endpoint.as_str()], |row| {
+                    codec::usage_entry(row)
+                })
             })
             .await?;
         codec::sorted_usage(entries)
     }
 
-    async fn put_mapping(&self, mapping: &Mapping) -> Result<(), StoreError> {
+    async fn put_mapping(
+        &self,
+        mapping: &Mapping,
+        events: &[AuditEvent],
+    ) -> Result<(), StoreError> {
         self.write(|conn| {
             prepare(conn, lite!(sql::PUT_MAPPING))?
                 .execute(rusqlite::params![
@@ -971,7 +1037,7 @@ impl Store for SqliteStore {
                     mapping.enabled,
                 ])
                 .map_err(|e| map_sqlite_error(e, "mapping"))?;
-            Ok(())
+            log(conn, events)
         })
         .await
     }
@@ -986,7 +1052,11 @@ impl Store for SqliteStore {
             let mut stmt = prepare(conn, lite!(sql::GET_MAPPING))?;
             first(
                 &mut stmt,
-                rusqlite::params![codec::id(secondary), endpoint.as_str(), codec::method(method)],
+                rusqlite::params![
+                    codec::id(secondary),
+                    endpoint.as_str(),
+                    codec::method(method)
+                ],
                 "mapping",
                 |row| codec::mapping(row),
             )
@@ -1000,10 +1070,11 @@ impl Store for SqliteStore {
         endpoint: &EndpointId,
         method: Method,
         enabled: bool,
+        events: &[AuditEvent],
     ) -> Result<Mapping, StoreError> {
         self.write(|conn| {
             let mut stmt = prepare(conn, lite!(sql::SET_MAPPING_ENABLED))?;
-            first(
+            let mapping = first(
                 &mut stmt,
                 rusqlite::params![
                     codec::id(secondary),
@@ -1014,7 +1085,10 @@ impl Store for SqliteStore {
                 "mapping",
                 |row| codec::mapping(row),
             )?
-            .ok_or(StoreError::NotFound { what: "mapping" })
+            .ok_or(StoreError::NotFound { what: "mapping" })?;
+            drop(stmt);
+            log(conn, events)?;
+            Ok(mapping)
         })
         .await
     }
@@ -1024,6 +1098,7 @@ impl Store for SqliteStore {
         secondary: TokenId,
         endpoint: &EndpointId,
         method: Method,
+        events: &[AuditEvent],
     ) -> Result<(), StoreError> {
         self.write(|conn| {
             let n = prepare(conn, lite!(sql::REMOVE_MAPPING))?
@@ -1036,7 +1111,7 @@ impl Store for SqliteStore {
             if n == 0 {
                 return Err(StoreError::NotFound { what: "mapping" });
             }
-            Ok(())
+            log(conn, events)
         })
         .await
     }
