@@ -52,7 +52,7 @@ enum Attempt {
     /// A batch of records, stored all or none.
     Batch(Vec<TokenRecord>, Result<(), StoreError>),
     /// A rotation: the old record superseded and the new one stored, both or neither.
-    Rotate(TokenRecord, TokenRecord, Result<TokenRecord, StoreError>),
+    Rotate(Box<(TokenRecord, TokenRecord, Result<TokenRecord, StoreError>)>),
 }
 
 /// `tasks` tasks each writing `rounds` times: a batch of three records, then a rotation of the
@@ -81,7 +81,7 @@ async fn storm(store: &SqliteStore, tasks: usize, rounds: usize, pause: Duration
                     let done = store
                         .replace(old.id, &change, &new, &issued(core::slice::from_ref(&new)))
                         .await;
-                    out.push(Attempt::Rotate(old, new, done));
+                    out.push(Attempt::Rotate(Box::new((old, new, done))));
                 }
                 tokio::time::sleep(pause).await;
             }
@@ -130,7 +130,8 @@ async fn check(
                     }
                 }
             }
-            Attempt::Rotate(old, new, done) => {
+            Attempt::Rotate(rotation) => {
+                let (old, new, done) = &**rotation;
                 let old_state = store.get(old.id).await.unwrap().unwrap().state;
                 let new_kept = store.get(new.id).await.unwrap().is_some();
                 match done {
