@@ -5,6 +5,7 @@
 //! and usable.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly
 
+use std::cell::{Cell, RefCell};
 use std::future::{Future, poll_fn};
 use std::net::IpAddr;
 use std::pin::pin;
@@ -12,18 +13,24 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use tessera::core::digest::{KeyId, Pepper, Peppers};
-use tessera::core::id::{AccessType, ApplicationName, Description, DeviceId, TokenId};
+use tessera::core::audit::{Actor, AuditAction, AuditEvent};
+use tessera::core::digest::{Digest, KeyId, Pepper, Peppers};
+use tessera::core::id::{
+    AccessType, ApplicationName, Description, DeviceId, EndpointId, TokenId, TokenName,
+};
 use tessera::core::kind::application::AccessTypes;
+use tessera::core::kind::endpoint::{Mapping, Method};
 use tessera::core::kind::onboarding::UsageLimit;
 use tessera::core::lifecycle::State;
+use tessera::core::record::TokenRecord;
 use tessera::deployment::NewDeployment;
 use tessera::memory::MemoryStore;
 use tessera::onboarding::NewOnboarding;
 use tessera::sql::postgres::PostgresConfig;
 use tessera::sql::{PostgresStore, SqliteStore};
-use tessera::store::{Store, TokenFilter};
+use tessera::store::{AuditFilter, StateChange, Store, TokenFilter, UsageSubject};
 use tessera::{Principal, Rejection, TokenService, ValidationCache};
+use time::OffsetDateTime;
 
 fn peppers() -> Peppers {
     Peppers::new(Pepper::new(KeyId(1), [5; 32]))
@@ -377,5 +384,456 @@ async fn service_operations_dropped_at_every_await_point() {
 
         usable(what, &svc).await;
         println!("{what}: every drop point left the store consistent and usable");
+    }
+}
+
+// ---- every Store method ----
+
+/// A new deployment record like `template`, with its own id and digest.
+fn fresh(template: &TokenRecord) -> TokenRecord {
+    let id = TokenId::generate().unwrap();
+    let mut r = template.clone();
+    r.id = id;
+    r.digest = Digest::from_parts(
+        KeyId(1),
+        *blake3::hash(&id.as_u128().to_le_bytes()).as_bytes(),
+    );
+    r.state = State::Active;
+    r.successor = None;
+    r.sealed = None;
+    r
+}
+
+fn issued(r: &TokenRecord) -> AuditEvent {
+    AuditEvent::new(
+        OffsetDateTime::now_utc(),
+        Actor::System,
+        AuditAction::Issued,
+    )
+    .token(r.id, r.kind(), &r.hint)
+}
+
+fn revoked(r: &TokenRecord) -> AuditEvent {
+    let action = AuditAction::StateChanged {
+        from: State::Active,
+        to: State::Revoked,
+    };
+    AuditEvent::new(OffsetDateTime::now_utc(), Actor::System, action).token(r.id, r.kind(), &r.hint)
+}
+
+/// `read` once it gives the same answer twice in a row (a write dropped after PostgreSQL
+/// received it may still commit meanwhile).
+async fn settled<T: PartialEq + std::fmt::Debug>(read: impl AsyncFn() -> T) -> T {
+    let mut last = read().await;
+    for _ in 0..1000 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let now = read().await;
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    panic!("never settled: {last:?}");
+}
+
+async fn event_count(store: &dyn Store, id: TokenId) -> usize {
+    store
+        .events(&AuditFilter::default().token(id))
+        .await
+        .unwrap()
+        .len()
+}
+
+/// A record inserted with its issue event, ready for the next attempt.
+async fn inserted(store: &dyn Store, template: &TokenRecord) -> TokenRecord {
+    let r = fresh(template);
+    store.insert(&r, &[issued(&r)]).await.unwrap();
+    r
+}
+
+/// Reads and writes still work: a record and its event stored, read back and purged.
+async fn store_usable(what: &str, store: &dyn Store, template: &TokenRecord) {
+    let r = fresh(template);
+    store
+        .insert(&r, &[issued(&r)])
+        .await
+        .unwrap_or_else(|e| panic!("{what}: cannot write after a cancellation: {e}"));
+    assert_eq!(store.get(r.id).await.unwrap().as_ref(), Some(&r), "{what}");
+    assert_eq!(
+        store.find_by_digest(&r.digest).await.unwrap().as_ref(),
+        Some(&r),
+        "{what}"
+    );
+    assert_eq!(event_count(store, r.id).await, 1, "{what}");
+    assert_eq!(store.purge(&[r.id], &[]).await.unwrap(), 1, "{what}");
+}
+
+/// Every `Store` method (every backend, and the validation cache in front of each), dropped
+/// after 0, 1, 2, … polls: each change is whole or absent, with its audit events, and the store
+/// stays consistent and usable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_methods_dropped_at_every_await_point() {
+    for (what, svc) in services("store").await {
+        let what = what.as_str();
+        let store: &dyn Store = &**svc.store();
+        let dep = svc
+            .deployment()
+            .generate(NewDeployment::named("template").unwrap(), &root())
+            .await
+            .unwrap();
+        let template = store.get(dep.token.id).await.unwrap().unwrap();
+        let now = OffsetDateTime::now_utc();
+
+        // insert: the record and its event together, or neither.
+        let next = RefCell::new(fresh(&template));
+        every_drop_point(
+            what,
+            || {
+                let r = next.borrow().clone();
+                async move { store.insert(&r, &[issued(&r)]).await }
+            },
+            async |_| {
+                let r = next.borrow().clone();
+                let (kept, events) = settled(async || {
+                    (
+                        store.get(r.id).await.unwrap().is_some(),
+                        event_count(store, r.id).await,
+                    )
+                })
+                .await;
+                assert_eq!(events, usize::from(kept), "{what}: insert");
+                *next.borrow_mut() = fresh(&template);
+            },
+        )
+        .await;
+
+        // insert_many: all three with their events, or none.
+        let batch = RefCell::new(vec![]);
+        let new_batch = || (0..3).map(|_| fresh(&template)).collect::<Vec<_>>();
+        *batch.borrow_mut() = new_batch();
+        every_drop_point(
+            what,
+            || {
+                let rs = batch.borrow().clone();
+                async move {
+                    let events: Vec<_> = rs.iter().map(issued).collect();
+                    store.insert_many(&rs, &events).await
+                }
+            },
+            async |_| {
+                let rs = batch.borrow().clone();
+                let (kept, events) = settled(async || {
+                    let mut kept = 0;
+                    let mut events = 0;
+                    for r in &rs {
+                        kept += usize::from(store.get(r.id).await.unwrap().is_some());
+                        events += event_count(store, r.id).await;
+                    }
+                    (kept, events)
+                })
+                .await;
+                assert!(
+                    kept == 0 || kept == 3,
+                    "{what}: insert_many kept {kept} of 3"
+                );
+                assert_eq!(events, kept, "{what}: insert_many events");
+                *batch.borrow_mut() = new_batch();
+            },
+        )
+        .await;
+
+        // change_state: revoked with its event, or active without.
+        let cur = RefCell::new(inserted(store, &template).await);
+        every_drop_point(
+            what,
+            || {
+                let r = cur.borrow().clone();
+                async move {
+                    let change = StateChange::new(State::Active, State::Revoked, now);
+                    store.change_state(r.id, &change, &[revoked(&r)]).await
+                }
+            },
+            async |_| {
+                let r = cur.borrow().clone();
+                let (state, events) = settled(async || {
+                    (
+                        store.get(r.id).await.unwrap().unwrap().state,
+                        event_count(store, r.id).await,
+                    )
+                })
+                .await;
+                match state {
+                    State::Active => assert_eq!(events, 1, "{what}: change_state"),
+                    State::Revoked => assert_eq!(events, 2, "{what}: change_state"),
+                    other => panic!("{what}: {other:?}"),
+                }
+                *cur.borrow_mut() = inserted(store, &template).await;
+            },
+        )
+        .await;
+
+        // replace: superseded and successor stored, or neither.
+        let cur = RefCell::new((inserted(store, &template).await, fresh(&template)));
+        every_drop_point(
+            what,
+            || {
+                let (old, new) = cur.borrow().clone();
+                async move {
+                    let mut change = StateChange::new(State::Active, State::Superseded, now);
+                    change.successor = Some(new.id);
+                    store.replace(old.id, &change, &new, &[issued(&new)]).await
+                }
+            },
+            async |_| {
+                let (old, new) = cur.borrow().clone();
+                let (state, kept, events) = settled(async || {
+                    (
+                        store.get(old.id).await.unwrap().unwrap().state,
+                        store.get(new.id).await.unwrap().is_some(),
+                        event_count(store, new.id).await,
+                    )
+                })
+                .await;
+                match state {
+                    State::Active => assert_eq!((kept, events), (false, 0), "{what}: replace"),
+                    State::Superseded => {
+                        assert_eq!((kept, events), (true, 1), "{what}: replace");
+                    }
+                    other => panic!("{what}: {other:?}"),
+                }
+                *cur.borrow_mut() = (inserted(store, &template).await, fresh(&template));
+            },
+        )
+        .await;
+
+        // update_data, set_digest, set_sealed, touch: the record reads back whole either way.
+        let r = inserted(store, &template).await;
+        every_drop_point(
+            what,
+            || store.update_data(r.id, &r.data, &[]),
+            async |_| assert!(store.get(r.id).await.unwrap().is_some(), "{what}"),
+        )
+        .await;
+        let digests = RefCell::new(fresh(&template).digest);
+        every_drop_point(
+            what,
+            || {
+                let d = *digests.borrow();
+                let r = &r;
+                async move { store.set_digest(r.id, &d, &r.hint, &[]).await }
+            },
+            async |_| {
+                let d = *digests.borrow();
+                let now = settled(async || store.get(r.id).await.unwrap().unwrap().digest).await;
+                // Found under the digest it has, whichever attempt set it.
+                assert_eq!(
+                    store.find_by_digest(&now).await.unwrap().map(|f| f.id),
+                    Some(r.id),
+                    "{what}: set_digest"
+                );
+                if now == d {
+                    *digests.borrow_mut() = fresh(&template).digest;
+                }
+            },
+        )
+        .await;
+        every_drop_point(
+            what,
+            || store.set_sealed(r.id, None, &[]),
+            async |_| assert!(store.get(r.id).await.unwrap().is_some(), "{what}"),
+        )
+        .await;
+        every_drop_point(
+            what,
+            || store.touch(r.id, now, time::Duration::ZERO),
+            async |_| assert!(store.get(r.id).await.unwrap().is_some(), "{what}"),
+        )
+        .await;
+
+        // record_usage, set_blocked: one entry per address, blocked as stored.
+        every_drop_point(
+            what,
+            || async { store.record_usage(r.id, &UsageSubject::Ip(ip()), now).await },
+            async |_| {
+                let entries = settled(async || store.usage(r.id).await.unwrap().len()).await;
+                assert!(entries <= 1, "{what}: record_usage");
+            },
+        )
+        .await;
+        every_drop_point(
+            what,
+            || store.set_blocked(r.id, ip(), true, &[]),
+            async |_| {
+                let blocked = settled(async || store.is_blocked(r.id, ip()).await.unwrap()).await;
+                let entries = store.usage(r.id).await.unwrap();
+                assert!(entries.len() <= 1, "{what}: set_blocked");
+                assert_eq!(
+                    entries.first().is_some_and(|e| e.blocked),
+                    blocked,
+                    "{what}: set_blocked"
+                );
+            },
+        )
+        .await;
+
+        // redeem: uses and enrolled devices agree.
+        let onb = svc
+            .onboarding()
+            .create(
+                NewOnboarding::new("p", "g")
+                    .unwrap()
+                    .limit(UsageLimit::uses(100_000).unwrap()),
+                &root(),
+            )
+            .await
+            .unwrap();
+        let onb_record = store.get(onb.token.id).await.unwrap().unwrap();
+        let n = Cell::new(0u32);
+        every_drop_point(
+            what,
+            || {
+                n.set(n.get() + 1);
+                let device = DeviceId::parse(format!("s{}", n.get())).unwrap();
+                let digest = onb_record.digest;
+                async move { store.redeem(&digest, &device, now).await }
+            },
+            async |_| {
+                let (uses, enrolled) = settled(async || {
+                    (
+                        store.get(onb_record.id).await.unwrap().unwrap().uses,
+                        store.enrollments(onb_record.id).await.unwrap().len(),
+                    )
+                })
+                .await;
+                assert_eq!(uses, enrolled as u64, "{what}: redeem");
+            },
+        )
+        .await;
+
+        // Mappings: put, enable, remove — each there or not, never a torn row.
+        let secondary = svc
+            .endpoint()
+            .create_secondary(
+                TokenName::parse("cancel").unwrap(),
+                Description::default(),
+                &root(),
+            )
+            .await
+            .unwrap();
+        let endpoint = EndpointId::parse(format!("/cancel/{}", secondary.token.id)).unwrap();
+        let mapping = Mapping {
+            secondary: secondary.token.id,
+            endpoint: endpoint.clone(),
+            method: Method::Get,
+            enabled: true,
+        };
+        let mapped = async || {
+            store
+                .mapping(secondary.token.id, &endpoint, Method::Get)
+                .await
+                .unwrap()
+        };
+        every_drop_point(
+            what,
+            || store.put_mapping(&mapping, &[]),
+            async |_| {
+                let got = settled(mapped).await;
+                assert!(got.is_none() || got == Some(mapping.clone()), "{what}");
+                let all = store
+                    .mappings(Some(secondary.token.id), None)
+                    .await
+                    .unwrap();
+                assert_eq!(all.len(), usize::from(got.is_some()), "{what}");
+            },
+        )
+        .await;
+        every_drop_point(
+            what,
+            || store.set_mapping_enabled(secondary.token.id, &endpoint, Method::Get, false, &[]),
+            async |_| assert!(settled(mapped).await.is_some(), "{what}"),
+        )
+        .await;
+        every_drop_point(
+            what,
+            || store.remove_mapping(secondary.token.id, &endpoint, Method::Get, &[]),
+            async |_| {
+                let got = settled(mapped).await;
+                let all = store.mappings(None, Some(&endpoint)).await.unwrap();
+                assert_eq!(all.len(), usize::from(got.is_some()), "{what}");
+            },
+        )
+        .await;
+
+        // append: an event is stored whole or not at all.
+        let appended = inserted(store, &template).await;
+        every_drop_point(
+            what,
+            || {
+                let e = revoked(&appended);
+                async move { store.append(&e).await }
+            },
+            async |_| {
+                for e in store
+                    .events(&AuditFilter::default().token(appended.id))
+                    .await
+                    .unwrap()
+                {
+                    assert_eq!(e.subject.token, Some(appended.id), "{what}");
+                }
+            },
+        )
+        .await;
+
+        // purge: gone with everything of it, or there.
+        let cur = RefCell::new(inserted(store, &template).await);
+        every_drop_point(
+            what,
+            || {
+                let r = cur.borrow().clone();
+                async move { store.purge(&[r.id], &[revoked(&r)]).await }
+            },
+            async |_| {
+                let r = cur.borrow().clone();
+                let (kept, events) = settled(async || {
+                    (
+                        store.get(r.id).await.unwrap().is_some(),
+                        event_count(store, r.id).await,
+                    )
+                })
+                .await;
+                // The purge's own event stays with the purge (the issue event may go or stay
+                // with the record, as the backend keeps history).
+                if kept {
+                    assert!(events >= 1, "{what}: purge");
+                }
+                *cur.borrow_mut() = inserted(store, &template).await;
+            },
+        )
+        .await;
+
+        // Reads, and the watch: dropping them leaves nothing behind.
+        let id = template.id;
+        let digest = template.digest;
+        every_drop_point(what, || store.get(id), async |_| {}).await;
+        every_drop_point(what, || store.find_by_digest(&digest), async |_| {}).await;
+        let filter = TokenFilter::default();
+        every_drop_point(what, || store.list(&filter), async |_| {}).await;
+        every_drop_point(what, || store.enrollments(id), async |_| {}).await;
+        every_drop_point(what, || store.is_blocked(id, ip()), async |_| {}).await;
+        every_drop_point(what, || store.usage(id), async |_| {}).await;
+        every_drop_point(what, || store.endpoint_usage(&endpoint), async |_| {}).await;
+        every_drop_point(
+            what,
+            || store.mapping(id, &endpoint, Method::Get),
+            async |_| {},
+        )
+        .await;
+        every_drop_point(what, || store.mappings(None, None), async |_| {}).await;
+        let audit = AuditFilter::default();
+        every_drop_point(what, || store.events(&audit), async |_| {}).await;
+
+        store_usable(what, store, &template).await;
+        usable(what, &svc).await;
+        println!("{what}: every Store method dropped at every point left it consistent and usable");
     }
 }
