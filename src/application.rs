@@ -376,7 +376,6 @@ impl ApplicationTokens<'_> {
                 id: id.to_string(),
             });
         }
-        let entry = self.svc.inner.store.set_blocked(id, ip, blocked).await?;
         let action = if blocked {
             AuditAction::IpBlocked
         } else {
@@ -385,8 +384,12 @@ impl ApplicationTokens<'_> {
         let event = AuditEvent::new(self.svc.now(), by.actor(), action)
             .about(&r)
             .ip(Some(ip));
-        self.svc.inner.store.append(&event).await?;
-        Ok(entry)
+        Ok(self
+            .svc
+            .inner
+            .store
+            .set_blocked(id, ip, blocked, &[event])
+            .await?)
     }
 }
 

@@ -400,31 +400,46 @@ impl TokenService {
         Ok(self.inner.peppers.open(record.id, sealed)?)
     }
 
-    /// Store a minted token and audit its issue.
+    /// Store a minted token with its issue event, in one transaction.
     pub(crate) async fn store_issued(
         &self,
         secret: Secret,
         record: TokenRecord,
         now: OffsetDateTime,
     ) -> Result<Issued> {
-        self.inner.store.insert(&record).await?;
-        self.audit_issued(&record).await?;
+        self.inner
+            .store
+            .insert(&record, &[issued_event(&record)])
+            .await?;
+        tracing::info!(kind = record.kind().as_str(), token_id = %record.id, "token issued");
         Ok(Issued {
             secret,
             token: record.summary(now),
         })
     }
 
-    pub(crate) async fn audit_issued(&self, record: &TokenRecord) -> Result<()> {
-        let event = AuditEvent::new(
-            record.created_at,
-            record.created_by.clone(),
-            AuditAction::Issued,
-        )
-        .about(record);
-        self.inner.store.append(&event).await?;
-        tracing::info!(kind = record.kind().as_str(), token_id = %record.id, "token issued");
-        Ok(())
+    /// Store minted tokens with their issue events and `also`, all or none, in one transaction.
+    pub(crate) async fn store_all_issued(
+        &self,
+        minted: Vec<(Secret, TokenRecord)>,
+        also: &[AuditEvent],
+        now: OffsetDateTime,
+    ) -> Result<Vec<Issued>> {
+        let (secrets, records): (Vec<Secret>, Vec<TokenRecord>) = minted.into_iter().unzip();
+        let mut events: Vec<AuditEvent> = records.iter().map(issued_event).collect();
+        events.extend_from_slice(also);
+        self.inner.store.insert_many(&records, &events).await?;
+        for record in &records {
+            tracing::info!(kind = record.kind().as_str(), token_id = %record.id, "token issued");
+        }
+        Ok(secrets
+            .into_iter()
+            .zip(&records)
+            .map(|(secret, record)| Issued {
+                secret,
+                token: record.summary(now),
+            })
+            .collect())
     }
 
     /// The part of a lookup that needs no store, as a plain function (a cache hit costs no
@@ -550,38 +565,14 @@ impl TokenService {
             };
             let to = record.state.apply(action)?;
             let change = StateChange::new(record.state, to, now);
-            match self.inner.store.change_state(id, &change).await {
-                Ok(updated) => {
-                    self.audit_change(&updated, record.state, to, actor, now)
-                        .await?;
-                    return Ok(updated);
-                }
+            let event = change_event(&record, record.state, to, actor.clone(), now);
+            match self.inner.store.change_state(id, &change, &[event]).await {
+                Ok(updated) => return Ok(updated),
                 Err(StoreError::Conflict) => {}
                 Err(e) => return Err(e.into()),
             }
         }
         Err(StoreError::Conflict.into())
-    }
-
-    pub(crate) async fn audit_change(
-        &self,
-        record: &TokenRecord,
-        from: State,
-        to: State,
-        actor: Actor,
-        now: OffsetDateTime,
-    ) -> Result<()> {
-        let event =
-            AuditEvent::new(now, actor, AuditAction::StateChanged { from, to }).about(record);
-        self.inner.store.append(&event).await?;
-        tracing::info!(
-            kind = record.kind().as_str(),
-            token_id = %record.id,
-            from = ?from,
-            to = ?to,
-            "token state changed"
-        );
-        Ok(())
     }
 
     /// Record an accepted use: coalesced last-use write and, if configured, an audit event
@@ -646,4 +637,25 @@ impl TokenService {
     pub(crate) fn use_event(&self, record: &TokenRecord, now: OffsetDateTime) -> AuditEvent {
         AuditEvent::new(now, Actor::Client, AuditAction::Used).about(record)
     }
+}
+
+/// The event of `record`'s issue.
+pub(crate) fn issued_event(record: &TokenRecord) -> AuditEvent {
+    AuditEvent::new(
+        record.created_at,
+        record.created_by.clone(),
+        AuditAction::Issued,
+    )
+    .about(record)
+}
+
+/// The event of `record`'s state changing from `from` to `to`.
+pub(crate) fn change_event(
+    record: &TokenRecord,
+    from: State,
+    to: State,
+    actor: Actor,
+    now: OffsetDateTime,
+) -> AuditEvent {
+    AuditEvent::new(now, actor, AuditAction::StateChanged { from, to }).about(record)
 }

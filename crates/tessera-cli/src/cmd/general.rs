@@ -451,6 +451,7 @@ fn event_row(e: &AuditEvent) -> Vec<String> {
         AuditAction::IpBlocked => String::from("ip blocked"),
         AuditAction::IpUnblocked => String::from("ip unblocked"),
         AuditAction::Purged => String::from("purged"),
+        AuditAction::Resealed => String::from("resealed"),
         AuditAction::EndpointEnabled { allow_delete } => format!(
             "token authentication on{}",
             if *allow_delete {
