@@ -7,7 +7,7 @@ use tessera_core::audit::{AuditAction, AuditEvent};
 use tessera_core::format::Spelling;
 use tessera_core::id::{ApplicationName, Description, TokenId};
 use tessera_core::kind::KindData;
-use tessera_core::kind::application::{AccessTypes, ApplicationData};
+use tessera_core::kind::application::{AccessCatalog, AccessTypes, ApplicationData};
 use tessera_core::kind::onboarding::UsageLimit;
 use tessera_core::lifecycle::{Action, State};
 use tessera_core::net::canonical;
@@ -104,6 +104,7 @@ impl ApplicationTokens<'_> {
         access: AccessTypes,
         by: &Principal,
     ) -> Result<Issued> {
+        self.svc.inner.settings.access_types.check(&access)?;
         let now = self.svc.now();
         let (secret, record) = self.svc.mint(
             Kind::Application,
@@ -120,6 +121,12 @@ impl ApplicationTokens<'_> {
             now,
         )?;
         self.svc.store_issued(secret, record, now).await
+    }
+
+    /// The access types tokens may carry, as configured
+    /// ([`Builder::access_types`](crate::Builder::access_types)).
+    pub fn access_types(&self) -> &AccessCatalog {
+        &self.svc.inner.settings.access_types
     }
 
     /// Every application token not deleted.

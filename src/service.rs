@@ -12,7 +12,7 @@ use tessera_core::digest::{Digest, Peppers};
 use tessera_core::format::{self, Entropy, Presented, Spelling};
 use tessera_core::id::{TokenId, UserId};
 use tessera_core::kind::KindData;
-use tessera_core::kind::application::InactivityPolicy;
+use tessera_core::kind::application::{AccessCatalog, InactivityPolicy};
 use tessera_core::kind::onboarding::UsageLimit;
 use tessera_core::lifecycle::{Action, State};
 use tessera_core::record::{TokenRecord, TokenSummary};
@@ -120,7 +120,7 @@ macro_rules! found_or_refuse {
 pub(crate) use found_or_refuse;
 
 /// Settings of a [`TokenService`].
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Settings {
     /// Writes of a token's last-use time are coalesced to at most one per this interval.
     pub touch_interval: Duration,
@@ -134,6 +134,8 @@ pub struct Settings {
     pub audit_refusals: bool,
     /// The validation cache, if any (default none).
     pub validation_cache: Option<ValidationCache>,
+    /// The access types application tokens may carry (default the seed's two).
+    pub access_types: AccessCatalog,
 }
 
 impl Default for Settings {
@@ -145,6 +147,7 @@ impl Default for Settings {
             audit_uses: true,
             audit_refusals: true,
             validation_cache: None,
+            access_types: AccessCatalog::seed(),
         }
     }
 }
@@ -213,6 +216,15 @@ impl Builder {
     #[must_use]
     pub const fn inactivity(mut self, policy: InactivityPolicy) -> Self {
         self.settings.inactivity = policy;
+        self
+    }
+
+    /// The access types application tokens may carry: a closed set (default
+    /// [`AccessCatalog::SEED`], Security Director and Third Party feeds). Creating a token with
+    /// another type is refused.
+    #[must_use]
+    pub fn access_types(mut self, catalog: AccessCatalog) -> Self {
+        self.settings.access_types = catalog;
         self
     }
 

@@ -744,13 +744,14 @@ pub(crate) enum AuthCmd {
 pub(crate) enum AppCmd {
     /// Generate a token, active at once
     Create {
-        /// Unique name: letters, digits and dashes, at most 32
+        /// Unique name, ignoring case: letters, digits and dashes, at most 32
         #[arg(long)]
         name: String,
         /// What it is for, at most 1024 characters
         #[arg(long, default_value = "")]
         description: String,
-        /// Access types, comma-separated (e.g. security-director,third-party-feeds)
+        /// Access types, comma-separated, each once: security-director and/or
+        /// third-party-feeds (the set TESSERA_ACCESS_TYPES configures, comma-separated)
         #[arg(long, value_delimiter = ',', required = true)]
         access: Vec<String>,
     },

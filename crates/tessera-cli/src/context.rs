@@ -8,8 +8,8 @@ use tessera::core::Kind;
 use tessera::core::clock::{Clock, ManualClock, SystemClock};
 use tessera::core::digest::{KeyId, Pepper, Peppers};
 use tessera::core::format::{self, Presented};
-use tessera::core::id::TokenId;
-use tessera::core::kind::application::InactivityPolicy;
+use tessera::core::id::{AccessType, TokenId};
+use tessera::core::kind::application::{AccessCatalog, InactivityPolicy};
 use tessera::core::record::TokenRecord;
 use tessera::store::TokenFilter;
 use tessera::{Issued, Principal, Store, TokenService};
@@ -309,6 +309,26 @@ impl std::fmt::Debug for Ctx {
     }
 }
 
+/// The environment variable naming the access types application tokens may carry.
+pub(crate) const ACCESS_TYPES_ENV: &str = "TESSERA_ACCESS_TYPES";
+
+/// The offered access types from `TESSERA_ACCESS_TYPES` (comma-separated), if set; the
+/// library's default (the seed's two) otherwise.
+fn access_catalog() -> Result<Option<AccessCatalog>> {
+    let Ok(v) = std::env::var(ACCESS_TYPES_ENV) else {
+        return Ok(None);
+    };
+    let items: Vec<String> = v.split(',').map(str::to_owned).collect();
+    let types = crate::parse::list(ACCESS_TYPES_ENV, &items)?
+        .into_iter()
+        .map(AccessType::parse)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| CliError::usage(format!("{ACCESS_TYPES_ENV}: {e}")))?;
+    AccessCatalog::new(types)
+        .map(Some)
+        .map_err(|e| CliError::usage(format!("{ACCESS_TYPES_ENV}: {e}")))
+}
+
 /// The acting principal from `--as` and `--admin`.
 pub(crate) fn principal(g: &Global) -> Result<Principal> {
     let user = g
@@ -393,6 +413,9 @@ impl Ctx {
             .clock(clock.clone());
         if let Some(p) = inactivity.map_or_else(inactivity_from_env, |p| Ok(Some(p)))? {
             builder = builder.inactivity(p);
+        }
+        if let Some(c) = access_catalog()? {
+            builder = builder.access_types(c);
         }
         Ok(Self {
             service: builder.build(),

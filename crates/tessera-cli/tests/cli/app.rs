@@ -87,16 +87,37 @@ fn names_are_checked_and_unique() {
     let env = Env::init();
     create(&env, "dup");
     let err = env.fails(
-        &["app", "create", "--name", "dup", "--access", "x"],
+        &[
+            "app",
+            "create",
+            "--name",
+            "dup",
+            "--access",
+            "security-director",
+        ],
         BAD_INPUT,
     );
     assert!(err.contains("already exists"), "{err}");
     env.fails(
-        &["app", "create", "--name", "has space", "--access", "x"],
+        &[
+            "app",
+            "create",
+            "--name",
+            "has space",
+            "--access",
+            "security-director",
+        ],
         BAD_INPUT,
     );
     env.fails(
-        &["app", "create", "--name", &"a".repeat(33), "--access", "x"],
+        &[
+            "app",
+            "create",
+            "--name",
+            &"a".repeat(33),
+            "--access",
+            "security-director",
+        ],
         BAD_INPUT,
     );
     env.fails(

@@ -16,13 +16,24 @@ use crate::lifecycle::{Action, State};
 pub struct AccessTypes(BTreeSet<AccessType>);
 
 impl AccessTypes {
-    /// One or more access types.
+    /// One or more access types, each once.
     ///
     /// # Errors
     ///
-    /// [`InvalidInput::Empty`] when none is given.
+    /// [`InvalidInput::Empty`] when none is given; [`InvalidInput::Repeated`] when one is given
+    /// twice.
     pub fn new(types: impl IntoIterator<Item = AccessType>) -> Result<Self, Error> {
-        let set: BTreeSet<_> = types.into_iter().collect();
+        let mut set = BTreeSet::new();
+        for t in types {
+            if set.contains(&t) {
+                return Err(InvalidInput::Repeated {
+                    what: "access type",
+                    value: t.as_str().to_owned(),
+                }
+                .into());
+            }
+            set.insert(t);
+        }
         if set.is_empty() {
             return Err(InvalidInput::Empty {
                 what: "access types",
@@ -53,6 +64,72 @@ impl TryFrom<BTreeSet<AccessType>> for AccessTypes {
 impl From<AccessTypes> for BTreeSet<AccessType> {
     fn from(s: AccessTypes) -> Self {
         s.0
+    }
+}
+
+/// The access types an application service offers: a closed set, configured per service
+/// ([`AccessCatalog::SEED`] by default: the console's Security Director and Third Party
+/// feeds). A token may be created only with types from it.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct AccessCatalog(BTreeSet<AccessType>);
+
+impl AccessCatalog {
+    /// The seed's two access types, spelled `security-director` and `third-party-feeds`.
+    pub const SEED: [&'static str; 2] = ["security-director", "third-party-feeds"];
+
+    /// The seed's set.
+    #[allow(
+        clippy::missing_panics_doc,
+        reason = "the seed's names are valid access types"
+    )]
+    pub fn seed() -> Self {
+        Self(
+            Self::SEED
+                .iter()
+                .filter_map(|t| AccessType::parse(*t).ok())
+                .collect(),
+        )
+    }
+
+    /// A set of one or more types, each once.
+    ///
+    /// # Errors
+    ///
+    /// As [`AccessTypes::new`].
+    pub fn new(types: impl IntoIterator<Item = AccessType>) -> Result<Self, Error> {
+        Ok(Self(AccessTypes::new(types)?.0))
+    }
+
+    /// The offered types.
+    pub fn iter(&self) -> impl Iterator<Item = &AccessType> {
+        self.0.iter()
+    }
+
+    /// Check that every type of `types` is offered.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidInput::AccessTypeNotOffered`] naming the first that is not.
+    pub fn check(&self, types: &AccessTypes) -> Result<(), Error> {
+        match types.iter().find(|t| !self.0.contains(*t)) {
+            None => Ok(()),
+            Some(t) => Err(InvalidInput::AccessTypeNotOffered {
+                given: t.as_str().to_owned(),
+                offered: self
+                    .0
+                    .iter()
+                    .map(AccessType::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }
+            .into()),
+        }
+    }
+}
+
+impl Default for AccessCatalog {
+    fn default() -> Self {
+        Self::seed()
     }
 }
 
