@@ -124,7 +124,7 @@ impl Random {
                 .create(
                     ApplicationName::parse(format!("app{i}")).unwrap(),
                     Description::default(),
-                    AccessTypes::new([AccessType::parse("feeds").unwrap()]).unwrap(),
+                    AccessTypes::new([AccessType::parse("third-party-feeds").unwrap()]).unwrap(),
                     &admin,
                 )
                 .await

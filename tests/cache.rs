@@ -166,7 +166,7 @@ async fn a_cached_token_is_refused_as_soon_as_this_process_changes_it() {
         .create(
             ApplicationName::parse("billing").unwrap(),
             Description::default(),
-            AccessTypes::new([AccessType::parse("feeds").unwrap()]).unwrap(),
+            AccessTypes::new([AccessType::parse("third-party-feeds").unwrap()]).unwrap(),
             &root,
         )
         .await

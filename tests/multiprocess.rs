@@ -254,7 +254,7 @@ async fn ip_log_storm(db: Db) {
         .create(
             ApplicationName::parse("storm").unwrap(),
             Description::default(),
-            AccessTypes::new([AccessType::parse("feeds").unwrap()]).unwrap(),
+            AccessTypes::new([AccessType::parse("third-party-feeds").unwrap()]).unwrap(),
             &Principal::admin("root").unwrap(),
         )
         .await

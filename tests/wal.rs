@@ -50,7 +50,7 @@ async fn wal_stays_bounded_under_sustained_validations() {
             .create(
                 ApplicationName::parse(format!("wal-{i}")).unwrap(),
                 Description::default(),
-                AccessTypes::new([AccessType::parse("feeds").unwrap()]).unwrap(),
+                AccessTypes::new([AccessType::parse("third-party-feeds").unwrap()]).unwrap(),
                 &root(),
             )
             .await

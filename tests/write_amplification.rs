@@ -567,7 +567,7 @@ async fn application_validation_counts_each_use_in_the_ip_log() {
         .create(
             ApplicationName::parse("flood").unwrap(),
             Description::parse("flood").unwrap(),
-            AccessTypes::new([AccessType::parse("feeds").unwrap()]).unwrap(),
+            AccessTypes::new([AccessType::parse("third-party-feeds").unwrap()]).unwrap(),
             &admin(),
         )
         .await
