@@ -897,7 +897,7 @@ impl Store for SqliteStore {
         let at = codec::ts(now)?;
         // One immediate transaction: nothing changes between the conditional update and the
         // read that explains a refusal.
-        let (redeemed, current) = self
+        let (redeemed, current, enrolled) = self
             .write(|conn| {
                 let row = returned_record(
                     conn,
@@ -906,10 +906,15 @@ impl Store for SqliteStore {
                     "token",
                 )?;
                 if let Some(record) = row {
+                    // The update checked in this same transaction that the device is not
+                    // enrolled: a collision here means the rules and the index disagree.
                     prepare(conn, lite!(sql::INSERT_ENROLLMENT))?
                         .execute(rusqlite::params![codec::id(record.id), device.as_str(), at])
-                        .map_err(db)?;
-                    return Ok((Some(record), None));
+                        .map_err(|e| match map_sqlite_error(e, "enrollment") {
+                            StoreError::AlreadyExists { .. } => StoreError::Conflict,
+                            other => other,
+                        })?;
+                    return Ok((Some(record), None, None));
                 }
                 let current = returned_record(
                     conn,
@@ -917,7 +922,14 @@ impl Store for SqliteStore {
                     rusqlite::params![key, bytes],
                     "token",
                 )?;
-                Ok((None, current))
+                let mut stmt = prepare(conn, lite!(sql::ENROLLMENT_OF))?;
+                let enrolled = first(
+                    &mut stmt,
+                    rusqlite::params![key, bytes, device.as_str()],
+                    "enrollment",
+                    |row| codec::enrollment(row),
+                )?;
+                Ok((None, current, enrolled))
             })
             .await?;
         if let Some(record) = redeemed {
@@ -930,6 +942,13 @@ impl Store for SqliteStore {
         if !matches!(record.data, KindData::Onboarding(_)) {
             // To a redemption, a token of another kind does not exist.
             return Ok(Redemption::Refused(Rejection::NotFound));
+        }
+        if let Some(enrollment) = enrolled {
+            // One device, one use: the device's enrollment back, nothing consumed.
+            return Ok(match Redemption::repeat_allowed(&record, now) {
+                Ok(()) => Redemption::Repeated { record, enrollment },
+                Err(why) => Redemption::Refused(why),
+            });
         }
         match validate(&record, &Request::Onboarding { device }, now) {
             Err(why) => Ok(Redemption::Refused(why)),
