@@ -14,6 +14,7 @@ use tessera_core::net::canonical;
 use tessera_core::record::TokenSummary;
 use tessera_core::validate::{self, Rejection, Request};
 use tessera_store::{StoreError, TokenFilter, UsageEntry, UsageOutcome, UsageSubject};
+use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
 use crate::principal::Principal;
@@ -148,10 +149,10 @@ impl ApplicationTokens<'_> {
             .list(&TokenFilter::default().kind(Kind::Application))
             .await?
             .into_iter()
-            .filter(|r| r.state != State::Deleted)
+            .filter(|r| self.svc.idle_state(r, now) != State::Deleted)
             .filter_map(|r| match &r.data {
                 KindData::Application(d) => Some(ApplicationListing {
-                    token: r.summary(now),
+                    token: self.svc.summary(&r, now),
                     data: d.clone(),
                 }),
                 _ => None,
@@ -178,7 +179,10 @@ impl ApplicationTokens<'_> {
         Ok(r.summary(self.svc.now()))
     }
 
-    /// Activate a deactivated or dormant token; its inactivity clock starts again.
+    /// Activate a deactivated or dormant token; its inactivity clock starts again (activation
+    /// counts as activity). A token unused past the dormancy threshold is dormant whether or not
+    /// a sweep recorded it, and activating it makes it usable again; one unused past the
+    /// deletion threshold is deleted for good and cannot be activated.
     ///
     /// # Errors
     ///
@@ -191,7 +195,7 @@ impl ApplicationTokens<'_> {
     )]
     pub async fn activate(&self, id: TokenId, by: &Principal) -> Result<TokenSummary> {
         let r = self.svc.record(Kind::Application, id).await?;
-        let action = if r.state == State::Dormant {
+        let action = if self.svc.idle_state(&r, self.svc.now()) == State::Dormant {
             Action::Reactivate
         } else {
             Action::Enable
@@ -259,7 +263,14 @@ impl ApplicationTokens<'_> {
             ip,
             ip_blocked: false,
         };
-        if let Err(rej) = validate::validate(record, &request, now) {
+        // Inactivity holds at the moment of use, whether or not a sweep recorded it, on cached
+        // records too; a refused use writes no last use, so it never revives an idle token.
+        let verdict = match self.idle(record, now).await? {
+            State::Deleted if record.state != State::Deleted => Err(Rejection::Deleted),
+            State::Dormant if record.state != State::Dormant => Err(Rejection::Dormant),
+            _ => validate::validate(record, &request, now).map(drop),
+        };
+        if let Err(rej) = verdict {
             self.svc.refused(rej, event).await?;
             return Ok(Err(rej));
         }
@@ -288,6 +299,19 @@ impl ApplicationTokens<'_> {
             name: d.name.clone(),
             access: d.access.clone(),
         }))
+    }
+
+    /// The state `record` is in at `now` with inactivity applied. A cached copy may lag behind
+    /// another instance's last-use write: when it says idle, the stored record decides.
+    async fn idle(&self, record: &crate::cache::Cached, now: OffsetDateTime) -> Result<State> {
+        let idle = self.svc.idle_state(record, now);
+        if idle == record.state || !record.shared {
+            return Ok(idle);
+        }
+        Ok(match self.svc.inner.store.get(record.id).await? {
+            Some(stored) => self.svc.idle_state(&stored, now),
+            None => State::Deleted,
+        })
     }
 
     /// The addresses that used a token, with first and last use, count and block flag, each
@@ -394,10 +418,7 @@ impl ApplicationTokens<'_> {
 }
 
 /// The earlier of two optional instants, either missing counting as unknown.
-fn earliest(
-    a: Option<time::OffsetDateTime>,
-    b: Option<time::OffsetDateTime>,
-) -> Option<time::OffsetDateTime> {
+fn earliest(a: Option<OffsetDateTime>, b: Option<OffsetDateTime>) -> Option<OffsetDateTime> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),

@@ -563,16 +563,57 @@ impl TokenService {
                     });
                 }
             };
-            let to = record.state.apply(action)?;
+            // An application token idle past a threshold is in that state whether or not a
+            // sweep recorded it: the action applies to that state, and the transition the sweep
+            // would have recorded is audited (by the system) with the change.
+            let from = self.idle_state(&record, now);
+            let to = from.apply(action)?;
             let change = StateChange::new(record.state, to, now);
-            let event = change_event(&record, record.state, to, actor.clone(), now);
-            match self.inner.store.change_state(id, &change, &[event]).await {
+            let mut events = Vec::with_capacity(2);
+            if from != record.state {
+                events.push(change_event(
+                    &record,
+                    record.state,
+                    from,
+                    Actor::System,
+                    now,
+                ));
+            }
+            events.push(change_event(&record, from, to, actor.clone(), now));
+            match self.inner.store.change_state(id, &change, &events).await {
                 Ok(updated) => return Ok(updated),
                 Err(StoreError::Conflict) => {}
                 Err(e) => return Err(e.into()),
             }
         }
         Err(StoreError::Conflict.into())
+    }
+
+    /// The state `record` is in at `now` once the inactivity rules apply: an application token
+    /// unused past [`InactivityPolicy::delete_after`] is `Deleted`, an active one unused past
+    /// [`InactivityPolicy::dormant_after`] is `Dormant`, whether or not a sweep recorded it;
+    /// any other record is in its stored state.
+    pub(crate) fn idle_state(&self, record: &TokenRecord, now: OffsetDateTime) -> State {
+        if record.kind() == Kind::Application {
+            self.inner
+                .settings
+                .inactivity
+                .state_at(record.state, record.last_activity(), now)
+        } else {
+            record.state
+        }
+    }
+
+    /// A record's summary at `now` as this service sees it: [`TokenRecord::summary`] with the
+    /// inactivity rules applied, so an application token unused past a threshold shows as
+    /// `Dormant` or `Deleted` whether or not a sweep recorded it (validation refuses it so).
+    pub fn summary(&self, record: &TokenRecord, now: OffsetDateTime) -> TokenSummary {
+        let mut summary = record.summary(now);
+        let idle = self.idle_state(record, now);
+        if idle != record.state && !summary.state.is_terminal() {
+            summary.state = idle;
+        }
+        summary
     }
 
     /// Record an accepted use: coalesced last-use write and, if configured, an audit event

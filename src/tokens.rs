@@ -68,7 +68,7 @@ impl TokenService {
     pub async fn token(&self, id: TokenId) -> Result<TokenSummary> {
         let now = self.now();
         match self.inner.store.get(id).await? {
-            Some(r) => Ok(r.summary(now)),
+            Some(r) => Ok(self.summary(&r, now)),
             None => Err(Error::NoSuchToken {
                 kind: None,
                 id: id.to_string(),
@@ -90,7 +90,7 @@ impl TokenService {
             .list(filter)
             .await?
             .iter()
-            .map(|r| r.summary(now))
+            .map(|r| self.summary(r, now))
             .collect())
     }
 

@@ -221,11 +221,23 @@ pub(crate) struct SweepArgs {
     /// Show what would happen and change nothing
     #[arg(long)]
     pub(crate) dry_run: bool,
-    /// Application tokens unused this long go dormant
-    #[arg(long, value_name = "DURATION", default_value = "30d")]
+    /// Application tokens unused this long go dormant (every command refuses and shows them so,
+    /// from `TESSERA_DORMANT_AFTER`)
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "TESSERA_DORMANT_AFTER",
+        default_value = "30d"
+    )]
     pub(crate) dormant_after: String,
-    /// Application tokens unused this long are deleted for good
-    #[arg(long, value_name = "DURATION", default_value = "90d")]
+    /// Application tokens unused this long are deleted for good (every command treats them so,
+    /// from `TESSERA_DELETE_AFTER`)
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "TESSERA_DELETE_AFTER",
+        default_value = "90d"
+    )]
     pub(crate) delete_after: String,
 }
 

@@ -358,6 +358,41 @@ pub(crate) fn clock(g: &Global) -> Result<Arc<dyn Clock>> {
     }
 }
 
+/// Environment variable: application tokens unused this long go dormant (default 30d).
+pub(crate) const DORMANT_AFTER_ENV: &str = "TESSERA_DORMANT_AFTER";
+/// Environment variable: application tokens unused this long are deleted (default 90d).
+pub(crate) const DELETE_AFTER_ENV: &str = "TESSERA_DELETE_AFTER";
+
+/// The inactivity thresholds from `TESSERA_DORMANT_AFTER` / `TESSERA_DELETE_AFTER`, if either is
+/// set (the other keeps its default). Every command validates and shows application tokens by
+/// them, so a use is refused at the moment it is made, whether or not a sweep ran.
+fn inactivity_from_env() -> Result<Option<InactivityPolicy>> {
+    let read = |name: &str| -> Result<Option<time::Duration>> {
+        match std::env::var(name) {
+            Ok(v) => crate::parse::duration(name, &v).map(Some),
+            Err(std::env::VarError::NotPresent) => Ok(None),
+            Err(std::env::VarError::NotUnicode(_)) => Err(CliError::usage(format!(
+                "{name} is not valid text; write a duration such as 30d"
+            ))),
+        }
+    };
+    let (dormant, delete) = (read(DORMANT_AFTER_ENV)?, read(DELETE_AFTER_ENV)?);
+    if dormant.is_none() && delete.is_none() {
+        return Ok(None);
+    }
+    let default = InactivityPolicy::DEFAULT;
+    InactivityPolicy::new(
+        dormant.unwrap_or_else(|| default.dormant_after()),
+        delete.unwrap_or_else(|| default.delete_after()),
+    )
+    .map(Some)
+    .map_err(|_| {
+        CliError::usage(format!(
+            "{DORMANT_AFTER_ENV} must be above zero and below {DELETE_AFTER_ENV} (defaults 30d and 90d)"
+        ))
+    })
+}
+
 impl Ctx {
     /// Open the database and the pepper for a command.
     pub(crate) async fn open(g: &Global, inactivity: Option<InactivityPolicy>) -> Result<Self> {
@@ -376,7 +411,7 @@ impl Ctx {
         let clock = clock(g)?;
         let mut builder = TokenService::builder_shared(opened.store, Peppers::new(pepper(&hex)?))
             .clock(clock.clone());
-        if let Some(p) = inactivity {
+        if let Some(p) = inactivity.map_or_else(inactivity_from_env, |p| Ok(Some(p)))? {
             builder = builder.inactivity(p);
         }
         if let Some(c) = access_catalog()? {

@@ -205,6 +205,24 @@ impl InactivityPolicy {
             None
         }
     }
+
+    /// The state a token stored in `state`, last active at `last_activity`, is in at `now`
+    /// once inactivity is applied, whether or not a sweep recorded it: `Deleted` when unused
+    /// for [`delete_after`](Self::delete_after) (any state but a terminal one), `Dormant` when
+    /// an active token is unused for [`dormant_after`](Self::dormant_after), else `state`.
+    /// Validation refuses by this state, so a use never revives an idle token.
+    pub fn state_at(
+        self,
+        state: State,
+        last_activity: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> State {
+        match self.decide(state, last_activity, now) {
+            Some(Action::Delete) => State::Deleted,
+            Some(Action::MarkDormant) => State::Dormant,
+            _ => state,
+        }
+    }
 }
 
 impl Default for InactivityPolicy {
@@ -234,5 +252,19 @@ mod tests {
             Some(Action::Delete)
         );
         assert!(InactivityPolicy::new(Duration::days(5), Duration::days(5)).is_err());
+    }
+
+    #[test]
+    fn state_at_applies_the_thresholds_without_a_sweep() {
+        let p = InactivityPolicy::default();
+        let t0 = datetime!(2026-01-01 0:00 UTC);
+        let day = |d| t0 + Duration::days(d);
+        assert_eq!(p.state_at(State::Active, t0, day(29)), State::Active);
+        assert_eq!(p.state_at(State::Active, t0, day(30)), State::Dormant);
+        assert_eq!(p.state_at(State::Active, t0, day(200)), State::Deleted);
+        assert_eq!(p.state_at(State::Dormant, t0, day(89)), State::Dormant);
+        assert_eq!(p.state_at(State::Disabled, t0, day(60)), State::Disabled);
+        assert_eq!(p.state_at(State::Disabled, t0, day(90)), State::Deleted);
+        assert_eq!(p.state_at(State::Revoked, t0, day(200)), State::Revoked);
     }
 }
