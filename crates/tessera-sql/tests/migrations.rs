@@ -136,11 +136,11 @@ async fn sqlite_upgrades_in_place_from_0001_keeping_data() {
     pool.close().await;
 }
 
-/// 0004 gives rows written before it the keys of their unique names (application names
+/// 0005 gives rows written before it the keys of their unique names (application names
 /// lowercased, auth names per owner), except duplicates made before the rule, which keep their
 /// old value; afterwards the names are unique ignoring case.
 #[tokio::test]
-async fn sqlite_0004_keys_unique_names_and_leaves_old_duplicates_alone() {
+async fn sqlite_0005_keys_unique_names_and_leaves_old_duplicates_alone() {
     use tessera_core::lifecycle::State;
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("t.db");
@@ -160,11 +160,11 @@ async fn sqlite_0004_keys_unique_names_and_leaves_old_duplicates_alone() {
         issue(fixtures::auth("bob", "Y", &["p"]), State::Active),
     ];
     let store = SqliteStore::open(&path).await.expect("open");
-    store.migrate_to(3).await.expect("migrate to 0003");
+    store.migrate_to(4).await.expect("migrate to 0004");
     for r in &rows {
-        store.insert(r, &[]).await.expect("insert under 0003");
+        store.insert(r, &[]).await.expect("insert under 0004");
     }
-    // The rows as 0003 wrote them: names as given, no auth keys, and two duplicates in force.
+    // The rows as 0004 wrote them: names as given, no auth keys, and two duplicates in force.
     let pool = raw(&path).await;
     sqlx::raw_sql(&format!(
         "UPDATE tokens SET app_name = json_extract(data, '$.name') WHERE kind = 'application'; \
@@ -174,8 +174,8 @@ async fn sqlite_0004_keys_unique_names_and_leaves_old_duplicates_alone() {
     ))
     .execute(&pool)
     .await
-    .expect("write as 0003 did");
-    store.migrate().await.expect("apply 0004");
+    .expect("write as 0004 did");
+    store.migrate().await.expect("apply 0005");
     let key = |i: usize| {
         let pool = pool.clone();
         let id = rows[i].id.to_string();
@@ -506,4 +506,59 @@ mod postgres {
         }
         schema.drop().await;
     }
+}
+
+/// A database where an older build enrolled one device twice upgrades to one enrollment per
+/// device (the first kept), and the new unique index then refuses a second enrollment.
+#[tokio::test]
+async fn sqlite_upgrade_keeps_each_devices_first_enrollment() {
+    use tessera_core::kind::onboarding::DeviceBinding;
+
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("t.db");
+    let pepper = fixtures::pepper();
+    let (_, record) = fixtures::issue(
+        &pepper,
+        fixtures::onboarding("p", "g", DeviceBinding::Any),
+        Spelling::Prefixed,
+    );
+    {
+        let old = SqliteStore::open(&path).await.expect("open");
+        old.migrate_to(3).await.expect("migrate to 0003");
+        old.insert(&record, &[]).await.expect("insert");
+        old.close().await;
+    }
+    let pool = raw(&path).await;
+    for (device, at) in [("X1", 10), ("X2", 20), ("X1", 30), ("X1", 30)] {
+        sqlx::query("INSERT INTO enrollments (token_id, device, at) VALUES ($1, $2, $3)")
+            .bind(record.id.to_string())
+            .bind(device)
+            .bind(at)
+            .execute(&pool)
+            .await
+            .expect("an enrollment as an older build wrote it");
+    }
+    let store = SqliteStore::open(&path).await.expect("reopen");
+    store.migrate().await.expect("upgrade");
+    let devices: Vec<_> = store
+        .enrollments(record.id)
+        .await
+        .expect("enrollments")
+        .into_iter()
+        .map(|e| (e.device.to_string(), e.at.unix_timestamp_nanos()))
+        .collect();
+    assert_eq!(devices.len(), 2, "{devices:?}");
+    assert_eq!(devices[0].0, "X1");
+    assert_eq!(devices[1].0, "X2");
+    let again = sqlx::query("INSERT INTO enrollments (token_id, device, at) VALUES ($1, $2, $3)")
+        .bind(record.id.to_string())
+        .bind("X2")
+        .bind(40)
+        .execute(&pool)
+        .await;
+    assert!(
+        again.is_err(),
+        "the unique index refuses a second enrollment"
+    );
+    pool.close().await;
 }
