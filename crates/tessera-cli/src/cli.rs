@@ -146,6 +146,9 @@ pub(crate) enum Command {
     ///
     /// Exit code 5 when at least one token is found, 0 when the input is clean: it can gate CI.
     Scan(ScanArgs),
+    /// Rotate the pepper: a new current key, older keys kept for validation, then retired
+    #[command(subcommand)]
+    Pepper(PepperCmd),
     /// Print a shell completion script (e.g. `tessera completions bash > /etc/bash_completion.d/tessera`)
     Completions {
         /// The shell
@@ -260,6 +263,28 @@ pub(crate) struct AuditArgs {
     /// At most this many events (the oldest that match)
     #[arg(long)]
     pub(crate) limit: Option<usize>,
+}
+
+/// `tessera pepper ...`.
+///
+/// The key file holds one key per line, `ID:HEX`, the current one first (a bare HEX line is
+/// key id 1, as `tessera init` writes it). Every digest and sealed secret records the key id it
+/// was made under; tokens keep validating under a previous key until it is retired.
+#[derive(Debug, Subcommand)]
+pub(crate) enum PepperCmd {
+    /// Key ids: configured (current, previous) or missing, and the tokens in force under each
+    Status,
+    /// Make a new key current (the next key id), keep the others for validation, and re-seal
+    /// every sealed secret (installer commands, QR codes) under it
+    Rotate,
+    /// Drop a previous key from the key file, once no token in force depends on it
+    Retire {
+        /// The key id
+        id: u32,
+        /// Retire it even though tokens in force depend on it: they stop working
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// `tessera scan`.
