@@ -280,7 +280,7 @@ pub(crate) struct ScanArgs {
 pub(crate) enum DeploymentCmd {
     /// Generate a token; older ones stay valid until their own expiry
     Generate {
-        /// A name for reference
+        /// A name for reference (need not be unique; renewals keep it)
         #[arg(long)]
         name: String,
         /// Expiry: a duration ahead (90m, 12h, 30d), a date (2027-01-31) or RFC 3339 (2027-01-31T10:00:00Z)
@@ -595,7 +595,8 @@ pub(crate) enum PrimaryCmd {
 pub(crate) enum SecondaryCmd {
     /// Create a secondary: 64 random alphanumerics, enabled, mapped nowhere yet
     Create {
-        /// Name it after the integrating application
+        /// Name it after the integrating application (need not be unique: an application may
+        /// hold several)
         #[arg(long)]
         name: String,
         /// What it is for
@@ -692,7 +693,7 @@ pub(crate) enum AuthCmd {
     /// The CLI has no user directory: pass the actions delegated to the owner with --delegated.
     /// The scope must be a subset of them.
     Generate {
-        /// A name for the token
+        /// A name for the token, unique among the owner's tokens in force, ignoring case
         #[arg(long)]
         name: String,
         /// The owner [default: the acting user, see --as]

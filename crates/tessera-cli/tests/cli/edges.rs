@@ -501,3 +501,74 @@ fn access_types_are_the_offered_set_each_once() {
             .contains("TESSERA_ACCESS_TYPES")
     );
 }
+
+#[test]
+fn names_are_unique_as_the_help_says() {
+    let env = Env::init();
+    env.ok(&[
+        "app",
+        "create",
+        "--name",
+        "ok-1",
+        "--access",
+        "security-director",
+    ]);
+    let err = env.fails(
+        &[
+            "app",
+            "create",
+            "--name",
+            "OK-1",
+            "--access",
+            "security-director",
+        ],
+        BAD_INPUT,
+    );
+    assert!(
+        err.contains("application token name already exists"),
+        "{err}"
+    );
+    env.ok(&[
+        "auth",
+        "generate",
+        "--name",
+        "x",
+        "--scope",
+        "a",
+        "--expires",
+        "7d",
+    ]);
+    let err = env.fails(
+        &[
+            "auth",
+            "generate",
+            "--name",
+            "X",
+            "--scope",
+            "a",
+            "--expires",
+            "7d",
+        ],
+        BAD_INPUT,
+    );
+    assert!(
+        err.contains("auth token name of this owner already exists"),
+        "{err}"
+    );
+    env.ok(&[
+        "--as",
+        "bob",
+        "auth",
+        "generate",
+        "--name",
+        "x",
+        "--scope",
+        "a",
+        "--expires",
+        "7d",
+    ]);
+    let help = env.ok(&["app", "create", "--help"]);
+    assert!(help.contains("Unique name, ignoring case"), "{help}");
+    let help = env.ok(&["auth", "generate", "--help"]);
+    assert!(help.contains("unique among the owner's tokens"), "{help}");
+}
