@@ -9,7 +9,7 @@ use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use async_trait::async_trait;
 use tessera_core::audit::AuditEvent;
 use tessera_core::digest::{Digest, Hint};
-use tessera_core::id::{ApplicationName, DeviceId, EndpointId, TokenId};
+use tessera_core::id::{DeviceId, EndpointId, TokenId};
 use tessera_core::kind::KindData;
 use tessera_core::kind::endpoint::{Mapping, Method};
 use tessera_core::lifecycle::State;
@@ -18,7 +18,7 @@ use tessera_core::seal::Sealed;
 use tessera_core::validate::{Rejection, Request, validate};
 use tessera_store::{
     AuditFilter, Capabilities, Change, ChangeSink, Enrollment, Redemption, Result, StateChange,
-    Store, StoreError, TokenFilter, UsageEntry, UsageOutcome, UsageSubject,
+    Store, StoreError, TokenFilter, UsageEntry, UsageOutcome, UsageSubject, names,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -49,7 +49,8 @@ struct Tables {
     records: RandomKeyed<TokenId, Stored>,
     by_digest: RandomKeyed<Digest, TokenId>,
     /// Names of application tokens in force (see [`held_name`]).
-    app_names: HashMap<ApplicationName, TokenId>,
+    /// Unique names held, by key ([`names::name_key`]): application names, auth names per owner.
+    app_names: HashMap<String, TokenId>,
     usage: RandomKeyed<TokenId, BTreeMap<UsageSubject, Usage>>,
     enrollments: RandomKeyed<TokenId, VecDeque<Enrollment>>,
     /// Mapping key to its enabled flag.
@@ -125,20 +126,9 @@ impl Usage {
     }
 }
 
-/// The name an application token holds: only while it is in force, that is in any state but
-/// superseded, rotated out, revoked or deleted (so a rotation's successor can take it).
-fn held_name(r: &TokenRecord) -> Option<&ApplicationName> {
-    match &r.data {
-        KindData::Application(a)
-            if !matches!(
-                r.state,
-                State::Superseded | State::RotatedOut | State::Revoked | State::Deleted
-            ) =>
-        {
-            Some(&a.name)
-        }
-        _ => None,
-    }
+/// The unique name `r` holds now, as its key ([`names`]).
+fn held_name(r: &TokenRecord) -> Option<String> {
+    names::held_name(r)
 }
 
 const TOKEN: StoreError = StoreError::NotFound { what: "token" };
@@ -255,10 +245,11 @@ impl Tables {
             });
         }
         if let Some(name) = held_name(r) {
-            if self.app_names.contains_key(name) || batch.iter().any(|b| held_name(b) == Some(name))
+            if self.app_names.contains_key(&name)
+                || batch.iter().any(|b| held_name(b).as_ref() == Some(&name))
             {
                 return Err(StoreError::AlreadyExists {
-                    what: "application token name",
+                    what: names::taken(r.kind()),
                 });
             }
         }
@@ -269,7 +260,7 @@ impl Tables {
     fn add(&mut self, r: &TokenRecord) {
         self.by_digest.insert(r.digest, r.id);
         if let Some(name) = held_name(r) {
-            self.app_names.insert(name.clone(), r.id);
+            self.app_names.insert(name, r.id);
         }
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -291,9 +282,11 @@ impl Tables {
             });
         }
         if let Some(name) = held_name(next) {
-            if held_name(old) != Some(name) && self.app_names.get(name).is_some_and(|h| *h != id) {
+            if held_name(old).as_ref() != Some(&name)
+                && self.app_names.get(&name).is_some_and(|h| *h != id)
+            {
                 return Err(StoreError::AlreadyExists {
-                    what: "application token name",
+                    what: names::taken(next.kind()),
                 });
             }
         }
@@ -312,12 +305,12 @@ impl Tables {
         }
         if held_name(&old) != held_name(next) {
             if let Some(name) = held_name(&old) {
-                if self.app_names.get(name) == Some(&id) {
-                    self.app_names.remove(name);
+                if self.app_names.get(&name) == Some(&id) {
+                    self.app_names.remove(&name);
                 }
             }
             if let Some(name) = held_name(next) {
-                self.app_names.insert(name.clone(), id);
+                self.app_names.insert(name, id);
             }
         }
         Some(old)
@@ -392,7 +385,7 @@ impl Store for MemoryStore {
         // the batch per record: bulk loads of 10^4 records stay linear).
         let mut ids = HashSet::with_capacity(records.len());
         let mut digests = HashSet::with_capacity(records.len());
-        let mut names = HashSet::new();
+        let mut held = HashSet::new();
         for r in records {
             // The same checks in the same order as `check_new`.
             if t.records.contains_key(&r.id) || !ids.insert(r.id) {
@@ -404,9 +397,9 @@ impl Store for MemoryStore {
                 });
             }
             if let Some(name) = held_name(r) {
-                if t.app_names.contains_key(name) || !names.insert(name) {
+                if t.app_names.contains_key(&name) || !held.insert(name) {
                     return Err(StoreError::AlreadyExists {
-                        what: "application token name",
+                        what: names::taken(r.kind()),
                     });
                 }
             }
@@ -574,8 +567,8 @@ impl Store for MemoryStore {
             let r = stored.record;
             t.by_digest.remove(&r.digest);
             if let Some(name) = held_name(&r) {
-                if t.app_names.get(name) == Some(id) {
-                    t.app_names.remove(name);
+                if t.app_names.get(&name) == Some(id) {
+                    t.app_names.remove(&name);
                 }
             }
             t.usage.remove(id);
