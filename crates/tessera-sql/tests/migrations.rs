@@ -158,27 +158,23 @@ async fn sqlite_0005_keys_unique_names_and_leaves_old_duplicates_alone() {
         store.insert(r, &[]).await.expect("insert under 0004");
     }
     // The rows as 0004 wrote them: names as given, no auth keys, and two duplicates in force.
-    let pool = raw(&path).await;
-    sqlx::raw_sql(&format!(
+    let pool = raw(&path);
+    pool.execute_batch(&format!(
         "UPDATE tokens SET app_name = json_extract(data, '$.name') WHERE kind = 'application'; \
          UPDATE tokens SET app_name = NULL WHERE kind = 'auth'; \
          UPDATE tokens SET state = 'active' WHERE id IN ('{}', '{}')",
         rows[1].id, rows[4].id
     ))
-    .execute(&pool)
-    .await
     .expect("write as 0004 did");
     store.migrate().await.expect("apply 0005");
     let key = |i: usize| {
-        let pool = pool.clone();
         let id = rows[i].id.to_string();
-        async move {
-            sqlx::query_scalar::<_, Option<String>>("SELECT app_name FROM tokens WHERE id = $1")
-                .bind(id)
-                .fetch_one(&pool)
-                .await
-                .expect("read the key")
-        }
+        let found: Option<String> = pool
+            .query_row("SELECT app_name FROM tokens WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .expect("read the key");
+        std::future::ready(found)
     };
     assert_eq!(
         key(0).await.as_deref(),
@@ -205,7 +201,7 @@ async fn sqlite_0005_keys_unique_names_and_leaves_old_duplicates_alone() {
             r.data
         );
     }
-    pool.close().await;
+    drop(pool);
 }
 
 #[tokio::test]
