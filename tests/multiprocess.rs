@@ -207,6 +207,8 @@ fn worker() {
             total.refused += t.refused;
             total.other += t.other;
         }
+        // What the usage ledger holds is written before the process reports (a graceful end).
+        svc.flush().await.unwrap();
         println!(
             "RESULT admitted={} refused={} other={}",
             total.admitted, total.refused, total.other

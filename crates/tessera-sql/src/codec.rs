@@ -20,7 +20,7 @@ use tessera_core::kind::onboarding::{DeviceBinding, UsageLimit};
 use tessera_core::lifecycle::State;
 use tessera_core::record::TokenRecord;
 use tessera_core::seal::Sealed;
-use tessera_store::{Enrollment, StoreError, UsageEntry, UsageSubject};
+use tessera_store::{BatchId, Enrollment, SharedRecord, StoreError, UsageEntry, UsageSubject};
 use time::{Duration, OffsetDateTime};
 
 use crate::error::{map_sqlx_error, out_of_range};
@@ -403,6 +403,32 @@ where
     for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
 {
     RawRecord::from_row(row)?.into_record()
+}
+
+/// Read a shared record from a row of [`record_columns!`] and `blocked`, the blocked addresses
+/// separated by spaces (or NULL).
+pub(crate) fn shared_record<R>(row: &R) -> Result<SharedRecord, StoreError>
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let record = RawRecord::from_row(row)?.into_record()?;
+    let blocked: Option<String> = col(row, "blocked")?;
+    let blocked = blocked
+        .as_deref()
+        .unwrap_or("")
+        .split_ascii_whitespace()
+        .map(|a| a.parse::<IpAddr>().map_err(|e| corrupt("blocked address", e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(SharedRecord::new(record, blocked))
+}
+
+/// A ledger batch id as stored: 32 hexadecimal digits.
+pub(crate) fn batch_id(id: BatchId) -> String {
+    format!("{:032x}", id.0)
 }
 
 /// A usage subject as stored: kind, subject text, method (empty for addresses).

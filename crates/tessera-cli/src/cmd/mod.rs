@@ -29,7 +29,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Command::Sweep(args) => general::sweep(g, args).await,
         command => {
             let ctx = Ctx::open(g, None).await?;
-            match command {
+            let done = match command {
                 Command::Deployment(c) => deployment::run(&ctx, c).await,
                 Command::Onboarding(c) => onboarding::run(&ctx, c).await,
                 Command::Endpoint(c) => endpoint::run(&ctx, c).await,
@@ -45,7 +45,13 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
                 | Command::Completions { .. }
                 | Command::Scan(_)
                 | Command::Sweep(_) => Ok(()),
-            }
+            };
+            // A validation's use (last use, IP log, traffic, audit row) waits in the usage
+            // ledger: write it before the process ends, whatever the command's outcome.
+            let flushed = ctx.service.flush().await;
+            done?;
+            flushed?;
+            Ok(())
         }
     }
 }

@@ -14,4 +14,5 @@ pub(crate) const MIGRATIONS: &[Migration] = embed!("sqlite":
     1 "initial" "0001_initial.sql",
     2 "audit actor index" "0002_audit_actor_index.sql",
     3 "sealed secret" "0003_sealed_secret.sql",
+    4 "usage ledger" "0004_usage_ledger.sql",
 );

@@ -18,6 +18,7 @@ use tessera_core::record::TokenRecord;
 use tessera_core::seal::Sealed;
 use tessera_core::validate::{Rejection, Request, validate};
 use tessera_store::{
+    SharedRecord, UsageBatch,
     AuditFilter, Capabilities, Enrollment, Redemption, StateChange, Store, StoreError, TokenFilter,
     UsageEntry, UsageOutcome, UsageSubject,
 };
@@ -27,6 +28,20 @@ use super::{MIGRATIONS, SqliteConfig};
 use crate::codec::{self, DataColumns, RecordColumns, record_columns};
 use crate::error::{Error, map_sqlx_error};
 use crate::{migrate, sql};
+
+/// A record by digest with its blocked addresses (space-separated): $1 key id, $2 digest.
+const FIND_SHARED: &str = concat!(
+    "SELECT ",
+    record_columns!(),
+    ", (SELECT group_concat(subject, ' ') FROM token_usage \
+       WHERE token_id = tokens.id AND subject_kind = 'ip' AND blocked) AS blocked \
+     FROM tokens WHERE digest_key = $1 AND digest = $2"
+);
+
+/// How long ledger batch ids are kept to refuse a batch written twice (a writer retries one
+/// batch until it is written: seconds, or as long as the database is down).
+const BATCH_IDS_KEPT: Duration = Duration::days(7);
+
 
 type Q<'q> = Query<'q, Sqlite, SqliteArguments<'q>>;
 
@@ -721,6 +736,74 @@ impl Store for SqliteStore {
             Some(row) => Ok(UsageOutcome::Counted(codec::usage_entry(&row)?)),
             None => Ok(UsageOutcome::Blocked),
         }
+    }
+
+    async fn find_shared(&self, digest: &Digest) -> Result<Option<Arc<SharedRecord>>, StoreError> {
+        let (key, bytes) = codec::digest(digest);
+        let row = sqlx::query(FIND_SHARED)
+            .bind(key)
+            .bind(bytes)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref()
+            .map(|r| codec::shared_record(r).map(Arc::new))
+            .transpose()
+    }
+
+    async fn record_batch(&self, batch: &UsageBatch) -> Result<bool, StoreError> {
+        let _writing = self.writing().await;
+        let now = OffsetDateTime::now_utc();
+        let mut tx = self.begin().await?;
+        let claimed = sqlx::query(sql::CLAIM_BATCH)
+            .bind(codec::batch_id(batch.id))
+            .bind(codec::ts_saturating(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        if claimed.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query(sql::PRUNE_BATCHES)
+            .bind(codec::ts_saturating(now - BATCH_IDS_KEPT))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        for d in &batch.usage {
+            let (kind, key, method) = codec::subject(&d.subject);
+            sqlx::query(sql::ADD_USAGE)
+                .bind(codec::id(d.token))
+                .bind(kind)
+                .bind(key)
+                .bind(method)
+                .bind(codec::ts(d.first_seen)?)
+                .bind(codec::ts(d.last_seen)?)
+                .bind(codec::count(d.count)?)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        for (id, at) in &batch.last_used {
+            sqlx::query(sql::LAST_USED)
+                .bind(codec::id(*id))
+                .bind(codec::ts(*at)?)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        for event in &batch.events {
+            let (at, token, actor, body) = codec::event_columns(event)?;
+            sqlx::query(sql::APPEND_EVENT)
+                .bind(at)
+                .bind(token)
+                .bind(actor)
+                .bind(body)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(true)
     }
 
     async fn is_blocked(&self, id: TokenId, ip: IpAddr) -> Result<bool, StoreError> {
