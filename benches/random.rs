@@ -293,7 +293,12 @@ fn random_memory(c: &mut Criterion) {
         .deployment
         .iter()
         .enumerate()
-        .map(|(i, tok)| (p.digest_bytes(tok.as_bytes()), TokenId::from_u128(i as u128)))
+        .map(|(i, tok)| {
+            (
+                p.digest_bytes(tok.as_bytes()),
+                TokenId::from_u128(i as u128),
+            )
+        })
         .collect();
     let id = p.id();
     let mut pick = Pick(0x9e37_79b9_7f4a_7c15);

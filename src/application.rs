@@ -16,9 +16,9 @@ use tessera_core::validate::{self, Rejection, Request};
 use tessera_store::{TokenFilter, UsageEntry, UsageSubject};
 
 use crate::error::{Error, Result};
+use crate::ledger::Subject;
 use crate::principal::Principal;
 use crate::request::{Access, RequestContext, narrow};
-use crate::ledger::Subject;
 use crate::service::{Issued, TokenService, found_or_refuse};
 
 /// Application tokens: see [`TokenService::application`].

@@ -121,7 +121,10 @@ impl LedgerSettings {
     }
 
     fn interval_std(&self) -> std::time::Duration {
-        let ms = self.interval.whole_milliseconds().clamp(1, i128::from(u32::MAX));
+        let ms = self
+            .interval
+            .whole_milliseconds()
+            .clamp(1, i128::from(u32::MAX));
         std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(1))
     }
 }
@@ -292,7 +295,7 @@ pub(crate) struct Ledger {
     /// Wakes the writer task early (a size bound reached).
     wake: Arc<tokio::sync::Notify>,
     /// Whether the writer task runs.
-    started: AtomicBool,
+    started: Arc<AtomicBool>,
     /// Whether uses are being dropped (logged once until the next write).
     dropping: AtomicBool,
     /// A random base and a counter: batch ids unique across processes.
@@ -349,7 +352,7 @@ impl Ledger {
             unwritten: Mutex::new(None),
             writing: tokio::sync::Mutex::new(()),
             wake: Arc::new(tokio::sync::Notify::new()),
-            started: AtomicBool::new(false),
+            started: Arc::new(AtomicBool::new(false)),
             dropping: AtomicBool::new(false),
             batch_base,
             batch_seq: AtomicU64::new(0),
@@ -383,7 +386,10 @@ impl Ledger {
         let mut new_token = false;
         let mut dropped = false;
         {
-            let mut shard = self.shard(note.token).lock().unwrap_or_else(PoisonError::into_inner);
+            let mut shard = self
+                .shard(note.token)
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             let shard = &mut *shard;
             let tally = match shard.tokens.get_mut(&note.token) {
                 Some(t) => t,
@@ -423,8 +429,12 @@ impl Ledger {
                     added += 1;
                 } else {
                     let carrier = note.carrier;
+                    let span = self.settings.interval;
                     let found = tally.rows.iter_mut().find(|r| {
                         r.refused == note.refused
+                            // A row spans at most one interval of the clock's time (a clock
+                            // that jumps, as a test's does, starts a new row).
+                            && (note.at - r.span.first).abs() < span
                             && match (&r.carrier, carrier) {
                                 (None, None) => true,
                                 (Some((e, m)), Some((f, n))) => m == &n && e == f,
@@ -462,8 +472,7 @@ impl Ledger {
         }
         if added > 0 {
             let before = self.pending.fetch_add(added, Ordering::Relaxed);
-            if before < self.settings.max_pending && before + added >= self.settings.max_pending
-            {
+            if before < self.settings.max_pending && before + added >= self.settings.max_pending {
                 self.wake.notify_one();
             }
         }
@@ -481,9 +490,13 @@ impl Ledger {
             return;
         }
         let me = self.me.clone();
+        let started = Arc::clone(&self.started);
         let wake = Arc::clone(&self.wake);
         let every = self.settings.interval_std();
         handle.spawn(async move {
+            // Whatever ends this task (the service gone, its runtime shut down) lets the next
+            // use start another.
+            let _running = Running(Arc::clone(&started));
             loop {
                 // Sleep until the interval ends or a size bound is reached, holding only a
                 // weak reference to the ledger meanwhile (the service may go away).
@@ -550,7 +563,10 @@ impl Ledger {
         // must not keep one flush writing forever).
         for _ in 0..2 {
             let batch = {
-                let mut slot = self.unwritten.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut slot = self
+                    .unwritten
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
                 if slot.is_none() {
                     *slot = self.take().map(Arc::new);
                 }
@@ -560,7 +576,10 @@ impl Ledger {
             let started = std::time::Instant::now();
             match self.store.record_batch(&batch).await {
                 Ok(wrote) => {
-                    *self.unwritten.lock().unwrap_or_else(PoisonError::into_inner) = None;
+                    *self
+                        .unwritten
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = None;
                     self.dropping.store(false, Ordering::Relaxed);
                     metrics::counter!("tessera_ledger_batches_total").increment(1);
                     metrics::histogram!("tessera_ledger_write_seconds")
@@ -589,29 +608,37 @@ impl Ledger {
     /// Counts not yet written of one token, as usage entries (`count` is what is waiting).
     pub(crate) fn waiting_usage(&self, id: TokenId) -> Vec<UsageEntry> {
         let mut out: Vec<UsageEntry> = Vec::new();
-        let mut add = |subject: &UsageSubject, first, last, count| {
-            match out.iter_mut().find(|e| &e.subject == subject) {
-                Some(e) => {
-                    e.count += count;
-                    e.first_seen = e.first_seen.min(Some(first)).or(Some(first));
-                    e.last_seen = e.last_seen.max(Some(last));
-                }
-                None => out.push(UsageEntry {
-                    token: id,
-                    subject: subject.clone(),
-                    first_seen: Some(first),
-                    last_seen: Some(last),
-                    count,
-                    blocked: false,
-                }),
+        let mut add = |subject: &UsageSubject, first, last, count| match out
+            .iter_mut()
+            .find(|e| &e.subject == subject)
+        {
+            Some(e) => {
+                e.count += count;
+                e.first_seen = e.first_seen.min(Some(first)).or(Some(first));
+                e.last_seen = e.last_seen.max(Some(last));
             }
+            None => out.push(UsageEntry {
+                token: id,
+                subject: subject.clone(),
+                first_seen: Some(first),
+                last_seen: Some(last),
+                count,
+                blocked: false,
+            }),
         };
-        if let Some(b) = &*self.unwritten.lock().unwrap_or_else(PoisonError::into_inner) {
+        if let Some(b) = &*self
+            .unwritten
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
             for d in b.usage.iter().filter(|d| d.token == id) {
                 add(&d.subject, d.first_seen, d.last_seen, d.count);
             }
         }
-        let shard = self.shard(id).lock().unwrap_or_else(PoisonError::into_inner);
+        let shard = self
+            .shard(id)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(t) = shard.tokens.get(&id) {
             for (s, span) in &t.subjects {
                 add(s, span.first, span.last, span.count);
@@ -624,7 +651,11 @@ impl Ledger {
     pub(crate) fn waiting_endpoint(&self, endpoint: &EndpointId) -> Vec<UsageEntry> {
         let on = |s: &UsageSubject| matches!(s, UsageSubject::Endpoint(e, _) if e == endpoint);
         let mut deltas: Vec<UsageDelta> = Vec::new();
-        if let Some(b) = &*self.unwritten.lock().unwrap_or_else(PoisonError::into_inner) {
+        if let Some(b) = &*self
+            .unwritten
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
             deltas.extend(b.usage.iter().filter(|d| on(&d.subject)).cloned());
         }
         for shard in &self.shards {
@@ -671,7 +702,11 @@ impl Ledger {
             return Vec::new();
         }
         let mut out: Vec<AuditEvent> = Vec::new();
-        if let Some(b) = &*self.unwritten.lock().unwrap_or_else(PoisonError::into_inner) {
+        if let Some(b) = &*self
+            .unwritten
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
             out.extend(b.events.iter().filter(|e| filter.matches(e)).cloned());
         }
         for shard in &self.shards {
@@ -706,3 +741,41 @@ impl Ledger {
     }
 }
 
+/// Marks the writer task as stopped when it ends.
+struct Running(Arc<AtomicBool>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+impl Drop for Ledger {
+    /// The last clone of the service is gone: what is still waiting is handed to one last
+    /// write on the runtime, if one is running here (best effort: call
+    /// [`TokenService::flush`](crate::TokenService::flush) before shutting down to be sure).
+    fn drop(&mut self) {
+        let left = self
+            .unwritten
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let batches: Vec<Arc<UsageBatch>> =
+            left.into_iter().chain(self.take().map(Arc::new)).collect();
+        if batches.is_empty() {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!("tessera: usage ledger dropped unwritten (no runtime to write it)");
+            return;
+        };
+        let store = Arc::clone(&self.store);
+        handle.spawn(async move {
+            for batch in batches {
+                if let Err(e) = store.record_batch(&batch).await {
+                    tracing::warn!(error = %e, "tessera: usage ledger's last batch not written");
+                }
+            }
+        });
+    }
+}

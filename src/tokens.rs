@@ -218,11 +218,16 @@ impl TokenService {
     /// run from several instances at once: each change is a compare-and-set, so each happens
     /// once. With `dry_run`, report what would happen and write nothing.
     ///
+    /// The usage ledger of this service is written first, so the last uses it holds count
+    /// (another instance's are written within its ledger interval).
+    ///
     /// # Errors
     ///
-    /// Store failures.
+    /// Store failures (also when the ledger cannot be written: nothing is swept then, so no
+    /// token in use goes dormant for want of its last use).
     #[tracing::instrument(level = "info", skip_all, err(level = "warn"))]
     pub async fn sweep(&self, dry_run: bool) -> Result<SweepReport> {
+        self.inner.ledger.flush().await?;
         let now = self.now();
         let filter = TokenFilter::default().states([
             State::Active,

@@ -85,7 +85,7 @@ fn ledger_worker() {
                 .unwrap();
             n += 1;
             // Line-buffered: each line reaches the pipe before the next validation.
-            println!("U {n}");
+            println!("USE {n}");
         }
     });
 }
@@ -95,7 +95,13 @@ type Seen = Arc<Mutex<Vec<Instant>>>;
 
 fn spawn(db: &str, token: &str) -> (Child, Seen, std::thread::JoinHandle<()>) {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["ledger_worker", "--exact", "--nocapture", "--test-threads", "1"])
+        .args([
+            "ledger_worker",
+            "--exact",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
         .env("TESSERA_LEDGER_WORKER", db)
         .env("TESSERA_LEDGER_TOKEN", token)
         .stdout(Stdio::piped())
@@ -108,7 +114,8 @@ fn spawn(db: &str, token: &str) -> (Child, Seen, std::thread::JoinHandle<()>) {
     let reader = std::thread::spawn(move || {
         for line in BufReader::new(out).lines() {
             let Ok(line) = line else { break };
-            if let Some(n) = line.strip_prefix("U ") {
+            // libtest's own "test ledger_worker ... " may precede the first one on its line.
+            if let Some(n) = line.find("USE ").map(|at| &line[at + 4..]) {
                 let mut s = into.lock().unwrap();
                 s.push(Instant::now());
                 assert_eq!(n.parse::<usize>().unwrap(), s.len(), "lines in order");

@@ -11,6 +11,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use tessera::core::audit::AuditAction;
 use tessera::core::audit::AuditEvent;
 use tessera::core::clock::ManualClock;
 use tessera::core::digest::{Digest, Hint, KeyId, Pepper, Peppers};
@@ -25,7 +26,6 @@ use tessera::store::{
     AuditFilter, Capabilities, Enrollment, Redemption, Result, StateChange, TokenFilter,
     UsageBatch, UsageEntry, UsageOutcome, UsageSubject,
 };
-use tessera::core::audit::AuditAction;
 use tessera::{LedgerSettings, Principal, Store, TokenService, ValidationCache};
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
@@ -444,7 +444,10 @@ fn admin() -> Principal {
 /// `instances` services over one counting store on one manual clock, with the service defaults
 /// (audit of uses and refusals on) but a ledger interval of an hour (so only `flush` writes),
 /// each with a validation cache (time to live 5 s) when `cached`.
-fn services(instances: usize, cached: bool) -> (Arc<Counting>, Vec<TokenService>, Arc<ManualClock>) {
+fn services(
+    instances: usize,
+    cached: bool,
+) -> (Arc<Counting>, Vec<TokenService>, Arc<ManualClock>) {
     let store = Arc::new(Counting::default());
     let clock = Arc::new(ManualClock::new(T0));
     let svcs = (0..instances)
@@ -602,14 +605,26 @@ async fn application_validations_count_each_use_in_the_ip_log_through_one_batch(
         store.total(),
         log
     );
-    assert_eq!(store.writes("record_batch"), 1, "only the flush half way wrote");
+    assert_eq!(
+        store.writes("record_batch"),
+        1,
+        "only the flush half way wrote"
+    );
     assert_eq!(store.writes("record_usage"), 0);
     assert_eq!(store.writes("touch"), 0);
     assert_eq!(log.len(), 2);
-    assert_eq!(log.iter().map(|e| e.count).sum::<u64>(), n, "written plus waiting");
+    assert_eq!(
+        log.iter().map(|e| e.count).sum::<u64>(),
+        n,
+        "written plus waiting"
+    );
     assert!(log.iter().all(|e| e.first_seen == Some(T0)));
     svc.flush().await.unwrap();
     let stored = store.inner.usage(t.token.id).await.unwrap();
-    assert_eq!(stored.iter().map(|e| e.count).sum::<u64>(), n, "all written");
+    assert_eq!(
+        stored.iter().map(|e| e.count).sum::<u64>(),
+        n,
+        "all written"
+    );
     assert_eq!(svc.application().ips(t.token.id).await.unwrap(), log);
 }

@@ -31,7 +31,7 @@ use axum::{Extension, Router};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tessera::application::ApplicationAccess;
 use tessera::core::id::TokenId;
-use tessera::{Kind, RequestContext, Secret, Store, TokenService, ValidationCache};
+use tessera::{Kind, LedgerSettings, RequestContext, Secret, Store, TokenService, ValidationCache};
 use tessera_http::{ApplicationLayer, ClientIp};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -85,6 +85,7 @@ async fn run() -> Result<(), config::Error> {
     let watches = matches!(backend, Backend::Postgres(_));
     let service = TokenService::builder_shared(store.clone(), config.peppers)
         .validation_cache(ValidationCache::new(config.cache_ttl))
+        .ledger(LedgerSettings::new().interval(config.ledger_interval))
         .build();
     let app = App {
         service: service.clone(),

@@ -421,7 +421,10 @@ where
         .as_deref()
         .unwrap_or("")
         .split_ascii_whitespace()
-        .map(|a| a.parse::<IpAddr>().map_err(|e| corrupt("blocked address", e)))
+        .map(|a| {
+            a.parse::<IpAddr>()
+                .map_err(|e| corrupt("blocked address", e))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(SharedRecord::new(record, blocked))
 }

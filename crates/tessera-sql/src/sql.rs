@@ -144,7 +144,9 @@ pub(crate) const RECORD_USAGE: &str = concat!(
 
 /// Add a ledger delta to a usage entry, if the token exists: $1 token, $2 subject kind,
 /// $3 subject, $4 method, $5 first seen, $6 last seen, $7 count. Blocked entries count too
-/// (the uses were accepted before the block); first and last seen only widen.
+/// (the uses were accepted before the block); first and last seen only widen. (PostgreSQL
+/// binds arrays instead.)
+#[cfg(feature = "sqlite")]
 pub(crate) const ADD_USAGE: &str = "INSERT INTO token_usage AS u (token_id, subject_kind, \
      subject, method, first_seen, last_seen, hits, blocked) \
      SELECT $1, $2, $3, $4, $5, $6, $7, FALSE WHERE EXISTS (SELECT 1 FROM tokens WHERE id = $1) \
@@ -156,6 +158,7 @@ pub(crate) const ADD_USAGE: &str = "INSERT INTO token_usage AS u (token_id, subj
          THEN excluded.last_seen ELSE u.last_seen END";
 
 /// Move a last use later, never earlier: $1 token, $2 at.
+#[cfg(feature = "sqlite")]
 pub(crate) const LAST_USED: &str = "UPDATE tokens SET last_used_at = $2 \
      WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)";
 

@@ -422,7 +422,10 @@ fn event_row(e: &AuditEvent) -> Vec<String> {
             count,
             addresses,
             ..
-        } => format!("refused x{count}: {} ({addresses} addresses)", reason.code()),
+        } => format!(
+            "refused x{count}: {} ({addresses} addresses)",
+            reason.code()
+        ),
         AuditAction::StateChanged { from, to } => format!("{from} -> {to}"),
         AuditAction::Rotated { successor } => {
             format!("rotated -> {}", output::cut(&successor.to_string(), 13))

@@ -18,9 +18,8 @@ use tessera_core::record::TokenRecord;
 use tessera_core::seal::Sealed;
 use tessera_core::validate::{Rejection, Request, validate};
 use tessera_store::{
-    SharedRecord, UsageBatch,
-    AuditFilter, Capabilities, Enrollment, Redemption, StateChange, Store, StoreError, TokenFilter,
-    UsageEntry, UsageOutcome, UsageSubject,
+    AuditFilter, Capabilities, Enrollment, Redemption, SharedRecord, StateChange, Store,
+    StoreError, TokenFilter, UsageBatch, UsageEntry, UsageOutcome, UsageSubject,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -41,7 +40,6 @@ const FIND_SHARED: &str = concat!(
 /// How long ledger batch ids are kept to refuse a batch written twice (a writer retries one
 /// batch until it is written: seconds, or as long as the database is down).
 const BATCH_IDS_KEPT: Duration = Duration::days(7);
-
 
 type Q<'q> = Query<'q, Sqlite, SqliteArguments<'q>>;
 

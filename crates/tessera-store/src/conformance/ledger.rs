@@ -86,10 +86,7 @@ async fn record_batch_adds_counts_and_widens_times(store: Arc<dyn Store>) -> Out
     );
     ensure_eq!(
         store.usage(r.id).await.ctx("usage")?,
-        vec![
-            entry(r.id, b, 2, 7, 8),
-            entry(r.id, a, 6, 5, 20),
-        ],
+        vec![entry(r.id, b, 2, 7, 8), entry(r.id, a, 6, 5, 20),],
         "the address entries (198.51.100.1 orders before 203.0.113.9)"
     );
     ensure_eq!(
@@ -98,7 +95,12 @@ async fn record_batch_adds_counts_and_widens_times(store: Arc<dyn Store>) -> Out
         "the endpoint entry"
     );
     ensure_eq!(
-        store.get(r.id).await.ctx("get")?.ctx("record")?.last_used_at,
+        store
+            .get(r.id)
+            .await
+            .ctx("get")?
+            .ctx("record")?
+            .last_used_at,
         Some(at(20)),
         "last use"
     );
@@ -124,7 +126,12 @@ async fn record_batch_moves_last_use_only_later(store: Arc<dyn Store>) -> Outcom
     earlier.last_used = vec![(r.id, at(40))];
     store.record_batch(&earlier).await.ctx("record_batch")?;
     ensure_eq!(
-        store.get(r.id).await.ctx("get")?.ctx("record")?.last_used_at,
+        store
+            .get(r.id)
+            .await
+            .ctx("get")?
+            .ctx("record")?
+            .last_used_at,
         Some(at(50)),
         "last use after an earlier one arrived late"
     );
@@ -139,7 +146,10 @@ async fn record_batch_written_twice_counts_once(store: Arc<dyn Store>) -> Outcom
     let mut b = batch(0xfeed);
     b.usage = vec![delta(r.id, a.clone(), 4, 1, 3)];
     b.events = vec![event(at(1), AuditAction::Used).about(&r)];
-    ensure!(store.record_batch(&b).await.ctx("first write")?, "first write must write");
+    ensure!(
+        store.record_batch(&b).await.ctx("first write")?,
+        "first write must write"
+    );
     ensure!(
         !store.record_batch(&b).await.ctx("second write")?,
         "the same batch again must not write"
@@ -160,7 +170,10 @@ async fn record_batch_written_twice_counts_once(store: Arc<dyn Store>) -> Outcom
     );
     // Another id writes again.
     b.id = BatchId(0xbeef);
-    ensure!(store.record_batch(&b).await.ctx("third write")?, "a new id writes");
+    ensure!(
+        store.record_batch(&b).await.ctx("third write")?,
+        "a new id writes"
+    );
     ensure_eq!(
         store.usage(r.id).await.ctx("usage")?,
         vec![entry(r.id, a, 8, 1, 3)],
@@ -186,7 +199,11 @@ async fn record_batch_skips_unknown_tokens_and_keeps_events(store: Arc<dyn Store
     b.last_used = vec![(gone.id, at(2)), (r.id, at(3))];
     b.events = vec![event(at(1), AuditAction::Used).about(&gone)];
     ensure!(store.record_batch(&b).await.ctx("record_batch")?, "written");
-    ensure_eq!(store.usage(gone.id).await.ctx("usage")?, vec![], "gone token");
+    ensure_eq!(
+        store.usage(gone.id).await.ctx("usage")?,
+        vec![],
+        "gone token"
+    );
     ensure!(
         store.get(gone.id).await.ctx("get")?.is_none(),
         "the purged token must not come back"
@@ -220,7 +237,10 @@ async fn record_batch_counts_blocked_entries_and_keeps_the_block(store: Arc<dyn 
     let mut want = entry(r.id, UsageSubject::Ip(addr), 2, 1, 2);
     want.blocked = true;
     ensure_eq!(store.usage(r.id).await.ctx("usage")?, vec![want], "entry");
-    ensure!(store.is_blocked(r.id, addr).await.ctx("is_blocked")?, "still blocked");
+    ensure!(
+        store.is_blocked(r.id, addr).await.ctx("is_blocked")?,
+        "still blocked"
+    );
     Ok(())
 }
 
@@ -250,7 +270,12 @@ async fn record_batch_of_ten_thousand_deltas_counts_each(store: Arc<dyn Store>) 
             "token {i}: every entry counts {n}: {usage:?}"
         );
         ensure_eq!(
-            store.get(t.id).await.ctx("get")?.ctx("record")?.last_used_at,
+            store
+                .get(t.id)
+                .await
+                .ctx("get")?
+                .ctx("record")?
+                .last_used_at,
             Some(at(2)),
             "last use of token {i}"
         );
@@ -264,7 +289,11 @@ async fn find_shared_carries_the_block_list(store: Arc<dyn Store>) -> Outcome {
     let r = record(application("app")?)?;
     store.insert(&r).await.ctx("insert")?;
     let (a, b) = (ip("203.0.113.9")?, ip("2001:db8::1")?);
-    let shared = store.find_shared(&r.digest).await.ctx("find_shared")?.ctx("record")?;
+    let shared = store
+        .find_shared(&r.digest)
+        .await
+        .ctx("find_shared")?
+        .ctx("record")?;
     ensure_eq!(*shared.record(), r, "record");
     ensure!(shared.blocked().is_empty(), "nothing blocked yet");
     store.set_blocked(r.id, a, true).await.ctx("block")?;
@@ -274,16 +303,30 @@ async fn find_shared_carries_the_block_list(store: Arc<dyn Store>) -> Outcome {
         .record_usage(r.id, &UsageSubject::Ip(ip("198.51.100.1")?), at(1))
         .await
         .ctx("record_usage")?;
-    let shared = store.find_shared(&r.digest).await.ctx("find_shared")?.ctx("record")?;
-    ensure!(shared.is_blocked(a) && shared.is_blocked(b), "both blocked: {shared:?}");
+    let shared = store
+        .find_shared(&r.digest)
+        .await
+        .ctx("find_shared")?
+        .ctx("record")?;
+    ensure!(
+        shared.is_blocked(a) && shared.is_blocked(b),
+        "both blocked: {shared:?}"
+    );
     ensure!(
         shared.is_blocked(ip("::ffff:203.0.113.9")?),
         "a block holds for every spelling"
     );
     ensure_eq!(shared.blocked().len(), 2, "only the blocked addresses");
     store.set_blocked(r.id, a, false).await.ctx("unblock")?;
-    let shared = store.find_shared(&r.digest).await.ctx("find_shared")?.ctx("record")?;
-    ensure!(!shared.is_blocked(a) && shared.is_blocked(b), "a unblocked: {shared:?}");
+    let shared = store
+        .find_shared(&r.digest)
+        .await
+        .ctx("find_shared")?
+        .ctx("record")?;
+    ensure!(
+        !shared.is_blocked(a) && shared.is_blocked(b),
+        "a unblocked: {shared:?}"
+    );
     Ok(())
 }
 
@@ -291,7 +334,11 @@ async fn find_shared_carries_the_block_list(store: Arc<dyn Store>) -> Outcome {
 async fn find_shared_of_unknown_digest_is_none(store: Arc<dyn Store>) -> Outcome {
     let r = record(application("app")?)?;
     ensure!(
-        store.find_shared(&r.digest).await.ctx("find_shared")?.is_none(),
+        store
+            .find_shared(&r.digest)
+            .await
+            .ctx("find_shared")?
+            .is_none(),
         "nothing stored"
     );
     Ok(())

@@ -11,7 +11,9 @@ use tessera_core::kind::onboarding::{DeviceBinding, UsageLimit};
 
 use super::fixtures::{application, at, deployment, device, digest, ip, onboarding, record};
 use super::{Case, Context, Outcome};
-use crate::{BatchId, Change, ChangeSink, StateChange, Store, UsageBatch, UsageDelta, UsageSubject};
+use crate::{
+    BatchId, Change, ChangeSink, StateChange, Store, UsageBatch, UsageDelta, UsageSubject,
+};
 
 pub(super) fn cases() -> Vec<Case> {
     cases![
