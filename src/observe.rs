@@ -32,7 +32,7 @@ use tracing::field::{self, display};
 use crate::request::Outcome;
 
 /// Validation outcomes counted apart: accepted, error, and each rejection.
-const OUTCOMES: usize = 19;
+const OUTCOMES: usize = 20;
 
 /// Time one validation in this many, per thread.
 const SAMPLE_EVERY: u32 = 16;
@@ -86,8 +86,9 @@ const fn outcome_index(outcome: &Outcome) -> usize {
                 Rejection::WrongMethod => 13,
                 Rejection::MappingDisabled => 14,
                 Rejection::DeviceMismatch => 15,
+                Rejection::ToggledOff => 16,
                 #[allow(unreachable_patterns, reason = "Rejection may grow")]
-                _ => 16,
+                _ => 17,
             }
         }
     }

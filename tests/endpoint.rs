@@ -230,12 +230,18 @@ async fn secondaries_mapped_to_primaries() {
         .unwrap();
 
     // The enabled toggle and activation each stop a secondary everywhere.
+    // One word each: toggled off is `ToggledOff`, deactivated is `Disabled` (deactivated).
     e.set_enabled(crm.token.id, false, &admin()).await.unwrap();
     assert_eq!(
         e.check(&orders, Method::Post, crm.secret.expose_secret(), None)
             .await
             .unwrap(),
-        Err(Rejection::Disabled)
+        Err(Rejection::ToggledOff)
+    );
+    assert_eq!(Rejection::ToggledOff.code(), "toggled_off");
+    assert_ne!(
+        Rejection::ToggledOff.to_string(),
+        Rejection::Disabled.to_string()
     );
     e.set_enabled(crm.token.id, true, &admin()).await.unwrap();
     e.deactivate(crm.token.id, &admin()).await.unwrap();

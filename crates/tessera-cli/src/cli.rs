@@ -60,6 +60,10 @@ pub(crate) struct Global {
     /// Print results as JSON for scripts (errors too, on standard error)
     #[arg(long, global = true)]
     pub(crate) json: bool,
+    /// Show what the library does on standard error: -v info, -vv debug, -vvv trace (secrets
+    /// are never logged). Without -v, RUST_LOG (e.g. RUST_LOG=tessera=debug) is used if set
+    #[arg(short = 'v', long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
     /// Do not ask before destructive commands (required when there is no terminal)
     #[arg(short = 'y', long, global = true)]
     pub(crate) yes: bool,
@@ -161,6 +165,9 @@ pub(crate) struct ListArgs {
     /// Only tokens in this state, as of now (e.g. `exhausted`: usage limit reached)
     #[arg(long, value_enum)]
     pub(crate) state: Option<StateArg>,
+    /// Include deleted tokens (hidden by default; `--state deleted` shows only them)
+    #[arg(long)]
+    pub(crate) all: bool,
     /// Only tokens in force that expire within this duration (e.g. 7d, 12h): whose owners to
     /// notify
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
@@ -172,7 +179,8 @@ pub(crate) struct ListArgs {
 pub(crate) enum StateArg {
     /// In force
     Active,
-    /// Turned off by an administrator (deactivated), reversible
+    /// Deactivated by an administrator, reversible (shown as `deactivated`)
+    #[value(alias = "deactivated")]
     Disabled,
     /// Unused too long, reversible by an administrator
     Dormant,
@@ -329,9 +337,14 @@ pub(crate) struct QrArgs {
     /// Android provisioning: https URL of the DPC's APK
     #[arg(long, value_name = "URL", requires = "android_component")]
     pub(crate) android_download: Option<String>,
-    /// Android provisioning: URL-safe base64 SHA-256 of the APK's signing certificate
+    /// Android provisioning: base64 SHA-256 of the APK's signing certificate; the standard
+    /// alphabet (+ /) is converted to the URL-safe one Android reads
     #[arg(long, value_name = "SHA256", requires = "android_component")]
     pub(crate) android_checksum: Option<String>,
+    /// Android provisioning: the admin extras key your DPC reads the token from [default:
+    /// Android Device Policy's com.google.android.apps.work.clouddpc.EXTRA_ENROLLMENT_TOKEN]
+    #[arg(long, value_name = "KEY", requires = "android_component")]
+    pub(crate) android_extras_key: Option<String>,
     /// Error correction: l, m (screens), q, h (printed codes) [default: m]
     #[arg(long, value_name = "LEVEL")]
     pub(crate) ec: Option<String>,
@@ -352,6 +365,9 @@ impl QrArgs {
         }
         if self.android_checksum.is_some() {
             given.push("--android-checksum");
+        }
+        if self.android_extras_key.is_some() {
+            given.push("--android-extras-key");
         }
         if self.ec.is_some() {
             given.push("--ec");
@@ -587,12 +603,13 @@ pub(crate) enum SecondaryCmd {
         #[arg(long, value_name = "ENDPOINT")]
         endpoint: Option<String>,
     },
-    /// Turn a secondary's enabled toggle on
+    /// Turn a secondary's enabled toggle on (state unchanged)
     Enable {
         /// Secondary id (or a unique prefix)
         id: String,
     },
-    /// Turn a secondary's enabled toggle off: every integration using it stops
+    /// Turn a secondary's enabled toggle off: every integration using it stops, refused as
+    /// `toggled_off`; it stays active and listed (compare `deactivate`)
     Disable {
         /// Secondary id (or a unique prefix)
         id: String,
@@ -602,7 +619,8 @@ pub(crate) enum SecondaryCmd {
         /// Secondary id (or a unique prefix)
         id: String,
     },
-    /// Deactivate a secondary: it leaves the default listing and is refused
+    /// Deactivate a secondary: state `deactivated`, it leaves the default listing and is
+    /// refused as `disabled` (deactivated) until activated
     Deactivate {
         /// Secondary id (or a unique prefix)
         id: String,
@@ -678,13 +696,19 @@ pub(crate) enum AuthCmd {
         #[arg(long, value_name = "EXPIRY", allow_hyphen_values = true)]
         expires: String,
     },
-    /// List your tokens, or with --admin everyone's
+    /// List your tokens, or with --admin everyone's (deleted ones only with --all)
     List {
         /// Only this owner's (an administrator's option)
         #[arg(long, value_name = "USER")]
         owner: Option<String>,
+        /// Include deleted tokens
+        #[arg(long)]
+        all: bool,
     },
     /// Delete tokens (several at once); permission is checked for all before any is deleted
+    ///
+    /// Deletion is final: deleting a token that is already deleted or revoked is refused
+    /// (exit 2) and nothing is deleted, as repeating `revoke`, `expire` or `deactivate` is.
     Delete {
         /// Token ids (or unique prefixes)
         #[arg(required = true)]

@@ -4,6 +4,7 @@ use std::io::{BufRead, IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use tessera::core::Kind;
 use tessera::core::clock::{Clock, ManualClock, SystemClock};
 use tessera::core::digest::{KeyId, Pepper, Peppers};
 use tessera::core::format::{self, Presented};
@@ -11,7 +12,7 @@ use tessera::core::id::TokenId;
 use tessera::core::kind::application::InactivityPolicy;
 use tessera::core::record::TokenRecord;
 use tessera::store::TokenFilter;
-use tessera::{Principal, Store, TokenService};
+use tessera::{Issued, Principal, Store, TokenService};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use zeroize::Zeroizing;
@@ -365,6 +366,75 @@ impl Ctx {
             clock,
             out: Out::new(g),
         })
+    }
+
+    /// Show a token just created, with its secret. When the secret cannot be shown (standard
+    /// output closed, a broken pipe), the token is revoked at once, so that no live token
+    /// whose secret nobody saw is left behind, and the error says so.
+    pub(crate) async fn show_created(
+        &self,
+        what: &str,
+        issued: &Issued,
+        extra: &[(&str, serde_json::Value)],
+    ) -> Result<()> {
+        let Err(e) = self.out.issued(what, issued, extra) else {
+            return Ok(());
+        };
+        let id = issued.token.id;
+        let undone = match issued.token.kind {
+            Kind::Auth => self.service.auth().revoke(id, &self.principal).await,
+            _ => self.service.revoke(id, &self.principal).await,
+        };
+        Err(match undone {
+            Ok(_) => CliError::failure(format!(
+                "{e}; the new {what} {id} was revoked, since its secret was never shown; run the command again with standard output to a terminal or a file"
+            )),
+            Err(u) => CliError::failure(format!(
+                "{e}; the new {what} {id} could not be revoked ({u}) and its secret was never shown: revoke it with `tessera revoke {id}`"
+            )),
+        })
+    }
+
+    /// Why an unknown token may be a wrong pepper rather than a wrong database: the database
+    /// holds digests under key ids no configured pepper has, or a sealed secret under a
+    /// configured key id does not open (another pepper under the same key id). `None` when
+    /// nothing points at the pepper.
+    pub(crate) async fn pepper_doubt(&self) -> Result<Option<String>> {
+        let ours: Vec<KeyId> = self.peppers.all().map(Pepper::id).collect();
+        let mut foreign = std::collections::BTreeSet::new();
+        let mut broken = None;
+        let mut tried = 0;
+        for r in self.store().list(&TokenFilter::default()).await? {
+            let key = r.digest.key();
+            if !ours.contains(&key) {
+                foreign.insert(key.0);
+            }
+            if let Some(sealed) = r.sealed.as_ref().filter(|s| ours.contains(&s.key())) {
+                if broken.is_none() && tried < 8 {
+                    tried += 1;
+                    if let Err(tessera::core::Error::SealBroken { key }) =
+                        self.peppers.open(r.id, sealed)
+                    {
+                        broken = Some(key.0);
+                    }
+                }
+            }
+        }
+        let ours: Vec<String> = ours.iter().map(|k| k.0.to_string()).collect();
+        let ours = ours.join(", ");
+        if let Some(k) = broken {
+            return Ok(Some(format!(
+                "the pepper may be wrong: a secret sealed under key id {k} does not open with the configured pepper of that id; check TESSERA_PEPPER or the key file (--key) before --db"
+            )));
+        }
+        if foreign.is_empty() {
+            return Ok(None);
+        }
+        let foreign: Vec<String> = foreign.iter().map(ToString::to_string).collect();
+        Ok(Some(format!(
+            "the token is not in this database, or the pepper may be wrong: the database holds digests under key id(s) {} while the configured pepper(s) have key id(s) {ours}; check TESSERA_PEPPER or the key file (--key), then --db",
+            foreign.join(", ")
+        )))
     }
 
     /// The current time, from the service's clock.

@@ -46,6 +46,8 @@ pub(crate) enum CliError {
         reason: Rejection,
         /// What was checked, for the message.
         context: String,
+        /// What to do about it, when more is known than the reason's usual advice.
+        fix: Option<String>,
     },
     /// Not found or forbidden (exit 4).
     NotFound(String),
@@ -74,6 +76,7 @@ impl CliError {
         Self::Rejected {
             reason,
             context: context.into(),
+            fix: None,
         }
     }
 
@@ -108,9 +111,13 @@ impl fmt::Display for CliError {
                 f,
                 "found {n} Tessera token(s); revoke them (`tessera scan --revoke`) and remove them from the input"
             ),
-            Self::Rejected { reason, context } => {
+            Self::Rejected {
+                reason,
+                context,
+                fix,
+            } => {
                 write!(f, "{context} rejected: {reason} ({})", reason.code())?;
-                if let Some(fix) = rejection_fix(*reason) {
+                if let Some(fix) = fix.as_deref().or_else(|| rejection_fix(*reason)) {
                     write!(f, "; {fix}")?;
                 }
                 Ok(())
@@ -128,7 +135,10 @@ pub(crate) const fn rejection_fix(reason: Rejection) -> Option<&'static str> {
             "issue a new token"
         }
         Rejection::Exhausted => "issue a new token with more uses",
-        Rejection::Disabled => "enable or activate the token first",
+        Rejection::Disabled => {
+            "activate it again (`tessera app activate ID` or `tessera endpoint secondary activate ID`)"
+        }
+        Rejection::ToggledOff => "turn its toggle on with `tessera endpoint secondary enable ID`",
         Rejection::Dormant => "reactivate it with `tessera app activate ID`",
         Rejection::IpBlocked => "unblock the address with `tessera app unblock ID IP`",
         Rejection::InsufficientScope => "generate a token whose --scope includes the action",

@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         Err(e) => return parse_error(&e),
     };
     let json = cli.global.json;
+    logging(cli.global.verbose);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -42,6 +43,28 @@ fn main() -> ExitCode {
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// Install the tracing subscriber on standard error: `-v` info, `-vv` debug, `-vvv` trace for
+/// every target; without `-v`, `RUST_LOG` when set; else nothing is logged (the command's own
+/// messages say what happened). The library never puts a secret in a span or event.
+fn logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match verbose {
+        0 => match EnvFilter::try_from_default_env() {
+            Ok(f) => f,
+            Err(_) => return,
+        },
+        1 => EnvFilter::new("info"),
+        2 => EnvFilter::new("debug"),
+        _ => EnvFilter::new("trace"),
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
 }
 
 /// A command line clap could not read: help and version as clap prints them; with `--json`,

@@ -91,6 +91,11 @@ impl Out {
         issued: &Issued,
         extra: &[(&str, Value)],
     ) -> Result<()> {
+        if stdout_discarded() {
+            return Err(CliError::failure(
+                "cannot show the secret: standard output is closed or /dev/null",
+            ));
+        }
         let secret = issued.secret.expose_secret();
         if self.json {
             self.json(&issued_json(issued, extra))?;
@@ -103,7 +108,7 @@ impl Out {
             if let Some(n) = &t.name {
                 rows.push((String::from("name"), n.clone()));
             }
-            rows.push((String::from("state"), t.state.to_string()));
+            rows.push((String::from("state"), state_word(t.state).to_owned()));
             rows.push((String::from("expires"), opt_time(t.expires_at)));
             if let Some(r) = t.remaining {
                 rows.push((String::from("uses left"), r.to_string()));
@@ -164,6 +169,28 @@ impl Out {
             Err(CliError::usage("cancelled; nothing was changed"))
         }
     }
+}
+
+/// Whether standard output goes nowhere: closed (`>&-`, which Rust's runtime reopens on
+/// /dev/null) or /dev/null itself. A secret printed there is lost.
+fn stdout_discarded() -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd;
+        use std::os::unix::fs::MetadataExt;
+        let Ok(fd) = std::io::stdout().as_fd().try_clone_to_owned() else {
+            return true;
+        };
+        let (Ok(out), Ok(null)) = (
+            std::fs::File::from(fd).metadata(),
+            std::fs::metadata("/dev/null"),
+        ) else {
+            return false;
+        };
+        out.dev() == null.dev() && out.ino() == null.ino() && out.rdev() == null.rdev()
+    }
+    #[cfg(not(unix))]
+    false
 }
 
 /// A token just issued as JSON: its summary, its secret and `shown_once`, with more fields.
@@ -259,6 +286,16 @@ pub(crate) fn uses(t: &TokenSummary) -> String {
     match t.remaining {
         Some(left) => format!("{}/{}", t.uses, t.uses.saturating_add(left)),
         None => format!("{}/unlimited", t.uses),
+    }
+}
+
+/// A state as people read it: one word each. A deactivated token (an application token or
+/// an endpoint secondary turned off by an administrator) is `deactivated`; a secondary's
+/// enabled toggle is a separate on/off. (The JSON code stays `disabled`.)
+pub(crate) const fn state_word(state: tessera::core::lifecycle::State) -> &'static str {
+    match state {
+        tessera::core::lifecycle::State::Disabled => "deactivated",
+        other => other.as_str(),
     }
 }
 

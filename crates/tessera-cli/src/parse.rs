@@ -25,6 +25,12 @@ pub(crate) fn duration(what: &str, input: &str) -> Result<Duration> {
         ))
     };
     let s = input.trim();
+    if s.starts_with('-') {
+        return Err(CliError::usage(format!(
+            "{what} `{}` is negative; it is a length of time ahead, e.g. 90s, 30m, 12h or 7d",
+            crate::output::cut(input, 32)
+        )));
+    }
     let unit = s.chars().last().ok_or_else(bad)?;
     let num = &s[..s.len() - unit.len_utf8()];
     if num.is_empty() || num.len() > 10 || !num.bytes().all(|b| b.is_ascii_digit()) {

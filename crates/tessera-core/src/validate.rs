@@ -39,8 +39,9 @@ pub enum Rejection {
     /// Rotated and past its grace window.
     #[error("token was rotated out")]
     RotatedOut,
-    /// Turned off by an admin.
-    #[error("token is disabled")]
+    /// Deactivated by an admin (an application token or an endpoint secondary); an admin can
+    /// activate it again. State word `deactivated`, code `disabled`.
+    #[error("token is deactivated")]
     Disabled,
     /// Unused too long; an admin must reactivate it.
     #[error("token is dormant")]
@@ -72,6 +73,10 @@ pub enum Rejection {
     /// A device other than the one the token is bound to.
     #[error("token is bound to another device")]
     DeviceMismatch,
+    /// An endpoint secondary whose enabled toggle is off (it stays active and listed; every
+    /// integration using it stops until the toggle is on again).
+    #[error("token's enabled toggle is off")]
+    ToggledOff,
 }
 
 /// The single outside answer of RFC 6750 section 3.1.
@@ -138,6 +143,7 @@ impl Rejection {
             Self::WrongEndpoint => "wrong_endpoint",
             Self::WrongMethod => "wrong_method",
             Self::MappingDisabled => "mapping_disabled",
+            Self::ToggledOff => "toggled_off",
             Self::DeviceMismatch => "device_mismatch",
         }
     }
@@ -283,7 +289,7 @@ fn check_endpoint(
         }
         EndpointData::Secondary { enabled, .. } => {
             if !enabled {
-                return Err(Rejection::Disabled);
+                return Err(Rejection::ToggledOff);
             }
             match mapping {
                 Some(m) if m.secondary == id && &m.endpoint == endpoint && m.method == method => {

@@ -172,6 +172,7 @@ mod tests {
             Rejection::WrongMethod,
             Rejection::MappingDisabled,
             Rejection::DeviceMismatch,
+            Rejection::ToggledOff,
         ];
         for r in scope {
             assert_eq!(Refusal::from(r), Refusal::InsufficientScope);

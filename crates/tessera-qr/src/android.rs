@@ -70,7 +70,10 @@ impl AndroidProvisioning {
     ///   either full or starting with `.` (`com.example.dpc/.AdminReceiver`);
     /// - `download_location`: the `https://` URL of the DPC's APK;
     /// - `signature_checksum`: the URL-safe base64 SHA-256 of the APK's signing certificate,
-    ///   43 characters (a trailing `=` and the standard `+` `/` alphabet are accepted too).
+    ///   43 characters. Android reads it URL-safe, so the standard alphabet (`+`, `/`) and a
+    ///   trailing `=` are accepted and converted: the payload always carries the URL-safe
+    ///   spelling without padding. A mix of both alphabets, or a last character that leaves
+    ///   bits over (not the spelling of exactly 32 bytes), is refused.
     ///
     /// # Errors
     ///
@@ -86,13 +89,12 @@ impl AndroidProvisioning {
         }
         check_download_location(download_location)
             .map_err(|reason| Error::InvalidDownloadLocation { reason })?;
-        if !is_sha256_base64(signature_checksum) {
-            return Err(Error::InvalidSignatureChecksum);
-        }
+        let signature_checksum =
+            url_safe_sha256(signature_checksum).ok_or(Error::InvalidSignatureChecksum)?;
         Ok(Self {
             component_name: component_name.to_owned(),
             download_location: download_location.to_owned(),
-            signature_checksum: signature_checksum.to_owned(),
+            signature_checksum,
             skip_encryption: None,
             leave_all_system_apps_enabled: None,
             extras_key: Self::DEFAULT_EXTRAS_KEY.to_owned(),
@@ -223,14 +225,42 @@ fn check_download_location(url: &str) -> core::result::Result<(), &'static str> 
     })
 }
 
-/// 43 base64 characters (URL-safe or standard alphabet), optionally followed by one `=`: the
-/// spelling of 32 bytes.
-fn is_sha256_base64(s: &str) -> bool {
+/// The URL-safe, unpadded spelling of 32 bytes written in base64 (URL-safe or standard
+/// alphabet, not both, optionally one `=`), or `None` when it is not such a spelling.
+fn url_safe_sha256(s: &str) -> Option<String> {
     let body = s.strip_suffix('=').unwrap_or(s);
-    body.len() == 43
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'+' | b'/'))
+    if body.len() != 43 {
+        return None;
+    }
+    let url_safe = body.bytes().any(|b| matches!(b, b'-' | b'_'));
+    let standard = body.bytes().any(|b| matches!(b, b'+' | b'/'));
+    if url_safe && standard {
+        return None;
+    }
+    let value = |b: u8| -> Option<u8> {
+        Some(match b {
+            b'A'..=b'Z' => b - b'A',
+            b'a'..=b'z' => b - b'a' + 26,
+            b'0'..=b'9' => b - b'0' + 52,
+            b'-' | b'+' => 62,
+            b'_' | b'/' => 63,
+            _ => return None,
+        })
+    };
+    let mut out = String::with_capacity(43);
+    for (i, b) in body.bytes().enumerate() {
+        let v = value(b)?;
+        // 43 characters carry 258 bits: the last one's low two bits must be zero.
+        if i == 42 && v & 0b11 != 0 {
+            return None;
+        }
+        out.push(match b {
+            b'+' => '-',
+            b'/' => '_',
+            other => char::from(other),
+        });
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -287,7 +317,16 @@ mod tests {
                 "{bad}"
             );
         }
-        for bad in ["", "abc", &CHECKSUM[1..], &format!("{CHECKSUM}==")] {
+        for bad in [
+            "",
+            "abc",
+            &CHECKSUM[1..],
+            &format!("{CHECKSUM}=="),
+            // Both alphabets at once.
+            "I5YvS+_5hXY46mb01BlRjq4oJJGs2kuUcHvVkAPEXlg",
+            // A last character with bits over: not 32 bytes.
+            "I5YvS0O5hXY46mb01BlRjq4oJJGs2kuUcHvVkAPEXlh",
+        ] {
             assert_eq!(
                 AndroidProvisioning::new(COMPONENT, LOCATION, bad),
                 Err(Error::InvalidSignatureChecksum)
@@ -297,6 +336,24 @@ mod tests {
         for bad in ["", "a b", "a\"b", &"k".repeat(257)] {
             assert_eq!(p.clone().with_extras_key(bad), Err(Error::InvalidExtrasKey));
         }
+    }
+
+    #[test]
+    fn standard_base64_becomes_url_safe() {
+        // SHA-256 of b"x1", as `base64` (standard) prints it.
+        let standard = "7DFoL95WGReVL/eKeore/9D+vDct0mhxkWxGxjA4G0U=";
+        let p = AndroidProvisioning::new(COMPONENT, LOCATION, standard).unwrap();
+        assert_eq!(
+            p.signature_checksum(),
+            "7DFoL95WGReVL_eKeore_9D-vDct0mhxkWxGxjA4G0U"
+        );
+        let v: Value = serde_json::from_str(&p.json("tok")).unwrap();
+        assert_eq!(
+            v[SIGNATURE_CHECKSUM],
+            "7DFoL95WGReVL_eKeore_9D-vDct0mhxkWxGxjA4G0U"
+        );
+        let same = AndroidProvisioning::new(COMPONENT, LOCATION, p.signature_checksum()).unwrap();
+        assert_eq!(same, p);
     }
 
     #[test]

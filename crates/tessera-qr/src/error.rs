@@ -59,8 +59,9 @@ pub enum Error {
     InvalidParamName,
     /// The signature checksum of an Android provisioning payload was refused.
     #[error(
-        "invalid signature checksum; use the url-safe base64 sha-256 of the dpc's signing \
-         certificate (43 characters, optionally one `=`)"
+        "invalid signature checksum; use the base64 sha-256 of the dpc's signing certificate: \
+         43 characters of one alphabet, url-safe (`-`, `_`) or standard (`+`, `/`, converted), \
+         optionally one `=`"
     )]
     InvalidSignatureChecksum,
     /// The PNG encoder failed; the message is the encoder's, and never holds the payload.

@@ -168,7 +168,8 @@ proptest! {
         token in any::<String>(),
         component in component_name(),
         location in "https://[a-z]{1,10}\\.[a-z]{2,5}(/[A-Za-z0-9._~-]{0,10}){0,3}(\\?[a-z]{1,5}=[A-Za-z0-9]{0,8})?",
-        checksum in "[A-Za-z0-9_-]{43}=?",
+        // 43 characters spelling 32 bytes: the last one leaves no bits over.
+        checksum in "[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]=?",
         extras_key in "[A-Za-z0-9._-]{1,40}",
         skip in proptest::option::of(any::<bool>()),
         leave in proptest::option::of(any::<bool>()),
@@ -188,7 +189,7 @@ proptest! {
         let key = |k: &str| format!("android.app.extra.PROVISIONING_{k}");
         prop_assert_eq!(&doc[key("DEVICE_ADMIN_COMPONENT_NAME")], &Value::from(component));
         prop_assert_eq!(&doc[key("DEVICE_ADMIN_PACKAGE_DOWNLOAD_LOCATION")], &Value::from(location));
-        prop_assert_eq!(&doc[key("DEVICE_ADMIN_SIGNATURE_CHECKSUM")], &Value::from(checksum));
+        prop_assert_eq!(&doc[key("DEVICE_ADMIN_SIGNATURE_CHECKSUM")], &Value::from(checksum.trim_end_matches('=')));
         prop_assert_eq!(doc.get(key("SKIP_ENCRYPTION")).and_then(Value::as_bool), skip);
         prop_assert_eq!(doc.get(key("LEAVE_ALL_SYSTEM_APPS_ENABLED")).and_then(Value::as_bool), leave);
         let mut extras = serde_json::Map::new();
@@ -208,6 +209,10 @@ proptest! {
             let payload = Payload::android(&Secret::from_presented(token.clone()), &p);
             let doc: Value = serde_json::from_str(payload.expose_text()).unwrap();
             prop_assert_eq!(&doc[EXTRAS][AndroidProvisioning::DEFAULT_EXTRAS_KEY], &Value::from(token));
+            // Always the URL-safe, unpadded spelling Android reads.
+            let sum = p.signature_checksum();
+            prop_assert_eq!(sum.len(), 43);
+            prop_assert!(sum.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
         }
     }
 

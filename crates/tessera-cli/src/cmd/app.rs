@@ -36,7 +36,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: AppCmd) -> Result<()> {
                     p,
                 )
                 .await?;
-            ctx.out.issued("application token", &issued, &[])?;
+            ctx.show_created("application token", &issued, &[]).await?;
             if !ctx.out.json {
                 eprintln!("present it as `Authorization: Bearer <token>`");
             }
@@ -52,7 +52,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: AppCmd) -> Result<()> {
                 rows.push(vec![
                     t.id.to_string(),
                     l.data.name.to_string(),
-                    t.state.to_string(),
+                    output::state_word(t.state).to_owned(),
                     access.join(","),
                     opt_time(t.last_used_at),
                     output::cut(l.data.description.as_str(), 40),

@@ -5,6 +5,7 @@ use tessera::auth::NewAuth;
 use tessera::core::Kind;
 use tessera::core::id::{Permission, TokenName, UserId};
 use tessera::core::kind::auth::{Expiry, Scope};
+use tessera::core::lifecycle::State;
 
 use crate::cli::AuthCmd;
 use crate::cmd::deployment::{grace, rejected_json};
@@ -47,7 +48,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: AuthCmd) -> Result<()> {
                 .map(|s| s.trim())
                 .filter(|s| !s.is_empty())
                 .collect();
-            ctx.out.issued(
+            ctx.show_created(
                 "auth token",
                 &issued,
                 &[
@@ -55,21 +56,25 @@ pub(crate) async fn run(ctx: &Ctx, cmd: AuthCmd) -> Result<()> {
                     ("scope", Value::from(scope)),
                 ],
             )
+            .await
         }
-        AuthCmd::List { owner } => {
+        AuthCmd::List { owner, all } => {
             let owner = owner.map(UserId::parse).transpose()?;
             let list = svc.list(owner.as_ref(), p).await?;
             let mut rows = Vec::new();
             let mut json = Vec::new();
             for l in &list {
                 let t = &l.token;
+                if t.state == State::Deleted && !all {
+                    continue;
+                }
                 let scope: Vec<&str> = l.data.scope.iter().map(Permission::as_str).collect();
                 rows.push(vec![
                     t.id.to_string(),
                     l.data.owner.to_string(),
                     l.data.name.to_string(),
                     scope.join(","),
-                    t.state.to_string(),
+                    output::state_word(t.state).to_owned(),
                     opt_time(t.expires_at),
                     t.generated_by
                         .as_ref()
@@ -111,6 +116,12 @@ pub(crate) async fn run(ctx: &Ctx, cmd: AuthCmd) -> Result<()> {
                     return Err(CliError::not_found(format!(
                         "{id} is {} token, not an auth token",
                         output::article(r.kind())
+                    )));
+                }
+                if r.state.is_terminal() {
+                    return Err(CliError::usage(format!(
+                        "cannot delete auth token {id}: it is already {}; deletion is final, nothing was deleted",
+                        r.state
                     )));
                 }
                 resolved.push(id);

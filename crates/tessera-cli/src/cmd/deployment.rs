@@ -34,7 +34,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: DeploymentCmd) -> Result<()> {
                 let rendered = svc.render_command(&template, &issued.secret).await?;
                 extra.push(("installer_command", Value::from(rendered.expose_secret())));
             }
-            ctx.out.issued("deployment token", &issued, &extra)
+            ctx.show_created("deployment token", &issued, &extra).await
         }
         DeploymentCmd::List => {
             let latest = svc.latest().await?.map(|t| t.id);
@@ -54,7 +54,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: DeploymentCmd) -> Result<()> {
                 rows.push(vec![
                     t.id.to_string(),
                     d.name.to_string(),
-                    t.state.to_string(),
+                    output::state_word(t.state).to_owned(),
                     if is_latest { "*".into() } else { String::new() },
                     if d.auto_renew {
                         "yes".into()

@@ -97,7 +97,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: EndpointCmd) -> Result<()> {
                     vec![
                         m.to_string(),
                         t.id.to_string(),
-                        t.state.to_string(),
+                        output::state_word(t.state).to_owned(),
                         opt_time(t.last_used_at),
                         t.hint.clone(),
                     ]
@@ -248,7 +248,8 @@ async fn secondary(ctx: &Ctx, cmd: SecondaryCmd) -> Result<()> {
             let issued = svc
                 .create_secondary(TokenName::parse(name)?, Description::parse(description)?, p)
                 .await?;
-            ctx.out.issued("secondary endpoint token", &issued, &[])?;
+            ctx.show_created("secondary endpoint token", &issued, &[])
+                .await?;
             if !ctx.out.json {
                 eprintln!(
                     "map it to an endpoint with `tessera endpoint secondary map {} ENDPOINT METHOD`",
@@ -287,8 +288,8 @@ async fn secondary(ctx: &Ctx, cmd: SecondaryCmd) -> Result<()> {
                 rows.push(vec![
                     t.id.to_string(),
                     t.name.clone().unwrap_or_default(),
-                    if s.enabled { "yes".into() } else { "no".into() },
-                    t.state.to_string(),
+                    if s.enabled { "on".into() } else { "off".into() },
+                    output::state_word(t.state).to_owned(),
                     if maps.is_empty() {
                         "-".into()
                     } else {
@@ -307,7 +308,7 @@ async fn secondary(ctx: &Ctx, cmd: SecondaryCmd) -> Result<()> {
                 ));
             }
             ctx.out.listing(
-                &["ID", "NAME", "ENABLED", "STATE", "MAPPINGS", "DESCRIPTION", "HINT"],
+                &["ID", "NAME", "TOGGLE", "STATE", "MAPPINGS", "DESCRIPTION", "HINT"],
                 &rows,
                 &Value::Array(json),
                 "no secondary endpoint tokens; create one with `tessera endpoint secondary create --name APP`",
@@ -316,12 +317,12 @@ async fn secondary(ctx: &Ctx, cmd: SecondaryCmd) -> Result<()> {
         SecondaryCmd::Enable { id } => {
             let id = secondary_id(ctx, &id).await?;
             svc.set_enabled(id, true, p).await?;
-            done(ctx, id, "enabled", json!({ "enabled": true })).await
+            done(ctx, id, "toggled on", json!({ "enabled": true })).await
         }
         SecondaryCmd::Disable { id } => {
             let id = secondary_id(ctx, &id).await?;
             svc.set_enabled(id, false, p).await?;
-            done(ctx, id, "disabled", json!({ "enabled": false })).await
+            done(ctx, id, "toggled off", json!({ "enabled": false })).await
         }
         SecondaryCmd::Activate { id } => {
             let id = secondary_id(ctx, &id).await?;

@@ -105,11 +105,15 @@ pub(crate) async fn list(ctx: &Ctx, args: ListArgs) -> Result<()> {
                 continue;
             }
         }
-        let t = r.summary(now);
+        let mut t = r.summary(now);
         if args.active && state_rejection(t.state).is_some() {
             continue;
         }
         if want.is_some_and(|w| t.state != w) {
+            continue;
+        }
+        // Deleted tokens are gone for the console: shown only when asked for.
+        if t.state == State::Deleted && !args.all && want != Some(State::Deleted) {
             continue;
         }
         // Expiring: still in force now, and ending within the window.
@@ -118,12 +122,15 @@ pub(crate) async fn list(ctx: &Ctx, args: ListArgs) -> Result<()> {
         {
             continue;
         }
+        if r.kind() == Kind::Application {
+            t.uses = app_uses(ctx, r.id).await?;
+        }
         let d = detail(&r);
         rows.push(vec![
             t.id.to_string(),
             t.kind.to_string(),
             t.name.clone().unwrap_or_else(|| String::from("-")),
-            t.state.to_string(),
+            output::state_word(t.state).to_owned(),
             opt_time(t.expires_at),
             opt_time(t.last_used_at),
             output::cut(&d, 40),
@@ -148,6 +155,12 @@ pub(crate) async fn list(ctx: &Ctx, args: ListArgs) -> Result<()> {
     )
 }
 
+/// An application token's uses: the sum of its IP log, as `app ips` shows it.
+async fn app_uses(ctx: &Ctx, id: TokenId) -> Result<u64> {
+    let log = ctx.service.application().ips(id).await?;
+    Ok(log.iter().map(|u| u.count).sum())
+}
+
 /// `tessera show ID`.
 pub(crate) async fn show(ctx: &Ctx, id: &str) -> Result<()> {
     let id = ctx.resolve_id(id).await?;
@@ -160,18 +173,24 @@ pub(crate) async fn show(ctx: &Ctx, id: &str) -> Result<()> {
             ));
         }
     }
-    let t = r.summary(ctx.now());
+    let mut t = r.summary(ctx.now());
+    // An application token's uses are its IP log's, as `app ips` counts them: one count.
+    let mut uses_text = uses(&t);
+    if r.kind() == Kind::Application {
+        t.uses = app_uses(ctx, id).await?;
+        uses_text = format!("{} (per address: `tessera app ips {id}`)", t.uses);
+    }
     let mut lines = vec![
         ("id", t.id.to_string()),
         ("kind", t.kind.to_string()),
         ("name", t.name.clone().unwrap_or_else(|| String::from("-"))),
-        ("state", t.state.to_string()),
+        ("state", output::state_word(t.state).to_owned()),
         ("hint", t.hint.clone()),
         ("created", output::time(t.created_at)),
         ("created by", r.created_by.to_string()),
         ("expires", opt_time(t.expires_at)),
         ("last used", opt_time(t.last_used_at)),
-        ("uses", uses(&t)),
+        ("uses", uses_text),
         ("detail", detail(&r)),
     ];
     if let Some(g) = &t.generated_by {
@@ -510,6 +529,7 @@ pub(crate) async fn verify(ctx: &Ctx, token: Option<String>) -> Result<()> {
             return Err(CliError::Rejected {
                 reason: Rejection::Malformed,
                 context: format!("token ({e})"),
+                fix: None,
             });
         }
     };

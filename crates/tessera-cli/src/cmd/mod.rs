@@ -13,7 +13,9 @@ use clap::CommandFactory;
 
 use crate::cli::{Cli, Command};
 use crate::context::Ctx;
-use crate::error::Result;
+use tessera::Rejection;
+
+use crate::error::{CliError, Result};
 
 /// Run a parsed command line.
 pub(crate) async fn run(cli: Cli) -> Result<()> {
@@ -29,7 +31,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Command::Sweep(args) => general::sweep(g, args).await,
         command => {
             let ctx = Ctx::open(g, None).await?;
-            let done = match command {
+            let result = match command {
                 Command::Deployment(c) => deployment::run(&ctx, c).await,
                 Command::Onboarding(c) => onboarding::run(&ctx, c).await,
                 Command::Endpoint(c) => endpoint::run(&ctx, c).await,
@@ -49,7 +51,20 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
             // A validation's use (last use, IP log, traffic, audit row) waits in the usage
             // ledger: write it before the process ends, whatever the command's outcome.
             let flushed = ctx.service.flush().await;
-            done?;
+            let result = match result {
+                // An unknown token may be a wrong pepper rather than a wrong database.
+                Err(CliError::Rejected {
+                    reason: Rejection::NotFound,
+                    context,
+                    fix: None,
+                }) => Err(CliError::Rejected {
+                    reason: Rejection::NotFound,
+                    context,
+                    fix: ctx.pepper_doubt().await?,
+                }),
+                other => other,
+            };
+            result?;
             flushed?;
             Ok(())
         }

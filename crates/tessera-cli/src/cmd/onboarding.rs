@@ -43,8 +43,14 @@ pub(crate) async fn run(ctx: &Ctx, cmd: OnboardingCmd) -> Result<()> {
                 let given = qr_args.given();
                 if !given.is_empty() {
                     return Err(CliError::usage(format!(
-                        "{} only shape the QR code, and none is drawn; add --qr svg|png|terminal (or drop them)",
-                        given.join(", ")
+                        "{} {} the QR code, and none is drawn; add --qr svg|png|terminal (or drop {})",
+                        given.join(", "),
+                        if given.len() == 1 {
+                            "only shapes"
+                        } else {
+                            "only shape"
+                        },
+                        if given.len() == 1 { "it" } else { "them" }
                     )));
                 }
             }
@@ -69,14 +75,15 @@ pub(crate) async fn run(ctx: &Ctx, cmd: OnboardingCmd) -> Result<()> {
                     if let Some(path) = p.render(&issued.secret, ctx.out.json)? {
                         extra.push(("qr_file", Value::from(path.display().to_string())));
                     }
-                    ctx.out.issued("onboarding token", &issued, &extra)
+                    ctx.show_created("onboarding token", &issued, &extra).await
                 }
                 // The terminal code after the token's details.
                 Some(p) => {
-                    ctx.out.issued("onboarding token", &issued, &extra)?;
+                    ctx.show_created("onboarding token", &issued, &extra)
+                        .await?;
                     p.render(&issued.secret, ctx.out.json).map(drop)
                 }
-                None => ctx.out.issued("onboarding token", &issued, &extra),
+                None => ctx.show_created("onboarding token", &issued, &extra).await,
             }
         }
         OnboardingCmd::Bulk {
@@ -201,7 +208,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: OnboardingCmd) -> Result<()> {
                 let devices: Vec<String> = l.devices.iter().map(|e| e.device.to_string()).collect();
                 rows.push(vec![
                     t.id.to_string(),
-                    t.state.to_string(),
+                    output::state_word(t.state).to_owned(),
                     l.data.policy.to_string(),
                     l.data.group.to_string(),
                     uses(t),
@@ -459,11 +466,17 @@ impl QrPlan {
         }
         let carrier = match (&args.uri, &args.android_component) {
             (Some(u), _) => Carrier::Uri(Uri::parse(u)?),
-            (None, Some(c)) => Carrier::Android(AndroidProvisioning::new(
-                c,
-                args.android_download.as_deref().unwrap_or_default(),
-                args.android_checksum.as_deref().unwrap_or_default(),
-            )?),
+            (None, Some(c)) => {
+                let a = AndroidProvisioning::new(
+                    c,
+                    args.android_download.as_deref().unwrap_or_default(),
+                    args.android_checksum.as_deref().unwrap_or_default(),
+                )?;
+                Carrier::Android(match &args.android_extras_key {
+                    Some(k) => a.with_extras_key(k)?,
+                    None => a,
+                })
+            }
             (None, None) => Carrier::Text,
         };
         let colors = if std::io::stdout().is_terminal() {

@@ -12,6 +12,7 @@ mod audit_access;
 mod auth;
 mod console;
 mod deployment;
+mod edges;
 mod endpoint;
 mod general;
 mod help;

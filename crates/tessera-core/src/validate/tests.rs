@@ -483,11 +483,11 @@ fn endpoint_secondary_rules() {
             &endpoint_request(&orders, Method::Get, Some(&good)),
             NOW
         ),
-        Err(Rejection::Disabled)
+        Err(Rejection::ToggledOff)
     );
     for (m, _) in &cases {
         let req = endpoint_request(&orders, Method::Get, m.as_ref());
-        assert_eq!(validate(&off, &req, NOW), Err(Rejection::Disabled));
+        assert_eq!(validate(&off, &req, NOW), Err(Rejection::ToggledOff));
     }
 }
 
@@ -558,6 +558,7 @@ fn all_rejections() -> Vec<Rejection> {
         Rejection::WrongMethod,
         Rejection::MappingDisabled,
         Rejection::DeviceMismatch,
+        Rejection::ToggledOff,
     ];
     for r in all {
         match r {
@@ -576,7 +577,8 @@ fn all_rejections() -> Vec<Rejection> {
             | Rejection::WrongEndpoint
             | Rejection::WrongMethod
             | Rejection::MappingDisabled
-            | Rejection::DeviceMismatch => {}
+            | Rejection::DeviceMismatch
+            | Rejection::ToggledOff => {}
         }
     }
     all.to_vec()
@@ -650,6 +652,7 @@ fn each_kind_reaches_its_rejections() {
                 Rejection::WrongEndpoint,
                 Rejection::WrongMethod,
                 Rejection::MappingDisabled,
+                Rejection::ToggledOff,
             ],
         ),
         (
@@ -674,6 +677,7 @@ fn each_kind_reaches_its_rejections() {
         }
         if kind == Kind::Endpoint {
             records.push(record(secondary(true)));
+            records.push(record(secondary(false)));
         }
         for state in State::ALL {
             for expired in [false, true] {
