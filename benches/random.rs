@@ -144,7 +144,7 @@ async fn issue(store: Arc<dyn Store>, kinds: &[Case]) -> Tokens {
         if kinds.contains(&Case::Deployment) {
             let d = svc
                 .deployment()
-                .generate(NewDeployment::named(&format!("d{i}")).unwrap(), &by)
+                .generate(NewDeployment::named(format!("d{i}")).unwrap(), &by)
                 .await
                 .unwrap();
             t.deployment.push(d.secret.expose_secret().to_owned());

@@ -1126,7 +1126,7 @@ mod tests {
 
     #[test]
     fn redemptions_from_many_threads_never_exceed_the_limit() {
-        let s = std::sync::Arc::new(MemoryStore::new());
+        let s = Arc::new(MemoryStore::new());
         let r = onboarding(UsageLimit::uses(50).unwrap());
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
@@ -1134,7 +1134,7 @@ mod tests {
         rt.block_on(s.insert(&r)).unwrap();
         let handles: Vec<_> = (0..8)
             .map(|t| {
-                let (s, digest) = (std::sync::Arc::clone(&s), r.digest);
+                let (s, digest) = (Arc::clone(&s), r.digest);
                 std::thread::spawn(move || {
                     let rt = tokio::runtime::Builder::new_current_thread()
                         .build()
