@@ -12,7 +12,7 @@ use tessera::core::id::TokenId;
 use tessera::core::kind::application::InactivityPolicy;
 use tessera::core::record::TokenRecord;
 use tessera::store::TokenFilter;
-use tessera::{Issued, Principal, Store, TokenService};
+use tessera::{Issued, LedgerSettings, Principal, Store, TokenService};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use zeroize::Zeroizing;
@@ -354,8 +354,11 @@ impl Ctx {
         }
         let pepper = |h: &str| Pepper::from_hex(KEY_ID, h).map_err(CliError::from);
         let clock = clock(g)?;
+        // One command validates once at most: its use is audited as a row of its own (with its
+        // address, endpoint or permission), written by the ledger's flush when the command ends.
         let mut builder = TokenService::builder_shared(opened.store, Peppers::new(pepper(&hex)?))
-            .clock(clock.clone());
+            .clock(clock.clone())
+            .ledger(LedgerSettings::new().audit_each_use(true));
         if let Some(p) = inactivity {
             builder = builder.inactivity(p);
         }
