@@ -7,13 +7,15 @@ use tessera_core::audit::{AuditAction, AuditEvent};
 use tessera_core::format::Spelling;
 use tessera_core::id::{ApplicationName, Description, TokenId};
 use tessera_core::kind::KindData;
-use tessera_core::kind::application::{AccessTypes, ApplicationData};
+use tessera_core::kind::application::{AccessCatalog, AccessTypes, ApplicationData};
 use tessera_core::kind::onboarding::UsageLimit;
 use tessera_core::lifecycle::{Action, State};
 use tessera_core::net::canonical;
 use tessera_core::record::TokenSummary;
 use tessera_core::validate::{self, Rejection, Request};
+use tessera_core::record::TokenRecord;
 use tessera_store::{TokenFilter, UsageEntry, UsageSubject};
+use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
 use crate::ledger::Subject;
@@ -104,6 +106,7 @@ impl ApplicationTokens<'_> {
         access: AccessTypes,
         by: &Principal,
     ) -> Result<Issued> {
+        self.svc.inner.settings.access_types.check(&access)?;
         let now = self.svc.now();
         let (secret, record) = self.svc.mint(
             Kind::Application,
@@ -120,6 +123,12 @@ impl ApplicationTokens<'_> {
             now,
         )?;
         self.svc.store_issued(secret, record, now).await
+    }
+
+    /// The access types tokens may carry, as configured
+    /// ([`Builder::access_types`](crate::Builder::access_types)).
+    pub fn access_types(&self) -> &AccessCatalog {
+        &self.svc.inner.settings.access_types
     }
 
     /// Every application token not deleted.
@@ -142,10 +151,10 @@ impl ApplicationTokens<'_> {
             .list(&TokenFilter::default().kind(Kind::Application))
             .await?
             .into_iter()
-            .filter(|r| r.state != State::Deleted)
+            .filter(|r| self.svc.idle_state(r, now) != State::Deleted)
             .filter_map(|r| match &r.data {
                 KindData::Application(d) => Some(ApplicationListing {
-                    token: r.summary(now),
+                    token: self.svc.summary(&r, now),
                     data: d.clone(),
                 }),
                 _ => None,
@@ -172,7 +181,10 @@ impl ApplicationTokens<'_> {
         Ok(r.summary(self.svc.now()))
     }
 
-    /// Activate a deactivated or dormant token; its inactivity clock starts again.
+    /// Activate a deactivated or dormant token; its inactivity clock starts again (activation
+    /// counts as activity). A token unused past the dormancy threshold is dormant whether or not
+    /// a sweep recorded it, and activating it makes it usable again; one unused past the
+    /// deletion threshold is deleted for good and cannot be activated.
     ///
     /// # Errors
     ///
@@ -185,7 +197,7 @@ impl ApplicationTokens<'_> {
     )]
     pub async fn activate(&self, id: TokenId, by: &Principal) -> Result<TokenSummary> {
         let r = self.svc.record(Kind::Application, id).await?;
-        let action = if r.state == State::Dormant {
+        let action = if self.svc.idle_state(&r, self.svc.now()) == State::Dormant {
             Action::Reactivate
         } else {
             Action::Enable
@@ -256,7 +268,14 @@ impl ApplicationTokens<'_> {
             ip,
             ip_blocked: record.is_blocked(ip),
         };
-        if let Err(rej) = validate::validate(record, &request, now) {
+        // Inactivity holds at the moment of use, whether or not a sweep recorded it, on cached
+        // records too; a refused use writes no last use, so it never revives an idle token.
+        let verdict = match self.idle(record, now).await? {
+            State::Deleted if record.state != State::Deleted => Err(Rejection::Deleted),
+            State::Dormant if record.state != State::Dormant => Err(Rejection::Dormant),
+            _ => validate::validate(record, &request, now).map(drop),
+        };
+        if let Err(rej) = verdict {
             self.svc.refused(&found, rej, Some(ip), None, event);
             return Ok(Err(rej));
         }
@@ -270,6 +289,27 @@ impl ApplicationTokens<'_> {
             name: d.name.clone(),
             access: d.access.clone(),
         }))
+    }
+
+    /// The state `record` is in at `now` with inactivity applied. A cached copy may lag behind
+    /// another instance's last-use write: when it says idle, the stored record decides.
+    async fn idle(&self, record: &TokenRecord, now: OffsetDateTime) -> Result<State> {
+        let idle = self.svc.idle_state(record, now);
+        if idle == record.state {
+            return Ok(idle);
+        }
+        // Rare: the token looks idle. Its last use may wait in this process's usage ledger, and
+        // a cached copy may be older than the store's: ask both.
+        let waiting = self.svc.inner.ledger.waiting_last_use(record.id);
+        let state_of = |r: &TokenRecord| {
+            let mut r = r.clone();
+            r.last_used_at = r.last_used_at.max(waiting);
+            self.svc.idle_state(&r, now)
+        };
+        Ok(match self.svc.inner.store.get(record.id).await? {
+            Some(stored) => state_of(&stored),
+            None => State::Deleted,
+        })
     }
 
     /// The addresses that used a token, with first and last use, count and block flag, each
@@ -361,7 +401,6 @@ impl ApplicationTokens<'_> {
                 id: id.to_string(),
             });
         }
-        let entry = self.svc.inner.store.set_blocked(id, ip, blocked).await?;
         let action = if blocked {
             AuditAction::IpBlocked
         } else {
@@ -370,16 +409,17 @@ impl ApplicationTokens<'_> {
         let event = AuditEvent::new(self.svc.now(), by.actor(), action)
             .about(&r)
             .ip(Some(ip));
-        self.svc.inner.store.append(&event).await?;
-        Ok(entry)
+        Ok(self
+            .svc
+            .inner
+            .store
+            .set_blocked(id, ip, blocked, &[event])
+            .await?)
     }
 }
 
 /// The earlier of two optional instants, either missing counting as unknown.
-fn earliest(
-    a: Option<time::OffsetDateTime>,
-    b: Option<time::OffsetDateTime>,
-) -> Option<time::OffsetDateTime> {
+fn earliest(a: Option<OffsetDateTime>, b: Option<OffsetDateTime>) -> Option<OffsetDateTime> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),

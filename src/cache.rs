@@ -524,13 +524,13 @@ impl Store for CachingStore {
         self.inner.capabilities()
     }
 
-    async fn insert(&self, record: &TokenRecord) -> StoreResult<()> {
+    async fn insert(&self, record: &TokenRecord, events: &[AuditEvent]) -> StoreResult<()> {
         // Nothing cached can be stale: only found records are cached, and a new one was not.
-        self.inner.insert(record).await
+        self.inner.insert(record, events).await
     }
 
-    async fn insert_many(&self, records: &[TokenRecord]) -> StoreResult<()> {
-        self.inner.insert_many(records).await
+    async fn insert_many(&self, records: &[TokenRecord], events: &[AuditEvent]) -> StoreResult<()> {
+        self.inner.insert_many(records, events).await
     }
 
     async fn get(&self, id: TokenId) -> StoreResult<Option<TokenRecord>> {
@@ -545,8 +545,13 @@ impl Store for CachingStore {
         self.inner.list(filter).await
     }
 
-    async fn change_state(&self, id: TokenId, change: &StateChange) -> StoreResult<TokenRecord> {
-        write_through!(self, [id], self.inner.change_state(id, change))
+    async fn change_state(
+        &self,
+        id: TokenId,
+        change: &StateChange,
+        events: &[AuditEvent],
+    ) -> StoreResult<TokenRecord> {
+        write_through!(self, [id], self.inner.change_state(id, change, events))
     }
 
     async fn replace(
@@ -554,12 +559,22 @@ impl Store for CachingStore {
         old: TokenId,
         change: &StateChange,
         new: &TokenRecord,
+        events: &[AuditEvent],
     ) -> StoreResult<TokenRecord> {
-        write_through!(self, [old, new.id], self.inner.replace(old, change, new))
+        write_through!(
+            self,
+            [old, new.id],
+            self.inner.replace(old, change, new, events)
+        )
     }
 
-    async fn update_data(&self, id: TokenId, data: &KindData) -> StoreResult<TokenRecord> {
-        write_through!(self, [id], self.inner.update_data(id, data))
+    async fn update_data(
+        &self,
+        id: TokenId,
+        data: &KindData,
+        events: &[AuditEvent],
+    ) -> StoreResult<TokenRecord> {
+        write_through!(self, [id], self.inner.update_data(id, data, events))
     }
 
     async fn set_digest(
@@ -567,12 +582,18 @@ impl Store for CachingStore {
         id: TokenId,
         digest: &Digest,
         hint: &Hint,
+        events: &[AuditEvent],
     ) -> StoreResult<TokenRecord> {
-        write_through!(self, [id], self.inner.set_digest(id, digest, hint))
+        write_through!(self, [id], self.inner.set_digest(id, digest, hint, events))
     }
 
-    async fn set_sealed(&self, id: TokenId, sealed: Option<&Sealed>) -> StoreResult<TokenRecord> {
-        write_through!(self, [id], self.inner.set_sealed(id, sealed))
+    async fn set_sealed(
+        &self,
+        id: TokenId,
+        sealed: Option<&Sealed>,
+        events: &[AuditEvent],
+    ) -> StoreResult<TokenRecord> {
+        write_through!(self, [id], self.inner.set_sealed(id, sealed, events))
     }
 
     async fn touch(
@@ -585,8 +606,8 @@ impl Store for CachingStore {
         self.inner.touch(id, now, interval).await
     }
 
-    async fn purge(&self, ids: &[TokenId]) -> StoreResult<u64> {
-        write_through!(self, ids.iter().copied(), self.inner.purge(ids))
+    async fn purge(&self, ids: &[TokenId], events: &[AuditEvent]) -> StoreResult<u64> {
+        write_through!(self, ids.iter().copied(), self.inner.purge(ids, events))
     }
 
     async fn redeem(
@@ -636,9 +657,15 @@ impl Store for CachingStore {
         self.inner.is_blocked(id, ip).await
     }
 
-    async fn set_blocked(&self, id: TokenId, ip: IpAddr, blocked: bool) -> StoreResult<UsageEntry> {
+    async fn set_blocked(
+        &self,
+        id: TokenId,
+        ip: IpAddr,
+        blocked: bool,
+        events: &[AuditEvent],
+    ) -> StoreResult<UsageEntry> {
         // The block list travels with the record: drop it.
-        write_through!(self, [id], self.inner.set_blocked(id, ip, blocked))
+        write_through!(self, [id], self.inner.set_blocked(id, ip, blocked, events))
     }
 
     async fn usage(&self, id: TokenId) -> StoreResult<Vec<UsageEntry>> {
@@ -649,8 +676,8 @@ impl Store for CachingStore {
         self.inner.endpoint_usage(endpoint).await
     }
 
-    async fn put_mapping(&self, mapping: &Mapping) -> StoreResult<()> {
-        self.inner.put_mapping(mapping).await
+    async fn put_mapping(&self, mapping: &Mapping, events: &[AuditEvent]) -> StoreResult<()> {
+        self.inner.put_mapping(mapping, events).await
     }
 
     async fn mapping(
@@ -668,9 +695,10 @@ impl Store for CachingStore {
         endpoint: &EndpointId,
         method: Method,
         enabled: bool,
+        events: &[AuditEvent],
     ) -> StoreResult<Mapping> {
         self.inner
-            .set_mapping_enabled(secondary, endpoint, method, enabled)
+            .set_mapping_enabled(secondary, endpoint, method, enabled, events)
             .await
     }
 
@@ -679,8 +707,11 @@ impl Store for CachingStore {
         secondary: TokenId,
         endpoint: &EndpointId,
         method: Method,
+        events: &[AuditEvent],
     ) -> StoreResult<()> {
-        self.inner.remove_mapping(secondary, endpoint, method).await
+        self.inner
+            .remove_mapping(secondary, endpoint, method, events)
+            .await
     }
 
     async fn mappings(

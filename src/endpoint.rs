@@ -251,27 +251,22 @@ impl EndpointTokens<'_> {
         for m in Method::primaries(allow_delete) {
             minted.push((*m, self.mint_primary(endpoint, *m, by)?));
         }
-        let records: Vec<TokenRecord> = minted.iter().map(|(_, (_, r))| r.clone()).collect();
-        self.svc.inner.store.insert_many(&records).await?;
-        let event = AuditEvent::new(
+        let methods: Vec<Method> = minted.iter().map(|(m, _)| *m).collect();
+        let enabled = AuditEvent::new(
             now,
             by.actor(),
             AuditAction::EndpointEnabled { allow_delete },
         )
         .at_endpoint(endpoint);
-        self.svc.inner.store.append(&event).await?;
-        let mut out = Vec::new();
-        for (m, (secret, record)) in minted {
-            self.svc.audit_issued(&record).await?;
-            out.push((
-                m,
-                Issued {
-                    secret,
-                    token: record.summary(now),
-                },
-            ));
-        }
-        Ok(out)
+        let issued = self
+            .svc
+            .store_all_issued(
+                minted.into_iter().map(|(_, t)| t).collect(),
+                &[enabled],
+                now,
+            )
+            .await?;
+        Ok(methods.into_iter().zip(issued).collect())
     }
 
     /// Allow or disallow deleting on an endpoint: allowing creates its DELETE primary (returned),
@@ -322,8 +317,11 @@ impl EndpointTokens<'_> {
             }
             let now = self.svc.now();
             let (secret, record) = self.mint_primary(endpoint, Method::Delete, by)?;
-            self.svc.inner.store.append(&event).await?;
-            return self.svc.store_issued(secret, record, now).await.map(Some);
+            let mut issued = self
+                .svc
+                .store_all_issued(vec![(secret, record)], &[event], now)
+                .await?;
+            return Ok(issued.pop());
         }
         if !delete.is_empty() {
             self.svc.inner.store.append(&event).await?;
@@ -362,10 +360,16 @@ impl EndpointTokens<'_> {
                 .await?;
         }
         for m in self.svc.inner.store.mappings(None, Some(endpoint)).await? {
+            let mut event = AuditEvent::new(self.svc.now(), by.actor(), AuditAction::Unmapped)
+                .endpoint(&m.endpoint, m.method);
+            match self.svc.inner.store.get(m.secondary).await? {
+                Some(secondary) => event = event.about(&secondary),
+                None => event.subject.token = Some(m.secondary),
+            }
             self.svc
                 .inner
                 .store
-                .remove_mapping(m.secondary, &m.endpoint, m.method)
+                .remove_mapping(m.secondary, &m.endpoint, m.method, &[event])
                 .await?;
         }
         Ok(())
@@ -491,7 +495,7 @@ impl EndpointTokens<'_> {
         err(level = "warn")
     )]
     pub async fn regenerate_secondary(&self, id: TokenId, by: &Principal) -> Result<Secret> {
-        self.secondary(id).await?;
+        let mut r = self.secondary(id).await?;
         let now = self.svc.now();
         let secret = Secret::generate_with(
             Kind::Endpoint,
@@ -503,10 +507,15 @@ impl EndpointTokens<'_> {
         let digest = self.svc.inner.peppers.current().digest(&presented);
         let hint = presented.hint();
         drop(presented);
-        let updated = self.svc.inner.store.set_digest(id, &digest, &hint).await?;
-        let event = AuditEvent::new(now, by.actor(), AuditAction::Rotated { successor: id })
-            .about(&updated);
-        self.svc.inner.store.append(&event).await?;
+        // The event names the token by its new hint, as it is stored after the change.
+        r.hint = hint.clone();
+        let event =
+            AuditEvent::new(now, by.actor(), AuditAction::Rotated { successor: id }).about(&r);
+        self.svc
+            .inner
+            .store
+            .set_digest(id, &digest, &hint, &[event])
+            .await?;
         Ok(secret)
     }
 
@@ -537,10 +546,13 @@ impl EndpointTokens<'_> {
             description,
             enabled,
         });
-        self.svc.inner.store.update_data(id, &data).await?;
         let event =
             AuditEvent::new(self.svc.now(), by.actor(), AuditAction::Toggled { enabled }).about(&r);
-        self.svc.inner.store.append(&event).await?;
+        self.svc
+            .inner
+            .store
+            .update_data(id, &data, &[event])
+            .await?;
         Ok(())
     }
 
@@ -616,20 +628,16 @@ impl EndpointTokens<'_> {
             method,
             enabled: true,
         };
-        match self.svc.inner.store.put_mapping(&mapping).await {
-            Ok(()) => {}
-            Err(StoreError::AlreadyExists { .. }) => {
-                return Err(Error::Unsupported(
-                    "the secondary is already mapped to this endpoint and method; turn the mapping on or off with map-enable or map-disable",
-                ));
-            }
-            Err(e) => return Err(e.into()),
-        }
         let event = AuditEvent::new(self.svc.now(), by.actor(), AuditAction::Mapped)
             .about(&r)
             .endpoint(endpoint, method);
-        self.svc.inner.store.append(&event).await?;
-        Ok(mapping)
+        match self.svc.inner.store.put_mapping(&mapping, &[event]).await {
+            Ok(()) => Ok(mapping),
+            Err(StoreError::AlreadyExists { .. }) => Err(Error::Unsupported(
+                "the secondary is already mapped to this endpoint and method; turn the mapping on or off with map-enable or map-disable",
+            )),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Remove a mapping.
@@ -651,15 +659,14 @@ impl EndpointTokens<'_> {
         by: &Principal,
     ) -> Result<()> {
         let r = self.secondary(secondary).await?;
-        self.svc
-            .inner
-            .store
-            .remove_mapping(secondary, endpoint, method)
-            .await?;
         let event = AuditEvent::new(self.svc.now(), by.actor(), AuditAction::Unmapped)
             .about(&r)
             .endpoint(endpoint, method);
-        self.svc.inner.store.append(&event).await?;
+        self.svc
+            .inner
+            .store
+            .remove_mapping(secondary, endpoint, method, &[event])
+            .await?;
         Ok(())
     }
 
@@ -683,12 +690,6 @@ impl EndpointTokens<'_> {
         by: &Principal,
     ) -> Result<Mapping> {
         let r = self.secondary(secondary).await?;
-        let m = self
-            .svc
-            .inner
-            .store
-            .set_mapping_enabled(secondary, endpoint, method, enabled)
-            .await?;
         let event = AuditEvent::new(
             self.svc.now(),
             by.actor(),
@@ -696,7 +697,12 @@ impl EndpointTokens<'_> {
         )
         .about(&r)
         .endpoint(endpoint, method);
-        self.svc.inner.store.append(&event).await?;
+        let m = self
+            .svc
+            .inner
+            .store
+            .set_mapping_enabled(secondary, endpoint, method, enabled, &[event])
+            .await?;
         Ok(m)
     }
 

@@ -722,6 +722,25 @@ impl Ledger {
         out
     }
 
+    /// This process's last use of `id` not yet written, if any.
+    pub(crate) fn waiting_last_use(&self, id: TokenId) -> Option<OffsetDateTime> {
+        let mut last = self
+            .shard(id)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .tokens
+            .get(&id)
+            .and_then(|t| t.last_used);
+        if let Some(b) = &*self.unwritten.lock().unwrap_or_else(PoisonError::into_inner) {
+            for (t, at) in &b.last_used {
+                if *t == id {
+                    last = last.max(Some(*at));
+                }
+            }
+        }
+        last
+    }
+
     /// A use that could not be counted (the ledger holds its most tokens, or a token its most
     /// subjects): counted in a metric, logged once until the next write.
     #[cold]

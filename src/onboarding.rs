@@ -195,17 +195,7 @@ impl OnboardingTokens<'_> {
         for spec in specs {
             minted.push(self.mint(spec, by, now)?);
         }
-        let records: Vec<TokenRecord> = minted.iter().map(|(_, r)| r.clone()).collect();
-        self.svc.inner.store.insert_many(&records).await?;
-        let mut out = Vec::with_capacity(minted.len());
-        for (secret, record) in minted {
-            self.svc.audit_issued(&record).await?;
-            out.push(Issued {
-                secret,
-                token: record.summary(now),
-            });
-        }
-        Ok(out)
+        self.svc.store_all_issued(minted, &[], now).await
     }
 
     /// A device redeems a token: atomically consumes one use, records the device and returns

@@ -316,7 +316,7 @@ impl TokenService {
     ///     .create(
     ///         ApplicationName::parse("siem")?,
     ///         Description::parse("collector")?,
-    ///         AccessTypes::new([AccessType::parse("feeds")?])?,
+    ///         AccessTypes::new([AccessType::parse("third-party-feeds")?])?,
     ///         &Principal::admin("alice")?,
     ///     )
     ///     .await?;

@@ -11,7 +11,7 @@ use tessera_core::digest::{Digest, Peppers};
 use tessera_core::format::{self, Entropy, Presented, Spelling};
 use tessera_core::id::{EndpointId, TokenId, UserId};
 use tessera_core::kind::KindData;
-use tessera_core::kind::application::InactivityPolicy;
+use tessera_core::kind::application::{AccessCatalog, InactivityPolicy};
 use tessera_core::kind::endpoint::Method;
 use tessera_core::kind::onboarding::UsageLimit;
 use tessera_core::lifecycle::{Action, State};
@@ -118,7 +118,7 @@ macro_rules! found_or_refuse {
 pub(crate) use found_or_refuse;
 
 /// Settings of a [`TokenService`].
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Settings {
     /// How the usage ledger writes uses, last uses and their audit (every second by default).
@@ -135,6 +135,8 @@ pub struct Settings {
     pub audit_refusals: bool,
     /// The validation cache, if any (default none).
     pub validation_cache: Option<ValidationCache>,
+    /// The access types application tokens may carry (default the seed's two).
+    pub access_types: AccessCatalog,
 }
 
 impl Default for Settings {
@@ -146,6 +148,7 @@ impl Default for Settings {
             audit_uses: true,
             audit_refusals: true,
             validation_cache: None,
+            access_types: AccessCatalog::seed(),
         }
     }
 }
@@ -213,6 +216,15 @@ impl Builder {
     #[must_use]
     pub const fn inactivity(mut self, policy: InactivityPolicy) -> Self {
         self.settings.inactivity = policy;
+        self
+    }
+
+    /// The access types application tokens may carry: a closed set (default
+    /// [`AccessCatalog::SEED`], Security Director and Third Party feeds). Creating a token with
+    /// another type is refused.
+    #[must_use]
+    pub fn access_types(mut self, catalog: AccessCatalog) -> Self {
+        self.settings.access_types = catalog;
         self
     }
 
@@ -394,31 +406,46 @@ impl TokenService {
         Ok(self.inner.peppers.open(record.id, sealed)?)
     }
 
-    /// Store a minted token and audit its issue.
+    /// Store a minted token with its issue event, in one transaction.
     pub(crate) async fn store_issued(
         &self,
         secret: Secret,
         record: TokenRecord,
         now: OffsetDateTime,
     ) -> Result<Issued> {
-        self.inner.store.insert(&record).await?;
-        self.audit_issued(&record).await?;
+        self.inner
+            .store
+            .insert(&record, &[issued_event(&record)])
+            .await?;
+        tracing::info!(kind = record.kind().as_str(), token_id = %record.id, "token issued");
         Ok(Issued {
             secret,
             token: record.summary(now),
         })
     }
 
-    pub(crate) async fn audit_issued(&self, record: &TokenRecord) -> Result<()> {
-        let event = AuditEvent::new(
-            record.created_at,
-            record.created_by.clone(),
-            AuditAction::Issued,
-        )
-        .about(record);
-        self.inner.store.append(&event).await?;
-        tracing::info!(kind = record.kind().as_str(), token_id = %record.id, "token issued");
-        Ok(())
+    /// Store minted tokens with their issue events and `also`, all or none, in one transaction.
+    pub(crate) async fn store_all_issued(
+        &self,
+        minted: Vec<(Secret, TokenRecord)>,
+        also: &[AuditEvent],
+        now: OffsetDateTime,
+    ) -> Result<Vec<Issued>> {
+        let (secrets, records): (Vec<Secret>, Vec<TokenRecord>) = minted.into_iter().unzip();
+        let mut events: Vec<AuditEvent> = records.iter().map(issued_event).collect();
+        events.extend_from_slice(also);
+        self.inner.store.insert_many(&records, &events).await?;
+        for record in &records {
+            tracing::info!(kind = record.kind().as_str(), token_id = %record.id, "token issued");
+        }
+        Ok(secrets
+            .into_iter()
+            .zip(&records)
+            .map(|(secret, record)| Issued {
+                secret,
+                token: record.summary(now),
+            })
+            .collect())
     }
 
     /// The part of a lookup that needs no store, as a plain function (a cache hit costs no
@@ -534,14 +561,25 @@ impl TokenService {
                     });
                 }
             };
-            let to = record.state.apply(action)?;
+            // An application token idle past a threshold is in that state whether or not a
+            // sweep recorded it: the action applies to that state, and the transition the sweep
+            // would have recorded is audited (by the system) with the change.
+            let from = self.idle_state(&record, now);
+            let to = from.apply(action)?;
             let change = StateChange::new(record.state, to, now);
-            match self.inner.store.change_state(id, &change).await {
-                Ok(updated) => {
-                    self.audit_change(&updated, record.state, to, actor, now)
-                        .await?;
-                    return Ok(updated);
-                }
+            let mut events = Vec::with_capacity(2);
+            if from != record.state {
+                events.push(change_event(
+                    &record,
+                    record.state,
+                    from,
+                    Actor::System,
+                    now,
+                ));
+            }
+            events.push(change_event(&record, from, to, actor.clone(), now));
+            match self.inner.store.change_state(id, &change, &events).await {
+                Ok(updated) => return Ok(updated),
                 Err(StoreError::Conflict) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -549,25 +587,31 @@ impl TokenService {
         Err(StoreError::Conflict.into())
     }
 
-    pub(crate) async fn audit_change(
-        &self,
-        record: &TokenRecord,
-        from: State,
-        to: State,
-        actor: Actor,
-        now: OffsetDateTime,
-    ) -> Result<()> {
-        let event =
-            AuditEvent::new(now, actor, AuditAction::StateChanged { from, to }).about(record);
-        self.inner.store.append(&event).await?;
-        tracing::info!(
-            kind = record.kind().as_str(),
-            token_id = %record.id,
-            from = ?from,
-            to = ?to,
-            "token state changed"
-        );
-        Ok(())
+    /// The state `record` is in at `now` once the inactivity rules apply: an application token
+    /// unused past [`InactivityPolicy::delete_after`] is `Deleted`, an active one unused past
+    /// [`InactivityPolicy::dormant_after`] is `Dormant`, whether or not a sweep recorded it;
+    /// any other record is in its stored state.
+    pub(crate) fn idle_state(&self, record: &TokenRecord, now: OffsetDateTime) -> State {
+        if record.kind() == Kind::Application {
+            self.inner
+                .settings
+                .inactivity
+                .state_at(record.state, record.last_activity(), now)
+        } else {
+            record.state
+        }
+    }
+
+    /// A record's summary at `now` as this service sees it: [`TokenRecord::summary`] with the
+    /// inactivity rules applied, so an application token unused past a threshold shows as
+    /// `Dormant` or `Deleted` whether or not a sweep recorded it (validation refuses it so).
+    pub fn summary(&self, record: &TokenRecord, now: OffsetDateTime) -> TokenSummary {
+        let mut summary = record.summary(now);
+        let idle = self.idle_state(record, now);
+        if idle != record.state && !summary.state.is_terminal() {
+            summary.state = idle;
+        }
+        summary
     }
 
     /// Note an accepted use in the usage ledger: last use, the count against `subject`, and
@@ -639,4 +683,25 @@ impl TokenService {
     pub(crate) fn use_event(&self, record: &TokenRecord, now: OffsetDateTime) -> AuditEvent {
         AuditEvent::new(now, Actor::Client, AuditAction::Used).about(record)
     }
+}
+
+/// The event of `record`'s issue.
+pub(crate) fn issued_event(record: &TokenRecord) -> AuditEvent {
+    AuditEvent::new(
+        record.created_at,
+        record.created_by.clone(),
+        AuditAction::Issued,
+    )
+    .about(record)
+}
+
+/// The event of `record`'s state changing from `from` to `to`.
+pub(crate) fn change_event(
+    record: &TokenRecord,
+    from: State,
+    to: State,
+    actor: Actor,
+    now: OffsetDateTime,
+) -> AuditEvent {
+    AuditEvent::new(now, actor, AuditAction::StateChanged { from, to }).about(record)
 }

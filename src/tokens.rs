@@ -14,7 +14,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::error::{Error, Result};
 use crate::principal::Principal;
-use crate::service::{Issued, TokenService};
+use crate::service::{Issued, TokenService, change_event, issued_event};
 
 /// An auto-renewing deployment token that expired and its successor.
 ///
@@ -68,7 +68,7 @@ impl TokenService {
     pub async fn token(&self, id: TokenId) -> Result<TokenSummary> {
         let now = self.now();
         match self.inner.store.get(id).await? {
-            Some(r) => Ok(r.summary(now)),
+            Some(r) => Ok(self.summary(&r, now)),
             None => Err(Error::NoSuchToken {
                 kind: None,
                 id: id.to_string(),
@@ -90,7 +90,7 @@ impl TokenService {
             .list(filter)
             .await?
             .iter()
-            .map(|r| r.summary(now))
+            .map(|r| self.summary(r, now))
             .collect())
     }
 
@@ -153,13 +153,13 @@ impl TokenService {
             successor: Some(new.id),
             ..StateChange::new(old.state, to, now)
         };
-        self.inner.store.replace(id, &change, &new).await?;
-        self.audit_issued(&new).await?;
-        let event = AuditEvent::new(now, by.actor(), AuditAction::Rotated { successor: new.id })
-            .about(&old);
-        self.inner.store.append(&event).await?;
-        self.audit_change(&old, old.state, to, by.actor(), now)
-            .await?;
+        let events = [
+            issued_event(&new),
+            AuditEvent::new(now, by.actor(), AuditAction::Rotated { successor: new.id })
+                .about(&old),
+            change_event(&old, old.state, to, by.actor(), now),
+        ];
+        self.inner.store.replace(id, &change, &new, &events).await?;
         Ok(Issued {
             secret,
             token: new.summary(now),
@@ -292,17 +292,14 @@ impl TokenService {
 
     /// One compare-and-set step of the sweep; `false` when another caller changed it first.
     async fn sweep_step(&self, r: &TokenRecord, to: State, now: OffsetDateTime) -> Result<bool> {
+        let event = change_event(r, r.state, to, Actor::System, now);
         match self
             .inner
             .store
-            .change_state(r.id, &StateChange::new(r.state, to, now))
+            .change_state(r.id, &StateChange::new(r.state, to, now), &[event])
             .await
         {
-            Ok(updated) => {
-                self.audit_change(&updated, r.state, to, Actor::System, now)
-                    .await?;
-                Ok(true)
-            }
+            Ok(_) => Ok(true),
             Err(StoreError::Conflict | StoreError::NotFound { .. }) => Ok(false),
             Err(e) => Err(e.into()),
         }
@@ -327,21 +324,26 @@ impl TokenService {
             successor: Some(new.id),
             ..StateChange::new(old.state, State::Expired, now)
         };
-        match self.inner.store.replace(old.id, &change, &new).await {
+        let events = [
+            issued_event(&new),
+            change_event(old, old.state, State::Expired, Actor::System, now),
+            AuditEvent::new(
+                now,
+                Actor::System,
+                AuditAction::Renewed { successor: new.id },
+            )
+            .about(old),
+        ];
+        match self
+            .inner
+            .store
+            .replace(old.id, &change, &new, &events)
+            .await
+        {
             Ok(_) => {}
             Err(StoreError::Conflict) => return Ok(None),
             Err(e) => return Err(e.into()),
         }
-        self.audit_issued(&new).await?;
-        self.audit_change(old, old.state, State::Expired, Actor::System, now)
-            .await?;
-        let event = AuditEvent::new(
-            now,
-            Actor::System,
-            AuditAction::Renewed { successor: new.id },
-        )
-        .about(old);
-        self.inner.store.append(&event).await?;
         Ok(Some(new.summary(now)))
     }
 
@@ -365,7 +367,14 @@ impl TokenService {
             match self.open(&r) {
                 Ok(secret) => {
                     let fresh = self.inner.peppers.seal(r.id, &secret)?;
-                    match self.inner.store.set_sealed(r.id, Some(&fresh)).await {
+                    let event =
+                        AuditEvent::new(self.now(), Actor::System, AuditAction::Resealed).about(&r);
+                    match self
+                        .inner
+                        .store
+                        .set_sealed(r.id, Some(&fresh), &[event])
+                        .await
+                    {
                         Ok(_) => report.resealed.push(r.id),
                         Err(StoreError::NotFound { .. }) => {}
                         Err(e) => return Err(e.into()),
@@ -426,11 +435,11 @@ impl TokenService {
         if ids.is_empty() {
             return Ok(ids);
         }
-        self.inner.store.purge(&ids).await?;
-        for r in &dead {
-            let event = AuditEvent::new(now, by.actor(), AuditAction::Purged).about(r);
-            self.inner.store.append(&event).await?;
-        }
+        let events: Vec<AuditEvent> = dead
+            .iter()
+            .map(|r| AuditEvent::new(now, by.actor(), AuditAction::Purged).about(r))
+            .collect();
+        self.inner.store.purge(&ids, &events).await?;
         Ok(ids)
     }
 

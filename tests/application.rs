@@ -86,7 +86,7 @@ async fn names_are_unique_and_checked() {
         .create(
             ApplicationName::parse("feed").unwrap(),
             Description::default(),
-            access(&["x"]),
+            access(&["security-director"]),
             &admin(),
         )
         .await;
@@ -256,4 +256,65 @@ async fn inactivity_thresholds_are_configurable() {
     assert_eq!(svc.sweep(false).await.unwrap().dormant, vec![t.token.id]);
     clock.advance(Duration::days(7));
     assert_eq!(svc.sweep(false).await.unwrap().deleted, vec![t.token.id]);
+}
+
+/// The access types are a closed set, the service's configuration: the seed's two by default,
+/// another set when configured; others and repeats are refused, and nothing is stored.
+#[tokio::test]
+async fn access_types_are_a_closed_set_configured_per_service() {
+    use tessera::core::kind::application::AccessCatalog;
+    let (svc, _) = service();
+    let a = svc.application();
+    let offered: Vec<&str> = a.access_types().iter().map(AccessType::as_str).collect();
+    assert_eq!(offered, AccessCatalog::SEED);
+    let name = |n: &str| ApplicationName::parse(n).unwrap();
+    let err = a
+        .create(
+            name("other-1"),
+            Description::parse("").unwrap(),
+            access(&["security-director", "billing"]),
+            &admin(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains(
+            "access type `billing` is not offered; pick from: security-director, third-party-feeds"
+        ),
+        "{err}"
+    );
+    let repeated = AccessTypes::new(
+        ["security-director", "security-director"].map(|t| AccessType::parse(t).unwrap()),
+    )
+    .unwrap_err();
+    assert!(repeated.to_string().contains("given twice"), "{repeated}");
+    assert!(a.list().await.unwrap().is_empty(), "nothing was created");
+
+    // Another service offers another set.
+    let store = tessera::memory::MemoryStore::new();
+    let billing = tessera::TokenService::builder(store, common::peppers())
+        .access_types(AccessCatalog::new([AccessType::parse("billing").unwrap()]).unwrap())
+        .build();
+    billing
+        .application()
+        .create(
+            name("billing-1"),
+            Description::parse("").unwrap(),
+            access(&["billing"]),
+            &admin(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        billing
+            .application()
+            .create(
+                name("billing-2"),
+                Description::parse("").unwrap(),
+                access(&["security-director"]),
+                &admin(),
+            )
+            .await
+            .is_err()
+    );
 }

@@ -217,7 +217,7 @@ async fn service_operations_dropped_at_every_await_point() {
             .create(
                 ApplicationName::parse(format!("cancelled-{i}")).unwrap(),
                 Description::default(),
-                AccessTypes::new([AccessType::parse("feeds").unwrap()]).unwrap(),
+                AccessTypes::new([AccessType::parse("third-party-feeds").unwrap()]).unwrap(),
                 &root(),
             )
             .await

@@ -339,6 +339,16 @@ async fn pepper_rotation_reseals_and_a_retired_pepper_is_a_clear_error() {
     );
     let record = store.get(t.token.id).await.unwrap().unwrap();
     assert_eq!(record.sealed.unwrap().key(), KeyId(2));
+    // The re-seal is audited once (with the change, by the system); the idle re-runs are not.
+    let resealed: Vec<_> = store
+        .events(&tessera::store::AuditFilter::default().token(t.token.id))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == tessera::core::audit::AuditAction::Resealed)
+        .collect();
+    assert_eq!(resealed.len(), 1, "{resealed:?}");
+    assert_eq!(resealed[0].actor, tessera::core::audit::Actor::System);
     assert!(
         retired
             .deployment()

@@ -35,7 +35,7 @@ async fn application(svc: &TokenService, name: &str, root: &Principal) -> tesser
         .create(
             ApplicationName::parse(name).unwrap(),
             Description::default(),
-            AccessTypes::new([AccessType::parse("feeds").unwrap()]).unwrap(),
+            AccessTypes::new([AccessType::parse("third-party-feeds").unwrap()]).unwrap(),
             root,
         )
         .await

@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
+use tessera::core::audit::AuditAction;
 use tessera::core::digest::{KeyId, Pepper, Peppers};
 use tessera::core::id::{AccessType, ApplicationName, Description, DeviceId};
 use tessera::core::kind::application::AccessTypes;
@@ -17,7 +18,7 @@ use tessera::core::kind::onboarding::UsageLimit;
 use tessera::onboarding::NewOnboarding;
 use tessera::sql::postgres::PostgresConfig;
 use tessera::sql::{PostgresStore, SqliteStore};
-use tessera::store::{Store, UsageSubject};
+use tessera::store::{AuditFilter, Store, TokenFilter, UsageSubject};
 use tessera::{Principal, Rejection, TokenService};
 
 const TASKS: usize = 128;
@@ -173,7 +174,11 @@ fn worker() {
                 let mut t = Tally::default();
                 let mut n = task;
                 while n < attempts {
-                    let outcome = if mode == "redeem" {
+                    let outcome = if mode == "issue" {
+                        let spec = NewOnboarding::new("policy", "group").unwrap();
+                        let admin = Principal::admin("root").unwrap();
+                        svc.onboarding().create(spec, &admin).await.map(|_| Ok(()))
+                    } else if mode == "redeem" {
                         let device = DeviceId::parse(format!("p{id}-{n}")).unwrap();
                         svc.onboarding()
                             .redeem(&token, &device)
@@ -251,7 +256,7 @@ async fn ip_log_storm(db: Db) {
         .create(
             ApplicationName::parse("storm").unwrap(),
             Description::default(),
-            AccessTypes::new([AccessType::parse("feeds").unwrap()]).unwrap(),
+            AccessTypes::new([AccessType::parse("third-party-feeds").unwrap()]).unwrap(),
             &Principal::admin("root").unwrap(),
         )
         .await
@@ -273,8 +278,9 @@ async fn ip_log_storm(db: Db) {
     assert_eq!(counted, accepted);
 }
 
-/// SIGKILL one storming process: afterwards consumed uses equal recorded redemptions, the
-/// database opens cleanly and the survivor finished its work.
+/// SIGKILL one storming process and one issuing process: afterwards consumed uses equal
+/// recorded redemptions, every token that survived has its issue event (a record and its event
+/// commit together), the database opens cleanly and the survivor finished its work.
 async fn crash_storm(db: Db) {
     let store = db.open().await;
     let svc = TokenService::builder_shared(store.clone(), peppers()).build();
@@ -300,12 +306,20 @@ async fn crash_storm(db: Db) {
         1,
         2_000,
     ));
-    // Wait until the victim is storming (its redemptions show in the database), then kill it
-    // mid-flight. Its stdout stays open, unread, until it dies.
+    let mut issuer = KillOnDrop(spawn_worker(
+        &db,
+        "issue",
+        issued.secret.expose_secret(),
+        2,
+        1_000_000,
+    ));
+    // Wait until the victims are storming (their redemptions and tokens show in the database),
+    // then kill them mid-flight. Their stdout stays open, unread, until they die.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
     loop {
         let uses = store.get(issued.token.id).await.unwrap().unwrap().uses;
-        if uses >= 200 {
+        let tokens = store.list(&TokenFilter::default()).await.unwrap().len();
+        if uses >= 200 && tokens >= 50 {
             break;
         }
         assert!(
@@ -316,10 +330,13 @@ async fn crash_storm(db: Db) {
     }
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     victim.0.kill().unwrap(); // SIGKILL on Unix
+    issuer.0.kill().unwrap();
     victim.0.wait().unwrap();
+    issuer.0.wait().unwrap();
     let t = read_result(&mut survivor.0);
     assert_eq!((t.admitted, t.refused, t.other), (2_000, 0, 0));
     drop(victim);
+    drop(issuer);
 
     drop(svc);
     drop(store);
@@ -336,6 +353,19 @@ async fn crash_storm(db: Db) {
         "the victim redeemed before it died: {}",
         record.uses
     );
+    let tokens = reopened.list(&TokenFilter::default()).await.unwrap();
+    assert!(tokens.len() > 50, "the issuer issued before it died");
+    for t in &tokens {
+        let events = reopened
+            .events(&AuditFilter::default().token(t.id))
+            .await
+            .unwrap();
+        assert!(
+            events.iter().any(|e| e.action == AuditAction::Issued),
+            "token {} survived without its issue event",
+            t.id
+        );
+    }
     let svc = TokenService::builder_shared(reopened, peppers()).build();
     let after = svc
         .onboarding()

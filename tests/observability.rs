@@ -392,7 +392,7 @@ async fn traces_never_carry_a_secret_and_metrics_count_every_outcome() {
         .create(
             ApplicationName::parse("siem").unwrap(),
             Description::parse("collector").unwrap(),
-            AccessTypes::new([AccessType::parse("feeds").unwrap()]).unwrap(),
+            AccessTypes::new([AccessType::parse("third-party-feeds").unwrap()]).unwrap(),
             &admin,
         )
         .await
@@ -461,7 +461,7 @@ async fn traces_never_carry_a_secret_and_metrics_count_every_outcome() {
         .create(
             ApplicationName::parse("doomed").unwrap(),
             Description::default(),
-            AccessTypes::new([AccessType::parse("feeds").unwrap()]).unwrap(),
+            AccessTypes::new([AccessType::parse("third-party-feeds").unwrap()]).unwrap(),
             &admin,
         )
         .await

@@ -66,30 +66,34 @@ impl Store for Counting {
         self.inner.capabilities()
     }
 
-    fn insert<'life0, 'life1, 'async_trait>(
+    fn insert<'life0, 'life1, 'life2, 'async_trait>(
         &'life0 self,
         record: &'life1 TokenRecord,
+        events: &'life2 [AuditEvent],
     ) -> Fut<'async_trait, ()>
     where
         'life0: 'async_trait,
         'life1: 'async_trait,
+        'life2: 'async_trait,
         Self: 'async_trait,
     {
         self.count("insert");
-        self.inner.insert(record)
+        self.inner.insert(record, events)
     }
 
-    fn insert_many<'life0, 'life1, 'async_trait>(
+    fn insert_many<'life0, 'life1, 'life2, 'async_trait>(
         &'life0 self,
         records: &'life1 [TokenRecord],
+        events: &'life2 [AuditEvent],
     ) -> Fut<'async_trait, ()>
     where
         'life0: 'async_trait,
         'life1: 'async_trait,
+        'life2: 'async_trait,
         Self: 'async_trait,
     {
         self.count("insert_many");
-        self.inner.insert_many(records)
+        self.inner.insert_many(records, events)
     }
 
     fn get<'life0, 'async_trait>(
@@ -127,25 +131,45 @@ impl Store for Counting {
         self.inner.list(filter)
     }
 
-    fn change_state<'life0, 'life1, 'async_trait>(
+    fn change_state<'life0, 'life1, 'life2, 'async_trait>(
         &'life0 self,
         id: TokenId,
         change: &'life1 StateChange,
+        events: &'life2 [AuditEvent],
     ) -> Fut<'async_trait, TokenRecord>
     where
         'life0: 'async_trait,
         'life1: 'async_trait,
+        'life2: 'async_trait,
         Self: 'async_trait,
     {
         self.count("change_state");
-        self.inner.change_state(id, change)
+        self.inner.change_state(id, change, events)
     }
 
-    fn replace<'life0, 'life1, 'life2, 'async_trait>(
+    fn replace<'life0, 'life1, 'life2, 'life3, 'async_trait>(
         &'life0 self,
         old: TokenId,
         change: &'life1 StateChange,
         new: &'life2 TokenRecord,
+        events: &'life3 [AuditEvent],
+    ) -> Fut<'async_trait, TokenRecord>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        'life3: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.count("replace");
+        self.inner.replace(old, change, new, events)
+    }
+
+    fn update_data<'life0, 'life1, 'life2, 'async_trait>(
+        &'life0 self,
+        id: TokenId,
+        data: &'life1 KindData,
+        events: &'life2 [AuditEvent],
     ) -> Fut<'async_trait, TokenRecord>
     where
         'life0: 'async_trait,
@@ -153,29 +177,33 @@ impl Store for Counting {
         'life2: 'async_trait,
         Self: 'async_trait,
     {
-        self.count("replace");
-        self.inner.replace(old, change, new)
-    }
-
-    fn update_data<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        id: TokenId,
-        data: &'life1 KindData,
-    ) -> Fut<'async_trait, TokenRecord>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
         self.count("update_data");
-        self.inner.update_data(id, data)
+        self.inner.update_data(id, data, events)
     }
 
-    fn set_digest<'life0, 'life1, 'life2, 'async_trait>(
+    fn set_digest<'life0, 'life1, 'life2, 'life3, 'async_trait>(
         &'life0 self,
         id: TokenId,
         digest: &'life1 Digest,
         hint: &'life2 Hint,
+        events: &'life3 [AuditEvent],
+    ) -> Fut<'async_trait, TokenRecord>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        'life3: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.count("set_digest");
+        self.inner.set_digest(id, digest, hint, events)
+    }
+
+    fn set_sealed<'life0, 'life1, 'life2, 'async_trait>(
+        &'life0 self,
+        id: TokenId,
+        sealed: Option<&'life1 tessera::core::seal::Sealed>,
+        events: &'life2 [AuditEvent],
     ) -> Fut<'async_trait, TokenRecord>
     where
         'life0: 'async_trait,
@@ -183,22 +211,8 @@ impl Store for Counting {
         'life2: 'async_trait,
         Self: 'async_trait,
     {
-        self.count("set_digest");
-        self.inner.set_digest(id, digest, hint)
-    }
-
-    fn set_sealed<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        id: TokenId,
-        sealed: Option<&'life1 tessera::core::seal::Sealed>,
-    ) -> Fut<'async_trait, TokenRecord>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
         self.count("set_sealed");
-        self.inner.set_sealed(id, sealed)
+        self.inner.set_sealed(id, sealed, events)
     }
 
     fn touch<'life0, 'async_trait>(
@@ -223,17 +237,19 @@ impl Store for Counting {
         })
     }
 
-    fn purge<'life0, 'life1, 'async_trait>(
+    fn purge<'life0, 'life1, 'life2, 'async_trait>(
         &'life0 self,
         ids: &'life1 [TokenId],
+        events: &'life2 [AuditEvent],
     ) -> Fut<'async_trait, u64>
     where
         'life0: 'async_trait,
         'life1: 'async_trait,
+        'life2: 'async_trait,
         Self: 'async_trait,
     {
         self.count("purge");
-        self.inner.purge(ids)
+        self.inner.purge(ids, events)
     }
 
     fn redeem<'life0, 'life1, 'life2, 'async_trait>(
@@ -290,18 +306,20 @@ impl Store for Counting {
         self.inner.is_blocked(id, ip)
     }
 
-    fn set_blocked<'life0, 'async_trait>(
+    fn set_blocked<'life0, 'life1, 'async_trait>(
         &'life0 self,
         id: TokenId,
         ip: IpAddr,
         blocked: bool,
+        events: &'life1 [AuditEvent],
     ) -> Fut<'async_trait, UsageEntry>
     where
         'life0: 'async_trait,
+        'life1: 'async_trait,
         Self: 'async_trait,
     {
         self.count("set_blocked");
-        self.inner.set_blocked(id, ip, blocked)
+        self.inner.set_blocked(id, ip, blocked, events)
     }
 
     fn usage<'life0, 'async_trait>(&'life0 self, id: TokenId) -> Fut<'async_trait, Vec<UsageEntry>>
@@ -324,17 +342,19 @@ impl Store for Counting {
         self.inner.endpoint_usage(endpoint)
     }
 
-    fn put_mapping<'life0, 'life1, 'async_trait>(
+    fn put_mapping<'life0, 'life1, 'life2, 'async_trait>(
         &'life0 self,
         mapping: &'life1 Mapping,
+        events: &'life2 [AuditEvent],
     ) -> Fut<'async_trait, ()>
     where
         'life0: 'async_trait,
         'life1: 'async_trait,
+        'life2: 'async_trait,
         Self: 'async_trait,
     {
         self.count("put_mapping");
-        self.inner.put_mapping(mapping)
+        self.inner.put_mapping(mapping, events)
     }
 
     fn mapping<'life0, 'life1, 'async_trait>(
@@ -351,36 +371,41 @@ impl Store for Counting {
         self.inner.mapping(secondary, endpoint, method)
     }
 
-    fn set_mapping_enabled<'life0, 'life1, 'async_trait>(
+    fn set_mapping_enabled<'life0, 'life1, 'life2, 'async_trait>(
         &'life0 self,
         secondary: TokenId,
         endpoint: &'life1 EndpointId,
         method: Method,
         enabled: bool,
+        events: &'life2 [AuditEvent],
     ) -> Fut<'async_trait, Mapping>
     where
         'life0: 'async_trait,
         'life1: 'async_trait,
+        'life2: 'async_trait,
         Self: 'async_trait,
     {
         self.count("set_mapping_enabled");
         self.inner
-            .set_mapping_enabled(secondary, endpoint, method, enabled)
+            .set_mapping_enabled(secondary, endpoint, method, enabled, events)
     }
 
-    fn remove_mapping<'life0, 'life1, 'async_trait>(
+    fn remove_mapping<'life0, 'life1, 'life2, 'async_trait>(
         &'life0 self,
         secondary: TokenId,
         endpoint: &'life1 EndpointId,
         method: Method,
+        events: &'life2 [AuditEvent],
     ) -> Fut<'async_trait, ()>
     where
         'life0: 'async_trait,
         'life1: 'async_trait,
+        'life2: 'async_trait,
         Self: 'async_trait,
     {
         self.count("remove_mapping");
-        self.inner.remove_mapping(secondary, endpoint, method)
+        self.inner
+            .remove_mapping(secondary, endpoint, method, events)
     }
 
     fn mappings<'life0, 'life1, 'async_trait>(
@@ -576,7 +601,7 @@ async fn application_validations_count_each_use_in_the_ip_log_through_one_batch(
         .create(
             ApplicationName::parse("flood").unwrap(),
             Description::parse("flood").unwrap(),
-            AccessTypes::new([AccessType::parse("feeds").unwrap()]).unwrap(),
+            AccessTypes::new([AccessType::parse("third-party-feeds").unwrap()]).unwrap(),
             &admin(),
         )
         .await

@@ -211,7 +211,7 @@ pub async fn fill(store: &dyn Store, n: usize) {
         r.digest = pepper.digest_bytes(&filler_digest_input(i));
         chunk.push(r);
         if chunk.len() == 10_000 || i == n - 1 {
-            store.insert_many(&chunk).await.expect("bulk insert");
+            store.insert_many(&chunk, &[]).await.expect("bulk insert");
             chunk.clear();
         }
     }

@@ -221,11 +221,23 @@ pub(crate) struct SweepArgs {
     /// Show what would happen and change nothing
     #[arg(long)]
     pub(crate) dry_run: bool,
-    /// Application tokens unused this long go dormant
-    #[arg(long, value_name = "DURATION", default_value = "30d")]
+    /// Application tokens unused this long go dormant (every command refuses and shows them so,
+    /// from `TESSERA_DORMANT_AFTER`)
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "TESSERA_DORMANT_AFTER",
+        default_value = "30d"
+    )]
     pub(crate) dormant_after: String,
-    /// Application tokens unused this long are deleted for good
-    #[arg(long, value_name = "DURATION", default_value = "90d")]
+    /// Application tokens unused this long are deleted for good (every command treats them so,
+    /// from `TESSERA_DELETE_AFTER`)
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "TESSERA_DELETE_AFTER",
+        default_value = "90d"
+    )]
     pub(crate) delete_after: String,
 }
 
@@ -732,13 +744,14 @@ pub(crate) enum AuthCmd {
 pub(crate) enum AppCmd {
     /// Generate a token, active at once
     Create {
-        /// Unique name: letters, digits and dashes, at most 32
+        /// Unique name, ignoring case: letters, digits and dashes, at most 32
         #[arg(long)]
         name: String,
         /// What it is for, at most 1024 characters
         #[arg(long, default_value = "")]
         description: String,
-        /// Access types, comma-separated (e.g. security-director,third-party-feeds)
+        /// Access types, comma-separated, each once: security-director and/or
+        /// third-party-feeds (the set TESSERA_ACCESS_TYPES configures, comma-separated)
         #[arg(long, value_delimiter = ',', required = true)]
         access: Vec<String>,
     },

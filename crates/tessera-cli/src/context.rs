@@ -8,8 +8,8 @@ use tessera::core::Kind;
 use tessera::core::clock::{Clock, ManualClock, SystemClock};
 use tessera::core::digest::{KeyId, Pepper, Peppers};
 use tessera::core::format::{self, Presented};
-use tessera::core::id::TokenId;
-use tessera::core::kind::application::InactivityPolicy;
+use tessera::core::id::{AccessType, TokenId};
+use tessera::core::kind::application::{AccessCatalog, InactivityPolicy};
 use tessera::core::record::TokenRecord;
 use tessera::store::TokenFilter;
 use tessera::{Issued, LedgerSettings, Principal, Store, TokenService};
@@ -309,6 +309,26 @@ impl std::fmt::Debug for Ctx {
     }
 }
 
+/// The environment variable naming the access types application tokens may carry.
+pub(crate) const ACCESS_TYPES_ENV: &str = "TESSERA_ACCESS_TYPES";
+
+/// The offered access types from `TESSERA_ACCESS_TYPES` (comma-separated), if set; the
+/// library's default (the seed's two) otherwise.
+fn access_catalog() -> Result<Option<AccessCatalog>> {
+    let Ok(v) = std::env::var(ACCESS_TYPES_ENV) else {
+        return Ok(None);
+    };
+    let items: Vec<String> = v.split(',').map(str::to_owned).collect();
+    let types = crate::parse::list(ACCESS_TYPES_ENV, &items)?
+        .into_iter()
+        .map(AccessType::parse)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| CliError::usage(format!("{ACCESS_TYPES_ENV}: {e}")))?;
+    AccessCatalog::new(types)
+        .map(Some)
+        .map_err(|e| CliError::usage(format!("{ACCESS_TYPES_ENV}: {e}")))
+}
+
 /// The acting principal from `--as` and `--admin`.
 pub(crate) fn principal(g: &Global) -> Result<Principal> {
     let user = g
@@ -338,6 +358,41 @@ pub(crate) fn clock(g: &Global) -> Result<Arc<dyn Clock>> {
     }
 }
 
+/// Environment variable: application tokens unused this long go dormant (default 30d).
+pub(crate) const DORMANT_AFTER_ENV: &str = "TESSERA_DORMANT_AFTER";
+/// Environment variable: application tokens unused this long are deleted (default 90d).
+pub(crate) const DELETE_AFTER_ENV: &str = "TESSERA_DELETE_AFTER";
+
+/// The inactivity thresholds from `TESSERA_DORMANT_AFTER` / `TESSERA_DELETE_AFTER`, if either is
+/// set (the other keeps its default). Every command validates and shows application tokens by
+/// them, so a use is refused at the moment it is made, whether or not a sweep ran.
+fn inactivity_from_env() -> Result<Option<InactivityPolicy>> {
+    let read = |name: &str| -> Result<Option<time::Duration>> {
+        match std::env::var(name) {
+            Ok(v) => crate::parse::duration(name, &v).map(Some),
+            Err(std::env::VarError::NotPresent) => Ok(None),
+            Err(std::env::VarError::NotUnicode(_)) => Err(CliError::usage(format!(
+                "{name} is not valid text; write a duration such as 30d"
+            ))),
+        }
+    };
+    let (dormant, delete) = (read(DORMANT_AFTER_ENV)?, read(DELETE_AFTER_ENV)?);
+    if dormant.is_none() && delete.is_none() {
+        return Ok(None);
+    }
+    let default = InactivityPolicy::DEFAULT;
+    InactivityPolicy::new(
+        dormant.unwrap_or_else(|| default.dormant_after()),
+        delete.unwrap_or_else(|| default.delete_after()),
+    )
+    .map(Some)
+    .map_err(|_| {
+        CliError::usage(format!(
+            "{DORMANT_AFTER_ENV} must be above zero and below {DELETE_AFTER_ENV} (defaults 30d and 90d)"
+        ))
+    })
+}
+
 impl Ctx {
     /// Open the database and the pepper for a command.
     pub(crate) async fn open(g: &Global, inactivity: Option<InactivityPolicy>) -> Result<Self> {
@@ -359,8 +414,11 @@ impl Ctx {
         let mut builder = TokenService::builder_shared(opened.store, Peppers::new(pepper(&hex)?))
             .clock(clock.clone())
             .ledger(LedgerSettings::new().audit_each_use(true));
-        if let Some(p) = inactivity {
+        if let Some(p) = inactivity.map_or_else(inactivity_from_env, |p| Ok(Some(p)))? {
             builder = builder.inactivity(p);
+        }
+        if let Some(c) = access_catalog()? {
+            builder = builder.access_types(c);
         }
         Ok(Self {
             service: builder.build(),

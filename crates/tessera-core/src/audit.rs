@@ -131,6 +131,9 @@ pub enum AuditAction {
         /// Allowed now?
         allowed: bool,
     },
+    /// A token's sealed secret was sealed anew under the current pepper (the secret itself is
+    /// unchanged and never part of the event).
+    Resealed,
 }
 
 /// What an event is about.

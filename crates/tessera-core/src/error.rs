@@ -185,6 +185,22 @@ pub enum InvalidInput {
         /// What is wrong and how to write it.
         why: &'static str,
     },
+    /// A value given twice where each may appear once.
+    #[error("{what} `{value}` is given twice; give each once")]
+    Repeated {
+        /// Which list.
+        what: &'static str,
+        /// The repeated value (never a secret: access types and the like).
+        value: String,
+    },
+    /// An application access type outside the set the service offers.
+    #[error("access type `{given}` is not offered; pick from: {offered}")]
+    AccessTypeNotOffered {
+        /// The type asked for.
+        given: String,
+        /// The offered types, comma-separated.
+        offered: String,
+    },
     /// An identifier could not be parsed.
     #[error("{what} `{input}` is not a valid identifier; {why}")]
     Id {

@@ -110,8 +110,10 @@ fn record(
         Kind::Application => KindData::Application(ApplicationData {
             name: ApplicationName::parse("feed").unwrap(),
             description: Description::parse("").unwrap(),
-            access: AccessTypes::new([tessera_core::id::AccessType::parse("feeds").unwrap()])
-                .unwrap(),
+            access: AccessTypes::new([
+                tessera_core::id::AccessType::parse("third-party-feeds").unwrap()
+            ])
+            .unwrap(),
         }),
         _ => KindData::Endpoint(EndpointData::Secondary {
             name: TokenName::parse("crm").unwrap(),

@@ -159,6 +159,23 @@ fn held_name(r: &TokenRecord) -> Option<&ApplicationName> {
 
 const TOKEN: StoreError = StoreError::NotFound { what: "token" };
 
+/// Refuse events the SQL backends could not store either (times outside Unix nanoseconds in an
+/// `i64`, the years 1677 to 2262), before anything changes.
+fn storable(events: &[AuditEvent]) -> Result<()> {
+    if events
+        .iter()
+        .all(|e| i64::try_from(e.at.unix_timestamp_nanos()).is_ok())
+    {
+        Ok(())
+    } else {
+        Err(StoreError::Backend(
+            "audit event time is out of the range a store keeps (the years 1677 to 2262); \
+             record events at the current time"
+                .into(),
+        ))
+    }
+}
+
 impl MemoryStore {
     /// An empty store with the default [`MemoryLimits`].
     pub fn new() -> Self {
@@ -197,6 +214,19 @@ impl MemoryStore {
         events.insert(at, event.clone());
         while events.len() > self.limits.audit_cap() {
             events.pop_front();
+        }
+    }
+
+    /// Append a change's `events` while the tables' write lock `_tables` is held, so readers see
+    /// the change and its events together. Lock order: tables, then audit.
+    fn log(&self, _tables: &RwLockWriteGuard<'_, Tables>, events: &[AuditEvent]) {
+        if events.is_empty() {
+            return;
+        }
+        let mut log = self.audit.write().unwrap_or_else(PoisonError::into_inner);
+        for event in events {
+            // Oldest first; an event at the same instant as others goes after them.
+            self.push_event(&mut log, event);
         }
     }
 
@@ -377,14 +407,17 @@ impl Store for MemoryStore {
         Capabilities::default()
     }
 
-    async fn insert(&self, record: &TokenRecord) -> Result<()> {
+    async fn insert(&self, record: &TokenRecord, events: &[AuditEvent]) -> Result<()> {
+        storable(events)?;
         let mut t = self.write();
         t.check_new(record, &[])?;
         t.add(record);
+        self.log(&t, events);
         Ok(())
     }
 
-    async fn insert_many(&self, records: &[TokenRecord]) -> Result<()> {
+    async fn insert_many(&self, records: &[TokenRecord], events: &[AuditEvent]) -> Result<()> {
+        storable(events)?;
         let mut t = self.write();
         // Check against the store and against the batch in one pass (sets, not a rescan of
         // the batch per record: bulk loads of 10^4 records stay linear).
@@ -412,6 +445,7 @@ impl Store for MemoryStore {
         for r in records {
             t.add(r);
         }
+        self.log(&t, events);
         Ok(())
     }
 
@@ -442,11 +476,19 @@ impl Store for MemoryStore {
         Ok(found.into_iter().map(|s| s.record().clone()).collect())
     }
 
-    async fn change_state(&self, id: TokenId, change: &StateChange) -> Result<TokenRecord> {
+    async fn change_state(
+        &self,
+        id: TokenId,
+        change: &StateChange,
+        events: &[AuditEvent],
+    ) -> Result<TokenRecord> {
+        storable(events)?;
         let next = {
             let mut t = self.write();
             let next = t.changed(id, change)?;
-            t.update(id, next)?
+            let next = t.update(id, next)?;
+            self.log(&t, events);
+            next
         };
         self.announce([id]);
         Ok(next)
@@ -457,7 +499,9 @@ impl Store for MemoryStore {
         old: TokenId,
         change: &StateChange,
         new: &TokenRecord,
+        events: &[AuditEvent],
     ) -> Result<TokenRecord> {
+        storable(events)?;
         let mut t = self.write();
         let next = t.changed(old, change)?;
         let before = t.records.get(&old).ok_or(TOKEN)?.record().clone();
@@ -470,12 +514,19 @@ impl Store for MemoryStore {
             return Err(e);
         }
         t.add(new);
+        self.log(&t, events);
         drop(t);
         self.announce([old]);
         Ok(next)
     }
 
-    async fn update_data(&self, id: TokenId, data: &KindData) -> Result<TokenRecord> {
+    async fn update_data(
+        &self,
+        id: TokenId,
+        data: &KindData,
+        events: &[AuditEvent],
+    ) -> Result<TokenRecord> {
+        storable(events)?;
         let next = {
             let mut t = self.write();
             let r = t.records.get(&id).ok_or(TOKEN)?.record();
@@ -486,13 +537,22 @@ impl Store for MemoryStore {
                 data: data.clone(),
                 ..r.clone()
             };
-            t.update(id, next)?
+            let next = t.update(id, next)?;
+            self.log(&t, events);
+            next
         };
         self.announce([id]);
         Ok(next)
     }
 
-    async fn set_digest(&self, id: TokenId, digest: &Digest, hint: &Hint) -> Result<TokenRecord> {
+    async fn set_digest(
+        &self,
+        id: TokenId,
+        digest: &Digest,
+        hint: &Hint,
+        events: &[AuditEvent],
+    ) -> Result<TokenRecord> {
+        storable(events)?;
         let next = {
             let mut t = self.write();
             let r = t.records.get(&id).ok_or(TOKEN)?.record();
@@ -502,20 +562,30 @@ impl Store for MemoryStore {
                 sealed: None,
                 ..r.clone()
             };
-            t.update(id, next)?
+            let next = t.update(id, next)?;
+            self.log(&t, events);
+            next
         };
         self.announce([id]);
         Ok(next)
     }
 
-    async fn set_sealed(&self, id: TokenId, sealed: Option<&Sealed>) -> Result<TokenRecord> {
+    async fn set_sealed(
+        &self,
+        id: TokenId,
+        sealed: Option<&Sealed>,
+        events: &[AuditEvent],
+    ) -> Result<TokenRecord> {
+        storable(events)?;
         let mut t = self.write();
         let r = t.records.get(&id).ok_or(TOKEN)?.record();
         let next = TokenRecord {
             sealed: sealed.cloned(),
             ..r.clone()
         };
-        t.update(id, next)
+        let next = t.update(id, next)?;
+        self.log(&t, events);
+        Ok(next)
     }
 
     async fn touch(&self, id: TokenId, now: OffsetDateTime, interval: Duration) -> Result<bool> {
@@ -534,7 +604,8 @@ impl Store for MemoryStore {
         Ok(true)
     }
 
-    async fn purge(&self, ids: &[TokenId]) -> Result<u64> {
+    async fn purge(&self, ids: &[TokenId], events: &[AuditEvent]) -> Result<u64> {
+        storable(events)?;
         let mut gone = Vec::new();
         let mut t = self.write();
         for id in ids {
@@ -553,6 +624,7 @@ impl Store for MemoryStore {
             t.mappings.retain(|(secondary, _, _), _| secondary != id);
             gone.push(*id);
         }
+        self.log(&t, events);
         drop(t);
         let removed = gone.len() as u64;
         self.announce(gone);
@@ -659,7 +731,14 @@ impl Store for MemoryStore {
             .is_some_and(|u| u.blocked))
     }
 
-    async fn set_blocked(&self, id: TokenId, ip: IpAddr, blocked: bool) -> Result<UsageEntry> {
+    async fn set_blocked(
+        &self,
+        id: TokenId,
+        ip: IpAddr,
+        blocked: bool,
+        events: &[AuditEvent],
+    ) -> Result<UsageEntry> {
+        storable(events)?;
         let cap = self.limits.usage_cap();
         let mut t = self.write();
         if !t.records.contains_key(&id) {
@@ -680,13 +759,17 @@ impl Store for MemoryStore {
                 next.set_blocked(ip, blocked);
                 t.share(id, next);
             }
-            drop(t);
+        }
+        self.log(&t, events);
+        drop(t);
+        if was != blocked {
             self.announce([id]);
         }
         Ok(entry)
     }
 
     async fn record_batch(&self, batch: &UsageBatch) -> Result<bool> {
+        storable(&batch.events)?;
         let cap = self.limits.usage_cap();
         let mut t = self.write();
         if t.batch_ids.contains(&batch.id) {
@@ -723,13 +806,7 @@ impl Store for MemoryStore {
             next.record_mut().last_used_at = Some(*at);
             t.share(*id, next);
         }
-        drop(t);
-        if !batch.events.is_empty() {
-            let mut events = self.audit.write().unwrap_or_else(PoisonError::into_inner);
-            for e in &batch.events {
-                self.push_event(&mut events, e);
-            }
-        }
+        self.log(&t, &batch.events);
         Ok(true)
     }
 
@@ -763,7 +840,8 @@ impl Store for MemoryStore {
         Ok(out)
     }
 
-    async fn put_mapping(&self, mapping: &Mapping) -> Result<()> {
+    async fn put_mapping(&self, mapping: &Mapping, events: &[AuditEvent]) -> Result<()> {
+        storable(events)?;
         let mut t = self.write();
         if !t.records.contains_key(&mapping.secondary) {
             return Err(StoreError::NotFound {
@@ -775,6 +853,7 @@ impl Store for MemoryStore {
             return Err(StoreError::AlreadyExists { what: "mapping" });
         }
         t.mappings.insert(key, mapping.enabled);
+        self.log(&t, events);
         Ok(())
     }
 
@@ -799,7 +878,9 @@ impl Store for MemoryStore {
         endpoint: &EndpointId,
         method: Method,
         enabled: bool,
+        events: &[AuditEvent],
     ) -> Result<Mapping> {
+        storable(events)?;
         let key = (secondary, endpoint.clone(), method);
         let mut t = self.write();
         let flag = t
@@ -807,6 +888,7 @@ impl Store for MemoryStore {
             .get_mut(&key)
             .ok_or(StoreError::NotFound { what: "mapping" })?;
         *flag = enabled;
+        self.log(&t, events);
         Ok(Mapping {
             secondary,
             endpoint: endpoint.clone(),
@@ -820,10 +902,16 @@ impl Store for MemoryStore {
         secondary: TokenId,
         endpoint: &EndpointId,
         method: Method,
+        events: &[AuditEvent],
     ) -> Result<()> {
+        storable(events)?;
         let key = (secondary, endpoint.clone(), method);
-        match self.write().mappings.remove(&key) {
-            Some(_) => Ok(()),
+        let mut t = self.write();
+        match t.mappings.remove(&key) {
+            Some(_) => {
+                self.log(&t, events);
+                Ok(())
+            }
             None => Err(StoreError::NotFound { what: "mapping" }),
         }
     }
@@ -859,6 +947,7 @@ impl Store for MemoryStore {
     }
 
     async fn append(&self, event: &AuditEvent) -> Result<()> {
+        storable(core::slice::from_ref(event))?;
         let mut events = self.audit.write().unwrap_or_else(PoisonError::into_inner);
         self.push_event(&mut events, event);
         Ok(())
@@ -968,7 +1057,7 @@ mod tests {
     async fn a_new_address_evicts_the_least_recently_seen() {
         let s = store(3, 10);
         let r = app();
-        s.insert(&r).await.unwrap();
+        s.insert(&r, &[]).await.unwrap();
         // 1 is seen last at 40, 2 at 20, 3 at 30: 2 is the least recently seen.
         for (a, secs) in [(1, 10), (2, 20), (3, 30), (1, 40)] {
             s.record_usage(r.id, &UsageSubject::Ip(ip(a)), at(secs))
@@ -993,9 +1082,9 @@ mod tests {
     async fn blocked_entries_are_never_evicted() {
         let s = store(2, 10);
         let r = app();
-        s.insert(&r).await.unwrap();
+        s.insert(&r, &[]).await.unwrap();
         // The block has never been seen (the least recent of all) but stays.
-        s.set_blocked(r.id, ip(1), true).await.unwrap();
+        s.set_blocked(r.id, ip(1), true, &[]).await.unwrap();
         s.record_usage(r.id, &UsageSubject::Ip(ip(2)), at(10))
             .await
             .unwrap();
@@ -1019,14 +1108,14 @@ mod tests {
     async fn blocking_a_new_address_at_the_cap_evicts_an_unblocked_one() {
         let s = store(2, 10);
         let r = app();
-        s.insert(&r).await.unwrap();
+        s.insert(&r, &[]).await.unwrap();
         s.record_usage(r.id, &UsageSubject::Ip(ip(1)), at(10))
             .await
             .unwrap();
         s.record_usage(r.id, &UsageSubject::Ip(ip(2)), at(20))
             .await
             .unwrap();
-        s.set_blocked(r.id, ip(9), true).await.unwrap();
+        s.set_blocked(r.id, ip(9), true, &[]).await.unwrap();
         assert_eq!(
             addresses(&s, r.id).await,
             vec![(ip(2), 1, false), (ip(9), 0, true)]
@@ -1037,10 +1126,10 @@ mod tests {
     async fn a_token_with_only_blocked_entries_grows_past_the_cap() {
         let s = store(2, 10);
         let r = app();
-        s.insert(&r).await.unwrap();
-        s.set_blocked(r.id, ip(1), true).await.unwrap();
-        s.set_blocked(r.id, ip(2), true).await.unwrap();
-        s.set_blocked(r.id, ip(3), true).await.unwrap();
+        s.insert(&r, &[]).await.unwrap();
+        s.set_blocked(r.id, ip(1), true, &[]).await.unwrap();
+        s.set_blocked(r.id, ip(2), true, &[]).await.unwrap();
+        s.set_blocked(r.id, ip(3), true, &[]).await.unwrap();
         s.record_usage(r.id, &UsageSubject::Ip(ip(4)), at(10))
             .await
             .unwrap();
@@ -1069,7 +1158,7 @@ mod tests {
     async fn enrollments_past_the_cap_drop_the_oldest_but_count() {
         let s = store(10, 3);
         let r = onboarding(UsageLimit::Unlimited);
-        s.insert(&r).await.unwrap();
+        s.insert(&r, &[]).await.unwrap();
         for i in 0..5 {
             let d = DeviceId::parse(format!("dev-{i}")).unwrap();
             assert!(matches!(
@@ -1093,8 +1182,8 @@ mod tests {
         let s = store(0, 0);
         let r = app();
         let o = onboarding(UsageLimit::Unlimited);
-        s.insert(&r).await.unwrap();
-        s.insert(&o).await.unwrap();
+        s.insert(&r, &[]).await.unwrap();
+        s.insert(&o, &[]).await.unwrap();
         s.record_usage(r.id, &UsageSubject::Ip(ip(1)), at(1))
             .await
             .unwrap();
@@ -1131,7 +1220,7 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        rt.block_on(s.insert(&r)).unwrap();
+        rt.block_on(s.insert(&r, &[])).unwrap();
         let handles: Vec<_> = (0..8)
             .map(|t| {
                 let (s, digest) = (Arc::clone(&s), r.digest);
@@ -1189,10 +1278,10 @@ mod tests {
         assert!(store.watch(gone.clone()).await.unwrap());
         assert!(store.watch(kept.clone()).await.unwrap());
         let r = app();
-        store.insert(&r).await.unwrap();
+        store.insert(&r, &[]).await.unwrap();
         let revoke = |from| StateChange::new(from, State::Disabled, at(1));
         store
-            .change_state(r.id, &revoke(State::Active))
+            .change_state(r.id, &revoke(State::Active), &[])
             .await
             .unwrap();
         assert_eq!(gone.told.load(Ordering::SeqCst), 1);
@@ -1201,6 +1290,7 @@ mod tests {
             .change_state(
                 r.id,
                 &StateChange::new(State::Disabled, State::Active, at(2)),
+                &[],
             )
             .await
             .unwrap();

@@ -91,7 +91,7 @@ async fn drive(store: impl Store, database_url: &str, schema: Option<&str>) {
         .create(
             ApplicationName::parse("siem").unwrap(),
             Description::parse("collector").unwrap(),
-            AccessTypes::new([AccessType::parse("feeds").unwrap()]).unwrap(),
+            AccessTypes::new([AccessType::parse("third-party-feeds").unwrap()]).unwrap(),
             &Principal::admin("ops").unwrap(),
         )
         .await

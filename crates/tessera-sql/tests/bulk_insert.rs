@@ -34,7 +34,7 @@ async fn everything(store: &dyn Store) -> Vec<TokenRecord> {
 /// same creation time, so `list` orders them by insertion).
 async fn spanning_batches_are_stored_whole(store: &dyn Store) {
     let all = batch("whole");
-    store.insert_many(&all).await.expect("insert_many");
+    store.insert_many(&all, &[]).await.expect("insert_many");
     assert_eq!(everything(store).await, all);
 }
 
@@ -50,7 +50,7 @@ async fn spanning_batches_that_collide_store_nothing(store: &dyn Store) {
         fixtures::issue(&pepper, data, Spelling::Prefixed).1
     };
     let existing = app("taken");
-    store.insert(&existing).await.expect("insert");
+    store.insert(&existing, &[]).await.expect("insert");
     let cases: [(&str, Collide); 5] = [
         ("token id", |b, existing, _| b[LATE].id = existing.id),
         ("token digest", |b, existing, _| {
@@ -63,7 +63,7 @@ async fn spanning_batches_that_collide_store_nothing(store: &dyn Store) {
     for (i, (what, collide)) in cases.into_iter().enumerate() {
         let mut b = batch(&format!("case{i}"));
         collide(&mut b, &existing, app("taken"));
-        match store.insert_many(&b).await {
+        match store.insert_many(&b, &[]).await {
             Err(StoreError::AlreadyExists { what: got }) => assert_eq!(got, what, "case {i}"),
             other => panic!("case {i}: expected AlreadyExists, got {other:?}"),
         }

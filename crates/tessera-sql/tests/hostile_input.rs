@@ -83,7 +83,7 @@ async fn hostile_text_round_trips(store: &dyn Store) {
             Spelling::Prefixed,
         );
         for r in [dep, auth, sec, onb, app] {
-            store.insert(&r).await.expect("insert hostile text");
+            store.insert(&r, &[]).await.expect("insert hostile text");
             assert_eq!(
                 store.get(r.id).await.expect("get").as_ref(),
                 Some(&r),
@@ -110,7 +110,7 @@ async fn hostile_text_round_trips(store: &dyn Store) {
             Spelling::Prefixed,
         );
         store
-            .insert(&primary)
+            .insert(&primary, &[])
             .await
             .expect("insert a hostile endpoint");
         let endpoint = EndpointId::parse(e.as_str()).expect("an endpoint");
@@ -131,7 +131,7 @@ async fn hostile_text_round_trips(store: &dyn Store) {
             enabled: true,
         };
         store
-            .put_mapping(&m)
+            .put_mapping(&m, &[])
             .await
             .expect("map to a hostile endpoint");
         assert_eq!(
@@ -184,7 +184,7 @@ async fn hostile_text_round_trips(store: &dyn Store) {
             fixtures::onboarding("p", "g", DeviceBinding::FirstDevice(None)),
             Spelling::ShortCode,
         );
-        store.insert(&onb).await.expect("insert");
+        store.insert(&onb, &[]).await.expect("insert");
         let at = fixtures::now() + Duration::seconds(i64::try_from(i).expect("small"));
         match store
             .redeem(&onb.digest, &device, at)
@@ -232,14 +232,14 @@ async fn out_of_range_values_are_refused(store: &dyn Store) {
     let mut many_uses = base.clone();
     many_uses.uses = u64::MAX;
     assert!(
-        refused_out_of_range(store.insert(&many_uses).await),
+        refused_out_of_range(store.insert(&many_uses, &[]).await),
         "uses past i64"
     );
 
     let mut huge_limit = base.clone();
     huge_limit.limit = UsageLimit::uses(u64::MAX).expect("a limit");
     assert!(
-        refused_out_of_range(store.insert(&huge_limit).await),
+        refused_out_of_range(store.insert(&huge_limit, &[]).await),
         "limit past i64"
     );
 
@@ -247,14 +247,14 @@ async fn out_of_range_values_are_refused(store: &dyn Store) {
     let mut far_expiry = base.clone();
     far_expiry.expires_at = Some(far);
     assert!(
-        refused_out_of_range(store.insert(&far_expiry).await),
+        refused_out_of_range(store.insert(&far_expiry, &[]).await),
         "expiry past 2262"
     );
 
     let mut ancient = base.clone();
     ancient.created_at = OffsetDateTime::from_unix_timestamp(-10_000_000_000).expect("year 1653");
     assert!(
-        refused_out_of_range(store.insert(&ancient).await),
+        refused_out_of_range(store.insert(&ancient, &[]).await),
         "creation before 1677"
     );
 
@@ -278,7 +278,7 @@ async fn out_of_range_values_are_refused(store: &dyn Store) {
         .await
         .expect("a far filter bound saturates");
     assert!(listed.is_empty());
-    store.insert(&base).await.expect("an in-range record");
+    store.insert(&base, &[]).await.expect("an in-range record");
     assert!(
         !store
             .touch(base.id, far, Duration::MAX)
@@ -288,7 +288,7 @@ async fn out_of_range_values_are_refused(store: &dyn Store) {
     );
     let ip: IpAddr = "::ffff:10.0.0.1".parse().expect("an address");
     store
-        .set_blocked(base.id, ip, true)
+        .set_blocked(base.id, ip, true, &[])
         .await
         .expect("block a mapped address");
     assert!(store.is_blocked(base.id, ip).await.expect("blocked"));

@@ -85,7 +85,7 @@ async fn sqlite_upgrades_in_place_from_0001_keeping_data() {
     {
         let new = SqliteStore::open(&source).await.expect("open");
         new.migrate().await.expect("migrate");
-        new.insert(&record).await.expect("insert");
+        new.insert(&record, &[]).await.expect("insert");
         new.close().await;
     }
     {
@@ -185,7 +185,7 @@ async fn sqlite_migrate_and_reopen_are_idempotent() {
     );
     let store = SqliteStore::open(&path).await.expect("open");
     store.migrate().await.expect("migrate");
-    store.insert(&record).await.expect("insert");
+    store.insert(&record, &[]).await.expect("insert");
     store.migrate().await.expect("migrate again");
     store.close().await;
     let store = SqliteStore::open(&path).await.expect("reopen");
@@ -332,7 +332,7 @@ mod postgres {
         let source = Schema::fresh().expect("a server");
         let new = source.store().await.expect("connect");
         new.migrate().await.expect("migrate");
-        new.insert(&record).await.expect("insert");
+        new.insert(&record, &[]).await.expect("insert");
         new.close().await;
         let old = schema.store().await.expect("connect");
         assert_eq!(old.schema_version().await.expect("version"), None);

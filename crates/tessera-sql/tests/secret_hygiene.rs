@@ -107,7 +107,7 @@ async fn exercise(store: &dyn Store) -> (Vec<Needles>, Vec<Vec<u8>>) {
     let mut records = Vec::new();
     for (secret, record) in &issued {
         needles.push(Needles::of(record.kind(), secret));
-        store.insert(record).await.expect("insert");
+        store.insert(record, &[]).await.expect("insert");
         store
             .append(
                 &AuditEvent::new(
@@ -133,7 +133,7 @@ async fn exercise(store: &dyn Store) -> (Vec<Needles>, Vec<Vec<u8>>) {
         .collect();
     let batch_records: Vec<_> = batch.iter().map(|(_, r)| r.clone()).collect();
     store
-        .insert_many(&batch_records)
+        .insert_many(&batch_records, &[])
         .await
         .expect("insert a batch");
     needles.extend(batch.iter().map(|(s, r)| Needles::of(r.kind(), s)));
@@ -153,7 +153,7 @@ async fn exercise(store: &dyn Store) -> (Vec<Needles>, Vec<Vec<u8>>) {
                     .expect("usage");
                 assert!(matches!(done, UsageOutcome::Counted(_)));
                 store
-                    .set_blocked(r.id, "198.51.100.1".parse().expect("an address"), true)
+                    .set_blocked(r.id, "198.51.100.1".parse().expect("an address"), true, &[])
                     .await
                     .expect("block");
             }
@@ -179,12 +179,15 @@ async fn exercise(store: &dyn Store) -> (Vec<Needles>, Vec<Vec<u8>>) {
         .find(|r| r.spelling == Spelling::Plain64)
         .expect("a secondary");
     store
-        .put_mapping(&Mapping {
-            secondary: secondary.id,
-            endpoint: EndpointId::parse("/api/orders").expect("an endpoint"),
-            method: Method::Get,
-            enabled: true,
-        })
+        .put_mapping(
+            &Mapping {
+                secondary: secondary.id,
+                endpoint: EndpointId::parse("/api/orders").expect("an endpoint"),
+                method: Method::Get,
+                enabled: true,
+            },
+            &[],
+        )
         .await
         .expect("map");
 
@@ -198,13 +201,16 @@ async fn exercise(store: &dyn Store) -> (Vec<Needles>, Vec<Vec<u8>>) {
     let mut change = StateChange::new(State::Active, State::Superseded, now);
     change.grace_until = Some(now + Duration::hours(1));
     change.successor = Some(new.id);
-    store.replace(old.id, &change, &new).await.expect("rotate");
+    store
+        .replace(old.id, &change, &new, &[])
+        .await
+        .expect("rotate");
 
     // Regeneration in place: same id, a new secret.
     let (secret, regenerated) = fixtures::issue(&pepper, secondary.data.clone(), Spelling::Plain64);
     needles.push(Needles::of(Kind::Endpoint, &secret));
     store
-        .set_digest(secondary.id, &regenerated.digest, &regenerated.hint)
+        .set_digest(secondary.id, &regenerated.digest, &regenerated.hint, &[])
         .await
         .expect("regenerate");
 
@@ -223,7 +229,10 @@ async fn exercise(store: &dyn Store) -> (Vec<Needles>, Vec<Vec<u8>>) {
         let fresh = peppers
             .seal(r.id, &secret)
             .expect("seal under the new pepper");
-        let back = store.set_sealed(r.id, Some(&fresh)).await.expect("re-seal");
+        let back = store
+            .set_sealed(r.id, Some(&fresh), &[])
+            .await
+            .expect("re-seal");
         assert_eq!(back.sealed.as_ref().map(Sealed::key), Some(KeyId(2)));
         sealed.push(fresh.to_bytes());
     }

@@ -32,7 +32,7 @@ async fn redemptions_across_stores_never_over_enroll() {
         Spelling::Prefixed,
     );
     record.limit = UsageLimit::uses(5).expect("five uses");
-    first.insert(&record).await.expect("insert");
+    first.insert(&record, &[]).await.expect("insert");
 
     let mut tasks = Vec::new();
     for i in 0..24 {
@@ -93,7 +93,7 @@ async fn a_lock_held_past_the_busy_timeout_is_unavailable() {
 
     let pepper = fixtures::pepper();
     let (_, record) = fixtures::issue(&pepper, fixtures::deployment("d"), Spelling::Prefixed);
-    match store.insert(&record).await {
+    match store.insert(&record, &[]).await {
         Err(e @ StoreError::Unavailable(_)) => assert!(e.is_temporary()),
         other => panic!("a write under another's lock: {other:?}"),
     }
@@ -104,7 +104,7 @@ async fn a_lock_held_past_the_busy_timeout_is_unavailable() {
     tx.rollback().await.expect("release the lock");
 
     store
-        .insert(&record)
+        .insert(&record, &[])
         .await
         .expect("the retry succeeds once the lock is gone");
     assert_eq!(

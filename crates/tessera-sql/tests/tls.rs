@@ -239,7 +239,7 @@ mod postgres {
             fixtures::deployment("over-tls"),
             tessera_core::format::Spelling::Prefixed,
         );
-        store.insert(&record).await.unwrap();
+        store.insert(&record, &[]).await.unwrap();
         let found = store.find_by_digest(&record.digest).await.unwrap().unwrap();
         assert_eq!(found.id, record.id);
         store.close().await;

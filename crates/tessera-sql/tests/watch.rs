@@ -80,11 +80,11 @@ mod postgres {
         let (_, dep) = fixtures::issue(&pepper, fixtures::deployment("fleet"), Spelling::Prefixed);
         let (_, gone) = fixtures::issue(&pepper, fixtures::deployment("gone"), Spelling::Prefixed);
         writer
-            .insert_many(&[dep.clone(), gone.clone()])
+            .insert_many(&[dep.clone(), gone.clone()], &[])
             .await
             .unwrap();
         let (_, far) = fixtures::issue(&pepper, fixtures::deployment("far"), Spelling::Prefixed);
-        elsewhere.insert(&far).await.unwrap();
+        elsewhere.insert(&far, &[]).await.unwrap();
 
         // A last use and a usage count are not announced.
         let now = fixtures::now();
@@ -97,6 +97,7 @@ mod postgres {
             .change_state(
                 far.id,
                 &StateChange::new(State::Active, State::Revoked, now),
+                &[],
             )
             .await
             .unwrap();
@@ -105,12 +106,13 @@ mod postgres {
             .change_state(
                 dep.id,
                 &StateChange::new(State::Active, State::Revoked, now),
+                &[],
             )
             .await
             .unwrap();
         let latency = until_seen(&seen, Change::Token(dep.id)).await;
         println!("revocation reported after {} µs", latency.as_micros());
-        writer.purge(&[gone.id]).await.unwrap();
+        writer.purge(&[gone.id], &[]).await.unwrap();
         until_seen(&seen, Change::Token(gone.id)).await;
         assert_eq!(
             *seen.lock().unwrap(),
@@ -130,10 +132,17 @@ mod postgres {
             .unwrap();
         let (_, a) = fixtures::issue(&pepper, fixtures::deployment("a"), Spelling::Prefixed);
         let (_, b) = fixtures::issue(&pepper, fixtures::deployment("b"), Spelling::Prefixed);
-        writer.insert_many(&[a.clone(), b.clone()]).await.unwrap();
+        writer
+            .insert_many(&[a.clone(), b.clone()], &[])
+            .await
+            .unwrap();
         for id in [a.id, b.id] {
             writer
-                .change_state(id, &StateChange::new(State::Active, State::Revoked, now))
+                .change_state(
+                    id,
+                    &StateChange::new(State::Active, State::Revoked, now),
+                    &[],
+                )
                 .await
                 .unwrap();
         }

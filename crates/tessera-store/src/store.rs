@@ -24,6 +24,15 @@ use crate::model::{
 /// Every method that decides something under concurrency is one atomic operation in the backend
 /// (a conditional update or a transaction): callers never read then write to decide.
 ///
+/// Every method that changes what an administrator manages (records, their state, data and
+/// secret, purges, address blocks, endpoint mappings) takes the audit `events` that record the
+/// change and commits them with it, in one transaction: either the change and all its events
+/// are stored, or neither (a crash, a dropped future or an event that cannot be stored leaves
+/// nothing). Events are appended in the order given, after the change. Uses and refusals,
+/// which are many and change no decision, are appended on their own with [`Store::append`].
+/// An event whose time falls outside the years 1677 to 2262 (Unix nanoseconds in an `i64`)
+/// cannot be stored: the change it goes with is refused whole.
+///
 /// Every record field round-trips exactly, text byte for byte and timestamps to at least the
 /// microsecond (as instants: the offset they were given in need not be kept). The conformance
 /// suite (`tessera_store::conformance`, feature `conformance`) is the executable form of this
@@ -42,14 +51,14 @@ pub trait Store: core::fmt::Debug + Send + Sync + 'static {
     /// `AlreadyExists` when the id or digest is taken, or an application token's name is taken
     /// by another application token that is still in force (any state but `Superseded`,
     /// `RotatedOut`, `Revoked` and `Deleted`, so a rotation can reuse the name).
-    async fn insert(&self, record: &TokenRecord) -> Result<()>;
+    async fn insert(&self, record: &TokenRecord, events: &[AuditEvent]) -> Result<()>;
 
     /// Store many new records, all or none.
     ///
     /// # Errors
     ///
-    /// As [`Store::insert`]; on error nothing is stored.
-    async fn insert_many(&self, records: &[TokenRecord]) -> Result<()>;
+    /// As [`Store::insert`]; on error nothing is stored, events included.
+    async fn insert_many(&self, records: &[TokenRecord], events: &[AuditEvent]) -> Result<()>;
 
     /// The record with this id (in any state, including `Deleted` tombstones).
     async fn get(&self, id: TokenId) -> Result<Option<TokenRecord>>;
@@ -94,7 +103,12 @@ pub trait Store: core::fmt::Debug + Send + Sync + 'static {
     /// `NotFound`; `Conflict` when the state is no longer `change.from`; `AlreadyExists` when
     /// the change brings an application token back into force while another token in force
     /// holds its name (a superseded token expired after its successor took the name).
-    async fn change_state(&self, id: TokenId, change: &StateChange) -> Result<TokenRecord>;
+    async fn change_state(
+        &self,
+        id: TokenId,
+        change: &StateChange,
+        events: &[AuditEvent],
+    ) -> Result<TokenRecord>;
 
     /// Atomically apply `change` to `old` (as [`Store::change_state`]) and then insert `new`: a
     /// rotation or a renewal. Either both happen or neither. The change is applied first, so
@@ -110,6 +124,7 @@ pub trait Store: core::fmt::Debug + Send + Sync + 'static {
         old: TokenId,
         change: &StateChange,
         new: &TokenRecord,
+        events: &[AuditEvent],
     ) -> Result<TokenRecord>;
 
     /// Replace a token's kind data (toggles, descriptions). The kind must not change.
@@ -118,7 +133,12 @@ pub trait Store: core::fmt::Debug + Send + Sync + 'static {
     ///
     /// `NotFound`; `Conflict` when the stored kind differs; `AlreadyExists` when an application
     /// token is renamed to a name another token in force holds.
-    async fn update_data(&self, id: TokenId, data: &KindData) -> Result<TokenRecord>;
+    async fn update_data(
+        &self,
+        id: TokenId,
+        data: &KindData,
+        events: &[AuditEvent],
+    ) -> Result<TokenRecord>;
 
     /// Give a token a new secret in place (same id, same mappings): the old secret stops
     /// working at once. Any sealed secret (the old one's) is dropped.
@@ -126,15 +146,26 @@ pub trait Store: core::fmt::Debug + Send + Sync + 'static {
     /// # Errors
     ///
     /// `NotFound`; `AlreadyExists` when the digest is taken.
-    async fn set_digest(&self, id: TokenId, digest: &Digest, hint: &Hint) -> Result<TokenRecord>;
+    async fn set_digest(
+        &self,
+        id: TokenId,
+        digest: &Digest,
+        hint: &Hint,
+        events: &[AuditEvent],
+    ) -> Result<TokenRecord>;
 
     /// Replace a token's sealed secret (a re-seal under a newer pepper), or drop it with
-    /// `None`. Changes nothing else.
+    /// `None`, with its `events`. Changes nothing else.
     ///
     /// # Errors
     ///
     /// `NotFound`.
-    async fn set_sealed(&self, id: TokenId, sealed: Option<&Sealed>) -> Result<TokenRecord>;
+    async fn set_sealed(
+        &self,
+        id: TokenId,
+        sealed: Option<&Sealed>,
+        events: &[AuditEvent],
+    ) -> Result<TokenRecord>;
 
     /// Record a use at `now` unless one was recorded less than `interval` ago: at most one
     /// write per token per interval (a use exactly `interval` later writes). Returns whether it
@@ -143,7 +174,7 @@ pub trait Store: core::fmt::Debug + Send + Sync + 'static {
 
     /// Remove records for good, with their usage, enrollments and mappings (audit stays).
     /// Returns how many were removed.
-    async fn purge(&self, ids: &[TokenId]) -> Result<u64>;
+    async fn purge(&self, ids: &[TokenId], events: &[AuditEvent]) -> Result<u64>;
 
     // ---- onboarding ----
 
@@ -208,7 +239,13 @@ pub trait Store: core::fmt::Debug + Send + Sync + 'static {
     /// # Errors
     ///
     /// `NotFound` when the token does not exist.
-    async fn set_blocked(&self, id: TokenId, ip: IpAddr, blocked: bool) -> Result<UsageEntry>;
+    async fn set_blocked(
+        &self,
+        id: TokenId,
+        ip: IpAddr,
+        blocked: bool,
+        events: &[AuditEvent],
+    ) -> Result<UsageEntry>;
 
     /// Usage entries of one token, in [`UsageSubject`] order (addresses first, then endpoints).
     async fn usage(&self, id: TokenId) -> Result<Vec<UsageEntry>>;
@@ -224,7 +261,7 @@ pub trait Store: core::fmt::Debug + Send + Sync + 'static {
     /// # Errors
     ///
     /// `AlreadyExists` when that mapping exists; `NotFound` when the secondary does not.
-    async fn put_mapping(&self, mapping: &Mapping) -> Result<()>;
+    async fn put_mapping(&self, mapping: &Mapping, events: &[AuditEvent]) -> Result<()>;
 
     /// The mapping of `secondary` to (`endpoint`, `method`).
     async fn mapping(
@@ -245,6 +282,7 @@ pub trait Store: core::fmt::Debug + Send + Sync + 'static {
         endpoint: &EndpointId,
         method: Method,
         enabled: bool,
+        events: &[AuditEvent],
     ) -> Result<Mapping>;
 
     /// Remove a mapping.
@@ -257,6 +295,7 @@ pub trait Store: core::fmt::Debug + Send + Sync + 'static {
         secondary: TokenId,
         endpoint: &EndpointId,
         method: Method,
+        events: &[AuditEvent],
     ) -> Result<()>;
 
     /// Mappings, narrowed to one secondary and/or one endpoint, in no particular order.
@@ -287,7 +326,8 @@ pub trait Store: core::fmt::Debug + Send + Sync + 'static {
 
     // ---- audit ----
 
-    /// Append an event.
+    /// Append an event on its own: for uses, refusals and redemptions. A change's events go
+    /// with the change (see the trait's documentation).
     async fn append(&self, event: &AuditEvent) -> Result<()>;
 
     /// Events passing `filter`, oldest `at` first (events at one instant in the order they were

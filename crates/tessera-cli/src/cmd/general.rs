@@ -105,7 +105,7 @@ pub(crate) async fn list(ctx: &Ctx, args: ListArgs) -> Result<()> {
                 continue;
             }
         }
-        let mut t = r.summary(now);
+        let mut t = ctx.service.summary(&r, now);
         if args.active && state_rejection(t.state).is_some() {
             continue;
         }
@@ -173,7 +173,7 @@ pub(crate) async fn show(ctx: &Ctx, id: &str) -> Result<()> {
             ));
         }
     }
-    let mut t = r.summary(ctx.now());
+    let mut t = ctx.service.summary(&r, ctx.now());
     // An application token's uses are its IP log's, as `app ips` counts them: one count.
     let mut uses_text = uses(&t);
     if r.kind() == Kind::Application {
@@ -463,6 +463,7 @@ fn event_row(e: &AuditEvent) -> Vec<String> {
         AuditAction::IpBlocked => String::from("ip blocked"),
         AuditAction::IpUnblocked => String::from("ip unblocked"),
         AuditAction::Purged => String::from("purged"),
+        AuditAction::Resealed => String::from("resealed"),
         AuditAction::EndpointEnabled { allow_delete } => format!(
             "token authentication on{}",
             if *allow_delete {
@@ -542,7 +543,7 @@ pub(crate) async fn verify(ctx: &Ctx, token: Option<String>) -> Result<()> {
         ));
     };
     drop(presented);
-    let t = r.summary(ctx.now());
+    let t = ctx.service.summary(&r, ctx.now());
     if let Some(rej) = state_rejection(t.state) {
         if ctx.out.json {
             ctx.out.json(&json!({

@@ -87,16 +87,37 @@ fn names_are_checked_and_unique() {
     let env = Env::init();
     create(&env, "dup");
     let err = env.fails(
-        &["app", "create", "--name", "dup", "--access", "x"],
+        &[
+            "app",
+            "create",
+            "--name",
+            "dup",
+            "--access",
+            "security-director",
+        ],
         BAD_INPUT,
     );
     assert!(err.contains("already exists"), "{err}");
     env.fails(
-        &["app", "create", "--name", "has space", "--access", "x"],
+        &[
+            "app",
+            "create",
+            "--name",
+            "has space",
+            "--access",
+            "security-director",
+        ],
         BAD_INPUT,
     );
     env.fails(
-        &["app", "create", "--name", &"a".repeat(33), "--access", "x"],
+        &[
+            "app",
+            "create",
+            "--name",
+            &"a".repeat(33),
+            "--access",
+            "security-director",
+        ],
         BAD_INPUT,
     );
     env.fails(
@@ -161,4 +182,83 @@ fn unused_tokens_go_dormant_then_are_deleted() {
         &["sweep", "--dormant-after", "5d", "--delete-after", "5d"],
         BAD_INPUT,
     );
+}
+
+/// Dormancy and deletion hold at the moment of use, with no sweep run: under a moved clock
+/// `app verify` refuses an idle token, `show` and `app list` say so, a refused use revives
+/// nothing, `app activate` makes a dormant token usable again and restarts its idle clock.
+#[test]
+fn idle_tokens_are_refused_at_use_without_a_sweep() {
+    let env = Env::init();
+    let (secret, id) = create(&env, "idle-at-use");
+    let start = time::OffsetDateTime::now_utc();
+    let at = |days: i64| {
+        (start + time::Duration::days(days))
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let run = |when: &str, args: &[&str]| {
+        let mut c = env.cmd();
+        c.args(args)
+            .env("TESSERA_NOW", when)
+            .write_stdin(secret.clone());
+        c.assert()
+    };
+    let verify = |when: &str| run(when, &["--json", "app", "verify", "--ip", "10.0.0.1"]);
+    let refused = |when: &str| {
+        let out = verify(when).code(REJECTED).get_output().stdout.clone();
+        let v = parse(&String::from_utf8(out).unwrap());
+        v["reason"].as_str().unwrap().to_owned()
+    };
+    let shown = |when: &str| {
+        parse(&stdout(run(when, &["--json", "show", &id]).success()))["state"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    verify(&at(1)).success();
+    // 30 days after the last use: dormant, without a sweep, however often it is tried.
+    assert_eq!(refused(&at(31)), "dormant");
+    assert_eq!(refused(&at(31)), "dormant");
+    assert_eq!(shown(&at(31)), "dormant");
+    let listed = parse(&stdout(run(&at(31), &["--json", "app", "list"]).success()));
+    assert_eq!(listed[0]["state"], "dormant", "{listed}");
+    // The refusals wrote no use: the IP log still counts the one use on day 1.
+    let ips = parse(&stdout(
+        run(&at(31), &["--json", "app", "ips", &id]).success(),
+    ));
+    assert_eq!(ips[0]["count"], 1, "{ips}");
+    // Reactivated on day 40: usable, and idle from then on.
+    let back = parse(&stdout(
+        run(&at(40), &["--json", "app", "activate", &id]).success(),
+    ));
+    assert_eq!(back["state"], "active");
+    verify(&at(40)).success();
+    assert_eq!(shown(&at(69)), "active");
+    assert_eq!(refused(&at(70)), "dormant");
+    // 90 days after the last use: deleted for good, and gone from the list.
+    assert_eq!(refused(&at(130)), "deleted");
+    assert_eq!(shown(&at(130)), "deleted");
+    run(&at(130), &["app", "activate", &id]).failure();
+    let listed = parse(&stdout(run(&at(130), &["--json", "app", "list"]).success()));
+    assert!(listed.as_array().unwrap().is_empty(), "{listed}");
+    // The sweep still records it.
+    let swept = parse(&stdout(run(&at(130), &["--json", "sweep"]).success()));
+    assert_eq!(swept["deleted"][0], id.as_str(), "{swept}");
+
+    // The thresholds are settings: TESSERA_DORMANT_AFTER / TESSERA_DELETE_AFTER hold for every
+    // command, and bad values are a usage error.
+    let (short, _) = create(&env, "short-lived");
+    let mut c = env.cmd();
+    c.args(["app", "verify", "--ip", "10.0.0.2"])
+        .env("TESSERA_NOW", at(2))
+        .env("TESSERA_DORMANT_AFTER", "1d")
+        .write_stdin(short.clone());
+    let err = String::from_utf8(c.assert().code(REJECTED).get_output().stderr.clone()).unwrap();
+    assert!(err.contains("dormant"), "{err}");
+    env.ok_in(&["app", "verify", "--ip", "10.0.0.2"], &short);
+    let mut c = env.cmd();
+    c.args(["app", "list"]).env("TESSERA_DELETE_AFTER", "1d");
+    let err = String::from_utf8(c.assert().code(BAD_INPUT).get_output().stderr.clone()).unwrap();
+    assert!(err.contains("TESSERA_DORMANT_AFTER"), "{err}");
 }

@@ -44,6 +44,8 @@ impl Env {
             "TESSERA_PEPPER",
             "TESSERA_USER",
             "TESSERA_NOW",
+            "TESSERA_DORMANT_AFTER",
+            "TESSERA_DELETE_AFTER",
             "XDG_DATA_HOME",
         ] {
             c.env_remove(var);

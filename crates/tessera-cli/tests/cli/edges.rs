@@ -441,3 +441,63 @@ fn toggled_off_and_deactivated_secondaries_have_a_word_and_a_refusal_each() {
     let listed = env.json(&["list", "--state", "deactivated"]);
     assert_eq!(listed[0]["id"], id.as_str(), "{listed}");
 }
+
+#[test]
+fn access_types_are_the_offered_set_each_once() {
+    let env = Env::init();
+    let err = env.fails(
+        &["app", "create", "--name", "a-1", "--access", "foo"],
+        BAD_INPUT,
+    );
+    assert!(
+        err.contains(
+            "access type `foo` is not offered; pick from: security-director, third-party-feeds"
+        ),
+        "{err}"
+    );
+    let err = env.fails(
+        &[
+            "app",
+            "create",
+            "--name",
+            "a-1",
+            "--access",
+            "security-director,security-director",
+        ],
+        BAD_INPUT,
+    );
+    assert!(err.contains("given twice"), "{err}");
+    assert_eq!(env.json(&["app", "list"]), Value::Array(vec![]));
+    env.ok(&[
+        "app",
+        "create",
+        "--name",
+        "a-1",
+        "--access",
+        "security-director,third-party-feeds",
+    ]);
+    // Another configured set.
+    let custom = env
+        .cmd()
+        .env("TESSERA_ACCESS_TYPES", "billing,audit")
+        .args([
+            "--json", "app", "create", "--name", "b-1", "--access", "billing",
+        ])
+        .assert()
+        .success();
+    assert_eq!(parse(&stdout(custom))["token"]["name"], "b-1");
+    let err = env
+        .cmd()
+        .env("TESSERA_ACCESS_TYPES", "billing,,audit")
+        .args(["app", "list"])
+        .assert()
+        .code(BAD_INPUT)
+        .get_output()
+        .stderr
+        .clone();
+    assert!(
+        String::from_utf8(err)
+            .unwrap()
+            .contains("TESSERA_ACCESS_TYPES")
+    );
+}

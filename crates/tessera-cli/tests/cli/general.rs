@@ -11,7 +11,14 @@ fn rfc3339_in(days: i64) -> String {
 #[test]
 fn rotate_with_grace_keeps_both_until_the_window_ends() {
     let env = Env::init();
-    let (old, old_id) = issued(&env.json(&["app", "create", "--name", "svc", "--access", "feeds"]));
+    let (old, old_id) = issued(&env.json(&[
+        "app",
+        "create",
+        "--name",
+        "svc",
+        "--access",
+        "third-party-feeds",
+    ]));
     env.fails(&["rotate", &old_id], BAD_INPUT);
     let v = env.json(&["-y", "rotate", &old_id[..10], "--grace", "1h"]);
     let (new, new_id) = issued(&v);
@@ -210,7 +217,14 @@ fn list_and_show_every_kind() {
     let env = Env::init();
     env.ok(&["deployment", "generate", "--name", "d"]);
     env.ok(&["onboarding", "create", "--policy", "p", "--group", "g"]);
-    let (_, app) = issued(&env.json(&["app", "create", "--name", "a", "--access", "x"]));
+    let (_, app) = issued(&env.json(&[
+        "app",
+        "create",
+        "--name",
+        "a",
+        "--access",
+        "security-director",
+    ]));
     env.ok(&[
         "--as",
         "zed",

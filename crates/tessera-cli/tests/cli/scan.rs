@@ -26,8 +26,14 @@ fn look_alike(token: &str) -> String {
 }
 
 fn leaky_log(env: &Env) -> (std::path::PathBuf, String, String, String, String) {
-    let (app, app_id) =
-        issued(&env.json(&["app", "create", "--name", "leaky", "--access", "feeds"]));
+    let (app, app_id) = issued(&env.json(&[
+        "app",
+        "create",
+        "--name",
+        "leaky",
+        "--access",
+        "third-party-feeds",
+    ]));
     let (dep, dep_id) = issued(&env.json(&["deployment", "generate", "--name", "installer"]));
     let foreign = tessera::Secret::generate(tessera::Kind::Onboarding).unwrap();
     let text = format!(

@@ -16,13 +16,24 @@ use crate::lifecycle::{Action, State};
 pub struct AccessTypes(BTreeSet<AccessType>);
 
 impl AccessTypes {
-    /// One or more access types.
+    /// One or more access types, each once.
     ///
     /// # Errors
     ///
-    /// [`InvalidInput::Empty`] when none is given.
+    /// [`InvalidInput::Empty`] when none is given; [`InvalidInput::Repeated`] when one is given
+    /// twice.
     pub fn new(types: impl IntoIterator<Item = AccessType>) -> Result<Self, Error> {
-        let set: BTreeSet<_> = types.into_iter().collect();
+        let mut set = BTreeSet::new();
+        for t in types {
+            if set.contains(&t) {
+                return Err(InvalidInput::Repeated {
+                    what: "access type",
+                    value: t.as_str().to_owned(),
+                }
+                .into());
+            }
+            set.insert(t);
+        }
         if set.is_empty() {
             return Err(InvalidInput::Empty {
                 what: "access types",
@@ -53,6 +64,72 @@ impl TryFrom<BTreeSet<AccessType>> for AccessTypes {
 impl From<AccessTypes> for BTreeSet<AccessType> {
     fn from(s: AccessTypes) -> Self {
         s.0
+    }
+}
+
+/// The access types an application service offers: a closed set, configured per service
+/// ([`AccessCatalog::SEED`] by default: the console's Security Director and Third Party
+/// feeds). A token may be created only with types from it.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct AccessCatalog(BTreeSet<AccessType>);
+
+impl AccessCatalog {
+    /// The seed's two access types, spelled `security-director` and `third-party-feeds`.
+    pub const SEED: [&'static str; 2] = ["security-director", "third-party-feeds"];
+
+    /// The seed's set.
+    #[allow(
+        clippy::missing_panics_doc,
+        reason = "the seed's names are valid access types"
+    )]
+    pub fn seed() -> Self {
+        Self(
+            Self::SEED
+                .iter()
+                .filter_map(|t| AccessType::parse(*t).ok())
+                .collect(),
+        )
+    }
+
+    /// A set of one or more types, each once.
+    ///
+    /// # Errors
+    ///
+    /// As [`AccessTypes::new`].
+    pub fn new(types: impl IntoIterator<Item = AccessType>) -> Result<Self, Error> {
+        Ok(Self(AccessTypes::new(types)?.0))
+    }
+
+    /// The offered types.
+    pub fn iter(&self) -> impl Iterator<Item = &AccessType> {
+        self.0.iter()
+    }
+
+    /// Check that every type of `types` is offered.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidInput::AccessTypeNotOffered`] naming the first that is not.
+    pub fn check(&self, types: &AccessTypes) -> Result<(), Error> {
+        match types.iter().find(|t| !self.0.contains(*t)) {
+            None => Ok(()),
+            Some(t) => Err(InvalidInput::AccessTypeNotOffered {
+                given: t.as_str().to_owned(),
+                offered: self
+                    .0
+                    .iter()
+                    .map(AccessType::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }
+            .into()),
+        }
+    }
+}
+
+impl Default for AccessCatalog {
+    fn default() -> Self {
+        Self::seed()
     }
 }
 
@@ -128,6 +205,24 @@ impl InactivityPolicy {
             None
         }
     }
+
+    /// The state a token stored in `state`, last active at `last_activity`, is in at `now`
+    /// once inactivity is applied, whether or not a sweep recorded it: `Deleted` when unused
+    /// for [`delete_after`](Self::delete_after) (any state but a terminal one), `Dormant` when
+    /// an active token is unused for [`dormant_after`](Self::dormant_after), else `state`.
+    /// Validation refuses by this state, so a use never revives an idle token.
+    pub fn state_at(
+        self,
+        state: State,
+        last_activity: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> State {
+        match self.decide(state, last_activity, now) {
+            Some(Action::Delete) => State::Deleted,
+            Some(Action::MarkDormant) => State::Dormant,
+            _ => state,
+        }
+    }
 }
 
 impl Default for InactivityPolicy {
@@ -157,5 +252,19 @@ mod tests {
             Some(Action::Delete)
         );
         assert!(InactivityPolicy::new(Duration::days(5), Duration::days(5)).is_err());
+    }
+
+    #[test]
+    fn state_at_applies_the_thresholds_without_a_sweep() {
+        let p = InactivityPolicy::default();
+        let t0 = datetime!(2026-01-01 0:00 UTC);
+        let day = |d| t0 + Duration::days(d);
+        assert_eq!(p.state_at(State::Active, t0, day(29)), State::Active);
+        assert_eq!(p.state_at(State::Active, t0, day(30)), State::Dormant);
+        assert_eq!(p.state_at(State::Active, t0, day(200)), State::Deleted);
+        assert_eq!(p.state_at(State::Dormant, t0, day(89)), State::Dormant);
+        assert_eq!(p.state_at(State::Disabled, t0, day(60)), State::Disabled);
+        assert_eq!(p.state_at(State::Disabled, t0, day(90)), State::Deleted);
+        assert_eq!(p.state_at(State::Revoked, t0, day(200)), State::Revoked);
     }
 }

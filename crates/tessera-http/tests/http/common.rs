@@ -313,10 +313,10 @@ impl Store for Down {
     fn capabilities(&self) -> Capabilities {
         Capabilities::default()
     }
-    async fn insert(&self, _: &TokenRecord) -> Result<(), StoreError> {
+    async fn insert(&self, _: &TokenRecord, _: &[AuditEvent]) -> Result<(), StoreError> {
         down()
     }
-    async fn insert_many(&self, _: &[TokenRecord]) -> Result<(), StoreError> {
+    async fn insert_many(&self, _: &[TokenRecord], _: &[AuditEvent]) -> Result<(), StoreError> {
         down()
     }
     async fn get(&self, _: TokenId) -> Result<Option<TokenRecord>, StoreError> {
@@ -328,7 +328,12 @@ impl Store for Down {
     async fn list(&self, _: &TokenFilter) -> Result<Vec<TokenRecord>, StoreError> {
         down()
     }
-    async fn change_state(&self, _: TokenId, _: &StateChange) -> Result<TokenRecord, StoreError> {
+    async fn change_state(
+        &self,
+        _: TokenId,
+        _: &StateChange,
+        _: &[AuditEvent],
+    ) -> Result<TokenRecord, StoreError> {
         down()
     }
     async fn replace(
@@ -336,10 +341,16 @@ impl Store for Down {
         _: TokenId,
         _: &StateChange,
         _: &TokenRecord,
+        _: &[AuditEvent],
     ) -> Result<TokenRecord, StoreError> {
         down()
     }
-    async fn update_data(&self, _: TokenId, _: &KindData) -> Result<TokenRecord, StoreError> {
+    async fn update_data(
+        &self,
+        _: TokenId,
+        _: &KindData,
+        _: &[AuditEvent],
+    ) -> Result<TokenRecord, StoreError> {
         down()
     }
     async fn set_digest(
@@ -347,6 +358,7 @@ impl Store for Down {
         _: TokenId,
         _: &Digest,
         _: &Hint,
+        _: &[AuditEvent],
     ) -> Result<TokenRecord, StoreError> {
         down()
     }
@@ -354,13 +366,14 @@ impl Store for Down {
         &self,
         _: TokenId,
         _: Option<&tessera::core::seal::Sealed>,
+        _: &[AuditEvent],
     ) -> Result<TokenRecord, StoreError> {
         down()
     }
     async fn touch(&self, _: TokenId, _: OffsetDateTime, _: Duration) -> Result<bool, StoreError> {
         down()
     }
-    async fn purge(&self, _: &[TokenId]) -> Result<u64, StoreError> {
+    async fn purge(&self, _: &[TokenId], _: &[AuditEvent]) -> Result<u64, StoreError> {
         down()
     }
     async fn redeem(
@@ -388,7 +401,13 @@ impl Store for Down {
     async fn record_batch(&self, _: &tessera::store::UsageBatch) -> Result<bool, StoreError> {
         down()
     }
-    async fn set_blocked(&self, _: TokenId, _: IpAddr, _: bool) -> Result<UsageEntry, StoreError> {
+    async fn set_blocked(
+        &self,
+        _: TokenId,
+        _: IpAddr,
+        _: bool,
+        _: &[AuditEvent],
+    ) -> Result<UsageEntry, StoreError> {
         down()
     }
     async fn usage(&self, _: TokenId) -> Result<Vec<UsageEntry>, StoreError> {
@@ -397,7 +416,7 @@ impl Store for Down {
     async fn endpoint_usage(&self, _: &EndpointId) -> Result<Vec<UsageEntry>, StoreError> {
         down()
     }
-    async fn put_mapping(&self, _: &Mapping) -> Result<(), StoreError> {
+    async fn put_mapping(&self, _: &Mapping, _: &[AuditEvent]) -> Result<(), StoreError> {
         down()
     }
     async fn mapping(
@@ -414,6 +433,7 @@ impl Store for Down {
         _: &EndpointId,
         _: TokenMethod,
         _: bool,
+        _: &[AuditEvent],
     ) -> Result<Mapping, StoreError> {
         down()
     }
@@ -422,6 +442,7 @@ impl Store for Down {
         _: TokenId,
         _: &EndpointId,
         _: TokenMethod,
+        _: &[AuditEvent],
     ) -> Result<(), StoreError> {
         down()
     }

@@ -118,6 +118,13 @@ const INSERT_TOKENS: &str = concat!(
     ", n) ORDER BY n"
 );
 
+/// Append a change's events in one statement, in the order given: $1 times, $2 token ids,
+/// $3 actors, $4 bodies.
+const APPEND_EVENTS: &str = "INSERT INTO audit_events (at, token_id, actor, body) \
+     SELECT at, token_id, actor, body \
+     FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[]) \
+     WITH ORDINALITY AS e (at, token_id, actor, body, n) ORDER BY n";
+
 /// Serialise migrations of one schema across every instance: $1 the lock key.
 const LOCK_MIGRATIONS: &str = "SELECT pg_advisory_xact_lock($1)";
 const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS _tessera_migrations (\
@@ -339,14 +346,18 @@ impl PostgresStore {
     /// first record to collide gives the error, exactly as if every record had been inserted
     /// one by one. Only a concurrent writer can make an earlier chunk collide on that second
     /// try; the one-at-a-time start then moves back to it, so the retries end.
-    async fn insert_batch(&self, records: &[TokenRecord]) -> Result<(), StoreError> {
+    async fn insert_batch(
+        &self,
+        records: &[TokenRecord],
+        events: &[AuditEvent],
+    ) -> Result<(), StoreError> {
         let columns = records
             .iter()
             .map(RecordColumns::of)
             .collect::<Result<Vec<_>, _>>()?;
         let mut singly_from = columns.len();
         loop {
-            match self.try_batch(&columns, singly_from).await {
+            match self.try_batch(&columns, singly_from, events).await {
                 Ok(()) => return Ok(()),
                 Err(BatchFailure::Store(e)) => return Err(e),
                 Err(BatchFailure::Record { at, error }) => {
@@ -367,6 +378,7 @@ impl PostgresStore {
         &self,
         columns: &[RecordColumns],
         singly_from: usize,
+        events: &[AuditEvent],
     ) -> Result<(), BatchFailure> {
         let mut tx = self.begin().await.map_err(BatchFailure::Store)?;
         let (chunked, singly) = columns.split_at(singly_from);
@@ -391,7 +403,10 @@ impl PostgresStore {
             }
         }
         match failure {
-            None => tx.commit().await.map_err(|e| BatchFailure::Store(db(e))),
+            None => {
+                log(&mut tx, events).await.map_err(BatchFailure::Store)?;
+                tx.commit().await.map_err(|e| BatchFailure::Store(db(e)))
+            }
             Some(failure) => {
                 let _ = tx.rollback().await;
                 Err(failure)
@@ -447,6 +462,36 @@ fn lock_key(schema: Option<&str>) -> i64 {
 
 fn db(e: sqlx::Error) -> StoreError {
     map_sqlx_error(e, "token")
+}
+
+/// Append a change's `events` inside its transaction, in one statement (after the change: an
+/// event that cannot be stored undoes it).
+async fn log(conn: &mut PgConnection, events: &[AuditEvent]) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let (mut ats, mut tokens, mut actors, mut bodies) = (
+        Vec::with_capacity(events.len()),
+        Vec::with_capacity(events.len()),
+        Vec::with_capacity(events.len()),
+        Vec::with_capacity(events.len()),
+    );
+    for event in events {
+        let (at, token, actor, body) = codec::event_columns(event)?;
+        ats.push(at);
+        tokens.push(token);
+        actors.push(actor);
+        bodies.push(body);
+    }
+    sqlx::query(APPEND_EVENTS)
+        .bind(ats)
+        .bind(tokens)
+        .bind(actors)
+        .bind(bodies)
+        .execute(conn)
+        .await
+        .map_err(db)?;
+    Ok(())
 }
 
 /// A state or data change can only collide on the application name.
@@ -531,21 +576,25 @@ impl Store for PostgresStore {
         c
     }
 
-    async fn insert(&self, record: &TokenRecord) -> Result<(), StoreError> {
+    async fn insert(&self, record: &TokenRecord, events: &[AuditEvent]) -> Result<(), StoreError> {
         let c = RecordColumns::of(record)?;
-        match bind_record(sqlx::query(sql::INSERT_TOKEN), &c)
-            .execute(&self.pool)
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => Err(self
+        let mut tx = self.begin().await?;
+        if let Err(e) = self.insert_in(&mut tx, &c).await {
+            let _ = tx.rollback().await;
+            return Err(self
                 .insert_error(e, &c, core::slice::from_ref(record), 0)
-                .await),
+                .await);
         }
+        log(&mut tx, events).await?;
+        tx.commit().await.map_err(db)
     }
 
-    async fn insert_many(&self, records: &[TokenRecord]) -> Result<(), StoreError> {
-        self.insert_batch(records).await
+    async fn insert_many(
+        &self,
+        records: &[TokenRecord],
+        events: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        self.insert_batch(records, events).await
     }
 
     async fn get(&self, id: TokenId) -> Result<Option<TokenRecord>, StoreError> {
@@ -589,16 +638,20 @@ impl Store for PostgresStore {
         &self,
         id: TokenId,
         change: &StateChange,
+        events: &[AuditEvent],
     ) -> Result<TokenRecord, StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let mut tx = self.begin().await?;
         let row = bind_change(sqlx::query(sql::CHANGE_STATE), id, change)?
-            .fetch_optional(&mut *conn)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(name_taken)?;
-        match row {
-            Some(row) => codec::record(&row),
-            None => Err(Self::missed(&mut conn, id).await),
-        }
+        let Some(row) = row else {
+            return Err(Self::missed(&mut tx, id).await);
+        };
+        let updated = codec::record(&row)?;
+        log(&mut tx, events).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(updated)
     }
 
     async fn replace(
@@ -606,6 +659,7 @@ impl Store for PostgresStore {
         old: TokenId,
         change: &StateChange,
         new: &TokenRecord,
+        events: &[AuditEvent],
     ) -> Result<TokenRecord, StoreError> {
         let c = RecordColumns::of(new)?;
         let mut tx = self.begin().await?;
@@ -625,13 +679,19 @@ impl Store for PostgresStore {
                 .insert_error(e, &c, core::slice::from_ref(new), 0)
                 .await);
         }
+        log(&mut tx, events).await?;
         tx.commit().await.map_err(db)?;
         Ok(updated)
     }
 
-    async fn update_data(&self, id: TokenId, data: &KindData) -> Result<TokenRecord, StoreError> {
+    async fn update_data(
+        &self,
+        id: TokenId,
+        data: &KindData,
+        events: &[AuditEvent],
+    ) -> Result<TokenRecord, StoreError> {
         let d = DataColumns::of(data)?;
-        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let mut tx = self.begin().await?;
         let row = bind_data(
             sqlx::query(sql::UPDATE_DATA)
                 .bind(codec::id(id))
@@ -639,13 +699,16 @@ impl Store for PostgresStore {
                 .bind(d.data.as_str()),
             &d,
         )
-        .fetch_optional(&mut *conn)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(name_taken)?;
-        match row {
-            Some(row) => codec::record(&row),
-            None => Err(Self::missed(&mut conn, id).await),
-        }
+        let Some(row) = row else {
+            return Err(Self::missed(&mut tx, id).await);
+        };
+        let updated = codec::record(&row)?;
+        log(&mut tx, events).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(updated)
     }
 
     async fn set_digest(
@@ -653,37 +716,47 @@ impl Store for PostgresStore {
         id: TokenId,
         digest: &Digest,
         hint: &Hint,
+        events: &[AuditEvent],
     ) -> Result<TokenRecord, StoreError> {
         let (key, bytes) = codec::digest(digest);
+        let mut tx = self.begin().await?;
         let row = sqlx::query(sql::SET_DIGEST)
             .bind(codec::id(id))
             .bind(key)
             .bind(bytes)
             .bind(hint.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(|e| map_sqlx_error(e, "token digest"))?;
-        match row {
-            Some(row) => codec::record(&row),
-            None => Err(StoreError::NotFound { what: "token" }),
-        }
+        let Some(row) = row else {
+            return Err(StoreError::NotFound { what: "token" });
+        };
+        let updated = codec::record(&row)?;
+        log(&mut tx, events).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(updated)
     }
 
     async fn set_sealed(
         &self,
         id: TokenId,
         sealed: Option<&Sealed>,
+        events: &[AuditEvent],
     ) -> Result<TokenRecord, StoreError> {
+        let mut tx = self.begin().await?;
         let row = sqlx::query(sql::SET_SEALED)
             .bind(codec::id(id))
             .bind(sealed.map(Sealed::to_bytes))
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(|e| map_sqlx_error(e, "token"))?;
-        match row {
-            Some(row) => codec::record(&row),
-            None => Err(StoreError::NotFound { what: "token" }),
-        }
+        let Some(row) = row else {
+            return Err(StoreError::NotFound { what: "token" });
+        };
+        let updated = codec::record(&row)?;
+        log(&mut tx, events).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(updated)
     }
 
     async fn touch(
@@ -709,7 +782,7 @@ impl Store for PostgresStore {
         }
     }
 
-    async fn purge(&self, ids: &[TokenId]) -> Result<u64, StoreError> {
+    async fn purge(&self, ids: &[TokenId], events: &[AuditEvent]) -> Result<u64, StoreError> {
         let mut tx = self.begin().await?;
         let mut removed = 0;
         for id in ids {
@@ -720,6 +793,7 @@ impl Store for PostgresStore {
                 .map_err(db)?;
             removed += done.rows_affected();
         }
+        log(&mut tx, events).await?;
         tx.commit().await.map_err(db)?;
         Ok(removed)
     }
@@ -943,15 +1017,20 @@ impl Store for PostgresStore {
         id: TokenId,
         ip: IpAddr,
         blocked: bool,
+        events: &[AuditEvent],
     ) -> Result<UsageEntry, StoreError> {
+        let mut tx = self.begin().await?;
         let row = sqlx::query(sql::SET_BLOCKED)
             .bind(codec::id(id))
             .bind(ip.to_string())
             .bind(blocked)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *tx)
             .await
             .map_err(db)?;
-        codec::usage_entry(&row)
+        let entry = codec::usage_entry(&row)?;
+        log(&mut tx, events).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(entry)
     }
 
     async fn usage(&self, id: TokenId) -> Result<Vec<UsageEntry>, StoreError> {
@@ -980,16 +1059,22 @@ impl Store for PostgresStore {
         )
     }
 
-    async fn put_mapping(&self, mapping: &Mapping) -> Result<(), StoreError> {
+    async fn put_mapping(
+        &self,
+        mapping: &Mapping,
+        events: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
         sqlx::query(sql::PUT_MAPPING)
             .bind(codec::id(mapping.secondary))
             .bind(mapping.endpoint.as_str())
             .bind(codec::method(mapping.method))
             .bind(mapping.enabled)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(|e| map_sqlx_error(e, "mapping"))?;
-        Ok(())
+        log(&mut tx, events).await?;
+        tx.commit().await.map_err(db)
     }
 
     async fn mapping(
@@ -1014,19 +1099,24 @@ impl Store for PostgresStore {
         endpoint: &EndpointId,
         method: Method,
         enabled: bool,
+        events: &[AuditEvent],
     ) -> Result<Mapping, StoreError> {
+        let mut tx = self.begin().await?;
         let row = sqlx::query(sql::SET_MAPPING_ENABLED)
             .bind(codec::id(secondary))
             .bind(endpoint.as_str())
             .bind(codec::method(method))
             .bind(enabled)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(db)?;
-        match row {
-            Some(row) => codec::mapping(&row),
-            None => Err(StoreError::NotFound { what: "mapping" }),
-        }
+        let Some(row) = row else {
+            return Err(StoreError::NotFound { what: "mapping" });
+        };
+        let mapping = codec::mapping(&row)?;
+        log(&mut tx, events).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(mapping)
     }
 
     async fn remove_mapping(
@@ -1034,18 +1124,21 @@ impl Store for PostgresStore {
         secondary: TokenId,
         endpoint: &EndpointId,
         method: Method,
+        events: &[AuditEvent],
     ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
         let done = sqlx::query(sql::REMOVE_MAPPING)
             .bind(codec::id(secondary))
             .bind(endpoint.as_str())
             .bind(codec::method(method))
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(db)?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound { what: "mapping" });
         }
-        Ok(())
+        log(&mut tx, events).await?;
+        tx.commit().await.map_err(db)
     }
 
     async fn mappings(

@@ -308,7 +308,11 @@ impl SqliteStore {
     /// statement and keeps the transaction, so the chunk's records are then inserted one at a
     /// time: the first to collide gives the error, exactly as if every record had been inserted
     /// one by one.
-    async fn insert_batch(&self, records: &[TokenRecord]) -> Result<(), StoreError> {
+    async fn insert_batch(
+        &self,
+        records: &[TokenRecord],
+        events: &[AuditEvent],
+    ) -> Result<(), StoreError> {
         let columns = records
             .iter()
             .map(RecordColumns::of)
@@ -330,6 +334,7 @@ impl SqliteStore {
                 }
             }
         }
+        log(&mut tx, events).await?;
         tx.commit().await.map_err(db)
     }
 
@@ -361,6 +366,23 @@ impl fmt::Debug for SqliteStore {
 
 fn db(e: sqlx::Error) -> StoreError {
     map_sqlx_error(e, "token")
+}
+
+/// Append a change's `events` inside its transaction (after the change: an event that cannot be
+/// stored undoes it).
+async fn log(conn: &mut SqliteConnection, events: &[AuditEvent]) -> Result<(), StoreError> {
+    for event in events {
+        let (at, token, actor, body) = codec::event_columns(event)?;
+        sqlx::query(sql::APPEND_EVENT)
+            .bind(at)
+            .bind(token)
+            .bind(actor)
+            .bind(body)
+            .execute(&mut *conn)
+            .await
+            .map_err(db)?;
+    }
+    Ok(())
 }
 
 /// A state or data change can only collide on the application name.
@@ -446,23 +468,27 @@ impl Store for SqliteStore {
         c
     }
 
-    async fn insert(&self, record: &TokenRecord) -> Result<(), StoreError> {
+    async fn insert(&self, record: &TokenRecord, events: &[AuditEvent]) -> Result<(), StoreError> {
         let _writing = self.writing().await;
         let c = RecordColumns::of(record)?;
-        match bind_record(sqlx::query(sql::INSERT_TOKEN), &c)
-            .execute(&self.pool)
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => Err(self
+        let mut tx = self.begin().await?;
+        if let Err(e) = self.insert_in(&mut tx, &c).await {
+            let _ = tx.rollback().await;
+            return Err(self
                 .insert_error(e, &c, core::slice::from_ref(record), 0)
-                .await),
+                .await);
         }
+        log(&mut tx, events).await?;
+        tx.commit().await.map_err(db)
     }
 
-    async fn insert_many(&self, records: &[TokenRecord]) -> Result<(), StoreError> {
+    async fn insert_many(
+        &self,
+        records: &[TokenRecord],
+        events: &[AuditEvent],
+    ) -> Result<(), StoreError> {
         let _writing = self.writing().await;
-        self.insert_batch(records).await
+        self.insert_batch(records, events).await
     }
 
     async fn get(&self, id: TokenId) -> Result<Option<TokenRecord>, StoreError> {
@@ -507,17 +533,21 @@ impl Store for SqliteStore {
         &self,
         id: TokenId,
         change: &StateChange,
+        events: &[AuditEvent],
     ) -> Result<TokenRecord, StoreError> {
         let _writing = self.writing().await;
-        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let mut tx = self.begin().await?;
         let row = bind_change(sqlx::query(sql::CHANGE_STATE), id, change)?
-            .fetch_optional(&mut *conn)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(name_taken)?;
-        match row {
-            Some(row) => codec::record(&row),
-            None => Err(Self::missed(&mut conn, id).await),
-        }
+        let Some(row) = row else {
+            return Err(Self::missed(&mut tx, id).await);
+        };
+        let updated = codec::record(&row)?;
+        log(&mut tx, events).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(updated)
     }
 
     async fn replace(
@@ -525,6 +555,7 @@ impl Store for SqliteStore {
         old: TokenId,
         change: &StateChange,
         new: &TokenRecord,
+        events: &[AuditEvent],
     ) -> Result<TokenRecord, StoreError> {
         let _writing = self.writing().await;
         let c = RecordColumns::of(new)?;
@@ -545,14 +576,20 @@ impl Store for SqliteStore {
                 .insert_error(e, &c, core::slice::from_ref(new), 0)
                 .await);
         }
+        log(&mut tx, events).await?;
         tx.commit().await.map_err(db)?;
         Ok(updated)
     }
 
-    async fn update_data(&self, id: TokenId, data: &KindData) -> Result<TokenRecord, StoreError> {
+    async fn update_data(
+        &self,
+        id: TokenId,
+        data: &KindData,
+        events: &[AuditEvent],
+    ) -> Result<TokenRecord, StoreError> {
         let _writing = self.writing().await;
         let d = DataColumns::of(data)?;
-        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let mut tx = self.begin().await?;
         let row = bind_data(
             sqlx::query(sql::UPDATE_DATA)
                 .bind(codec::id(id))
@@ -560,13 +597,16 @@ impl Store for SqliteStore {
                 .bind(d.data.as_str()),
             &d,
         )
-        .fetch_optional(&mut *conn)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(name_taken)?;
-        match row {
-            Some(row) => codec::record(&row),
-            None => Err(Self::missed(&mut conn, id).await),
-        }
+        let Some(row) = row else {
+            return Err(Self::missed(&mut tx, id).await);
+        };
+        let updated = codec::record(&row)?;
+        log(&mut tx, events).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(updated)
     }
 
     async fn set_digest(
@@ -574,39 +614,49 @@ impl Store for SqliteStore {
         id: TokenId,
         digest: &Digest,
         hint: &Hint,
+        events: &[AuditEvent],
     ) -> Result<TokenRecord, StoreError> {
         let _writing = self.writing().await;
         let (key, bytes) = codec::digest(digest);
+        let mut tx = self.begin().await?;
         let row = sqlx::query(sql::SET_DIGEST)
             .bind(codec::id(id))
             .bind(key)
             .bind(bytes)
             .bind(hint.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(|e| map_sqlx_error(e, "token digest"))?;
-        match row {
-            Some(row) => codec::record(&row),
-            None => Err(StoreError::NotFound { what: "token" }),
-        }
+        let Some(row) = row else {
+            return Err(StoreError::NotFound { what: "token" });
+        };
+        let updated = codec::record(&row)?;
+        log(&mut tx, events).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(updated)
     }
 
     async fn set_sealed(
         &self,
         id: TokenId,
         sealed: Option<&Sealed>,
+        events: &[AuditEvent],
     ) -> Result<TokenRecord, StoreError> {
         let _writing = self.writing().await;
+        let mut tx = self.begin().await?;
         let row = sqlx::query(sql::SET_SEALED)
             .bind(codec::id(id))
             .bind(sealed.map(Sealed::to_bytes))
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(|e| map_sqlx_error(e, "token"))?;
-        match row {
-            Some(row) => codec::record(&row),
-            None => Err(StoreError::NotFound { what: "token" }),
-        }
+        let Some(row) = row else {
+            return Err(StoreError::NotFound { what: "token" });
+        };
+        let updated = codec::record(&row)?;
+        log(&mut tx, events).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(updated)
     }
 
     async fn touch(
@@ -633,7 +683,7 @@ impl Store for SqliteStore {
         }
     }
 
-    async fn purge(&self, ids: &[TokenId]) -> Result<u64, StoreError> {
+    async fn purge(&self, ids: &[TokenId], events: &[AuditEvent]) -> Result<u64, StoreError> {
         let _writing = self.writing().await;
         let mut tx = self.begin().await?;
         let mut removed = 0;
@@ -645,6 +695,7 @@ impl Store for SqliteStore {
                 .map_err(db)?;
             removed += done.rows_affected();
         }
+        log(&mut tx, events).await?;
         tx.commit().await.map_err(db)?;
         Ok(removed)
     }
@@ -819,16 +870,21 @@ impl Store for SqliteStore {
         id: TokenId,
         ip: IpAddr,
         blocked: bool,
+        events: &[AuditEvent],
     ) -> Result<UsageEntry, StoreError> {
         let _writing = self.writing().await;
+        let mut tx = self.begin().await?;
         let row = sqlx::query(sql::SET_BLOCKED)
             .bind(codec::id(id))
             .bind(ip.to_string())
             .bind(blocked)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *tx)
             .await
             .map_err(db)?;
-        codec::usage_entry(&row)
+        let entry = codec::usage_entry(&row)?;
+        log(&mut tx, events).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(entry)
     }
 
     async fn usage(&self, id: TokenId) -> Result<Vec<UsageEntry>, StoreError> {
@@ -857,17 +913,23 @@ impl Store for SqliteStore {
         )
     }
 
-    async fn put_mapping(&self, mapping: &Mapping) -> Result<(), StoreError> {
+    async fn put_mapping(
+        &self,
+        mapping: &Mapping,
+        events: &[AuditEvent],
+    ) -> Result<(), StoreError> {
         let _writing = self.writing().await;
+        let mut tx = self.begin().await?;
         sqlx::query(sql::PUT_MAPPING)
             .bind(codec::id(mapping.secondary))
             .bind(mapping.endpoint.as_str())
             .bind(codec::method(mapping.method))
             .bind(mapping.enabled)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(|e| map_sqlx_error(e, "mapping"))?;
-        Ok(())
+        log(&mut tx, events).await?;
+        tx.commit().await.map_err(db)
     }
 
     async fn mapping(
@@ -892,20 +954,25 @@ impl Store for SqliteStore {
         endpoint: &EndpointId,
         method: Method,
         enabled: bool,
+        events: &[AuditEvent],
     ) -> Result<Mapping, StoreError> {
         let _writing = self.writing().await;
+        let mut tx = self.begin().await?;
         let row = sqlx::query(sql::SET_MAPPING_ENABLED)
             .bind(codec::id(secondary))
             .bind(endpoint.as_str())
             .bind(codec::method(method))
             .bind(enabled)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(db)?;
-        match row {
-            Some(row) => codec::mapping(&row),
-            None => Err(StoreError::NotFound { what: "mapping" }),
-        }
+        let Some(row) = row else {
+            return Err(StoreError::NotFound { what: "mapping" });
+        };
+        let mapping = codec::mapping(&row)?;
+        log(&mut tx, events).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(mapping)
     }
 
     async fn remove_mapping(
@@ -913,19 +980,22 @@ impl Store for SqliteStore {
         secondary: TokenId,
         endpoint: &EndpointId,
         method: Method,
+        events: &[AuditEvent],
     ) -> Result<(), StoreError> {
         let _writing = self.writing().await;
+        let mut tx = self.begin().await?;
         let done = sqlx::query(sql::REMOVE_MAPPING)
             .bind(codec::id(secondary))
             .bind(endpoint.as_str())
             .bind(codec::method(method))
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(db)?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound { what: "mapping" });
         }
-        Ok(())
+        log(&mut tx, events).await?;
+        tx.commit().await.map_err(db)
     }
 
     async fn mappings(

@@ -1,18 +1,24 @@
-//! Audit: append-only events, oldest first, narrowed by token, actor, time and count.
+//! Audit: append-only events, oldest first, narrowed by token, actor, time and count; a change
+//! and its events commit together or not at all.
 
 use std::sync::Arc;
 
 use libtest_mimic::Failed;
 use tessera_core::Kind;
 use tessera_core::audit::{Actor, AuditAction, AuditEvent};
-use tessera_core::id::TokenId;
-use tessera_core::kind::endpoint::Method;
+use tessera_core::id::{Description, EndpointId, TokenId, TokenName};
+use tessera_core::kind::endpoint::{Mapping, Method};
+use tessera_core::kind::{EndpointData, KindData};
 use tessera_core::lifecycle::State;
+use tessera_core::record::TokenRecord;
+use tessera_core::seal::Sealed;
 use tessera_core::validate::Rejection;
 
-use super::fixtures::{at, device, endpoint, event, ip, user};
+use super::fixtures::{
+    at, device, endpoint, event, fresh_seal, ip, mapping, record, secondary, user,
+};
 use super::{Case, Context, Outcome};
-use crate::{AuditFilter, Store};
+use crate::{AuditFilter, StateChange, Store, StoreError, UsageEntry};
 
 pub(super) fn cases() -> Vec<Case> {
     cases![
@@ -25,6 +31,9 @@ pub(super) fn cases() -> Vec<Case> {
         events_filter_since_inclusive_until_exclusive,
         events_limit_keeps_the_oldest,
         events_filters_combine_like_audit_filter_matches,
+        changes_store_their_events_with_them,
+        change_with_an_unstorable_event_is_undone,
+        refused_change_stores_no_events,
     ]
 }
 
@@ -122,6 +131,7 @@ async fn append_round_trips_every_field_and_action(store: Arc<dyn Store>) -> Out
         AuditAction::IpBlocked,
         AuditAction::IpUnblocked,
         AuditAction::Purged,
+        AuditAction::Resealed,
     ];
     let mut events = Vec::new();
     for (i, action) in actions.into_iter().enumerate() {
@@ -350,5 +360,241 @@ async fn events_filters_combine_like_audit_filter_matches(store: Arc<dyn Store>)
             }
         }
     }
+    Ok(())
+}
+
+/// Every change a store audits, each applied to a fixture of its own.
+#[derive(Clone, Copy, Debug)]
+enum Op {
+    Insert,
+    InsertMany,
+    ChangeState,
+    Replace,
+    UpdateData,
+    SetDigest,
+    SetSealed,
+    Purge,
+    SetBlocked,
+    PutMapping,
+    SetMappingEnabled,
+    RemoveMapping,
+}
+
+const OPS: [Op; 12] = [
+    Op::Insert,
+    Op::InsertMany,
+    Op::ChangeState,
+    Op::Replace,
+    Op::UpdateData,
+    Op::SetDigest,
+    Op::SetSealed,
+    Op::Purge,
+    Op::SetBlocked,
+    Op::PutMapping,
+    Op::SetMappingEnabled,
+    Op::RemoveMapping,
+];
+
+/// A stored secondary `s` mapped for GET, and records `fresh` not stored yet (all without
+/// events).
+struct Fixture {
+    s: TokenRecord,
+    fresh: [TokenRecord; 2],
+    seal: Sealed,
+}
+
+impl Fixture {
+    async fn new(store: &dyn Store) -> Result<Self, Failed> {
+        let s = record(secondary("ci", true)?)?;
+        store.insert(&s, &[]).await.ctx("insert")?;
+        store
+            .put_mapping(&mapping(s.id, "/hook", Method::Get, true)?, &[])
+            .await
+            .ctx("put_mapping")?;
+        Ok(Self {
+            seal: fresh_seal(&s)?,
+            s,
+            fresh: [
+                record(secondary("new-1", true)?)?,
+                record(secondary("new-2", true)?)?,
+            ],
+        })
+    }
+
+    /// Everything `op` may change: the records, the mappings and usage of `s`.
+    async fn snapshot(
+        &self,
+        store: &dyn Store,
+    ) -> Result<(Vec<Option<TokenRecord>>, Vec<Mapping>, Vec<UsageEntry>), Failed> {
+        let mut records = Vec::new();
+        for id in [self.s.id, self.fresh[0].id, self.fresh[1].id] {
+            records.push(store.get(id).await.ctx("get")?);
+        }
+        let mut mappings = store
+            .mappings(Some(self.s.id), None)
+            .await
+            .ctx("mappings")?;
+        mappings.sort_by_key(|m| m.method);
+        Ok((
+            records,
+            mappings,
+            store.usage(self.s.id).await.ctx("usage")?,
+        ))
+    }
+
+    /// An event about `s` at `at(secs)`.
+    fn event(&self, secs: i64, action: AuditAction) -> AuditEvent {
+        event(at(secs), action).token(self.s.id, Kind::Endpoint, &self.s.hint)
+    }
+
+    /// Apply `op` with `events`.
+    async fn apply(
+        &self,
+        store: &dyn Store,
+        op: Op,
+        events: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        let s = &self.s;
+        let hook = || EndpointId::parse("/hook").map_err(|e| StoreError::Backend(e.into()));
+        match op {
+            Op::Insert => store.insert(&self.fresh[0], events).await,
+            Op::InsertMany => store.insert_many(&self.fresh, events).await,
+            Op::ChangeState => store
+                .change_state(
+                    s.id,
+                    &StateChange::new(State::Active, State::Disabled, at(1)),
+                    events,
+                )
+                .await
+                .map(drop),
+            Op::Replace => {
+                let change = StateChange {
+                    successor: Some(self.fresh[0].id),
+                    ..StateChange::new(State::Active, State::RotatedOut, at(1))
+                };
+                store
+                    .replace(s.id, &change, &self.fresh[0], events)
+                    .await
+                    .map(drop)
+            }
+            Op::UpdateData => {
+                let data = KindData::Endpoint(EndpointData::Secondary {
+                    name: TokenName::parse("ci").map_err(|e| StoreError::Backend(e.into()))?,
+                    description: Description::parse("off")
+                        .map_err(|e| StoreError::Backend(e.into()))?,
+                    enabled: false,
+                });
+                store.update_data(s.id, &data, events).await.map(drop)
+            }
+            Op::SetDigest => store
+                .set_digest(s.id, &self.fresh[1].digest, &self.fresh[1].hint, events)
+                .await
+                .map(drop),
+            Op::SetSealed => store
+                .set_sealed(s.id, Some(&self.seal), events)
+                .await
+                .map(drop),
+            Op::Purge => store.purge(&[s.id], events).await.map(drop),
+            Op::SetBlocked => {
+                let addr = "192.0.2.7"
+                    .parse()
+                    .map_err(|e: std::net::AddrParseError| StoreError::Backend(e.into()))?;
+                store.set_blocked(s.id, addr, true, events).await.map(drop)
+            }
+            Op::PutMapping => {
+                let m = Mapping {
+                    secondary: s.id,
+                    endpoint: hook()?,
+                    method: Method::Post,
+                    enabled: true,
+                };
+                store.put_mapping(&m, events).await
+            }
+            Op::SetMappingEnabled => store
+                .set_mapping_enabled(s.id, &hook()?, Method::Get, false, events)
+                .await
+                .map(drop),
+            Op::RemoveMapping => {
+                store
+                    .remove_mapping(s.id, &hook()?, Method::Get, events)
+                    .await
+            }
+        }
+    }
+}
+
+async fn all_events(store: &dyn Store) -> Result<Vec<AuditEvent>, Failed> {
+    store.events(&AuditFilter::default()).await.ctx("events")
+}
+
+/// Every change stores the events it is given, in order, with the change.
+async fn changes_store_their_events_with_them(store: Arc<dyn Store>) -> Outcome {
+    for op in OPS {
+        let f = Fixture::new(&*store).await?;
+        let before = f.snapshot(&*store).await?;
+        let mut expected = all_events(&*store).await?;
+        let events = [
+            f.event(2, AuditAction::Issued),
+            f.event(2, AuditAction::Toggled { enabled: false }),
+        ];
+        f.apply(&*store, op, &events)
+            .await
+            .ctx(&format!("{op:?}"))?;
+        ensure!(
+            f.snapshot(&*store).await? != before,
+            "{op:?} changed nothing"
+        );
+        expected.extend(events);
+        ensure_eq!(
+            all_events(&*store).await?,
+            expected,
+            "{op:?}: the events after it"
+        );
+    }
+    Ok(())
+}
+
+/// A change whose second event cannot be stored (a time past 2262) is refused whole: the
+/// change is undone and neither event is stored.
+async fn change_with_an_unstorable_event_is_undone(store: Arc<dyn Store>) -> Outcome {
+    let too_late = time::macros::datetime!(2300-01-01 0:00 UTC);
+    for op in OPS {
+        let f = Fixture::new(&*store).await?;
+        let before = f.snapshot(&*store).await?;
+        let events_before = all_events(&*store).await?;
+        let mut late = f.event(3, AuditAction::Purged);
+        late.at = too_late;
+        let events = [f.event(3, AuditAction::Issued), late];
+        ensure!(
+            f.apply(&*store, op, &events).await.is_err(),
+            "{op:?} with an unstorable event succeeded"
+        );
+        ensure_eq!(
+            f.snapshot(&*store).await?,
+            before,
+            "{op:?} left its change behind"
+        );
+        ensure_eq!(
+            all_events(&*store).await?,
+            events_before,
+            "{op:?} left an event behind"
+        );
+    }
+    Ok(())
+}
+
+/// A change that is refused (here: the state it expects is not the stored one) stores none of
+/// its events.
+async fn refused_change_stores_no_events(store: Arc<dyn Store>) -> Outcome {
+    let f = Fixture::new(&*store).await?;
+    let stale = StateChange::new(State::Disabled, State::Active, at(1));
+    let outcome = store
+        .change_state(f.s.id, &stale, &[f.event(1, AuditAction::Issued)])
+        .await;
+    ensure_matches!(outcome, Err(StoreError::Conflict), "stale change");
+    ensure!(
+        all_events(&*store).await?.is_empty(),
+        "events of a refused change"
+    );
     Ok(())
 }

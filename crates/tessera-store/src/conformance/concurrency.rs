@@ -149,7 +149,7 @@ async fn check_winners(
 /// devices and refuses the rest as `Exhausted`.
 async fn redeem_admits_exactly_the_limit(store: Arc<dyn Store>) -> Outcome {
     let r = onboarding_record(UsageLimit::uses(100)?)?;
-    store.insert(&r).await.ctx("insert")?;
+    store.insert(&r, &[]).await.ctx("insert")?;
     let answers = hammer(&store, &r, 1_000).await?;
     check_winners(&store, &r, &answers, 100).await
 }
@@ -157,7 +157,7 @@ async fn redeem_admits_exactly_the_limit(store: Arc<dyn Store>) -> Outcome {
 /// An unlimited token, raced by 64 tasks making 1,000 attempts, admits every one.
 async fn redeem_unlimited_admits_every_attempt(store: Arc<dyn Store>) -> Outcome {
     let r = onboarding_record(UsageLimit::Unlimited)?;
-    store.insert(&r).await.ctx("insert")?;
+    store.insert(&r, &[]).await.ctx("insert")?;
     let answers = hammer(&store, &r, 1_000).await?;
     check_winners(&store, &r, &answers, 1_000).await
 }
@@ -170,7 +170,7 @@ async fn redeem_admits_exactly_the_limit_of_each_token(store: Arc<dyn Store>) ->
     for i in 0..100 {
         tokens.push(onboarding_record(UsageLimit::uses(i % 3 + 1)?)?);
     }
-    store.insert_many(&tokens).await.ctx("insert_many")?;
+    store.insert_many(&tokens, &[]).await.ctx("insert_many")?;
     let tokens = Arc::new(tokens);
     let next = Arc::new(AtomicUsize::new(0));
     let per_task = race(TASKS, |_| {
@@ -226,7 +226,7 @@ async fn redeem_admits_exactly_the_limit_of_each_token(store: Arc<dyn Store>) ->
 async fn redeem_binds_exactly_one_first_device(store: Arc<dyn Store>) -> Outcome {
     let mut r = onboarding_record(UsageLimit::uses(10)?)?;
     r.data = fixtures::onboarding(DeviceBinding::FirstDevice(None))?;
-    store.insert(&r).await.ctx("insert")?;
+    store.insert(&r, &[]).await.ctx("insert")?;
     let answers = race(TASKS, |i| {
         let (store, digest) = (Arc::clone(&store), r.digest);
         async move {
@@ -267,7 +267,7 @@ async fn redeem_binds_exactly_one_first_device(store: Arc<dyn Store>) -> Outcome
 async fn record_usage_counts_add_up(store: Arc<dyn Store>) -> Outcome {
     const CALLS: usize = 40;
     let r = record(application("busy")?)?;
-    store.insert(&r).await.ctx("insert")?;
+    store.insert(&r, &[]).await.ctx("insert")?;
     let subjects = Arc::new(vec![
         UsageSubject::Ip(ip("192.0.2.1")?),
         UsageSubject::Ip(ip("192.0.2.2")?),
@@ -336,7 +336,7 @@ async fn record_usage_counts_add_up(store: Arc<dyn Store>) -> Outcome {
 /// 64 compare-and-set changes from the same state: exactly one wins, the rest are `Conflict`.
 async fn change_state_has_one_winner(store: Arc<dyn Store>) -> Outcome {
     let r = record(application("contested")?)?;
-    store.insert(&r).await.ctx("insert")?;
+    store.insert(&r, &[]).await.ctx("insert")?;
     let targets = [
         State::Disabled,
         State::Dormant,
@@ -346,7 +346,7 @@ async fn change_state_has_one_winner(store: Arc<dyn Store>) -> Outcome {
     let answers = race(TASKS, |i| {
         let store = Arc::clone(&store);
         let change = StateChange::new(State::Active, targets[i % targets.len()], at(1));
-        async move { store.change_state(r.id, &change).await }
+        async move { store.change_state(r.id, &change, &[]).await }
     })
     .await?;
     let mut winner = None;
@@ -373,7 +373,7 @@ async fn change_state_has_one_winner(store: Arc<dyn Store>) -> Outcome {
 /// exactly one happens, the rest are `Conflict` and store nothing.
 async fn replace_has_one_winner(store: Arc<dyn Store>) -> Outcome {
     let old = record(application("rotating")?)?;
-    store.insert(&old).await.ctx("insert")?;
+    store.insert(&old, &[]).await.ctx("insert")?;
     let mut news = Vec::with_capacity(TASKS);
     for _ in 0..TASKS {
         news.push(record(application("rotating")?)?);
@@ -388,7 +388,7 @@ async fn replace_has_one_winner(store: Arc<dyn Store>) -> Outcome {
                 successor: Some(new.id),
                 ..StateChange::new(State::Active, State::Superseded, at(1))
             };
-            store.replace(old.id, &change, new).await
+            store.replace(old.id, &change, new, &[]).await
         }
     })
     .await?;
@@ -421,7 +421,7 @@ async fn replace_has_one_winner(store: Arc<dyn Store>) -> Outcome {
 /// 64 touches within one interval: exactly one writes, and its instant is stored.
 async fn touch_writes_once_per_interval(store: Arc<dyn Store>) -> Outcome {
     let r = record(application("touched")?)?;
-    store.insert(&r).await.ctx("insert")?;
+    store.insert(&r, &[]).await.ctx("insert")?;
     let answers = race(TASKS, |i| {
         let store = Arc::clone(&store);
         let now = at(100) + Duration::milliseconds(i64::try_from(i).unwrap_or(0));
@@ -459,7 +459,7 @@ async fn insert_application_name_has_one_winner(store: Arc<dyn Store>) -> Outcom
     let rs = Arc::new(rs);
     let answers = race(TASKS, |i| {
         let (store, rs) = (Arc::clone(&store), Arc::clone(&rs));
-        async move { store.insert(&rs[i]).await }
+        async move { store.insert(&rs[i], &[]).await }
     })
     .await?;
     let mut won = 0;

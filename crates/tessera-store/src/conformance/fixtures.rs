@@ -37,6 +37,11 @@ fn pepper() -> Pepper {
     Pepper::new(KeyId(1), [0x5a; 32])
 }
 
+/// A fresh secret for `r`, sealed under the fixtures' pepper.
+pub(super) fn fresh_seal(r: &TokenRecord) -> Result<tessera_core::seal::Sealed, Failed> {
+    Ok(pepper().seal(r.id, &Secret::generate(r.kind())?)?)
+}
+
 /// A fresh digest and hint for a token of `kind` spelled `spelling`.
 pub(super) fn digest_spelled(kind: Kind, spelling: Spelling) -> Result<(Digest, Hint), Failed> {
     let secret = Secret::generate_with(kind, spelling, Entropy::DEFAULT)?;

@@ -34,11 +34,11 @@ fn sorted(mut v: Vec<Mapping>) -> Vec<Mapping> {
 /// A stored mapping reads back exactly, enabled or not.
 async fn put_mapping_then_mapping_returns_it(store: Arc<dyn Store>) -> Outcome {
     let s = record(secondary("ci", true)?)?;
-    store.insert(&s).await.ctx("insert")?;
+    store.insert(&s, &[]).await.ctx("insert")?;
     let on = mapping(s.id, "/api/hooks/build?x='1';--", Method::Post, true)?;
     let off = mapping(s.id, "/api/hooks/build?x='1';--", Method::Delete, false)?;
-    store.put_mapping(&on).await.ctx("put_mapping")?;
-    store.put_mapping(&off).await.ctx("put_mapping")?;
+    store.put_mapping(&on, &[]).await.ctx("put_mapping")?;
+    store.put_mapping(&off, &[]).await.ctx("put_mapping")?;
     for m in [&on, &off] {
         ensure_eq!(
             store
@@ -56,16 +56,19 @@ async fn put_mapping_then_mapping_returns_it(store: Arc<dyn Store>) -> Outcome {
 /// the first mapping is unchanged.
 async fn put_mapping_rejects_duplicate(store: Arc<dyn Store>) -> Outcome {
     let s = record(secondary("ci", true)?)?;
-    store.insert(&s).await.ctx("insert")?;
+    store.insert(&s, &[]).await.ctx("insert")?;
     let m = mapping(s.id, "/hook", Method::Get, true)?;
-    store.put_mapping(&m).await.ctx("put_mapping")?;
+    store.put_mapping(&m, &[]).await.ctx("put_mapping")?;
     for enabled in [true, false] {
         ensure_matches!(
             store
-                .put_mapping(&Mapping {
-                    enabled,
-                    ..m.clone()
-                })
+                .put_mapping(
+                    &Mapping {
+                        enabled,
+                        ..m.clone()
+                    },
+                    &[]
+                )
                 .await,
             Err(StoreError::AlreadyExists { .. }),
             "second put_mapping (enabled: {enabled})"
@@ -86,7 +89,7 @@ async fn put_mapping_rejects_duplicate(store: Arc<dyn Store>) -> Outcome {
 async fn put_mapping_unknown_secondary_is_not_found(store: Arc<dyn Store>) -> Outcome {
     let m = mapping(TokenId::generate()?, "/hook", Method::Get, true)?;
     ensure_matches!(
-        store.put_mapping(&m).await,
+        store.put_mapping(&m, &[]).await,
         Err(StoreError::NotFound { .. }),
         "put_mapping of an unknown secondary"
     );
@@ -101,9 +104,9 @@ async fn put_mapping_unknown_secondary_is_not_found(store: Arc<dyn Store>) -> Ou
 /// matter).
 async fn mapping_unknown_is_none(store: Arc<dyn Store>) -> Outcome {
     let s = record(secondary("ci", true)?)?;
-    store.insert(&s).await.ctx("insert")?;
+    store.insert(&s, &[]).await.ctx("insert")?;
     store
-        .put_mapping(&mapping(s.id, "/hook", Method::Get, true)?)
+        .put_mapping(&mapping(s.id, "/hook", Method::Get, true)?, &[])
         .await
         .ctx("put_mapping")?;
     let misses = [
@@ -125,14 +128,14 @@ async fn mapping_unknown_is_none(store: Arc<dyn Store>) -> Outcome {
 /// Turning a mapping off and on returns and stores it so, leaving other mappings alone.
 async fn set_mapping_enabled_toggles(store: Arc<dyn Store>) -> Outcome {
     let s = record(secondary("ci", true)?)?;
-    store.insert(&s).await.ctx("insert")?;
+    store.insert(&s, &[]).await.ctx("insert")?;
     let m = mapping(s.id, "/hook", Method::Get, true)?;
     let other = mapping(s.id, "/hook", Method::Post, true)?;
-    store.put_mapping(&m).await.ctx("put_mapping")?;
-    store.put_mapping(&other).await.ctx("put_mapping")?;
+    store.put_mapping(&m, &[]).await.ctx("put_mapping")?;
+    store.put_mapping(&other, &[]).await.ctx("put_mapping")?;
     for enabled in [false, false, true] {
         let got = store
-            .set_mapping_enabled(s.id, &m.endpoint, m.method, enabled)
+            .set_mapping_enabled(s.id, &m.endpoint, m.method, enabled, &[])
             .await
             .ctx("toggle")?;
         let expected = Mapping {
@@ -163,10 +166,10 @@ async fn set_mapping_enabled_toggles(store: Arc<dyn Store>) -> Outcome {
 /// Toggling a mapping that does not exist is `NotFound`, and creates nothing.
 async fn set_mapping_enabled_unknown_is_not_found(store: Arc<dyn Store>) -> Outcome {
     let s = record(secondary("ci", true)?)?;
-    store.insert(&s).await.ctx("insert")?;
+    store.insert(&s, &[]).await.ctx("insert")?;
     ensure_matches!(
         store
-            .set_mapping_enabled(s.id, &endpoint("/hook")?, Method::Get, true)
+            .set_mapping_enabled(s.id, &endpoint("/hook")?, Method::Get, true, &[])
             .await,
         Err(StoreError::NotFound { .. }),
         "toggle of an unknown mapping"
@@ -181,13 +184,13 @@ async fn set_mapping_enabled_unknown_is_not_found(store: Arc<dyn Store>) -> Outc
 /// Removing a mapping removes that one only; it can then be made again.
 async fn remove_mapping_removes_only_that_mapping(store: Arc<dyn Store>) -> Outcome {
     let s = record(secondary("ci", true)?)?;
-    store.insert(&s).await.ctx("insert")?;
+    store.insert(&s, &[]).await.ctx("insert")?;
     let m = mapping(s.id, "/hook", Method::Get, true)?;
     let other = mapping(s.id, "/hook", Method::Post, false)?;
-    store.put_mapping(&m).await.ctx("put_mapping")?;
-    store.put_mapping(&other).await.ctx("put_mapping")?;
+    store.put_mapping(&m, &[]).await.ctx("put_mapping")?;
+    store.put_mapping(&other, &[]).await.ctx("put_mapping")?;
     store
-        .remove_mapping(s.id, &m.endpoint, m.method)
+        .remove_mapping(s.id, &m.endpoint, m.method, &[])
         .await
         .ctx("remove_mapping")?;
     ensure!(
@@ -204,11 +207,11 @@ async fn remove_mapping_removes_only_that_mapping(store: Arc<dyn Store>) -> Outc
         "mappings left"
     );
     ensure_matches!(
-        store.remove_mapping(s.id, &m.endpoint, m.method).await,
+        store.remove_mapping(s.id, &m.endpoint, m.method, &[]).await,
         Err(StoreError::NotFound { .. }),
         "second remove"
     );
-    store.put_mapping(&m).await.ctx("put_mapping again")?;
+    store.put_mapping(&m, &[]).await.ctx("put_mapping again")?;
     ensure_eq!(
         store
             .mapping(s.id, &m.endpoint, m.method)
@@ -224,7 +227,7 @@ async fn remove_mapping_removes_only_that_mapping(store: Arc<dyn Store>) -> Outc
 async fn remove_mapping_unknown_is_not_found(store: Arc<dyn Store>) -> Outcome {
     ensure_matches!(
         store
-            .remove_mapping(TokenId::generate()?, &endpoint("/hook")?, Method::Get)
+            .remove_mapping(TokenId::generate()?, &endpoint("/hook")?, Method::Get, &[])
             .await,
         Err(StoreError::NotFound { .. }),
         "remove of an unknown mapping"
@@ -247,7 +250,7 @@ async fn mappings_filter_by_secondary_and_endpoint(store: Arc<dyn Store>) -> Out
         mapping(s3.id, "/E", Method::Delete, true)?,
     ];
     for m in &all {
-        store.put_mapping(m).await.ctx("put_mapping")?;
+        store.put_mapping(m, &[]).await.ctx("put_mapping")?;
     }
     let e = endpoint("/e")?;
     let f = endpoint("/f")?;

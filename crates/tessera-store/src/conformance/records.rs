@@ -80,7 +80,7 @@ pub(super) fn cases() -> Vec<Case> {
 /// Insert every record, failing on the first error.
 pub(super) async fn insert_all(store: &dyn Store, records: &[TokenRecord]) -> Outcome {
     for r in records {
-        store.insert(r).await.ctx("insert")?;
+        store.insert(r, &[]).await.ctx("insert")?;
     }
     Ok(())
 }
@@ -226,7 +226,7 @@ async fn insert_round_trips_every_state(store: Arc<dyn Store>) -> Outcome {
     for state in State::ALL {
         let mut r = record(onboarding(DeviceBinding::Any)?)?;
         r.state = state;
-        store.insert(&r).await.ctx("insert")?;
+        store.insert(&r, &[]).await.ctx("insert")?;
         reads_back(&*store, &r).await?;
     }
     Ok(())
@@ -240,18 +240,18 @@ async fn insert_round_trips_microseconds_and_offsets(store: Arc<dyn Store>) -> O
     r.last_used_at = Some(datetime!(2026-03-01 14:00:00.000_001 +02:00));
     r.expires_at = Some(datetime!(2099-12-31 23:59:59.5 -05:30));
     r.grace_until = Some(datetime!(1999-12-31 23:59:59 UTC).to_offset(offset!(+9)));
-    store.insert(&r).await.ctx("insert")?;
+    store.insert(&r, &[]).await.ctx("insert")?;
     reads_back(&*store, &r).await
 }
 
 /// A second record with a taken id is refused with `AlreadyExists`; the first is unchanged.
 async fn insert_rejects_duplicate_id(store: Arc<dyn Store>) -> Outcome {
     let first = record(deployment("first")?)?;
-    store.insert(&first).await.ctx("insert")?;
+    store.insert(&first, &[]).await.ctx("insert")?;
     let mut second = record(auth("u", "second", &["p"])?)?;
     second.id = first.id;
     ensure_matches!(
-        store.insert(&second).await,
+        store.insert(&second, &[]).await,
         Err(StoreError::AlreadyExists { .. }),
         "insert with a taken id"
     );
@@ -270,11 +270,11 @@ async fn insert_rejects_duplicate_id(store: Arc<dyn Store>) -> Outcome {
 /// A second record with a taken digest is refused with `AlreadyExists`; the first is unchanged.
 async fn insert_rejects_duplicate_digest(store: Arc<dyn Store>) -> Outcome {
     let first = record(deployment("first")?)?;
-    store.insert(&first).await.ctx("insert")?;
+    store.insert(&first, &[]).await.ctx("insert")?;
     let mut second = record(deployment("second")?)?;
     second.digest = first.digest;
     ensure_matches!(
-        store.insert(&second).await,
+        store.insert(&second, &[]).await,
         Err(StoreError::AlreadyExists { .. }),
         "insert with a taken digest"
     );
@@ -301,10 +301,10 @@ async fn insert_rejects_application_name_in_force(store: Arc<dyn Store>) -> Outc
     {
         let n = format!("app-{i}");
         let holder = with_name(record(application("x")?)?, &n, state)?;
-        store.insert(&holder).await.ctx("insert the holder")?;
+        store.insert(&holder, &[]).await.ctx("insert the holder")?;
         let taker = with_name(record(application("x")?)?, &n, State::Active)?;
         ensure_matches!(
-            store.insert(&taker).await,
+            store.insert(&taker, &[]).await,
             Err(StoreError::AlreadyExists { .. }),
             "insert of a name held by a {state} application token"
         );
@@ -330,10 +330,10 @@ async fn insert_allows_application_name_out_of_force(store: Arc<dyn Store>) -> O
     {
         let n = format!("app-{i}");
         let holder = with_name(record(application("x")?)?, &n, state)?;
-        store.insert(&holder).await.ctx("insert the holder")?;
+        store.insert(&holder, &[]).await.ctx("insert the holder")?;
         let taker = with_name(record(application("x")?)?, &n, State::Active)?;
         store
-            .insert(&taker)
+            .insert(&taker, &[])
             .await
             .ctx(&format!("insert of a name held only by a {state} token"))?;
         reads_back(&*store, &holder).await?;
@@ -369,7 +369,7 @@ async fn insert_many_stores_all(store: Arc<dyn Store>) -> Outcome {
         r.created_at = at(i);
         batch.push(r);
     }
-    store.insert_many(&batch).await.ctx("insert_many")?;
+    store.insert_many(&batch, &[]).await.ctx("insert_many")?;
     for r in &batch {
         reads_back(&*store, r).await?;
     }
@@ -384,7 +384,7 @@ async fn insert_many_stores_all(store: Arc<dyn Store>) -> Outcome {
 /// A batch that collides with a stored record, or within itself, stores nothing.
 async fn insert_many_is_all_or_nothing(store: Arc<dyn Store>) -> Outcome {
     let existing = record(application("taken")?)?;
-    store.insert(&existing).await.ctx("insert")?;
+    store.insert(&existing, &[]).await.ctx("insert")?;
     let fresh = || -> Result<Vec<TokenRecord>, libtest_mimic::Failed> {
         Ok(vec![
             record(deployment("a")?)?,
@@ -421,7 +421,7 @@ async fn insert_many_is_all_or_nothing(store: Arc<dyn Store>) -> Outcome {
     }
     for (i, batch) in batches.iter().enumerate() {
         ensure_matches!(
-            store.insert_many(batch).await,
+            store.insert_many(batch, &[]).await,
             Err(StoreError::AlreadyExists { .. }),
             "colliding batch {i}"
         );
@@ -444,7 +444,10 @@ async fn insert_many_is_all_or_nothing(store: Arc<dyn Store>) -> Outcome {
 
 /// An empty batch stores nothing and succeeds.
 async fn insert_many_accepts_empty(store: Arc<dyn Store>) -> Outcome {
-    store.insert_many(&[]).await.ctx("insert_many of nothing")?;
+    store
+        .insert_many(&[], &[])
+        .await
+        .ctx("insert_many of nothing")?;
     ensure!(
         store
             .list(&TokenFilter::default())
@@ -459,7 +462,7 @@ async fn insert_many_accepts_empty(store: Arc<dyn Store>) -> Outcome {
 /// An unknown id reads as `None`.
 async fn get_unknown_is_none(store: Arc<dyn Store>) -> Outcome {
     store
-        .insert(&record(deployment("d")?)?)
+        .insert(&record(deployment("d")?)?, &[])
         .await
         .ctx("insert")?;
     ensure!(
@@ -472,7 +475,7 @@ async fn get_unknown_is_none(store: Arc<dyn Store>) -> Outcome {
 /// An unknown digest reads as `None`, including the same bytes under another pepper's key id.
 async fn find_by_digest_unknown_is_none(store: Arc<dyn Store>) -> Outcome {
     let r = record(deployment("d")?)?;
-    store.insert(&r).await.ctx("insert")?;
+    store.insert(&r, &[]).await.ctx("insert")?;
     let (other, _) = digest(tessera_core::Kind::Deployment)?;
     ensure!(
         store.find_by_digest(&other).await.ctx("find")?.is_none(),
@@ -553,7 +556,7 @@ async fn list_filters_like_token_filter_matches(store: Arc<dyn Store>) -> Outcom
     for (k, r) in all.iter_mut().enumerate() {
         r.created_at += Duration::milliseconds(i64::try_from(k).unwrap_or(0));
     }
-    store.insert_many(&all).await.ctx("insert_many")?;
+    store.insert_many(&all, &[]).await.ctx("insert_many")?;
     let base = TokenFilter::default;
     let filters = [
         base(),
@@ -600,7 +603,7 @@ async fn list_filters_like_token_filter_matches(store: Arc<dyn Store>) -> Outcom
     // An expiry exactly at the bound passes.
     let mut edge = record(deployment("edge")?)?;
     edge.expires_at = Some(at(-5_000));
-    store.insert(&edge).await.ctx("insert")?;
+    store.insert(&edge, &[]).await.ctx("insert")?;
     let got = store
         .list(&base().expires_before(at(-5_000)))
         .await
@@ -622,7 +625,7 @@ async fn change_state_applies_from_matching_state(store: Arc<dyn Store>) -> Outc
         successor: None,
         ..r
     };
-    store.insert(&r).await.ctx("insert")?;
+    store.insert(&r, &[]).await.ctx("insert")?;
     let succ = TokenId::generate()?;
     let change = StateChange {
         grace_until: Some(at(3_600)),
@@ -630,7 +633,7 @@ async fn change_state_applies_from_matching_state(store: Arc<dyn Store>) -> Outc
         ..StateChange::new(State::Active, State::Superseded, at(10))
     };
     let got = store
-        .change_state(r.id, &change)
+        .change_state(r.id, &change, &[])
         .await
         .ctx("change_state")?;
     let expected = TokenRecord {
@@ -646,11 +649,12 @@ async fn change_state_applies_from_matching_state(store: Arc<dyn Store>) -> Outc
 /// A change to `Active` sets `activated_at` to its instant; other changes leave it.
 async fn change_state_to_active_sets_activated_at(store: Arc<dyn Store>) -> Outcome {
     let r = record(application("app")?)?;
-    store.insert(&r).await.ctx("insert")?;
+    store.insert(&r, &[]).await.ctx("insert")?;
     let off = store
         .change_state(
             r.id,
             &StateChange::new(State::Active, State::Disabled, at(100)),
+            &[],
         )
         .await
         .ctx("disable")?;
@@ -663,6 +667,7 @@ async fn change_state_to_active_sets_activated_at(store: Arc<dyn Store>) -> Outc
         .change_state(
             r.id,
             &StateChange::new(State::Disabled, State::Active, at(200)),
+            &[],
         )
         .await
         .ctx("enable")?;
@@ -682,11 +687,12 @@ async fn change_state_clears_grace_and_keeps_successor(store: Arc<dyn Store>) ->
     r.state = State::Superseded;
     r.grace_until = Some(at(60));
     r.successor = Some(succ);
-    store.insert(&r).await.ctx("insert")?;
+    store.insert(&r, &[]).await.ctx("insert")?;
     let got = store
         .change_state(
             r.id,
             &StateChange::new(State::Superseded, State::RotatedOut, at(60)),
+            &[],
         )
         .await
         .ctx("change_state")?;
@@ -703,7 +709,7 @@ async fn change_state_clears_grace_and_keeps_successor(store: Arc<dyn Store>) ->
 async fn change_state_rejects_stale_from(store: Arc<dyn Store>) -> Outcome {
     let mut r = record(auth("u", "a", &["p"])?)?;
     r.state = State::Disabled;
-    store.insert(&r).await.ctx("insert")?;
+    store.insert(&r, &[]).await.ctx("insert")?;
     for from in [State::Active, State::Dormant, State::Revoked] {
         let change = StateChange {
             grace_until: Some(at(5)),
@@ -711,7 +717,7 @@ async fn change_state_rejects_stale_from(store: Arc<dyn Store>) -> Outcome {
             ..StateChange::new(from, State::Revoked, at(1))
         };
         ensure_matches!(
-            store.change_state(r.id, &change).await,
+            store.change_state(r.id, &change, &[]).await,
             Err(StoreError::Conflict),
             "change from {from} of a disabled token"
         );
@@ -725,7 +731,8 @@ async fn change_state_unknown_is_not_found(store: Arc<dyn Store>) -> Outcome {
         store
             .change_state(
                 TokenId::generate()?,
-                &StateChange::new(State::Active, State::Revoked, T0)
+                &StateChange::new(State::Active, State::Revoked, T0),
+                &[]
             )
             .await,
         Err(StoreError::NotFound { .. }),
@@ -746,7 +753,8 @@ async fn change_state_into_force_with_taken_name_is_already_exists(
         store
             .change_state(
                 old.id,
-                &StateChange::new(State::Superseded, State::Expired, at(1))
+                &StateChange::new(State::Superseded, State::Expired, at(1)),
+                &[]
             )
             .await,
         Err(StoreError::AlreadyExists { .. }),
@@ -759,7 +767,7 @@ async fn change_state_into_force_with_taken_name_is_already_exists(
 /// as it is now.
 async fn replace_applies_change_and_inserts(store: Arc<dyn Store>) -> Outcome {
     let old = record(deployment("d")?)?;
-    store.insert(&old).await.ctx("insert")?;
+    store.insert(&old, &[]).await.ctx("insert")?;
     let mut new = record(deployment("d")?)?;
     new.created_at = at(5);
     new.activated_at = at(5);
@@ -768,7 +776,10 @@ async fn replace_applies_change_and_inserts(store: Arc<dyn Store>) -> Outcome {
         successor: Some(new.id),
         ..StateChange::new(State::Active, State::Superseded, at(5))
     };
-    let got = store.replace(old.id, &change, &new).await.ctx("replace")?;
+    let got = store
+        .replace(old.id, &change, &new, &[])
+        .await
+        .ctx("replace")?;
     let expected = TokenRecord {
         state: State::Superseded,
         grace_until: Some(at(3_600)),
@@ -791,7 +802,7 @@ async fn replace_lets_new_reuse_application_name(store: Arc<dyn Store>) -> Outco
             &format!("feed-{i}"),
             State::Active,
         )?;
-        store.insert(&old).await.ctx("insert")?;
+        store.insert(&old, &[]).await.ctx("insert")?;
         let new = with_name(
             record(application("x")?)?,
             &format!("feed-{i}"),
@@ -802,7 +813,7 @@ async fn replace_lets_new_reuse_application_name(store: Arc<dyn Store>) -> Outco
             ..StateChange::new(State::Active, to, at(1))
         };
         store
-            .replace(old.id, &change, &new)
+            .replace(old.id, &change, &new, &[])
             .await
             .ctx("replace reusing the name")?;
         reads_back(&*store, &new).await?;
@@ -819,11 +830,11 @@ async fn replace_lets_new_reuse_application_name(store: Arc<dyn Store>) -> Outco
 async fn replace_conflict_changes_nothing(store: Arc<dyn Store>) -> Outcome {
     let mut old = record(deployment("d")?)?;
     old.state = State::Revoked;
-    store.insert(&old).await.ctx("insert")?;
+    store.insert(&old, &[]).await.ctx("insert")?;
     let new = record(deployment("d")?)?;
     let change = StateChange::new(State::Active, State::Superseded, at(1));
     ensure_matches!(
-        store.replace(old.id, &change, &new).await,
+        store.replace(old.id, &change, &new, &[]).await,
         Err(StoreError::Conflict),
         "replace of a revoked token"
     );
@@ -847,14 +858,14 @@ async fn replace_conflict_changes_nothing(store: Arc<dyn Store>) -> Outcome {
 /// is unchanged and nothing is stored.
 async fn replace_collision_changes_nothing(store: Arc<dyn Store>) -> Outcome {
     let other = with_name(record(application("x")?)?, "held", State::Active)?;
-    store.insert(&other).await.ctx("insert")?;
+    store.insert(&other, &[]).await.ctx("insert")?;
     for collide in 0..3 {
         let old = with_name(
             record(application("x")?)?,
             &format!("old-{collide}"),
             State::Active,
         )?;
-        store.insert(&old).await.ctx("insert")?;
+        store.insert(&old, &[]).await.ctx("insert")?;
         let mut new = with_name(
             record(application("x")?)?,
             &format!("new-{collide}"),
@@ -871,7 +882,7 @@ async fn replace_collision_changes_nothing(store: Arc<dyn Store>) -> Outcome {
             ..StateChange::new(State::Active, State::Superseded, at(1))
         };
         ensure_matches!(
-            store.replace(old.id, &change, &new).await,
+            store.replace(old.id, &change, &new, &[]).await,
             Err(StoreError::AlreadyExists { .. }),
             "replace with a colliding new token ({collide})"
         );
@@ -895,7 +906,8 @@ async fn replace_unknown_old_is_not_found(store: Arc<dyn Store>) -> Outcome {
             .replace(
                 TokenId::generate()?,
                 &StateChange::new(State::Active, State::Superseded, T0),
-                &new
+                &new,
+                &[]
             )
             .await,
         Err(StoreError::NotFound { .. }),
@@ -911,21 +923,24 @@ async fn replace_unknown_old_is_not_found(store: Arc<dyn Store>) -> Outcome {
 /// New kind data of the same kind replaces the old, returned and stored; nothing else moves.
 async fn update_data_replaces_kind_data(store: Arc<dyn Store>) -> Outcome {
     let r = fixtures::full_record(secondary("ci", true)?)?;
-    store.insert(&r).await.ctx("insert")?;
+    store.insert(&r, &[]).await.ctx("insert")?;
     let data = KindData::Endpoint(EndpointData::Secondary {
         name: fixtures::name("ci (renamed); --")?,
         description: Description::parse("now with 'quotes'")?,
         enabled: false,
     });
-    let got = store.update_data(r.id, &data).await.ctx("update_data")?;
+    let got = store
+        .update_data(r.id, &data, &[])
+        .await
+        .ctx("update_data")?;
     let expected = TokenRecord { data, ..r };
     ensure_eq!(got, expected, "returned record");
     reads_back(&*store, &expected).await?;
     let app = record(application("app")?)?;
-    store.insert(&app).await.ctx("insert")?;
+    store.insert(&app, &[]).await.ctx("insert")?;
     let data = application("app")?; // same name, new access set and description
     let got = store
-        .update_data(app.id, &data)
+        .update_data(app.id, &data, &[])
         .await
         .ctx("update_data keeping the name")?;
     ensure_eq!(got.data, data, "application data");
@@ -935,9 +950,9 @@ async fn update_data_replaces_kind_data(store: Arc<dyn Store>) -> Outcome {
 /// Data of another kind is a `Conflict`, and nothing changes.
 async fn update_data_rejects_other_kind(store: Arc<dyn Store>) -> Outcome {
     let r = record(deployment("d")?)?;
-    store.insert(&r).await.ctx("insert")?;
+    store.insert(&r, &[]).await.ctx("insert")?;
     ensure_matches!(
-        store.update_data(r.id, &auth("u", "a", &["p"])?).await,
+        store.update_data(r.id, &auth("u", "a", &["p"])?, &[]).await,
         Err(StoreError::Conflict),
         "update_data with another kind"
     );
@@ -948,7 +963,7 @@ async fn update_data_rejects_other_kind(store: Arc<dyn Store>) -> Outcome {
 async fn update_data_unknown_is_not_found(store: Arc<dyn Store>) -> Outcome {
     ensure_matches!(
         store
-            .update_data(TokenId::generate()?, &deployment("d")?)
+            .update_data(TokenId::generate()?, &deployment("d")?, &[])
             .await,
         Err(StoreError::NotFound { .. }),
         "update_data of an unknown id"
@@ -964,13 +979,13 @@ async fn update_data_rejects_taken_application_name(store: Arc<dyn Store>) -> Ou
     let r = with_name(record(application("x")?)?, "mine", State::Active)?;
     insert_all(&*store, &[holder, revoked, r.clone()]).await?;
     ensure_matches!(
-        store.update_data(r.id, &application("held")?).await,
+        store.update_data(r.id, &application("held")?, &[]).await,
         Err(StoreError::AlreadyExists { .. }),
         "rename to a name in force"
     );
     reads_back(&*store, &r).await?;
     let got = store
-        .update_data(r.id, &application("freed")?)
+        .update_data(r.id, &application("freed")?, &[])
         .await
         .ctx("rename to a freed name")?;
     ensure_eq!(got.data, application("freed")?, "renamed data");
@@ -981,11 +996,14 @@ async fn update_data_rejects_taken_application_name(store: Arc<dyn Store>) -> Ou
 /// new one does with the new hint, and its mappings stay.
 async fn set_digest_moves_lookup_and_keeps_mappings(store: Arc<dyn Store>) -> Outcome {
     let r = fixtures::full_record(secondary("ci", true)?)?;
-    store.insert(&r).await.ctx("insert")?;
+    store.insert(&r, &[]).await.ctx("insert")?;
     let m = fixtures::mapping(r.id, "/hook", Method::Post, true)?;
-    store.put_mapping(&m).await.ctx("put_mapping")?;
+    store.put_mapping(&m, &[]).await.ctx("put_mapping")?;
     let (d, h) = fixtures::digest_spelled(tessera_core::Kind::Endpoint, Spelling::Plain64)?;
-    let got = store.set_digest(r.id, &d, &h).await.ctx("set_digest")?;
+    let got = store
+        .set_digest(r.id, &d, &h, &[])
+        .await
+        .ctx("set_digest")?;
     let expected = TokenRecord {
         digest: d,
         hint: h,
@@ -1015,7 +1033,7 @@ async fn set_digest_rejects_taken_digest(store: Arc<dyn Store>) -> Outcome {
     let b = record(deployment("b")?)?;
     insert_all(&*store, &[a.clone(), b.clone()]).await?;
     ensure_matches!(
-        store.set_digest(a.id, &b.digest, &b.hint).await,
+        store.set_digest(a.id, &b.digest, &b.hint, &[]).await,
         Err(StoreError::AlreadyExists { .. }),
         "set_digest to a taken digest"
     );
@@ -1027,7 +1045,7 @@ async fn set_digest_rejects_taken_digest(store: Arc<dyn Store>) -> Outcome {
 async fn set_digest_unknown_is_not_found(store: Arc<dyn Store>) -> Outcome {
     let (d, h) = digest(tessera_core::Kind::Auth)?;
     ensure_matches!(
-        store.set_digest(TokenId::generate()?, &d, &h).await,
+        store.set_digest(TokenId::generate()?, &d, &h, &[]).await,
         Err(StoreError::NotFound { .. }),
         "set_digest of an unknown id"
     );
@@ -1041,13 +1059,13 @@ async fn set_digest_unknown_is_not_found(store: Arc<dyn Store>) -> Outcome {
 /// `set_sealed` replaces the sealed secret (or drops it with `None`) and changes nothing else.
 async fn set_sealed_replaces_or_drops_only_the_seal(store: Arc<dyn Store>) -> Outcome {
     let r = fixtures::full_record(deployment("sealed")?)?;
-    store.insert(&r).await.ctx("insert")?;
+    store.insert(&r, &[]).await.ctx("insert")?;
     reads_back(&*store, &r).await?;
     let other = fixtures::full_record(deployment("other")?)?;
     let fresh = other.sealed.clone();
     ensure!(fresh.is_some() && fresh != r.sealed, "fixtures seal");
     let got = store
-        .set_sealed(r.id, fresh.as_ref())
+        .set_sealed(r.id, fresh.as_ref(), &[])
         .await
         .ctx("set_sealed")?;
     let expected = TokenRecord {
@@ -1056,7 +1074,10 @@ async fn set_sealed_replaces_or_drops_only_the_seal(store: Arc<dyn Store>) -> Ou
     };
     ensure_eq!(got, expected, "returned record");
     reads_back(&*store, &expected).await?;
-    let dropped = store.set_sealed(r.id, None).await.ctx("set_sealed None")?;
+    let dropped = store
+        .set_sealed(r.id, None, &[])
+        .await
+        .ctx("set_sealed None")?;
     let expected = TokenRecord {
         sealed: None,
         ..r.clone()
@@ -1068,7 +1089,7 @@ async fn set_sealed_replaces_or_drops_only_the_seal(store: Arc<dyn Store>) -> Ou
 /// An unknown id is `NotFound`.
 async fn set_sealed_unknown_is_not_found(store: Arc<dyn Store>) -> Outcome {
     ensure_matches!(
-        store.set_sealed(TokenId::generate()?, None).await,
+        store.set_sealed(TokenId::generate()?, None, &[]).await,
         Err(StoreError::NotFound { .. }),
         "set_sealed of an unknown id"
     );
@@ -1078,7 +1099,7 @@ async fn set_sealed_unknown_is_not_found(store: Arc<dyn Store>) -> Outcome {
 /// The first touch writes the last use and says so; nothing else moves.
 async fn touch_writes_first_use(store: Arc<dyn Store>) -> Outcome {
     let r = record(application("app")?)?;
-    store.insert(&r).await.ctx("insert")?;
+    store.insert(&r, &[]).await.ctx("insert")?;
     ensure!(
         store
             .touch(r.id, at(10), Duration::seconds(60))
@@ -1097,7 +1118,7 @@ async fn touch_writes_first_use(store: Arc<dyn Store>) -> Outcome {
 async fn touch_coalesces_within_interval(store: Arc<dyn Store>) -> Outcome {
     let mut r = record(application("app")?)?;
     r.last_used_at = Some(at(0));
-    store.insert(&r).await.ctx("insert")?;
+    store.insert(&r, &[]).await.ctx("insert")?;
     for secs in [0, 1, 30, 59] {
         ensure!(
             !store
@@ -1118,7 +1139,7 @@ async fn touch_coalesces_within_interval(store: Arc<dyn Store>) -> Outcome {
 /// A touch the interval or more after the last use writes it and returns `true`.
 async fn touch_writes_once_interval_passed(store: Arc<dyn Store>) -> Outcome {
     let r = record(application("app")?)?;
-    store.insert(&r).await.ctx("insert")?;
+    store.insert(&r, &[]).await.ctx("insert")?;
     let every = Duration::seconds(60);
     ensure!(
         store.touch(r.id, at(0), every).await.ctx("touch")?,
@@ -1165,7 +1186,7 @@ async fn purge_removes_record_usage_enrollments_and_mappings(store: Arc<dyn Stor
         .await
         .ctx("record_usage")?;
     store
-        .set_blocked(app.id, ip("192.0.2.8")?, true)
+        .set_blocked(app.id, ip("192.0.2.8")?, true, &[])
         .await
         .ctx("set_blocked")?;
     let hook = endpoint("/hook")?;
@@ -1194,11 +1215,14 @@ async fn purge_removes_record_usage_enrollments_and_mappings(store: Arc<dyn Stor
         "redeem"
     );
     store
-        .put_mapping(&fixtures::mapping(sec.id, "/hook", Method::Get, true)?)
+        .put_mapping(&fixtures::mapping(sec.id, "/hook", Method::Get, true)?, &[])
         .await
         .ctx("put_mapping")?;
     let kept_mapping = fixtures::mapping(keep.id, "/hook", Method::Get, true)?;
-    store.put_mapping(&kept_mapping).await.ctx("put_mapping")?;
+    store
+        .put_mapping(&kept_mapping, &[])
+        .await
+        .ctx("put_mapping")?;
     for r in [&app, &onb, &sec] {
         store
             .append(&fixtures::event(at(3), AuditAction::Issued).token(r.id, r.kind(), &r.hint))
@@ -1206,7 +1230,10 @@ async fn purge_removes_record_usage_enrollments_and_mappings(store: Arc<dyn Stor
             .ctx("append")?;
     }
 
-    let n = store.purge(&[app.id, onb.id, sec.id]).await.ctx("purge")?;
+    let n = store
+        .purge(&[app.id, onb.id, sec.id], &[])
+        .await
+        .ctx("purge")?;
     ensure_eq!(n, 3, "purged count");
     for r in [&app, &onb, &sec] {
         ensure!(
@@ -1277,17 +1304,21 @@ async fn purge_counts_only_existing_records(store: Arc<dyn Store>) -> Outcome {
     tomb.state = State::Deleted;
     let c = record(deployment("c")?)?;
     insert_all(&*store, &[a.clone(), tomb.clone(), c.clone()]).await?;
-    ensure_eq!(store.purge(&[]).await.ctx("purge")?, 0, "purge of nothing");
+    ensure_eq!(
+        store.purge(&[], &[]).await.ctx("purge")?,
+        0,
+        "purge of nothing"
+    );
     ensure_eq!(
         store
-            .purge(&[a.id, TokenId::generate()?, tomb.id])
+            .purge(&[a.id, TokenId::generate()?, tomb.id], &[])
             .await
             .ctx("purge")?,
         2,
         "purge of two records and an unknown id"
     );
     ensure_eq!(
-        store.purge(&[a.id, tomb.id]).await.ctx("purge")?,
+        store.purge(&[a.id, tomb.id], &[]).await.ctx("purge")?,
         0,
         "purge again"
     );
@@ -1302,13 +1333,16 @@ async fn purge_counts_only_existing_records(store: Arc<dyn Store>) -> Outcome {
 /// After a purge, the digest and the application name can be used by a new record.
 async fn purge_frees_digest_and_application_name(store: Arc<dyn Store>) -> Outcome {
     let old = record(application("reused")?)?;
-    store.insert(&old).await.ctx("insert")?;
-    ensure_eq!(store.purge(&[old.id]).await.ctx("purge")?, 1, "purged");
+    store.insert(&old, &[]).await.ctx("insert")?;
+    ensure_eq!(store.purge(&[old.id], &[]).await.ctx("purge")?, 1, "purged");
     let mut new = record(application("reused")?)?;
     new.digest = old.digest;
-    store.insert(&new).await.ctx("insert after purge")?;
+    store.insert(&new, &[]).await.ctx("insert after purge")?;
     reads_back(&*store, &new).await?;
     let mut same_id = record(deployment("d")?)?;
     same_id.id = old.id;
-    store.insert(&same_id).await.ctx("insert of a purged id")
+    store
+        .insert(&same_id, &[])
+        .await
+        .ctx("insert of a purged id")
 }

@@ -66,7 +66,7 @@ async fn refused(
     now: OffsetDateTime,
     why: Rejection,
 ) -> Outcome {
-    store.insert(r).await.ctx("insert")?;
+    store.insert(r, &[]).await.ctx("insert")?;
     refused_again(store, r, dev, now, why).await
 }
 
@@ -108,7 +108,7 @@ fn with_state(mut r: TokenRecord, state: State) -> TokenRecord {
 /// as stored.
 async fn redeem_consumes_one_use(store: Arc<dyn Store>) -> Outcome {
     let r = onboarding_record(UsageLimit::uses(3)?)?;
-    store.insert(&r).await.ctx("insert")?;
+    store.insert(&r, &[]).await.ctx("insert")?;
     let dev = device("SN-1")?;
     let after = redeemed(&*store, &r, &dev, at(10)).await?;
     let expected = TokenRecord {
@@ -132,7 +132,7 @@ async fn redeem_consumes_one_use(store: Arc<dyn Store>) -> Outcome {
 /// The last use marks the token `Exhausted`; a further redemption is refused as `Exhausted`.
 async fn redeem_exhausts_on_last_use(store: Arc<dyn Store>) -> Outcome {
     let r = onboarding_record(UsageLimit::uses(2)?)?;
-    store.insert(&r).await.ctx("insert")?;
+    store.insert(&r, &[]).await.ctx("insert")?;
     let first = redeemed(&*store, &r, &device("a")?, at(1)).await?;
     ensure_eq!(
         (first.state, first.uses),
@@ -153,7 +153,7 @@ async fn redeem_exhausts_on_last_use(store: Arc<dyn Store>) -> Outcome {
 /// A single-use token is exhausted by its one redemption.
 async fn redeem_single_use_exhausts_at_once(store: Arc<dyn Store>) -> Outcome {
     let r = onboarding_record(UsageLimit::SINGLE)?;
-    store.insert(&r).await.ctx("insert")?;
+    store.insert(&r, &[]).await.ctx("insert")?;
     let after = redeemed(&*store, &r, &device("only")?, at(1)).await?;
     ensure_eq!(
         (after.state, after.uses),
@@ -166,7 +166,7 @@ async fn redeem_single_use_exhausts_at_once(store: Arc<dyn Store>) -> Outcome {
 /// An unlimited token stays active however often it is redeemed, counting every use.
 async fn redeem_unlimited_never_exhausts(store: Arc<dyn Store>) -> Outcome {
     let r = onboarding_record(UsageLimit::Unlimited)?;
-    store.insert(&r).await.ctx("insert")?;
+    store.insert(&r, &[]).await.ctx("insert")?;
     for i in 0..40 {
         let after = redeemed(&*store, &r, &device(&format!("dev-{i}"))?, at(i)).await?;
         ensure_eq!(after.state, State::Active, "state after use {i}");
@@ -184,7 +184,7 @@ async fn redeem_unlimited_never_exhausts(store: Arc<dyn Store>) -> Outcome {
 async fn redeem_in_grace_consumes_and_exhausts(store: Arc<dyn Store>) -> Outcome {
     let mut r = with_state(onboarding_record(UsageLimit::uses(2)?)?, State::Superseded);
     r.grace_until = Some(at(100));
-    store.insert(&r).await.ctx("insert")?;
+    store.insert(&r, &[]).await.ctx("insert")?;
     let first = redeemed(&*store, &r, &device("a")?, at(10)).await?;
     ensure_eq!(
         (first.state, first.uses),
@@ -206,7 +206,7 @@ async fn redeem_in_grace_consumes_and_exhausts(store: Arc<dyn Store>) -> Outcome
 async fn redeem_binds_first_device(store: Arc<dyn Store>) -> Outcome {
     let mut r = onboarding_record(UsageLimit::uses(3)?)?;
     r.data = fixtures::onboarding(DeviceBinding::FirstDevice(None))?;
-    store.insert(&r).await.ctx("insert")?;
+    store.insert(&r, &[]).await.ctx("insert")?;
     let a = device("first")?;
     let after = redeemed(&*store, &r, &a, at(1)).await?;
     let bound = fixtures::onboarding(DeviceBinding::FirstDevice(Some(a.clone())))?;
@@ -228,7 +228,7 @@ async fn redeem_binds_first_device(store: Arc<dyn Store>) -> Outcome {
 /// A digest no token has is refused as `NotFound`.
 async fn redeem_unknown_digest_is_not_found(store: Arc<dyn Store>) -> Outcome {
     store
-        .insert(&onboarding_record(UsageLimit::SINGLE)?)
+        .insert(&onboarding_record(UsageLimit::SINGLE)?, &[])
         .await
         .ctx("insert")?;
     let (d, _) = fixtures::digest(tessera_core::Kind::Onboarding)?;
@@ -415,7 +415,7 @@ async fn redeem_classifies_like_validate(store: Arc<dyn Store>) -> Outcome {
             }
         }
     }
-    store.insert_many(&records).await.ctx("insert_many")?;
+    store.insert_many(&records, &[]).await.ctx("insert_many")?;
     for r in &records {
         for dev in [&b, &a] {
             let before = stored(&*store, r.id).await?;
@@ -470,7 +470,7 @@ async fn enrollments_are_oldest_first(store: Arc<dyn Store>) -> Outcome {
 /// A token never redeemed has no enrollments.
 async fn enrollments_of_unredeemed_token_are_empty(store: Arc<dyn Store>) -> Outcome {
     let r = onboarding_record(UsageLimit::uses(10)?)?;
-    store.insert(&r).await.ctx("insert")?;
+    store.insert(&r, &[]).await.ctx("insert")?;
     ensure!(
         store.enrollments(r.id).await.ctx("enrollments")?.is_empty(),
         "enrollments appeared"

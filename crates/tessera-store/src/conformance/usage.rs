@@ -44,7 +44,7 @@ fn entry(token: TokenId, subject: UsageSubject, count: u64, first: i64, last: i6
 /// returned as it is now.
 async fn record_usage_counts_ip_with_first_and_last_seen(store: Arc<dyn Store>) -> Outcome {
     let r = record(application("app")?)?;
-    store.insert(&r).await.ctx("insert")?;
+    store.insert(&r, &[]).await.ctx("insert")?;
     let subject = UsageSubject::Ip(ip("203.0.113.9")?);
     for (n, secs) in [(1, 10), (2, 20), (3, 35)] {
         let got = store
@@ -68,7 +68,7 @@ async fn record_usage_counts_ip_with_first_and_last_seen(store: Arc<dyn Store>) 
 /// Endpoint and method subjects count like addresses.
 async fn record_usage_counts_endpoint_subject(store: Arc<dyn Store>) -> Outcome {
     let r = record(secondary("ci", true)?)?;
-    store.insert(&r).await.ctx("insert")?;
+    store.insert(&r, &[]).await.ctx("insert")?;
     let subject = UsageSubject::Endpoint(endpoint("/api/hooks/build")?, Method::Post);
     store
         .record_usage(r.id, &subject, at(1))
@@ -138,7 +138,7 @@ async fn record_usage_keeps_subjects_and_tokens_apart(store: Arc<dyn Store>) -> 
 /// A blocked address is answered `Blocked` and its entry does not change.
 async fn record_usage_refuses_blocked_ip(store: Arc<dyn Store>) -> Outcome {
     let r = record(application("app")?)?;
-    store.insert(&r).await.ctx("insert")?;
+    store.insert(&r, &[]).await.ctx("insert")?;
     let addr = ip("198.51.100.4")?;
     let subject = UsageSubject::Ip(addr);
     store
@@ -150,7 +150,7 @@ async fn record_usage_refuses_blocked_ip(store: Arc<dyn Store>) -> Outcome {
         .await
         .ctx("record_usage")?;
     store
-        .set_blocked(r.id, addr, true)
+        .set_blocked(r.id, addr, true, &[])
         .await
         .ctx("set_blocked")?;
     ensure_eq!(
@@ -193,7 +193,7 @@ async fn record_usage_unknown_token_is_not_found(store: Arc<dyn Store>) -> Outco
 /// Blocking (or unblocking) an address never seen creates its entry with no uses.
 async fn set_blocked_creates_entry_without_uses(store: Arc<dyn Store>) -> Outcome {
     let r = record(application("app")?)?;
-    store.insert(&r).await.ctx("insert")?;
+    store.insert(&r, &[]).await.ctx("insert")?;
     let (a, b) = (ip("192.0.2.50")?, ip("2001:db8::50")?);
     let blank = |addr, blocked| UsageEntry {
         token: r.id,
@@ -204,12 +204,18 @@ async fn set_blocked_creates_entry_without_uses(store: Arc<dyn Store>) -> Outcom
         blocked,
     };
     ensure_eq!(
-        store.set_blocked(r.id, a, true).await.ctx("set_blocked")?,
+        store
+            .set_blocked(r.id, a, true, &[])
+            .await
+            .ctx("set_blocked")?,
         blank(a, true),
         "block"
     );
     ensure_eq!(
-        store.set_blocked(r.id, b, false).await.ctx("set_blocked")?,
+        store
+            .set_blocked(r.id, b, false, &[])
+            .await
+            .ctx("set_blocked")?,
         blank(b, false),
         "unblock"
     );
@@ -222,7 +228,7 @@ async fn set_blocked_creates_entry_without_uses(store: Arc<dyn Store>) -> Outcom
 /// Blocking an address keeps its count and instants.
 async fn set_blocked_keeps_counts(store: Arc<dyn Store>) -> Outcome {
     let r = record(application("app")?)?;
-    store.insert(&r).await.ctx("insert")?;
+    store.insert(&r, &[]).await.ctx("insert")?;
     let addr = ip("192.0.2.60")?;
     for secs in [5, 6, 7] {
         store
@@ -231,7 +237,7 @@ async fn set_blocked_keeps_counts(store: Arc<dyn Store>) -> Outcome {
             .ctx("record_usage")?;
     }
     let got = store
-        .set_blocked(r.id, addr, true)
+        .set_blocked(r.id, addr, true, &[])
         .await
         .ctx("set_blocked")?;
     ensure_eq!(
@@ -248,14 +254,17 @@ async fn set_blocked_keeps_counts(store: Arc<dyn Store>) -> Outcome {
 /// Unblocking lets uses count again, from where the count was.
 async fn set_blocked_false_unblocks(store: Arc<dyn Store>) -> Outcome {
     let r = record(application("app")?)?;
-    store.insert(&r).await.ctx("insert")?;
+    store.insert(&r, &[]).await.ctx("insert")?;
     let addr = ip("192.0.2.70")?;
     let subject = UsageSubject::Ip(addr);
     store
         .record_usage(r.id, &subject, at(1))
         .await
         .ctx("record_usage")?;
-    store.set_blocked(r.id, addr, true).await.ctx("block")?;
+    store
+        .set_blocked(r.id, addr, true, &[])
+        .await
+        .ctx("block")?;
     ensure_eq!(
         store
             .record_usage(r.id, &subject, at(2))
@@ -264,7 +273,10 @@ async fn set_blocked_false_unblocks(store: Arc<dyn Store>) -> Outcome {
         UsageOutcome::Blocked,
         "blocked"
     );
-    let got = store.set_blocked(r.id, addr, false).await.ctx("unblock")?;
+    let got = store
+        .set_blocked(r.id, addr, false, &[])
+        .await
+        .ctx("unblock")?;
     ensure_eq!(
         got,
         entry(r.id, subject.clone(), 1, 1, 1),
@@ -285,7 +297,7 @@ async fn set_blocked_false_unblocks(store: Arc<dyn Store>) -> Outcome {
 async fn set_blocked_unknown_token_is_not_found(store: Arc<dyn Store>) -> Outcome {
     let id = TokenId::generate()?;
     ensure_matches!(
-        store.set_blocked(id, ip("192.0.2.1")?, true).await,
+        store.set_blocked(id, ip("192.0.2.1")?, true, &[]).await,
         Err(StoreError::NotFound { .. }),
         "set_blocked of an unknown token"
     );
@@ -318,7 +330,10 @@ async fn is_blocked_follows_set_blocked(store: Arc<dyn Store>) -> Outcome {
         !store.is_blocked(a.id, addr).await.ctx("is_blocked")?,
         "used address blocked"
     );
-    store.set_blocked(a.id, addr, true).await.ctx("block")?;
+    store
+        .set_blocked(a.id, addr, true, &[])
+        .await
+        .ctx("block")?;
     ensure!(
         store.is_blocked(a.id, addr).await.ctx("is_blocked")?,
         "blocked address not blocked"
@@ -334,7 +349,10 @@ async fn is_blocked_follows_set_blocked(store: Arc<dyn Store>) -> Outcome {
             .ctx("is_blocked")?,
         "neighbour blocked"
     );
-    store.set_blocked(a.id, addr, false).await.ctx("unblock")?;
+    store
+        .set_blocked(a.id, addr, false, &[])
+        .await
+        .ctx("unblock")?;
     ensure!(
         !store.is_blocked(a.id, addr).await.ctx("is_blocked")?,
         "unblocked address blocked"
@@ -346,7 +364,7 @@ async fn is_blocked_follows_set_blocked(store: Arc<dyn Store>) -> Outcome {
 /// then endpoints by id and method.
 async fn usage_is_ordered_by_subject(store: Arc<dyn Store>) -> Outcome {
     let r = record(primary("/p", Method::Get)?)?;
-    store.insert(&r).await.ctx("insert")?;
+    store.insert(&r, &[]).await.ctx("insert")?;
     let subjects = [
         UsageSubject::Endpoint(endpoint("/b")?, Method::Get),
         UsageSubject::Ip(ip("2001:db8::2")?),
@@ -379,7 +397,7 @@ async fn usage_is_ordered_by_subject(store: Arc<dyn Store>) -> Outcome {
 /// A token never used has no entries.
 async fn usage_of_unused_token_is_empty(store: Arc<dyn Store>) -> Outcome {
     let r = record(application("app")?)?;
-    store.insert(&r).await.ctx("insert")?;
+    store.insert(&r, &[]).await.ctx("insert")?;
     ensure!(
         store.usage(r.id).await.ctx("usage")?.is_empty(),
         "entries appeared"

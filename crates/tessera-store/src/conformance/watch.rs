@@ -63,7 +63,7 @@ async fn watch_reports_what_validation_reads_and_nothing_else(store: Arc<dyn Sto
     let mut limited = record(onboarding(DeviceBinding::Any)?)?;
     limited.limit = UsageLimit::uses(2).ctx("limit")?;
     for r in [&a, &b, &limited] {
-        store.insert(r).await.ctx("insert")?;
+        store.insert(r, &[]).await.ctx("insert")?;
     }
     store
         .touch(a.id, at(10), Duration::seconds(60))
@@ -78,23 +78,24 @@ async fn watch_reports_what_validation_reads_and_nothing_else(store: Arc<dyn Sto
         .change_state(
             a.id,
             &StateChange::new(State::Active, State::Revoked, at(12)),
+            &[],
         )
         .await
         .ctx("change_state")?;
     store
-        .update_data(b.id, &deployment("b-renamed")?)
+        .update_data(b.id, &deployment("b-renamed")?, &[])
         .await
         .ctx("update_data")?;
     let (new_digest, new_hint) = digest(b.kind())?;
     store
-        .set_digest(b.id, &new_digest, &new_hint)
+        .set_digest(b.id, &new_digest, &new_hint, &[])
         .await
         .ctx("set_digest")?;
     store
         .redeem(&limited.digest, &device, at(13))
         .await
         .ctx("redeem, the last use")?;
-    store.purge(&[a.id]).await.ctx("purge")?;
+    store.purge(&[a.id], &[]).await.ctx("purge")?;
     let want = vec![
         Change::Token(a.id),
         Change::Token(b.id),
@@ -120,13 +121,14 @@ async fn watch_stops_once_the_sink_declines(store: Arc<dyn Store>) -> Outcome {
     let a = record(deployment("a")?)?;
     let b = record(deployment("b")?)?;
     for r in [&a, &b] {
-        store.insert(r).await.ctx("insert")?;
+        store.insert(r, &[]).await.ctx("insert")?;
     }
     for r in [&a, &b] {
         store
             .change_state(
                 r.id,
                 &StateChange::new(State::Active, State::Revoked, at(5)),
+                &[],
             )
             .await
             .ctx("change_state")?;
