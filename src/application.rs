@@ -11,9 +11,9 @@ use tessera_core::kind::application::{AccessCatalog, AccessTypes, ApplicationDat
 use tessera_core::kind::onboarding::UsageLimit;
 use tessera_core::lifecycle::{Action, State};
 use tessera_core::net::canonical;
+use tessera_core::record::TokenRecord;
 use tessera_core::record::TokenSummary;
 use tessera_core::validate::{self, Rejection, Request};
-use tessera_core::record::TokenRecord;
 use tessera_store::{TokenFilter, UsageEntry, UsageSubject};
 use time::OffsetDateTime;
 

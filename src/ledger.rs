@@ -731,7 +731,11 @@ impl Ledger {
             .tokens
             .get(&id)
             .and_then(|t| t.last_used);
-        if let Some(b) = &*self.unwritten.lock().unwrap_or_else(PoisonError::into_inner) {
+        if let Some(b) = &*self
+            .unwritten
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
             for (t, at) in &b.last_used {
                 if *t == id {
                     last = last.max(Some(*at));

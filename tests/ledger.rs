@@ -62,33 +62,33 @@ macro_rules! flaky_store {
 }
 
 flaky_store! {
-    insert(record: &tessera::core::record::TokenRecord) -> ();
-    insert_many(records: &[tessera::core::record::TokenRecord]) -> ();
+    insert(record: &tessera::core::record::TokenRecord, events: &[tessera::core::audit::AuditEvent]) -> ();
+    insert_many(records: &[tessera::core::record::TokenRecord], events: &[tessera::core::audit::AuditEvent]) -> ();
     get(id: TokenId) -> Option<tessera::core::record::TokenRecord>;
-    find_by_digest(digest: &tessera::core::digest::Digest) -> Option<tessera::core::record::TokenRecord>;
-    find_shared(digest: &tessera::core::digest::Digest) -> Option<Arc<tessera::store::SharedRecord>>;
     list(filter: &tessera::store::TokenFilter) -> Vec<tessera::core::record::TokenRecord>;
-    change_state(id: TokenId, change: &StateChange) -> tessera::core::record::TokenRecord;
-    replace(old: TokenId, change: &StateChange, new: &tessera::core::record::TokenRecord) -> tessera::core::record::TokenRecord;
-    update_data(id: TokenId, data: &tessera::core::kind::KindData) -> tessera::core::record::TokenRecord;
-    set_digest(id: TokenId, digest: &tessera::core::digest::Digest, hint: &tessera::core::digest::Hint) -> tessera::core::record::TokenRecord;
-    set_sealed(id: TokenId, sealed: Option<&tessera::core::seal::Sealed>) -> tessera::core::record::TokenRecord;
+    change_state(id: TokenId, change: &StateChange, events: &[tessera::core::audit::AuditEvent]) -> tessera::core::record::TokenRecord;
+    replace(old: TokenId, change: &StateChange, new: &tessera::core::record::TokenRecord, events: &[tessera::core::audit::AuditEvent]) -> tessera::core::record::TokenRecord;
+    update_data(id: TokenId, data: &tessera::core::kind::KindData, events: &[tessera::core::audit::AuditEvent]) -> tessera::core::record::TokenRecord;
+    set_digest(id: TokenId, digest: &tessera::core::digest::Digest, hint: &tessera::core::digest::Hint, events: &[tessera::core::audit::AuditEvent]) -> tessera::core::record::TokenRecord;
+    set_sealed(id: TokenId, sealed: Option<&tessera::core::seal::Sealed>, events: &[tessera::core::audit::AuditEvent]) -> tessera::core::record::TokenRecord;
     touch(id: TokenId, now: time::OffsetDateTime, interval: Duration) -> bool;
-    purge(ids: &[TokenId]) -> u64;
+    purge(ids: &[TokenId], events: &[tessera::core::audit::AuditEvent]) -> u64;
     redeem(digest: &tessera::core::digest::Digest, device: &tessera::core::id::DeviceId, now: time::OffsetDateTime) -> tessera::store::Redemption;
     enrollments(id: TokenId) -> Vec<tessera::store::Enrollment>;
     record_usage(id: TokenId, subject: &tessera::store::UsageSubject, now: time::OffsetDateTime) -> tessera::store::UsageOutcome;
     is_blocked(id: TokenId, ip: IpAddr) -> bool;
-    set_blocked(id: TokenId, ip: IpAddr, blocked: bool) -> tessera::store::UsageEntry;
+    set_blocked(id: TokenId, ip: IpAddr, blocked: bool, events: &[tessera::core::audit::AuditEvent]) -> tessera::store::UsageEntry;
     usage(id: TokenId) -> Vec<tessera::store::UsageEntry>;
     endpoint_usage(endpoint: &EndpointId) -> Vec<tessera::store::UsageEntry>;
-    put_mapping(mapping: &tessera::core::kind::endpoint::Mapping) -> ();
+    put_mapping(mapping: &tessera::core::kind::endpoint::Mapping, events: &[tessera::core::audit::AuditEvent]) -> ();
     mapping(secondary: TokenId, endpoint: &EndpointId, method: Method) -> Option<tessera::core::kind::endpoint::Mapping>;
-    set_mapping_enabled(secondary: TokenId, endpoint: &EndpointId, method: Method, enabled: bool) -> tessera::core::kind::endpoint::Mapping;
-    remove_mapping(secondary: TokenId, endpoint: &EndpointId, method: Method) -> ();
+    set_mapping_enabled(secondary: TokenId, endpoint: &EndpointId, method: Method, enabled: bool, events: &[tessera::core::audit::AuditEvent]) -> tessera::core::kind::endpoint::Mapping;
+    remove_mapping(secondary: TokenId, endpoint: &EndpointId, method: Method, events: &[tessera::core::audit::AuditEvent]) -> ();
     mappings(secondary: Option<TokenId>, endpoint: Option<&EndpointId>) -> Vec<tessera::core::kind::endpoint::Mapping>;
     append(event: &tessera::core::audit::AuditEvent) -> ();
     events(filter: &AuditFilter) -> Vec<tessera::core::audit::AuditEvent>;
+    find_by_digest(digest: &tessera::core::digest::Digest) -> Option<tessera::core::record::TokenRecord>;
+    find_shared(digest: &tessera::core::digest::Digest) -> Option<Arc<tessera::store::SharedRecord>>;
 }
 
 /// A service over `store` whose ledger writes only when flushed (interval of an hour).

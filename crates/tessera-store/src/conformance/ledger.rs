@@ -54,8 +54,8 @@ fn entry(token: TokenId, subject: UsageSubject, count: u64, first: i64, last: i6
 async fn record_batch_adds_counts_and_widens_times(store: Arc<dyn Store>) -> Outcome {
     let r = record(application("app")?)?;
     let s = record(secondary("ci", true)?)?;
-    store.insert(&r).await.ctx("insert")?;
-    store.insert(&s).await.ctx("insert")?;
+    store.insert(&r, &[]).await.ctx("insert")?;
+    store.insert(&s, &[]).await.ctx("insert")?;
     let a = UsageSubject::Ip(ip("203.0.113.9")?);
     let b = UsageSubject::Ip(ip("198.51.100.1")?);
     let e = UsageSubject::Endpoint(endpoint("/api/hooks/build")?, Method::Post);
@@ -118,7 +118,7 @@ async fn record_batch_adds_counts_and_widens_times(store: Arc<dyn Store>) -> Out
 /// A batch never moves a last use earlier than the one stored.
 async fn record_batch_moves_last_use_only_later(store: Arc<dyn Store>) -> Outcome {
     let r = record(application("app")?)?;
-    store.insert(&r).await.ctx("insert")?;
+    store.insert(&r, &[]).await.ctx("insert")?;
     let mut later = batch(1);
     later.last_used = vec![(r.id, at(50))];
     store.record_batch(&later).await.ctx("record_batch")?;
@@ -141,7 +141,7 @@ async fn record_batch_moves_last_use_only_later(store: Arc<dyn Store>) -> Outcom
 /// The same batch written again (a retry after a lost answer) changes nothing and says so.
 async fn record_batch_written_twice_counts_once(store: Arc<dyn Store>) -> Outcome {
     let r = record(application("app")?)?;
-    store.insert(&r).await.ctx("insert")?;
+    store.insert(&r, &[]).await.ctx("insert")?;
     let a = UsageSubject::Ip(ip("203.0.113.9")?);
     let mut b = batch(0xfeed);
     b.usage = vec![delta(r.id, a.clone(), 4, 1, 3)];
@@ -187,9 +187,9 @@ async fn record_batch_written_twice_counts_once(store: Arc<dyn Store>) -> Outcom
 async fn record_batch_skips_unknown_tokens_and_keeps_events(store: Arc<dyn Store>) -> Outcome {
     let r = record(application("app")?)?;
     let gone = record(application("gone")?)?;
-    store.insert(&r).await.ctx("insert")?;
-    store.insert(&gone).await.ctx("insert")?;
-    store.purge(&[gone.id]).await.ctx("purge")?;
+    store.insert(&r, &[]).await.ctx("insert")?;
+    store.insert(&gone, &[]).await.ctx("insert")?;
+    store.purge(&[gone.id], &[]).await.ctx("purge")?;
     let a = UsageSubject::Ip(ip("203.0.113.9")?);
     let mut b = batch(7);
     b.usage = vec![
@@ -228,9 +228,12 @@ async fn record_batch_skips_unknown_tokens_and_keeps_events(store: Arc<dyn Store
 /// Uses accepted before a block count after it, and the block stays.
 async fn record_batch_counts_blocked_entries_and_keeps_the_block(store: Arc<dyn Store>) -> Outcome {
     let r = record(application("app")?)?;
-    store.insert(&r).await.ctx("insert")?;
+    store.insert(&r, &[]).await.ctx("insert")?;
     let addr = ip("203.0.113.9")?;
-    store.set_blocked(r.id, addr, true).await.ctx("block")?;
+    store
+        .set_blocked(r.id, addr, true, &[])
+        .await
+        .ctx("block")?;
     let mut b = batch(9);
     b.usage = vec![delta(r.id, UsageSubject::Ip(addr), 2, 1, 2)];
     store.record_batch(&b).await.ctx("record_batch")?;
@@ -250,7 +253,7 @@ async fn record_batch_of_ten_thousand_deltas_counts_each(store: Arc<dyn Store>) 
     for i in 0..1000 {
         tokens.push(record(application(&format!("app-{i}"))?)?);
     }
-    store.insert_many(&tokens).await.ctx("insert_many")?;
+    store.insert_many(&tokens, &[]).await.ctx("insert_many")?;
     let mut b = batch(11);
     for (i, t) in tokens.iter().enumerate() {
         for k in 0..10u8 {
@@ -287,7 +290,7 @@ async fn record_batch_of_ten_thousand_deltas_counts_each(store: Arc<dyn Store>) 
 /// lookup; a block or an unblock shows in the next lookup.
 async fn find_shared_carries_the_block_list(store: Arc<dyn Store>) -> Outcome {
     let r = record(application("app")?)?;
-    store.insert(&r).await.ctx("insert")?;
+    store.insert(&r, &[]).await.ctx("insert")?;
     let (a, b) = (ip("203.0.113.9")?, ip("2001:db8::1")?);
     let shared = store
         .find_shared(&r.digest)
@@ -296,8 +299,8 @@ async fn find_shared_carries_the_block_list(store: Arc<dyn Store>) -> Outcome {
         .ctx("record")?;
     ensure_eq!(*shared.record(), r, "record");
     ensure!(shared.blocked().is_empty(), "nothing blocked yet");
-    store.set_blocked(r.id, a, true).await.ctx("block")?;
-    store.set_blocked(r.id, b, true).await.ctx("block")?;
+    store.set_blocked(r.id, a, true, &[]).await.ctx("block")?;
+    store.set_blocked(r.id, b, true, &[]).await.ctx("block")?;
     // A counted, unblocked address is not in the list.
     store
         .record_usage(r.id, &UsageSubject::Ip(ip("198.51.100.1")?), at(1))
@@ -317,7 +320,10 @@ async fn find_shared_carries_the_block_list(store: Arc<dyn Store>) -> Outcome {
         "a block holds for every spelling"
     );
     ensure_eq!(shared.blocked().len(), 2, "only the blocked addresses");
-    store.set_blocked(r.id, a, false).await.ctx("unblock")?;
+    store
+        .set_blocked(r.id, a, false, &[])
+        .await
+        .ctx("unblock")?;
     let shared = store
         .find_shared(&r.digest)
         .await

@@ -146,7 +146,7 @@ async fn watch_reports_blocks_and_not_batches(store: Arc<dyn Store>) -> Outcome 
         return Ok(());
     }
     let r = record(application("app")?)?;
-    store.insert(&r).await.ctx("insert")?;
+    store.insert(&r, &[]).await.ctx("insert")?;
     let addr = ip("203.0.113.9")?;
     let mut batch = UsageBatch::new(BatchId(1));
     batch.usage = vec![UsageDelta {
@@ -158,8 +158,14 @@ async fn watch_reports_blocks_and_not_batches(store: Arc<dyn Store>) -> Outcome 
     }];
     batch.last_used = vec![(r.id, at(2))];
     store.record_batch(&batch).await.ctx("record_batch")?;
-    store.set_blocked(r.id, addr, true).await.ctx("block")?;
-    store.set_blocked(r.id, addr, false).await.ctx("unblock")?;
+    store
+        .set_blocked(r.id, addr, true, &[])
+        .await
+        .ctx("block")?;
+    store
+        .set_blocked(r.id, addr, false, &[])
+        .await
+        .ctx("unblock")?;
     let got = settle(&seen, 2).await;
     ensure_eq!(
         got,
