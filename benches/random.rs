@@ -165,7 +165,7 @@ async fn issue(store: Arc<dyn Store>, kinds: &[Case]) -> Tokens {
                 .create(
                     ApplicationName::parse(format!("app-{run}-{i}")).unwrap(),
                     Description::default(),
-                    AccessTypes::new([AccessType::parse("feeds").unwrap()]).unwrap(),
+                    AccessTypes::new([AccessType::parse("third-party-feeds").unwrap()]).unwrap(),
                     &by,
                 )
                 .await

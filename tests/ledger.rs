@@ -104,7 +104,7 @@ async fn app(svc: &TokenService, name: &str) -> Issued {
         .create(
             ApplicationName::parse(name).unwrap(),
             Description::default(),
-            AccessTypes::new([AccessType::parse("feeds").unwrap()]).unwrap(),
+            AccessTypes::new([AccessType::parse("third-party-feeds").unwrap()]).unwrap(),
             &admin(),
         )
         .await

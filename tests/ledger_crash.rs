@@ -133,7 +133,7 @@ async fn crash_loses_at_most_one_interval(db: &str) {
         .create(
             ApplicationName::parse("crash").unwrap(),
             Description::default(),
-            AccessTypes::new([AccessType::parse("feeds").unwrap()]).unwrap(),
+            AccessTypes::new([AccessType::parse("third-party-feeds").unwrap()]).unwrap(),
             &Principal::admin("root").unwrap(),
         )
         .await
