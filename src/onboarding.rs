@@ -110,6 +110,10 @@ pub struct Enrolled {
     pub group: DeviceGroup,
     /// Uses left, `None` when unlimited.
     pub remaining: Option<u64>,
+    /// When this device enrolled: now, or the first time for a repeat.
+    pub enrolled_at: OffsetDateTime,
+    /// Whether this device was enrolled by the token already (a repeat: nothing consumed).
+    pub repeated: bool,
 }
 
 /// An onboarding token in a listing.
@@ -202,6 +206,12 @@ impl OnboardingTokens<'_> {
     /// the policy and group. Under any concurrency a token with N uses enrolls at most N
     /// devices.
     ///
+    /// One device, one use: a device the token enrolled already gets the same enrollment back
+    /// ([`Enrolled::repeated`], its first [`enrolled_at`](Enrolled::enrolled_at)) and consumes
+    /// nothing, decided atomically in the store. That holds after the token's last use too (a
+    /// device retrying after a lost answer expects its enrollment, not a refusal); an expired,
+    /// revoked, deactivated or rotated-out token refuses a repeat as it refuses any redemption.
+    ///
     /// # Errors
     ///
     /// Store failures. A refused token is `Ok(Err(rejection))`. This is
@@ -247,6 +257,31 @@ impl OnboardingTokens<'_> {
                         policy: d.policy.clone(),
                         group: d.group.clone(),
                         remaining: r.remaining(),
+                        enrolled_at: now,
+                        repeated: false,
+                    }));
+                }
+                Redemption::Repeated {
+                    record: r,
+                    enrollment,
+                } => {
+                    // One device, one use: its enrollment back, nothing consumed.
+                    if self.svc.inner.settings.audit_uses {
+                        let event = AuditEvent::new(now, Actor::Client, AuditAction::EnrolledAgain)
+                            .about(&r)
+                            .device(device);
+                        self.svc.inner.store.append(&event).await?;
+                    }
+                    let KindData::Onboarding(d) = &r.data else {
+                        return Ok(Err(Rejection::NotFound));
+                    };
+                    return Ok(Ok(Enrolled {
+                        token: r.id,
+                        policy: d.policy.clone(),
+                        group: d.group.clone(),
+                        remaining: r.remaining(),
+                        enrolled_at: enrollment.at,
+                        repeated: true,
                     }));
                 }
                 Redemption::Refused(Rejection::NotFound) => {}

@@ -110,19 +110,26 @@ fn spawn_worker(db: &Db, mode: &str, token: &str, id: usize, attempts: usize) ->
         .unwrap()
 }
 
-/// Counts a worker reports: `RESULT admitted=A refused=R other=O`.
+/// Counts a worker reports: `RESULT admitted=A refused=R other=O repeated=P`, and the devices
+/// it saw refused (`REFUSED d-1 d-7 ...`).
 #[derive(Debug, Default)]
 struct Tally {
     admitted: u64,
     refused: u64,
     other: u64,
+    repeated: u64,
+    refused_devices: HashSet<String>,
 }
 
 fn read_result(child: &mut Child) -> Tally {
     let out = child.stdout.take().unwrap();
     let mut tally = None;
+    let mut refused_devices = HashSet::new();
     for line in BufReader::new(out).lines() {
         let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("REFUSED") {
+            refused_devices.extend(rest.split_whitespace().map(str::to_owned));
+        }
         if let Some(rest) = line.strip_prefix("RESULT ") {
             let mut t = Tally::default();
             for kv in rest.split(' ') {
@@ -131,6 +138,7 @@ fn read_result(child: &mut Child) -> Tally {
                 match k {
                     "admitted" => t.admitted = v,
                     "refused" => t.refused = v,
+                    "repeated" => t.repeated = v,
                     _ => t.other = v,
                 }
             }
@@ -139,7 +147,9 @@ fn read_result(child: &mut Child) -> Tally {
     }
     let status = child.wait().unwrap();
     assert!(status.success(), "worker failed: {status}");
-    tally.expect("worker printed no RESULT line")
+    let mut tally: Tally = tally.expect("worker printed no RESULT line");
+    tally.refused_devices = refused_devices;
+    tally
 }
 
 /// One storming process: `TASKS` tasks share `attempts` attempts against one token.
@@ -184,6 +194,23 @@ fn worker() {
                             .redeem(&token, &device)
                             .await
                             .map(|r| r.map(|_| ()))
+                    } else if let Some(devices) = mode.strip_prefix("repeat-") {
+                        // Devices shared by every process, each coming back many times.
+                        let devices: usize = devices.parse().unwrap();
+                        let name = format!("d-{}", n % devices);
+                        let device = DeviceId::parse(name.clone()).unwrap();
+                        match svc.onboarding().redeem(&token, &device).await {
+                            Ok(Ok(e)) if e.repeated => {
+                                t.repeated += 1;
+                                n += TASKS;
+                                continue;
+                            }
+                            Ok(Err(Rejection::Exhausted)) => {
+                                t.refused_devices.insert(name);
+                                Ok(Err(Rejection::Exhausted))
+                            }
+                            other => other.map(|r| r.map(|_| ())),
+                        }
                     } else {
                         let ip: IpAddr = format!("10.0.{id}.{}", n % 7).parse().unwrap();
                         svc.application()
@@ -211,12 +238,17 @@ fn worker() {
             total.admitted += t.admitted;
             total.refused += t.refused;
             total.other += t.other;
+            total.repeated += t.repeated;
+            total.refused_devices.extend(t.refused_devices);
         }
         // What the usage ledger holds is written before the process reports (a graceful end).
         svc.flush().await.unwrap();
+        let mut refused: Vec<_> = total.refused_devices.into_iter().collect();
+        refused.sort();
+        println!("REFUSED {}", refused.join(" "));
         println!(
-            "RESULT admitted={} refused={} other={}",
-            total.admitted, total.refused, total.other
+            "RESULT admitted={} refused={} other={} repeated={}",
+            total.admitted, total.refused, total.other, total.repeated
         );
         std::io::Write::flush(&mut std::io::stdout()).unwrap();
     });
@@ -246,6 +278,57 @@ async fn redeem_storm(db: Db) {
     assert_eq!((devices.len(), distinct.len()), (100, 100));
     let record = store.get(issued.token.id).await.unwrap().unwrap();
     assert_eq!(record.uses, 100);
+}
+
+/// One device, one use across processes: `PROCESSES` processes of `TASKS` tasks make 500
+/// attempts each with a 100-use token, by `devices` device ids shared by every process (each
+/// comes back many times, from both processes). Exactly min(100, devices) distinct devices
+/// enroll, each once and consuming one use; every repeat by an enrolled device is answered
+/// with its enrollment (also after the last use); only devices never enrolled are refused.
+async fn redeem_repeat_storm(db: Db, devices: usize) {
+    let store = db.open().await;
+    let svc = TokenService::builder_shared(store.clone(), peppers()).build();
+    let spec = NewOnboarding::new("policy", "group")
+        .unwrap()
+        .limit(UsageLimit::uses(100).unwrap());
+    let issued = svc
+        .onboarding()
+        .create(spec, &Principal::admin("root").unwrap())
+        .await
+        .unwrap();
+    let mode = format!("repeat-{devices}");
+    let mut children: Vec<Child> = (0..PROCESSES)
+        .map(|i| spawn_worker(&db, &mode, issued.secret.expose_secret(), i, 500))
+        .collect();
+    let tallies: Vec<Tally> = children.iter_mut().map(read_result).collect();
+    let expected = devices.min(100);
+    let admitted: u64 = tallies.iter().map(|t| t.admitted).sum();
+    let repeated: u64 = tallies.iter().map(|t| t.repeated).sum();
+    let refused: u64 = tallies.iter().map(|t| t.refused).sum();
+    let other: u64 = tallies.iter().map(|t| t.other).sum();
+    assert_eq!(admitted, expected as u64, "{tallies:?}");
+    assert_eq!(other, 0, "{tallies:?}");
+    assert_eq!(admitted + repeated + refused, 1_000, "{tallies:?}");
+    let enrolled = store.enrollments(issued.token.id).await.unwrap();
+    let distinct: HashSet<String> = enrolled.iter().map(|e| e.device.to_string()).collect();
+    assert_eq!((enrolled.len(), distinct.len()), (expected, expected));
+    for t in &tallies {
+        assert!(
+            t.refused_devices.is_disjoint(&distinct),
+            "an enrolled device was refused: {:?}",
+            t.refused_devices
+                .intersection(&distinct)
+                .collect::<Vec<_>>()
+        );
+    }
+    if devices <= 100 {
+        assert_eq!(
+            refused, 0,
+            "devices left out while uses remained: {tallies:?}"
+        );
+    }
+    let record = store.get(issued.token.id).await.unwrap().unwrap();
+    assert_eq!(record.uses, expected as u64);
 }
 
 async fn ip_log_storm(db: Db) {
@@ -403,6 +486,23 @@ fn postgres_db(tag: &str) -> Option<Db> {
 async fn sqlite_redemption_is_exact_across_processes() {
     let dir = tempfile::tempdir().unwrap();
     redeem_storm(sqlite_db(&dir)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_repeated_devices_enroll_once_across_processes() {
+    for devices in [150, 40] {
+        let dir = tempfile::tempdir().unwrap();
+        redeem_repeat_storm(sqlite_db(&dir), devices).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_repeated_devices_enroll_once_across_processes() {
+    for (tag, devices) in [("repeat150", 150), ("repeat40", 40)] {
+        if let Some(db) = postgres_db(tag) {
+            redeem_repeat_storm(db, devices).await;
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -343,3 +343,57 @@ async fn a_sealed_token_shows_its_secret_again_during_its_life_only() {
         Err(tessera::Error::Unsupported(_))
     ));
 }
+
+/// One device, one use: a device redeeming again gets the same enrollment back and consumes
+/// nothing, also after the last use; the repeat is audited as such; a revoked token refuses it.
+#[tokio::test]
+async fn a_repeat_by_an_enrolled_device_returns_its_enrollment_and_consumes_nothing() {
+    use tessera::core::audit::AuditAction;
+    use tessera::store::AuditFilter;
+
+    let (svc, clock) = service();
+    let o = svc.onboarding();
+    let t = o
+        .create(
+            NewOnboarding::new("std", "sales")
+                .unwrap()
+                .limit(UsageLimit::uses(2).unwrap()),
+            &admin(),
+        )
+        .await
+        .unwrap();
+    let tok = t.secret.expose_secret();
+    let first = o.redeem(tok, &dev("X1")).await.unwrap().unwrap();
+    assert_eq!((first.repeated, first.remaining), (false, Some(1)));
+    clock.advance(Duration::minutes(3));
+    let again = o.redeem(tok, &dev("X1")).await.unwrap().unwrap();
+    assert!(again.repeated);
+    assert_eq!(again.remaining, Some(1), "nothing consumed");
+    assert_eq!(again.enrolled_at, first.enrolled_at, "the same enrollment");
+    assert_eq!((again.policy, again.group), (first.policy, first.group));
+    o.redeem(tok, &dev("X2")).await.unwrap().unwrap();
+    // Exhausted: enrolled devices still get their enrollment; a new device does not.
+    let after = o.redeem(tok, &dev("X2")).await.unwrap().unwrap();
+    assert_eq!((after.repeated, after.remaining), (true, Some(0)));
+    assert_eq!(
+        o.redeem(tok, &dev("X3")).await.unwrap(),
+        Err(Rejection::Exhausted)
+    );
+    let list = o.list().await.unwrap();
+    let devices: Vec<_> = list[0].devices.iter().map(|e| e.device.clone()).collect();
+    assert_eq!(devices, [dev("X1"), dev("X2")]);
+    let events = svc
+        .audit(&AuditFilter::default().token(t.token.id), &admin())
+        .await
+        .unwrap();
+    let repeats = events
+        .iter()
+        .filter(|e| e.action == AuditAction::EnrolledAgain)
+        .count();
+    assert_eq!(repeats, 2, "{events:?}");
+    svc.revoke(t.token.id, &admin()).await.unwrap();
+    assert_eq!(
+        o.redeem(tok, &dev("X1")).await.unwrap(),
+        Err(Rejection::Revoked)
+    );
+}

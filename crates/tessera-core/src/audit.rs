@@ -131,6 +131,9 @@ pub enum AuditAction {
         /// Allowed now?
         allowed: bool,
     },
+    /// A device the onboarding token had enrolled redeemed it again and got its enrollment
+    /// back; nothing was consumed (one device, one use).
+    EnrolledAgain,
     /// A token's sealed secret was sealed anew under the current pepper (the secret itself is
     /// unchanged and never part of the event).
     Resealed,

@@ -649,6 +649,26 @@ impl Store for MemoryStore {
             // To a redemption, a token of another kind does not exist.
             return Ok(Redemption::Refused(Rejection::NotFound));
         };
+        // One device, one use: an enrolled device gets its enrollment back, consuming nothing
+        // (decided under the same write lock as the redemptions).
+        if let Some(enrollment) = t
+            .enrollments
+            .get(&id)
+            .and_then(|l| l.iter().find(|e| &e.device == device))
+        {
+            let record = t.records.get(&id).ok_or(TOKEN)?.record.clone();
+            return Ok(match Redemption::repeat_allowed(&record, now) {
+                Ok(()) => Redemption::Repeated {
+                    record,
+                    enrollment: enrollment.clone(),
+                },
+                Err(why) => Redemption::Refused(why),
+            });
+        }
+        let Some(stored) = t.records.get_mut(&id) else {
+            return Ok(Redemption::Refused(Rejection::NotFound));
+        };
+        let r = &mut stored.record;
         if let Err(why) = validate(r, &Request::Onboarding { device }, now) {
             return Ok(Redemption::Refused(why));
         }

@@ -107,6 +107,8 @@ macro_rules! redeem_update {
        AND (max_uses IS NULL OR uses < max_uses) \
        AND (binding = 'any' OR bound_device = $4 \
             OR (binding = 'first_device' AND bound_device IS NULL)) \
+       AND NOT EXISTS (SELECT 1 FROM enrollments \
+            WHERE enrollments.token_id = tokens.id AND enrollments.device = $4) \
      RETURNING ",
             record_columns!()
         )
@@ -117,11 +119,17 @@ macro_rules! redeem_update {
 pub(crate) use redeem_update;
 
 /// Consume one use of a usable onboarding token: $1 key id, $2 digest, $3 now, $4 device.
+/// A device the token enrolled already consumes nothing (one device, one use): no row.
 pub(crate) const REDEEM: &str = redeem_update!();
 
 /// Record a device's enrollment: $1 token, $2 device, $3 at.
 pub(crate) const INSERT_ENROLLMENT: &str =
     "INSERT INTO enrollments (token_id, device, at) VALUES ($1, $2, $3)";
+
+/// A device's enrollment by the token with a digest: $1 key id, $2 digest, $3 device.
+pub(crate) const ENROLLMENT_OF: &str = "SELECT e.device, e.at FROM enrollments e \
+     JOIN tokens t ON t.id = e.token_id \
+     WHERE t.digest_key = $1 AND t.digest = $2 AND e.device = $3";
 
 /// A token's enrollments, oldest first.
 pub(crate) const ENROLLMENTS: &str =

@@ -428,3 +428,58 @@ mod postgres {
         schema.drop().await;
     }
 }
+
+/// A database where an older build enrolled one device twice upgrades to one enrollment per
+/// device (the first kept), and the new unique index then refuses a second enrollment.
+#[tokio::test]
+async fn sqlite_upgrade_keeps_each_devices_first_enrollment() {
+    use tessera_core::kind::onboarding::DeviceBinding;
+
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("t.db");
+    let pepper = fixtures::pepper();
+    let (_, record) = fixtures::issue(
+        &pepper,
+        fixtures::onboarding("p", "g", DeviceBinding::Any),
+        Spelling::Prefixed,
+    );
+    {
+        let old = SqliteStore::open(&path).await.expect("open");
+        old.migrate_to(3).await.expect("migrate to 0003");
+        old.insert(&record, &[]).await.expect("insert");
+        old.close().await;
+    }
+    let pool = raw(&path).await;
+    for (device, at) in [("X1", 10), ("X2", 20), ("X1", 30), ("X1", 30)] {
+        sqlx::query("INSERT INTO enrollments (token_id, device, at) VALUES ($1, $2, $3)")
+            .bind(record.id.to_string())
+            .bind(device)
+            .bind(at)
+            .execute(&pool)
+            .await
+            .expect("an enrollment as an older build wrote it");
+    }
+    let store = SqliteStore::open(&path).await.expect("reopen");
+    store.migrate().await.expect("upgrade");
+    let devices: Vec<_> = store
+        .enrollments(record.id)
+        .await
+        .expect("enrollments")
+        .into_iter()
+        .map(|e| (e.device.to_string(), e.at.unix_timestamp_nanos()))
+        .collect();
+    assert_eq!(devices.len(), 2, "{devices:?}");
+    assert_eq!(devices[0].0, "X1");
+    assert_eq!(devices[1].0, "X2");
+    let again = sqlx::query("INSERT INTO enrollments (token_id, device, at) VALUES ($1, $2, $3)")
+        .bind(record.id.to_string())
+        .bind("X2")
+        .bind(40)
+        .execute(&pool)
+        .await;
+    assert!(
+        again.is_err(),
+        "the unique index refuses a second enrollment"
+    );
+    pool.close().await;
+}

@@ -56,6 +56,7 @@ async fn redemptions_across_stores_never_over_enroll() {
         {
             Redemption::Redeemed(_) => redeemed += 1,
             Redemption::Refused(_) => {}
+            other @ Redemption::Repeated { .. } => panic!("each device redeems once: {other:?}"),
         }
     }
     assert_eq!(redeemed, 5, "exactly the usage limit");

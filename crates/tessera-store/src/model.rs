@@ -86,15 +86,44 @@ impl StateChange {
 
 /// What an atomic redemption did.
 #[derive(Clone, Debug, Eq, PartialEq)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "one value per redemption, returned at once; boxing the record would only add an allocation"
-)]
 pub enum Redemption {
     /// One use was consumed and the device recorded; the record as it is now.
     Redeemed(TokenRecord),
+    /// The device was enrolled by this token already: nothing was consumed or recorded; the
+    /// record as it is now and the device's enrollment (one device, one use).
+    Repeated {
+        /// The record, unchanged.
+        record: TokenRecord,
+        /// The device's first (and only) enrollment.
+        enrollment: Enrollment,
+    },
     /// Nothing changed, for this reason.
     Refused(Rejection),
+}
+
+impl Redemption {
+    /// Whether a device already enrolled by `record` gets its enrollment back at `now`
+    /// ([`Redemption::Repeated`]): yes while the token is active, in its grace window or
+    /// exhausted, and not expired; otherwise the refusal any redemption would get. Every
+    /// backend answers a repeat by this rule.
+    ///
+    /// # Errors
+    ///
+    /// The rejection: `Expired`, `Revoked`, `Disabled`, `RotatedOut`, ...
+    pub fn repeat_allowed(record: &TokenRecord, now: OffsetDateTime) -> Result<(), Rejection> {
+        if record.expires_at.is_some_and(|e| e <= now) {
+            return Err(Rejection::Expired);
+        }
+        match record.effective_state(now) {
+            State::Active | State::Superseded | State::Exhausted => Ok(()),
+            State::Disabled => Err(Rejection::Disabled),
+            State::Dormant => Err(Rejection::Dormant),
+            State::RotatedOut => Err(Rejection::RotatedOut),
+            State::Expired => Err(Rejection::Expired),
+            State::Revoked => Err(Rejection::Revoked),
+            State::Deleted => Err(Rejection::Deleted),
+        }
+    }
 }
 
 /// One device that redeemed an onboarding token.

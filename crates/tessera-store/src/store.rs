@@ -192,6 +192,14 @@ pub trait Store: core::fmt::Debug + Send + Sync + 'static {
     /// becomes `now`, `FirstDevice(None)` becomes `FirstDevice(Some(device))`, the state becomes
     /// `Exhausted` when no use is left, the device is enrolled at `now`, and the record as
     /// stored is returned. Under any concurrency a token with N uses admits at most N.
+    ///
+    /// One device, one use: when `device` is already enrolled by this token, nothing is
+    /// consumed or recorded and the answer is [`Redemption::Repeated`] with its enrollment, as
+    /// long as the token is active, in grace or exhausted (a repeat after the last use still
+    /// gets the device its enrollment back) and not expired; a revoked, disabled, rotated-out or
+    /// expired token refuses the repeat as it refuses any redemption. The decision is atomic
+    /// with the redemptions: under any concurrency and repetition a token with N uses enrolls
+    /// exactly min(N, distinct devices) devices, each once.
     async fn redeem(
         &self,
         digest: &Digest,

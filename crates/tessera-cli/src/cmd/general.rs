@@ -464,6 +464,7 @@ fn event_row(e: &AuditEvent) -> Vec<String> {
         AuditAction::IpUnblocked => String::from("ip unblocked"),
         AuditAction::Purged => String::from("purged"),
         AuditAction::Resealed => String::from("resealed"),
+        AuditAction::EnrolledAgain => String::from("enrolled again"),
         AuditAction::EndpointEnabled { allow_delete } => format!(
             "token authentication on{}",
             if *allow_delete {

@@ -100,11 +100,20 @@ pub(crate) async fn run(ctx: &Ctx, cmd: OnboardingCmd) -> Result<()> {
                     let left = e
                         .remaining
                         .map_or_else(|| String::from("unlimited"), |n| n.to_string());
-                    ctx.out.result(
-                        &format!(
+                    let text = if e.repeated {
+                        format!(
+                            "device {device} was already enrolled with token {} (nothing used): apply policy {} and join group {} ({left} uses left)",
+                            e.token, e.policy, e.group
+                        )
+                    } else {
+                        format!(
                             "enrolled device {device} with token {}: apply policy {} and join group {} ({left} uses left)",
                             e.token, e.policy, e.group
-                        ),
+                        )
+                    };
+                    let enrolled_at = output::rfc3339(e.enrolled_at);
+                    ctx.out.result(
+                        &text,
                         &json!({
                             "accepted": true,
                             "token": e.token,
@@ -112,6 +121,8 @@ pub(crate) async fn run(ctx: &Ctx, cmd: OnboardingCmd) -> Result<()> {
                             "policy": e.policy,
                             "group": e.group,
                             "remaining": e.remaining,
+                            "repeated": e.repeated,
+                            "enrolled_at": enrolled_at,
                         }),
                     )
                 }

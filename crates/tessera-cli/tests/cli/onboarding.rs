@@ -22,6 +22,7 @@ fn a_token_with_two_uses_enrolls_two_devices() {
         let e = env.json_in(&["onboarding", "redeem", "--device", device], &secret);
         assert_eq!(e["policy"], "kiosk");
         assert_eq!(e["group"], "lobby");
+        assert_eq!(e["repeated"], false);
     }
     let e = env.json_fails_in(
         &["onboarding", "redeem", "--device", "dev-3"],
@@ -413,4 +414,78 @@ fn rfc3339_in(days: i64) -> String {
     let t = time::OffsetDateTime::now_utc() + time::Duration::days(days);
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap()
+}
+
+/// One device, one use: a device redeeming again gets the same enrollment and consumes
+/// nothing, also after the token's last use (under a moved clock); it is listed once.
+#[test]
+fn a_device_redeeming_again_gets_its_enrollment_and_uses_nothing() {
+    let env = Env::init();
+    let (secret, id) = issued(&env.json(&[
+        "onboarding",
+        "create",
+        "--policy",
+        "kiosk",
+        "--group",
+        "lobby",
+        "--uses",
+        "2",
+    ]));
+    let later = |minutes: i64| {
+        (time::OffsetDateTime::now_utc() + time::Duration::minutes(minutes))
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let redeem = |device: &str, when: &str| {
+        let mut c = env.cmd();
+        c.args(["--json", "onboarding", "redeem", "--device", device])
+            .env("TESSERA_NOW", when)
+            .write_stdin(secret.clone());
+        c.assert()
+    };
+    let first = parse(&stdout(redeem("X1", &later(1)).success()));
+    assert_eq!(
+        (first["repeated"].clone(), first["remaining"].clone()),
+        (false.into(), 1.into())
+    );
+    let again = parse(&stdout(redeem("X1", &later(5)).success()));
+    assert_eq!(again["repeated"], true);
+    assert_eq!(again["remaining"], 1, "a repeat consumes nothing");
+    assert_eq!(
+        again["enrolled_at"], first["enrolled_at"],
+        "the same enrollment"
+    );
+    let text = env.ok_in(&["onboarding", "redeem", "--device", "X1"], &secret);
+    assert!(text.contains("already enrolled"), "{text}");
+    redeem("X2", &later(10)).success();
+    // Exhausted: the enrolled devices still get their enrollment, a new one is refused.
+    let after = parse(&stdout(redeem("X1", &later(20)).success()));
+    assert_eq!(
+        (after["repeated"].clone(), after["remaining"].clone()),
+        (true.into(), 0.into())
+    );
+    redeem("X2", &later(20)).success();
+    let out = redeem("X3", &later(20))
+        .code(REJECTED)
+        .get_output()
+        .stdout
+        .clone();
+    assert_eq!(
+        parse(&String::from_utf8(out).unwrap())["reason"],
+        "exhausted"
+    );
+    let list = env.json(&["onboarding", "list"]);
+    let t = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == id.as_str())
+        .unwrap();
+    let devices: Vec<_> = t["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["device"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(devices, ["X1", "X2"], "{t}");
 }

@@ -15,5 +15,6 @@ pub(crate) const MIGRATIONS: &[Migration] = embed!("postgres":
     2 "audit actor index" "0002_audit_actor_index.sql",
     3 "token change notify" "0003_token_change_notify.sql",
     4 "sealed secret" "0004_sealed_secret.sql",
-    5 "usage ledger" "0005_usage_ledger.sql",
+    5 "one enrollment per device" "0005_one_enrollment_per_device.sql",
+    6 "usage ledger" "0006_usage_ledger.sql",
 );

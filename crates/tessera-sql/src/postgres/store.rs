@@ -808,14 +808,22 @@ impl Store for PostgresStore {
         let at = codec::ts(now)?;
         for _ in 0..REDEEM_ATTEMPTS {
             // One statement: atomic on its own, whatever happens to this process.
-            let row = sqlx::query(REDEEM_AND_ENROLL)
+            let row = match sqlx::query(REDEEM_AND_ENROLL)
                 .bind(key)
                 .bind(bytes.as_slice())
                 .bind(at)
                 .bind(device.as_str())
                 .fetch_optional(&self.pool)
                 .await
-                .map_err(db)?;
+                .map_err(|e| map_sqlx_error(e, "enrollment"))
+            {
+                Ok(row) => row,
+                // The same device enrolled by a concurrent redemption that committed while
+                // this statement waited (its snapshot could not see it): the statement is
+                // undone whole; the next attempt sees the enrollment and answers a repeat.
+                Err(StoreError::AlreadyExists { .. }) => continue,
+                Err(e) => return Err(e),
+            };
             if let Some(row) = row {
                 return Ok(Redemption::Redeemed(codec::record(&row)?));
             }
@@ -833,6 +841,23 @@ impl Store for PostgresStore {
             if !matches!(record.data, KindData::Onboarding(_)) {
                 // To a redemption, a token of another kind does not exist.
                 return Ok(Redemption::Refused(Rejection::NotFound));
+            }
+            let enrolled = sqlx::query(sql::ENROLLMENT_OF)
+                .bind(key)
+                .bind(bytes.as_slice())
+                .bind(device.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+            if let Some(enrolled) = enrolled {
+                // One device, one use: the device's enrollment back, nothing consumed.
+                return Ok(match Redemption::repeat_allowed(&record, now) {
+                    Ok(()) => Redemption::Repeated {
+                        record,
+                        enrollment: codec::enrollment(&enrolled)?,
+                    },
+                    Err(why) => Redemption::Refused(why),
+                });
             }
             if let Err(why) = validate(&record, &Request::Onboarding { device }, now) {
                 return Ok(Redemption::Refused(why));

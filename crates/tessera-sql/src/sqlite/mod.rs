@@ -14,5 +14,6 @@ pub(crate) const MIGRATIONS: &[Migration] = embed!("sqlite":
     1 "initial" "0001_initial.sql",
     2 "audit actor index" "0002_audit_actor_index.sql",
     3 "sealed secret" "0003_sealed_secret.sql",
-    4 "usage ledger" "0004_usage_ledger.sql",
+    4 "one enrollment per device" "0004_one_enrollment_per_device.sql",
+    5 "usage ledger" "0005_usage_ledger.sql",
 );

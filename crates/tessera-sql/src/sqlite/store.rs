@@ -721,13 +721,22 @@ impl Store for SqliteStore {
                 .map_err(db)?;
             if let Some(row) = row {
                 let record = codec::record(&row)?;
-                sqlx::query(sql::INSERT_ENROLLMENT)
+                match sqlx::query(sql::INSERT_ENROLLMENT)
                     .bind(codec::id(record.id))
                     .bind(device.as_str())
                     .bind(at)
                     .execute(&mut *tx)
                     .await
-                    .map_err(db)?;
+                    .map_err(|e| map_sqlx_error(e, "enrollment"))
+                {
+                    Ok(_) => {}
+                    // Enrolled meanwhile (one device, one use): undo and answer as a repeat.
+                    Err(StoreError::AlreadyExists { .. }) => {
+                        let _ = tx.rollback().await;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
                 tx.commit().await.map_err(db)?;
                 return Ok(Redemption::Redeemed(record));
             }
@@ -735,6 +744,13 @@ impl Store for SqliteStore {
             let current = sqlx::query(sql::FIND_BY_DIGEST)
                 .bind(key)
                 .bind(bytes.as_slice())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+            let enrolled = sqlx::query(sql::ENROLLMENT_OF)
+                .bind(key)
+                .bind(bytes.as_slice())
+                .bind(device.as_str())
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(db)?;
@@ -746,6 +762,16 @@ impl Store for SqliteStore {
             if !matches!(record.data, KindData::Onboarding(_)) {
                 // To a redemption, a token of another kind does not exist.
                 return Ok(Redemption::Refused(Rejection::NotFound));
+            }
+            if let Some(enrolled) = enrolled {
+                // One device, one use: the device's enrollment back, nothing consumed.
+                return Ok(match Redemption::repeat_allowed(&record, now) {
+                    Ok(()) => Redemption::Repeated {
+                        record,
+                        enrollment: codec::enrollment(&enrolled)?,
+                    },
+                    Err(why) => Redemption::Refused(why),
+                });
             }
             if let Err(why) = validate(&record, &Request::Onboarding { device }, now) {
                 return Ok(Redemption::Refused(why));

@@ -132,6 +132,7 @@ async fn append_round_trips_every_field_and_action(store: Arc<dyn Store>) -> Out
         AuditAction::IpUnblocked,
         AuditAction::Purged,
         AuditAction::Resealed,
+        AuditAction::EnrolledAgain,
     ];
     let mut events = Vec::new();
     for (i, action) in actions.into_iter().enumerate() {

@@ -27,6 +27,8 @@ pub(super) fn cases() -> Vec<Case> {
         redeem_unlimited_admits_every_attempt,
         redeem_admits_exactly_the_limit_of_each_token,
         redeem_binds_exactly_one_first_device,
+        redeem_with_repeated_devices_enrolls_each_device_once,
+        redeem_with_fewer_devices_than_uses_enrolls_them_all,
         record_usage_counts_add_up,
         change_state_has_one_winner,
         replace_has_one_winner,
@@ -122,6 +124,11 @@ async fn check_winners(
             Redemption::Refused(why) => {
                 ensure_eq!(*why, Rejection::Exhausted, "refusal of {dev}");
             }
+            Redemption::Repeated { .. } => {
+                return Err(Failed::from(format!(
+                    "{dev} redeemed once, answered as a repeat"
+                )));
+            }
         }
     }
     ensure_eq!(u64::try_from(winners.len())?, expected, "devices admitted");
@@ -195,6 +202,9 @@ async fn redeem_admits_exactly_the_limit_of_each_token(store: Arc<dyn Store>) ->
                     Redemption::Refused(why) => {
                         return Err(Failed::from(format!("refused as {why:?}, not Exhausted")));
                     }
+                    Redemption::Repeated { .. } => {
+                        return Err(Failed::from("a device redeeming once answered as a repeat"));
+                    }
                 }
             }
         }
@@ -248,6 +258,9 @@ async fn redeem_binds_exactly_one_first_device(store: Arc<dyn Store>) -> Outcome
             }
             (dev, Redemption::Refused(why)) => {
                 ensure_eq!(why, Rejection::DeviceMismatch, "refusal of {dev}");
+            }
+            (dev, got @ Redemption::Repeated { .. }) => {
+                return Err(Failed::from(format!("{dev} redeeming once: {got:?}")));
             }
         }
     }
@@ -485,4 +498,113 @@ async fn insert_application_name_has_one_winner(store: Arc<dyn Store>) -> Outcom
         .count();
     ensure_eq!(holders, 1, "stored tokens with the name");
     Ok(())
+}
+
+/// 64 tasks make `attempts` redemptions of `r` by `devices` distinct devices, each device
+/// coming back many times (attempt `i` is device `i % devices`). Checks one device, one use:
+/// exactly min(limit, devices) distinct devices enrolled, each once and with exactly one
+/// `Redeemed`, every other answer to an enrolled device `Repeated` with its enrollment, every
+/// answer to a device left out `Refused(Exhausted)`; the stored uses match.
+async fn hammer_with_repeats(
+    store: &Arc<dyn Store>,
+    r: &TokenRecord,
+    devices: usize,
+    attempts: usize,
+) -> Outcome {
+    let next = Arc::new(AtomicUsize::new(0));
+    let per_task = race(TASKS, |_| {
+        let (store, next, digest) = (Arc::clone(store), Arc::clone(&next), r.digest);
+        async move {
+            let mut out = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= attempts {
+                    return Ok::<_, Failed>(out);
+                }
+                let dev = DeviceId::parse(format!("device-{:05}", i % devices))?;
+                let got = store.redeem(&digest, &dev, at(10)).await.ctx("redeem")?;
+                out.push((dev, got));
+            }
+        }
+    })
+    .await?;
+    let mut by_device: BTreeMap<DeviceId, Vec<Redemption>> = BTreeMap::new();
+    for answers in per_task {
+        for (dev, got) in answers? {
+            by_device.entry(dev).or_default().push(got);
+        }
+    }
+    let expected = r.limit.max().map_or(devices, |n| {
+        devices.min(usize::try_from(n).unwrap_or(usize::MAX))
+    });
+    let enrolled = store.enrollments(r.id).await.ctx("enrollments")?;
+    let enrolled_devices: BTreeSet<_> = enrolled.iter().map(|e| e.device.clone()).collect();
+    ensure_eq!(enrolled.len(), expected, "enrollments");
+    ensure_eq!(
+        enrolled_devices.len(),
+        expected,
+        "distinct devices enrolled"
+    );
+    let mut winners = BTreeSet::new();
+    for (dev, answers) in &by_device {
+        let redeemed = answers
+            .iter()
+            .filter(|a| matches!(a, Redemption::Redeemed(_)))
+            .count();
+        if enrolled_devices.contains(dev) {
+            ensure_eq!(redeemed, 1, "uses consumed by enrolled {dev}");
+            winners.insert(dev.clone());
+            let first = enrolled
+                .iter()
+                .find(|e| &e.device == dev)
+                .ctx("its enrollment")?;
+            for a in answers {
+                match a {
+                    Redemption::Redeemed(_) => {}
+                    Redemption::Repeated { enrollment, .. } => {
+                        ensure_eq!(enrollment, first, "enrollment returned to {dev}");
+                    }
+                    Redemption::Refused(why) => {
+                        return Err(Failed::from(format!(
+                            "enrolled {dev} refused on a repeat: {why:?}"
+                        )));
+                    }
+                }
+            }
+        } else {
+            ensure!(
+                answers
+                    .iter()
+                    .all(|a| *a == Redemption::Refused(Rejection::Exhausted)),
+                "{dev}, not enrolled, was answered {answers:?}"
+            );
+        }
+    }
+    ensure_eq!(winners, enrolled_devices, "devices answered Redeemed");
+    let after = stored(&**store, r.id).await?;
+    ensure_eq!(after.uses, u64::try_from(expected)?, "stored uses");
+    let state = if r.limit.max() == Some(u64::try_from(expected)?) {
+        State::Exhausted
+    } else {
+        State::Active
+    };
+    ensure_eq!(after.state, state, "stored state");
+    Ok(())
+}
+
+/// A token with 50 uses, raced by 64 tasks making 1,000 attempts by 80 devices that each come
+/// back about 12 times: exactly 50 distinct devices enroll, never 51, and no device is
+/// enrolled twice or consumes two uses.
+async fn redeem_with_repeated_devices_enrolls_each_device_once(store: Arc<dyn Store>) -> Outcome {
+    let r = onboarding_record(UsageLimit::uses(50)?)?;
+    store.insert(&r, &[]).await.ctx("insert")?;
+    hammer_with_repeats(&store, &r, 80, 1_000).await
+}
+
+/// A token with 100 uses and 30 devices each redeeming about 33 times: all 30 enroll, once
+/// each, and 70 uses are left (never fewer devices while uses remain).
+async fn redeem_with_fewer_devices_than_uses_enrolls_them_all(store: Arc<dyn Store>) -> Outcome {
+    let r = onboarding_record(UsageLimit::uses(100)?)?;
+    store.insert(&r, &[]).await.ctx("insert")?;
+    hammer_with_repeats(&store, &r, 30, 1_000).await
 }

@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use super::fixtures::{self, at, device, onboarding_record, record};
 use super::records::{insert_all, stored};
 use super::{Case, Context, Outcome};
-use crate::{Enrollment, Redemption, Store};
+use crate::{Enrollment, Redemption, StateChange, Store};
 
 pub(super) fn cases() -> Vec<Case> {
     cases![
@@ -38,6 +38,9 @@ pub(super) fn cases() -> Vec<Case> {
         redeem_refuses_other_device_for_device_binding,
         redeem_refuses_other_device_after_first_device,
         redeem_classifies_like_validate,
+        redeem_repeat_by_enrolled_device_consumes_nothing,
+        redeem_repeat_by_bound_first_device_consumes_nothing,
+        redeem_repeat_refused_when_token_is_out_of_force,
         enrollments_are_oldest_first,
         enrollments_of_unredeemed_token_are_empty,
     ]
@@ -55,7 +58,115 @@ async fn redeemed(
         Redemption::Refused(why) => Err(Failed::from(format!(
             "redeem by {dev} at {now} was refused ({why:?}); the record was {r:?}"
         ))),
+        Redemption::Repeated { .. } => Err(Failed::from(format!(
+            "redeem by {dev} at {now} was answered as a repeat; the record was {r:?}"
+        ))),
     }
+}
+
+/// Redeem by a device enrolled at `first` and expect its enrollment back with nothing changed.
+async fn repeated(
+    store: &dyn Store,
+    r: &TokenRecord,
+    dev: &DeviceId,
+    first: OffsetDateTime,
+    now: OffsetDateTime,
+) -> Result<TokenRecord, Failed> {
+    let before = stored(store, r.id).await?;
+    let enrolled = store.enrollments(r.id).await.ctx("enrollments")?;
+    let got = store.redeem(&r.digest, dev, now).await.ctx("redeem")?;
+    let Redemption::Repeated { record, enrollment } = got else {
+        return Err(Failed::from(format!(
+            "a repeat by enrolled {dev} at {now} was answered {got:?}"
+        )));
+    };
+    ensure_eq!(record, before, "record returned to a repeat");
+    ensure_eq!(enrollment.device, *dev, "device of the enrollment returned");
+    ensure_eq!(enrollment.at, first, "time of the enrollment returned");
+    ensure_eq!(stored(store, r.id).await?, before, "record after a repeat");
+    ensure_eq!(
+        store.enrollments(r.id).await.ctx("enrollments")?,
+        enrolled,
+        "enrollments after a repeat"
+    );
+    Ok(record)
+}
+
+/// One device, one use: a repeat by an enrolled device consumes nothing and returns its
+/// enrollment, also once the token is exhausted; a new device then is refused.
+async fn redeem_repeat_by_enrolled_device_consumes_nothing(store: Arc<dyn Store>) -> Outcome {
+    let r = onboarding_record(UsageLimit::uses(3)?)?;
+    store.insert(&r, &[]).await.ctx("insert")?;
+    let (a, b, c, d) = (device("a")?, device("b")?, device("c")?, device("d")?);
+    ensure_eq!(redeemed(&*store, &r, &a, at(1)).await?.uses, 1, "first use");
+    let again = repeated(&*store, &r, &a, at(1), at(2)).await?;
+    ensure_eq!(
+        (again.uses, again.state),
+        (1, State::Active),
+        "after a repeat"
+    );
+    repeated(&*store, &r, &a, at(1), at(3)).await?;
+    ensure_eq!(
+        redeemed(&*store, &r, &b, at(4)).await?.uses,
+        2,
+        "second device"
+    );
+    let last = redeemed(&*store, &r, &c, at(5)).await?;
+    ensure_eq!(
+        (last.uses, last.state),
+        (3, State::Exhausted),
+        "third device"
+    );
+    for (dev, first) in [(&a, at(1)), (&b, at(4)), (&c, at(5))] {
+        let got = repeated(&*store, &r, dev, first, at(6)).await?;
+        ensure_eq!(got.state, State::Exhausted, "repeat after exhaustion");
+    }
+    refused_again(&*store, &r, &d, at(7), Rejection::Exhausted).await?;
+    let devices: Vec<_> = store
+        .enrollments(r.id)
+        .await
+        .ctx("enrollments")?
+        .into_iter()
+        .map(|e| e.device)
+        .collect();
+    ensure_eq!(devices, vec![a, b, c], "each device enrolled once");
+    Ok(())
+}
+
+/// A first-device token: the bound device repeating consumes nothing.
+async fn redeem_repeat_by_bound_first_device_consumes_nothing(store: Arc<dyn Store>) -> Outcome {
+    let mut r = onboarding_record(UsageLimit::uses(5)?)?;
+    r.data = fixtures::onboarding(DeviceBinding::FirstDevice(None))?;
+    store.insert(&r, &[]).await.ctx("insert")?;
+    let a = device("first")?;
+    redeemed(&*store, &r, &a, at(1)).await?;
+    let got = repeated(&*store, &r, &a, at(1), at(2)).await?;
+    ensure_eq!(got.uses, 1, "uses after a repeat");
+    Ok(())
+}
+
+/// A repeat is refused like any redemption once the token is revoked, deactivated or expired.
+async fn redeem_repeat_refused_when_token_is_out_of_force(store: Arc<dyn Store>) -> Outcome {
+    let a = device("a")?;
+    for (to, why) in [
+        (State::Revoked, Rejection::Revoked),
+        (State::Disabled, Rejection::Disabled),
+    ] {
+        let r = onboarding_record(UsageLimit::uses(3)?)?;
+        store.insert(&r, &[]).await.ctx("insert")?;
+        redeemed(&*store, &r, &a, at(1)).await?;
+        store
+            .change_state(r.id, &StateChange::new(State::Active, to, at(2)), &[])
+            .await
+            .ctx("change_state")?;
+        refused_again(&*store, &r, &a, at(3), why).await?;
+    }
+    let mut r = onboarding_record(UsageLimit::uses(1)?)?;
+    r.expires_at = Some(at(10));
+    store.insert(&r, &[]).await.ctx("insert")?;
+    redeemed(&*store, &r, &a, at(1)).await?;
+    repeated(&*store, &r, &a, at(1), at(9)).await?;
+    refused_again(&*store, &r, &a, at(10), Rejection::Expired).await
 }
 
 /// Insert `r`, redeem it at `now` and expect `Refused(why)` with nothing changed.
@@ -160,7 +271,10 @@ async fn redeem_single_use_exhausts_at_once(store: Arc<dyn Store>) -> Outcome {
         (State::Exhausted, 1),
         "after the one use"
     );
-    refused_again(&*store, &r, &device("only")?, at(2), Rejection::Exhausted).await
+    refused_again(&*store, &r, &device("other")?, at(2), Rejection::Exhausted).await?;
+    // The device that used it gets its enrollment back, consuming nothing.
+    repeated(&*store, &r, &device("only")?, at(1), at(3)).await?;
+    Ok(())
 }
 
 /// An unlimited token stays active however often it is redeemed, counting every use.
@@ -220,8 +334,8 @@ async fn redeem_binds_first_device(store: Arc<dyn Store>) -> Outcome {
         Rejection::DeviceMismatch,
     )
     .await?;
-    let again = redeemed(&*store, &r, &a, at(3)).await?;
-    ensure_eq!(again.uses, 2, "uses after the bound device redeemed again");
+    let again = repeated(&*store, &r, &a, at(1), at(3)).await?;
+    ensure_eq!(again.uses, 1, "uses after the bound device redeemed again");
     Ok(())
 }
 
@@ -453,7 +567,7 @@ async fn enrollments_are_oldest_first(store: Arc<dyn Store>) -> Outcome {
         let dev = device(name)?;
         let when = at(i64::try_from(i)? * 10);
         redeemed(&*store, &r, &dev, when).await?;
-        redeemed(&*store, &other, &device("elsewhere")?, when).await?;
+        redeemed(&*store, &other, &device(&format!("elsewhere-{i}"))?, when).await?;
         expected.push(Enrollment {
             device: dev,
             at: when,

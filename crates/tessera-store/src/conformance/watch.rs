@@ -92,7 +92,7 @@ async fn watch_reports_what_validation_reads_and_nothing_else(store: Arc<dyn Sto
         .await
         .ctx("set_digest")?;
     store
-        .redeem(&limited.digest, &device, at(13))
+        .redeem(&limited.digest, &super::fixtures::device("dev-2")?, at(13))
         .await
         .ctx("redeem, the last use")?;
     store.purge(&[a.id], &[]).await.ctx("purge")?;
