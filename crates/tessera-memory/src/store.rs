@@ -643,9 +643,7 @@ impl Store for MemoryStore {
             return Ok(Redemption::Refused(Rejection::NotFound));
         };
         let id = shared.id;
-        let mut next = SharedRecord::clone(shared);
-        let r = next.record_mut();
-        let KindData::Onboarding(_) = &r.data else {
+        let KindData::Onboarding(_) = &shared.data else {
             // To a redemption, a token of another kind does not exist.
             return Ok(Redemption::Refused(Rejection::NotFound));
         };
@@ -656,7 +654,7 @@ impl Store for MemoryStore {
             .get(&id)
             .and_then(|l| l.iter().find(|e| &e.device == device))
         {
-            let record = t.records.get(&id).ok_or(TOKEN)?.record.clone();
+            let record = t.records.get(&id).ok_or(TOKEN)?.record().clone();
             return Ok(match Redemption::repeat_allowed(&record, now) {
                 Ok(()) => Redemption::Repeated {
                     record,
@@ -665,10 +663,11 @@ impl Store for MemoryStore {
                 Err(why) => Redemption::Refused(why),
             });
         }
-        let Some(stored) = t.records.get_mut(&id) else {
+        let Some(stored) = t.records.get(&id) else {
             return Ok(Redemption::Refused(Rejection::NotFound));
         };
-        let r = &mut stored.record;
+        let mut next = SharedRecord::clone(&stored.shared);
+        let r = next.record_mut();
         if let Err(why) = validate(r, &Request::Onboarding { device }, now) {
             return Ok(Redemption::Refused(why));
         }
