@@ -29,10 +29,12 @@ fn perms(list: &[&str]) -> BTreeSet<Permission> {
 /// An auth token for `owner`, issued by `by`, used once for `reset_password`.
 async fn auth_token(svc: &TokenService, owner: &str, by: &Principal) -> TokenId {
     let held = perms(&["reset_password"]);
+    // Auth names are unique per owner: one per issuer.
+    let name = format!("script-by-{}", by.id());
     let t = svc
         .auth()
         .generate(
-            NewAuth::new(owner, "script", ["reset_password"], "1d").unwrap(),
+            NewAuth::new(owner, name.as_str(), ["reset_password"], "1d").unwrap(),
             &held,
             by,
         )

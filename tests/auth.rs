@@ -258,3 +258,64 @@ async fn own_revoke() {
         .unwrap();
     assert_eq!(r.unwrap_err(), Rejection::Revoked);
 }
+
+/// Auth token names are unique per owner, ignoring case, among tokens in force: a second
+/// `CI` of alice's is refused with `AlreadyExists` (also when an administrator generates it),
+/// bob may have his own, and a deleted token's name is free again.
+#[tokio::test]
+async fn names_are_unique_per_owner_ignoring_case() {
+    let (svc, _) = service();
+    let a = svc.auth();
+    let held = perms(&["reset_password"]);
+    let first = a
+        .generate(
+            spec("alice", "CI", &["reset_password"], "30d"),
+            &held,
+            &user("alice"),
+        )
+        .await
+        .unwrap();
+    for (name, by) in [
+        ("CI", user("alice")),
+        ("ci", user("alice")),
+        ("Ci", admin()),
+    ] {
+        let again = a
+            .generate(spec("alice", name, &["reset_password"], "30d"), &held, &by)
+            .await;
+        assert!(
+            matches!(
+                again,
+                Err(Error::Store(
+                    tessera::store::StoreError::AlreadyExists { .. }
+                ))
+            ),
+            "{name}: {again:?}"
+        );
+    }
+    a.generate(
+        spec("bob", "ci", &["reset_password"], "30d"),
+        &held,
+        &user("bob"),
+    )
+    .await
+    .unwrap();
+    a.delete_many(&[first.token.id], &user("alice"))
+        .await
+        .unwrap();
+    a.generate(
+        spec("alice", "ci", &["reset_password"], "30d"),
+        &held,
+        &user("alice"),
+    )
+    .await
+    .unwrap();
+    let active = a
+        .list(None, &admin())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|l| l.token.state == tessera::core::lifecycle::State::Active)
+        .count();
+    assert_eq!(active, 2, "alice's new CI and bob's ci");
+}

@@ -268,8 +268,10 @@ async fn traces_never_carry_a_secret_and_metrics_count_every_outcome() {
             .await
             .is_accepted()
     );
+    // Used up: another device is refused as exhausted (the enrolled one would get its
+    // enrollment back: one device, one use).
     assert!(matches!(
-        svc.validate(&onb_token, &RequestContext::new().device(&d1))
+        svc.validate(&onb_token, &RequestContext::new().device(&d2))
             .await,
         Outcome::Refused(Rejection::Exhausted)
     ));

@@ -146,6 +146,9 @@ pub(crate) enum Command {
     ///
     /// Exit code 5 when at least one token is found, 0 when the input is clean: it can gate CI.
     Scan(ScanArgs),
+    /// Rotate the pepper: a new current key, older keys kept for validation, then retired
+    #[command(subcommand)]
+    Pepper(PepperCmd),
     /// Print a shell completion script (e.g. `tessera completions bash > /etc/bash_completion.d/tessera`)
     Completions {
         /// The shell
@@ -262,6 +265,28 @@ pub(crate) struct AuditArgs {
     pub(crate) limit: Option<usize>,
 }
 
+/// `tessera pepper ...`.
+///
+/// The key file holds one key per line, `ID:HEX`, the current one first (a bare HEX line is
+/// key id 1, as `tessera init` writes it). Every digest and sealed secret records the key id it
+/// was made under; tokens keep validating under a previous key until it is retired.
+#[derive(Debug, Subcommand)]
+pub(crate) enum PepperCmd {
+    /// Key ids: configured (current, previous) or missing, and the tokens in force under each
+    Status,
+    /// Make a new key current (the next key id), keep the others for validation, and re-seal
+    /// every sealed secret (installer commands, QR codes) under it
+    Rotate,
+    /// Drop a previous key from the key file, once no token in force depends on it
+    Retire {
+        /// The key id
+        id: u32,
+        /// Retire it even though tokens in force depend on it: they stop working
+        #[arg(long)]
+        force: bool,
+    },
+}
+
 /// `tessera scan`.
 #[derive(Debug, Args)]
 pub(crate) struct ScanArgs {
@@ -280,7 +305,7 @@ pub(crate) struct ScanArgs {
 pub(crate) enum DeploymentCmd {
     /// Generate a token; older ones stay valid until their own expiry
     Generate {
-        /// A name for reference
+        /// A name for reference (need not be unique; renewals keep it)
         #[arg(long)]
         name: String,
         /// Expiry: a duration ahead (90m, 12h, 30d), a date (2027-01-31) or RFC 3339 (2027-01-31T10:00:00Z)
@@ -595,7 +620,8 @@ pub(crate) enum PrimaryCmd {
 pub(crate) enum SecondaryCmd {
     /// Create a secondary: 64 random alphanumerics, enabled, mapped nowhere yet
     Create {
-        /// Name it after the integrating application
+        /// Name it after the integrating application (need not be unique: an application may
+        /// hold several)
         #[arg(long)]
         name: String,
         /// What it is for
@@ -692,7 +718,7 @@ pub(crate) enum AuthCmd {
     /// The CLI has no user directory: pass the actions delegated to the owner with --delegated.
     /// The scope must be a subset of them.
     Generate {
-        /// A name for the token
+        /// A name for the token, unique among the owner's tokens in force, ignoring case
         #[arg(long)]
         name: String,
         /// The owner [default: the acting user, see --as]

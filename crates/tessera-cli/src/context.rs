@@ -116,8 +116,7 @@ pub(crate) fn pepper_from_env() -> Result<Option<Zeroizing<String>>> {
     match std::env::var(PEPPER_ENV) {
         Ok(v) => {
             let v = Zeroizing::new(v);
-            Pepper::from_hex(KEY_ID, &v)
-                .map_err(|e| CliError::usage(format!("{PEPPER_ENV}: {e}")))?;
+            parse_keys(&v).map_err(|e| CliError::usage(format!("{PEPPER_ENV}: {e}")))?;
             Ok(Some(v))
         }
         Err(std::env::VarError::NotPresent) => Ok(None),
@@ -125,6 +124,48 @@ pub(crate) fn pepper_from_env() -> Result<Option<Zeroizing<String>>> {
             "{PEPPER_ENV} is not valid text; set it to 64 hexadecimal characters"
         ))),
     }
+}
+
+/// The peppers a key file (or `TESSERA_PEPPER`) holds, current first: one per line (or
+/// comma), each `ID:HEX` (a key id and 64 hex characters) or a bare `HEX`, which is key id 1.
+/// `tessera pepper rotate` writes a new current key in front and keeps the older ones for
+/// validation.
+pub(crate) fn parse_keys(text: &str) -> Result<Vec<Pepper>, String> {
+    let mut keys: Vec<Pepper> = Vec::new();
+    for entry in text
+        .split(['\n', ','])
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+    {
+        let (id, hex) = match entry.split_once(':') {
+            Some((id, hex)) => (
+                id.trim()
+                    .parse::<u32>()
+                    .map_err(|_| String::from("a key id must be a whole number, as in 2:HEX"))?,
+                hex.trim(),
+            ),
+            None => (KEY_ID.0, entry),
+        };
+        let pepper = Pepper::from_hex(KeyId(id), hex).map_err(|e| e.to_string())?;
+        if keys.iter().any(|k| k.id() == pepper.id()) {
+            return Err(format!("key id {id} is given twice; give each key once"));
+        }
+        keys.push(pepper);
+    }
+    if keys.is_empty() {
+        return Err(String::from("no key; expected 64 hex characters"));
+    }
+    Ok(keys)
+}
+
+/// The peppers of `keys` (current first) as the service takes them.
+pub(crate) fn peppers_of(keys: Vec<Pepper>) -> Result<Peppers, String> {
+    let mut it = keys.into_iter();
+    let mut peppers = Peppers::new(it.next().ok_or("no key")?);
+    for p in it {
+        peppers = peppers.with_previous(p);
+    }
+    Ok(peppers)
 }
 
 /// Read a pepper's hex from a key file.
@@ -144,8 +185,7 @@ pub(crate) fn read_key_file(path: &Path) -> Result<Zeroizing<String>> {
             )));
         }
     };
-    Pepper::from_hex(KEY_ID, &text)
-        .map_err(|e| CliError::usage(format!("key file {}: {e}", path.display())))?;
+    parse_keys(&text).map_err(|e| CliError::usage(format!("key file {}: {e}", path.display())))?;
     warn_if_readable_by_others(path);
     Ok(Zeroizing::new(text.trim().to_owned()))
 }
@@ -407,11 +447,15 @@ impl Ctx {
                 eprintln!("note: upgraded the database schema from version {before} to {after}");
             }
         }
-        let pepper = |h: &str| Pepper::from_hex(KEY_ID, h).map_err(CliError::from);
+        let keys = || {
+            parse_keys(&hex)
+                .and_then(peppers_of)
+                .map_err(CliError::usage)
+        };
         let clock = clock(g)?;
         // One command validates once at most: its use is audited as a row of its own (with its
         // address, endpoint or permission), written by the ledger's flush when the command ends.
-        let mut builder = TokenService::builder_shared(opened.store, Peppers::new(pepper(&hex)?))
+        let mut builder = TokenService::builder_shared(opened.store, keys()?)
             .clock(clock.clone())
             .ledger(LedgerSettings::new().audit_each_use(true));
         if let Some(p) = inactivity.map_or_else(inactivity_from_env, |p| Ok(Some(p)))? {
@@ -422,7 +466,7 @@ impl Ctx {
         }
         Ok(Self {
             service: builder.build(),
-            peppers: Peppers::new(pepper(&hex)?),
+            peppers: keys()?,
             principal: principal(g)?,
             clock,
             out: Out::new(g),
@@ -465,7 +509,19 @@ impl Ctx {
         let mut foreign = std::collections::BTreeSet::new();
         let mut broken = None;
         let mut tried = 0;
+        let now = self.now();
         for r in self.store().list(&TokenFilter::default()).await? {
+            // Only tokens that could still be presented and accepted say anything.
+            if matches!(
+                r.summary(now).state,
+                tessera::core::lifecycle::State::Revoked
+                    | tessera::core::lifecycle::State::Deleted
+                    | tessera::core::lifecycle::State::RotatedOut
+                    | tessera::core::lifecycle::State::Expired
+                    | tessera::core::lifecycle::State::Exhausted
+            ) {
+                continue;
+            }
             let key = r.digest.key();
             if !ours.contains(&key) {
                 foreign.insert(key.0);

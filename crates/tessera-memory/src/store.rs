@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGua
 use async_trait::async_trait;
 use tessera_core::audit::AuditEvent;
 use tessera_core::digest::{Digest, Hint};
-use tessera_core::id::{ApplicationName, DeviceId, EndpointId, TokenId};
+use tessera_core::id::{DeviceId, EndpointId, TokenId};
 use tessera_core::kind::KindData;
 use tessera_core::kind::endpoint::{Mapping, Method};
 use tessera_core::lifecycle::State;
@@ -19,7 +19,7 @@ use tessera_core::validate::{Rejection, Request, validate};
 use tessera_store::{
     AuditFilter, BatchId, Capabilities, Change, ChangeSink, Enrollment, Redemption, Result,
     SharedRecord, StateChange, Store, StoreError, TokenFilter, UsageBatch, UsageEntry,
-    UsageOutcome, UsageSubject,
+    UsageOutcome, UsageSubject, names,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -55,7 +55,8 @@ struct Tables {
     batches: VecDeque<BatchId>,
     batch_ids: HashSet<BatchId>,
     /// Names of application tokens in force (see [`held_name`]).
-    app_names: HashMap<ApplicationName, TokenId>,
+    /// Unique names held, by key ([`names::name_key`]): application names, auth names per owner.
+    app_names: HashMap<String, TokenId>,
     usage: RandomKeyed<TokenId, BTreeMap<UsageSubject, Usage>>,
     enrollments: RandomKeyed<TokenId, VecDeque<Enrollment>>,
     /// Mapping key to its enabled flag.
@@ -141,20 +142,9 @@ impl Usage {
     }
 }
 
-/// The name an application token holds: only while it is in force, that is in any state but
-/// superseded, rotated out, revoked or deleted (so a rotation's successor can take it).
-fn held_name(r: &TokenRecord) -> Option<&ApplicationName> {
-    match &r.data {
-        KindData::Application(a)
-            if !matches!(
-                r.state,
-                State::Superseded | State::RotatedOut | State::Revoked | State::Deleted
-            ) =>
-        {
-            Some(&a.name)
-        }
-        _ => None,
-    }
+/// The unique name `r` holds now, as its key ([`names`]).
+fn held_name(r: &TokenRecord) -> Option<String> {
+    names::held_name(r)
 }
 
 const TOKEN: StoreError = StoreError::NotFound { what: "token" };
@@ -280,10 +270,11 @@ impl Tables {
             });
         }
         if let Some(name) = held_name(r) {
-            if self.app_names.contains_key(name) || batch.iter().any(|b| held_name(b) == Some(name))
+            if self.app_names.contains_key(&name)
+                || batch.iter().any(|b| held_name(b).as_ref() == Some(&name))
             {
                 return Err(StoreError::AlreadyExists {
-                    what: "application token name",
+                    what: names::taken(r.kind()),
                 });
             }
         }
@@ -295,7 +286,7 @@ impl Tables {
         let shared = Arc::new(SharedRecord::new(r.clone(), []));
         self.by_digest.insert(r.digest, Arc::clone(&shared));
         if let Some(name) = held_name(r) {
-            self.app_names.insert(name.clone(), r.id);
+            self.app_names.insert(name, r.id);
         }
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -323,9 +314,11 @@ impl Tables {
             });
         }
         if let Some(name) = held_name(next) {
-            if held_name(old) != Some(name) && self.app_names.get(name).is_some_and(|h| *h != id) {
+            if held_name(old).as_ref() != Some(&name)
+                && self.app_names.get(&name).is_some_and(|h| *h != id)
+            {
                 return Err(StoreError::AlreadyExists {
-                    what: "application token name",
+                    what: names::taken(next.kind()),
                 });
             }
         }
@@ -343,12 +336,12 @@ impl Tables {
         let next = next.record();
         if held_name(&old) != held_name(next) {
             if let Some(name) = held_name(&old) {
-                if self.app_names.get(name) == Some(&id) {
-                    self.app_names.remove(name);
+                if self.app_names.get(&name) == Some(&id) {
+                    self.app_names.remove(&name);
                 }
             }
             if let Some(name) = held_name(next) {
-                self.app_names.insert(name.clone(), id);
+                self.app_names.insert(name, id);
             }
         }
         Some(old)
@@ -423,7 +416,7 @@ impl Store for MemoryStore {
         // the batch per record: bulk loads of 10^4 records stay linear).
         let mut ids = HashSet::with_capacity(records.len());
         let mut digests = HashSet::with_capacity(records.len());
-        let mut names = HashSet::new();
+        let mut held = HashSet::new();
         for r in records {
             // The same checks in the same order as `check_new`.
             if t.records.contains_key(&r.id) || !ids.insert(r.id) {
@@ -435,9 +428,9 @@ impl Store for MemoryStore {
                 });
             }
             if let Some(name) = held_name(r) {
-                if t.app_names.contains_key(name) || !names.insert(name) {
+                if t.app_names.contains_key(&name) || !held.insert(name) {
                     return Err(StoreError::AlreadyExists {
-                        what: "application token name",
+                        what: names::taken(r.kind()),
                     });
                 }
             }
@@ -615,8 +608,8 @@ impl Store for MemoryStore {
             let r = stored.record();
             t.by_digest.remove(&r.digest);
             if let Some(name) = held_name(r) {
-                if t.app_names.get(name) == Some(id) {
-                    t.app_names.remove(name);
+                if t.app_names.get(&name) == Some(id) {
+                    t.app_names.remove(&name);
                 }
             }
             t.usage.remove(id);

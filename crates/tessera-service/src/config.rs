@@ -5,7 +5,7 @@
 //! | `TESSERA_DATABASE_URL` | `sqlite:PATH` (a file, created and migrated) or `postgres://...` | required |
 //! | `TESSERA_DATABASE_SCHEMA` | PostgreSQL schema for Tessera's tables | the server's `search_path` |
 //! | `TESSERA_DATABASE_CA` | PEM file of the CA that signed PostgreSQL's certificate: TLS, `verify-full` | none (`sslmode` in the URL decides) |
-//! | `TESSERA_PEPPER` | the pepper, 64 hex characters, **key id 1** (the CLI's) | - |
+//! | `TESSERA_PEPPER` | the pepper, 64 hex characters, **key id 1** (the CLI's); after `tessera pepper rotate`, the keys as the key file holds them, `ID:HEX` per line or comma, current first | - |
 //! | `TESSERA_PEPPER_FILE` | a file holding it (the CLI's `tessera.key`), if `TESSERA_PEPPER` is unset | - |
 //! | `TESSERA_CACHE_TTL_SECONDS` | validation cache time to live: the longest a token revoked by another instance may still pass here when the watch is down or on SQLite | 2 |
 //! | `TESSERA_LEDGER_INTERVAL_MS` | how often the usage ledger writes counts, last uses and audit rows (the most a crash can lose) | 1000 |
@@ -138,9 +138,9 @@ impl Config {
                 });
             }
         };
-        let pepper = Pepper::from_hex(KEY_ID, hex.trim()).map_err(|e| Error::Config {
+        let peppers = peppers(&hex).map_err(|why| Error::Config {
             var: "TESSERA_PEPPER",
-            why: e.to_string(),
+            why,
         })?;
 
         const TTL: &str = "TESSERA_CACHE_TTL_SECONDS";
@@ -180,10 +180,73 @@ impl Config {
         };
         Ok(Self {
             database,
-            peppers: Peppers::new(pepper),
+            peppers,
             cache_ttl,
             ledger_interval,
             listen,
         })
+    }
+}
+
+/// The peppers a key file or `TESSERA_PEPPER` holds, current first, as the CLI writes them:
+/// one per line or comma, `ID:HEX`, or a bare `HEX` for key id 1.
+fn peppers(text: &str) -> Result<Peppers, String> {
+    let mut keys: Vec<Pepper> = Vec::new();
+    for entry in text
+        .split(['\n', ','])
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+    {
+        let (id, hex) =
+            match entry.split_once(':') {
+                Some((id, hex)) => (
+                    KeyId(id.trim().parse().map_err(|_| {
+                        String::from("a key id must be a whole number, as in 2:HEX")
+                    })?),
+                    hex.trim(),
+                ),
+                None => (KEY_ID, entry),
+            };
+        let pepper = Pepper::from_hex(id, hex).map_err(|e| e.to_string())?;
+        if keys.iter().any(|k| k.id() == pepper.id()) {
+            return Err(format!("key id {} is given twice", id.0));
+        }
+        keys.push(pepper);
+    }
+    let mut it = keys.into_iter();
+    let mut peppers = Peppers::new(it.next().ok_or("no key; expected 64 hex characters")?);
+    for p in it {
+        peppers = peppers.with_previous(p);
+    }
+    Ok(peppers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peppers_read_the_cli_key_file_before_and_after_rotation() {
+        let one = "11".repeat(32);
+        let two = "22".repeat(32);
+        let p = peppers(&format!("{one}\n")).unwrap();
+        assert_eq!(p.current().id(), KeyId(1));
+        let p = peppers(&format!("2:{two}\n1:{one}\n")).unwrap();
+        assert_eq!(p.current().id(), KeyId(2));
+        assert_eq!(p.all().count(), 2);
+        let p = peppers(&format!("2:{two},1:{one}")).unwrap();
+        assert_eq!(
+            p.all().map(Pepper::id).collect::<Vec<_>>(),
+            [KeyId(2), KeyId(1)]
+        );
+        for bad in [
+            String::new(),
+            format!("x:{one}"),
+            format!("1:{one},1:{two}"),
+            "abc".into(),
+        ] {
+            let err = peppers(&bad).unwrap_err();
+            assert!(!err.contains(&one) && !err.contains(&two), "{err}");
+        }
     }
 }

@@ -156,7 +156,9 @@ fn from_method(s: &str) -> Result<Method, StoreError> {
 /// redemption.
 #[derive(Debug, Default)]
 pub(crate) struct DataColumns {
-    /// An application token's name (unique among tokens in force).
+    /// The key of a unique name ([`tessera_store::names::name_key`]: an application token's
+    /// name lowercased, an auth token's owner and name), unique among tokens in force by a
+    /// partial index. The column is still called `app_name`.
     pub(crate) app_name: Option<String>,
     /// An auth token's owner.
     pub(crate) owner: Option<String>,
@@ -178,8 +180,9 @@ impl DataColumns {
             data: json(data)?,
             ..Self::default()
         };
+        c.app_name = tessera_store::names::name_key(data);
         match data {
-            KindData::Application(a) => c.app_name = Some(a.name.as_str().to_owned()),
+            KindData::Application(_) => {}
             KindData::Auth(a) => c.owner = Some(a.owner.as_str().to_owned()),
             KindData::Endpoint(EndpointData::Primary {
                 endpoint,
@@ -540,14 +543,14 @@ pub(crate) fn states_json(states: &[State]) -> Result<String, StoreError> {
 }
 
 /// What a record that failed to insert collided with among the records of its batch inserted
-/// before it; the application name when neither id nor digest matches.
+/// before it; its unique name when neither id nor digest matches.
 pub(crate) fn batch_collision(r: &TokenRecord, before: &[TokenRecord]) -> &'static str {
     if before.iter().any(|b| b.id == r.id) {
         "token id"
     } else if before.iter().any(|b| b.digest == r.digest) {
         "token digest"
     } else {
-        "application token name"
+        tessera_store::names::taken(r.kind())
     }
 }
 

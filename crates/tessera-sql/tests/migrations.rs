@@ -136,6 +136,85 @@ async fn sqlite_upgrades_in_place_from_0001_keeping_data() {
     pool.close().await;
 }
 
+/// 0005 gives rows written before it the keys of their unique names (application names
+/// lowercased, auth names per owner), except duplicates made before the rule, which keep their
+/// old value; afterwards the names are unique ignoring case.
+#[tokio::test]
+async fn sqlite_0005_keys_unique_names_and_leaves_old_duplicates_alone() {
+    use tessera_core::lifecycle::State;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("t.db");
+    let pepper = fixtures::pepper();
+    let issue = |data, state| {
+        let (_, mut r) = fixtures::issue(&pepper, data, Spelling::Prefixed);
+        r.state = state;
+        r
+    };
+    let app = |n: &str| fixtures::application(n, "", &["security-director"]);
+    let rows = [
+        issue(app("Feed"), State::Active),
+        issue(app("FEED"), State::Revoked),
+        issue(app("Solo"), State::Active),
+        issue(fixtures::auth("alice", "x", &["p"]), State::Active),
+        issue(fixtures::auth("alice", "X", &["p"]), State::Revoked),
+        issue(fixtures::auth("bob", "Y", &["p"]), State::Active),
+    ];
+    let store = SqliteStore::open(&path).await.expect("open");
+    store.migrate_to(4).await.expect("migrate to 0004");
+    for r in &rows {
+        store.insert(r, &[]).await.expect("insert under 0004");
+    }
+    // The rows as 0004 wrote them: names as given, no auth keys, and two duplicates in force.
+    let pool = raw(&path).await;
+    sqlx::raw_sql(&format!(
+        "UPDATE tokens SET app_name = json_extract(data, '$.name') WHERE kind = 'application'; \
+         UPDATE tokens SET app_name = NULL WHERE kind = 'auth'; \
+         UPDATE tokens SET state = 'active' WHERE id IN ('{}', '{}')",
+        rows[1].id, rows[4].id
+    ))
+    .execute(&pool)
+    .await
+    .expect("write as 0004 did");
+    store.migrate().await.expect("apply 0005");
+    let key = |i: usize| {
+        let pool = pool.clone();
+        let id = rows[i].id.to_string();
+        async move {
+            sqlx::query_scalar::<_, Option<String>>("SELECT app_name FROM tokens WHERE id = $1")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .expect("read the key")
+        }
+    };
+    assert_eq!(
+        key(0).await.as_deref(),
+        Some("Feed"),
+        "a duplicate is left alone"
+    );
+    assert_eq!(
+        key(1).await.as_deref(),
+        Some("FEED"),
+        "a duplicate is left alone"
+    );
+    assert_eq!(key(2).await.as_deref(), Some("solo"));
+    assert_eq!(key(3).await, None, "a duplicate auth name is left alone");
+    assert_eq!(key(4).await, None, "a duplicate auth name is left alone");
+    assert_eq!(key(5).await.as_deref(), Some("auth:3:bob:y"));
+    for data in [app("SOLO"), fixtures::auth("bob", "y", &["p"])] {
+        let (_, r) = fixtures::issue(&pepper, data, Spelling::Prefixed);
+        assert!(
+            matches!(
+                store.insert(&r, &[]).await,
+                Err(tessera_store::StoreError::AlreadyExists { .. })
+            ),
+            "{:?} taken in another case",
+            r.data
+        );
+    }
+    pool.close().await;
+}
+
 #[tokio::test]
 async fn sqlite_newer_schema_is_refused() {
     let dir = tempfile::tempdir().expect("a temporary directory");

@@ -12,6 +12,7 @@
 
 mod error;
 mod model;
+pub mod names;
 mod store;
 
 #[cfg(feature = "conformance")]

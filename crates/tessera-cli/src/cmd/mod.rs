@@ -7,6 +7,7 @@ mod endpoint;
 mod general;
 mod init;
 mod onboarding;
+mod pepper;
 mod scan;
 
 use clap::CommandFactory;
@@ -29,6 +30,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         }
         Command::Scan(args) => scan::run(g, args).await,
         Command::Sweep(args) => general::sweep(g, args).await,
+        Command::Pepper(c) => pepper::run(g, c).await,
         command => {
             let ctx = Ctx::open(g, None).await?;
             let result = match command {
@@ -46,7 +48,8 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
                 Command::Init
                 | Command::Completions { .. }
                 | Command::Scan(_)
-                | Command::Sweep(_) => Ok(()),
+                | Command::Sweep(_)
+                | Command::Pepper(_) => Ok(()),
             };
             // A validation's use (last use, IP log, traffic, audit row) waits in the usage
             // ledger: write it before the process ends, whatever the command's outcome.

@@ -501,3 +501,169 @@ fn access_types_are_the_offered_set_each_once() {
             .contains("TESSERA_ACCESS_TYPES")
     );
 }
+
+#[test]
+fn names_are_unique_as_the_help_says() {
+    let env = Env::init();
+    env.ok(&[
+        "app",
+        "create",
+        "--name",
+        "ok-1",
+        "--access",
+        "security-director",
+    ]);
+    let err = env.fails(
+        &[
+            "app",
+            "create",
+            "--name",
+            "OK-1",
+            "--access",
+            "security-director",
+        ],
+        BAD_INPUT,
+    );
+    assert!(
+        err.contains("application token name already exists"),
+        "{err}"
+    );
+    env.ok(&[
+        "auth",
+        "generate",
+        "--name",
+        "x",
+        "--scope",
+        "a",
+        "--expires",
+        "7d",
+    ]);
+    let err = env.fails(
+        &[
+            "auth",
+            "generate",
+            "--name",
+            "X",
+            "--scope",
+            "a",
+            "--expires",
+            "7d",
+        ],
+        BAD_INPUT,
+    );
+    assert!(
+        err.contains("auth token name of this owner already exists"),
+        "{err}"
+    );
+    env.ok(&[
+        "--as",
+        "bob",
+        "auth",
+        "generate",
+        "--name",
+        "x",
+        "--scope",
+        "a",
+        "--expires",
+        "7d",
+    ]);
+    let help = env.ok(&["app", "create", "--help"]);
+    assert!(help.contains("Unique name, ignoring case"), "{help}");
+    let help = env.ok(&["auth", "generate", "--help"]);
+    assert!(help.contains("unique among the owner's tokens"), "{help}");
+}
+
+#[test]
+fn the_pepper_rotates_keeps_old_tokens_working_and_retires_when_nothing_needs_it() {
+    let env = Env::init();
+    let key_file = env.db.parent().unwrap().join("tessera.key");
+    let template = "install.exe TOKEN={token}";
+    let (_, dep) = issued(&env.json(&["deployment", "generate", "--name", "d"]));
+    let (app_secret, app) = issued(&env.json(&[
+        "app",
+        "create",
+        "--name",
+        "a-1",
+        "--access",
+        "security-director",
+    ]));
+    let before = env.ok(&["deployment", "command", "--template", template]);
+
+    let rotated = env.json(&["pepper", "rotate"]);
+    assert_eq!(rotated["current"], 2);
+    assert_eq!(rotated["resealed"].as_array().unwrap().len(), 1);
+    let text = std::fs::read_to_string(&key_file).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("2:") && lines[1].starts_with("1:"),
+        "{text}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let status = env.json(&["pepper", "status"]);
+    assert_eq!(status[0]["key_id"], 1);
+    assert_eq!(status[0]["role"], "previous");
+    assert_eq!(status[0]["digests"], 2);
+    assert_eq!(status[1]["role"], "current");
+    assert_eq!(status[1]["sealed"], 1, "re-sealed under the new key");
+
+    // Old tokens still validate; the sealed installer command still opens; new tokens use key 2.
+    env.ok(&["app", "verify", "--ip", "10.0.0.1", &app_secret]);
+    assert_eq!(
+        env.ok(&["deployment", "command", "--template", template]),
+        before
+    );
+    let (new_secret, _) = issued(&env.json(&[
+        "app",
+        "create",
+        "--name",
+        "a-2",
+        "--access",
+        "security-director",
+    ]));
+    env.ok(&["app", "verify", "--ip", "10.0.0.1", &new_secret]);
+
+    // Key 1 cannot go while tokens in force need it, nor can the current key.
+    let err = env.fails(&["pepper", "retire", "1"], BAD_INPUT);
+    assert!(
+        err.contains("2 token(s) in force depend on key id 1"),
+        "{err}"
+    );
+    env.fails(&["pepper", "retire", "2"], BAD_INPUT);
+    env.ok(&["--yes", "revoke", &app]);
+    env.ok(&["--yes", "rotate", &dep]);
+    env.ok(&["pepper", "retire", "1"]);
+    let text = std::fs::read_to_string(&key_file).unwrap();
+    assert_eq!(text.lines().count(), 1);
+    assert!(text.starts_with("2:"));
+    // Everything in force still works without key 1.
+    env.ok(&["app", "verify", "--ip", "10.0.0.1", &new_secret]);
+    env.ok(&["deployment", "command", "--template", template]);
+
+    // The same keys from TESSERA_PEPPER, as ID:HEX entries, current first.
+    let from_env = env
+        .cmd()
+        .env("TESSERA_PEPPER", text.trim().replace('\n', ","))
+        .args(["app", "verify", "--ip", "10.0.0.1", &new_secret])
+        .assert();
+    from_env.success();
+    // With TESSERA_PEPPER the keys live in the variable: rotation is done there.
+    let err = env
+        .cmd()
+        .env("TESSERA_PEPPER", "ab".repeat(32))
+        .args(["pepper", "rotate"])
+        .assert()
+        .code(BAD_INPUT)
+        .get_output()
+        .stderr
+        .clone();
+    assert!(
+        String::from_utf8(err)
+            .unwrap()
+            .contains("NEWID:NEWHEX,OLDID:OLDHEX")
+    );
+}

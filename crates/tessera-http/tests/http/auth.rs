@@ -1,6 +1,7 @@
 //! Auth tokens: the `AuthLayer` and the `Authorized` extractor, as HTTP.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::FromRef;
@@ -45,11 +46,19 @@ fn permissions(dir: &Directory) -> Permissions {
     })
 }
 
+/// A counter for unique token names.
+static NAMES: AtomicUsize = AtomicUsize::new(0);
+
 async fn issue(w: &World, scope: &[&str], expiry: Expiry) -> (TokenId, String) {
     let delegated: BTreeSet<Permission> = [perm("reset_password"), perm("unlock_account")].into();
     let spec = NewAuth {
         owner: UserId::parse("tech-1").unwrap(),
-        name: TokenName::parse("helpdesk script").unwrap(),
+        // Auth names are unique per owner: each token its own.
+        name: TokenName::parse(format!(
+            "helpdesk script {}",
+            NAMES.fetch_add(1, Ordering::Relaxed)
+        ))
+        .unwrap(),
         scope: Scope::new(scope.iter().map(|p| perm(p))).unwrap(),
         expiry,
     };

@@ -15,5 +15,6 @@ pub(crate) const MIGRATIONS: &[Migration] = embed!("sqlite":
     2 "audit actor index" "0002_audit_actor_index.sql",
     3 "sealed secret" "0003_sealed_secret.sql",
     4 "one enrollment per device" "0004_one_enrollment_per_device.sql",
-    5 "usage ledger" "0005_usage_ledger.sql",
+    5 "unique names" "0005_unique_names.sql",
+    6 "usage ledger" "0006_usage_ledger.sql",
 );

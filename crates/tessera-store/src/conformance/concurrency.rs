@@ -34,6 +34,7 @@ pub(super) fn cases() -> Vec<Case> {
         replace_has_one_winner,
         touch_writes_once_per_interval,
         insert_application_name_has_one_winner,
+        insert_names_in_any_case_have_one_winner,
     ]
 }
 
@@ -459,6 +460,57 @@ async fn touch_writes_once_per_interval(store: Arc<dyn Store>) -> Outcome {
         written.first().copied(),
         "last use"
     );
+    Ok(())
+}
+
+/// 64 inserts of application tokens named `only-one` in varied case, and 64 of one owner's
+/// auth tokens named `Deploy` in varied case, racing: exactly one of each is stored.
+async fn insert_names_in_any_case_have_one_winner(store: Arc<dyn Store>) -> Outcome {
+    let spell = |base: &str, i: usize| -> String {
+        base.chars()
+            .enumerate()
+            .map(|(j, c)| {
+                if (i >> (j % 6)) & 1 == 1 {
+                    c.to_ascii_uppercase()
+                } else {
+                    c
+                }
+            })
+            .collect()
+    };
+    let mut rs = Vec::with_capacity(2 * TASKS);
+    for i in 0..TASKS {
+        rs.push(record(application(&spell("only-one", i))?)?);
+        rs.push(record(fixtures::auth(
+            "carol",
+            &spell("deploy", i),
+            &["p"],
+        )?)?);
+    }
+    let rs = Arc::new(rs);
+    let answers = race(2 * TASKS, |i| {
+        let (store, rs) = (Arc::clone(&store), Arc::clone(&rs));
+        async move { (rs[i].kind(), store.insert(&rs[i], &[]).await) }
+    })
+    .await?;
+    let mut won = BTreeMap::new();
+    for (kind, answer) in answers {
+        match answer {
+            Ok(()) => *won.entry(kind.as_str()).or_insert(0) += 1,
+            Err(StoreError::AlreadyExists { .. }) => {}
+            Err(e) => {
+                return Err(Failed::from(format!(
+                    "a losing insert failed otherwise: {e}"
+                )));
+            }
+        }
+    }
+    ensure_eq!(
+        won.get("application"),
+        Some(&1),
+        "application inserts that won"
+    );
+    ensure_eq!(won.get("auth"), Some(&1), "auth inserts that won");
     Ok(())
 }
 

@@ -41,6 +41,9 @@ pub(super) fn cases() -> Vec<Case> {
         insert_rejects_application_name_in_force,
         insert_allows_application_name_out_of_force,
         insert_allows_shared_names_outside_applications,
+        insert_rejects_application_name_in_another_case,
+        insert_rejects_auth_name_of_the_same_owner,
+        insert_many_rejects_names_that_differ_in_case,
         insert_many_stores_all,
         insert_many_is_all_or_nothing,
         insert_many_accepts_empty,
@@ -349,14 +352,99 @@ async fn insert_allows_shared_names_outside_applications(store: Arc<dyn Store>) 
         record(application("shared")?)?,
         record(deployment("shared")?)?,
         record(deployment("shared")?)?,
+        // Auth names are unique per owner: another owner may use the name.
         record(auth("u", "shared", &["p"])?)?,
-        record(auth("u", "shared", &["p"])?)?,
+        record(auth("v", "shared", &["p"])?)?,
         record(secondary("shared", true)?)?,
         record(secondary("shared", true)?)?,
     ];
     insert_all(&*store, &all).await?;
     for r in &all {
         reads_back(&*store, r).await?;
+    }
+    Ok(())
+}
+
+/// Application names are unique ignoring case: `Feed-1` is refused while `feed-1` is in
+/// force, and taken once it is revoked.
+async fn insert_rejects_application_name_in_another_case(store: Arc<dyn Store>) -> Outcome {
+    let holder = record(application("feed-1")?)?;
+    store.insert(&holder, &[]).await.ctx("insert the holder")?;
+    for spelling in ["FEED-1", "Feed-1", "feed-1"] {
+        let taker = record(application(spelling)?)?;
+        ensure_matches!(
+            store.insert(&taker, &[]).await,
+            Err(StoreError::AlreadyExists { .. }),
+            "insert of {spelling} while feed-1 is in force"
+        );
+        ensure!(
+            store.get(taker.id).await.ctx("get")?.is_none(),
+            "the refused record was stored"
+        );
+    }
+    store
+        .change_state(
+            holder.id,
+            &StateChange::new(State::Active, State::Revoked, at(1)),
+            &[],
+        )
+        .await
+        .ctx("revoke the holder")?;
+    let taker = record(application("FEED-1")?)?;
+    store.insert(&taker, &[]).await.ctx("insert once revoked")?;
+    reads_back(&*store, &taker).await
+}
+
+/// Auth names are unique per owner ignoring case, among tokens in force; deleting a token
+/// frees its name.
+async fn insert_rejects_auth_name_of_the_same_owner(store: Arc<dyn Store>) -> Outcome {
+    let holder = record(auth("alice", "CI deploy", &["p"])?)?;
+    store.insert(&holder, &[]).await.ctx("insert the holder")?;
+    for spelling in ["CI deploy", "ci DEPLOY"] {
+        let taker = record(auth("alice", spelling, &["p"])?)?;
+        ensure_matches!(
+            store.insert(&taker, &[]).await,
+            Err(StoreError::AlreadyExists { .. }),
+            "alice's second auth token named {spelling}"
+        );
+    }
+    // Another owner, or an owner whose name ends where another's begins, is not a clash.
+    for (owner, name) in [("bob", "CI deploy"), ("alic", "e:ci deploy")] {
+        let other = record(auth(owner, name, &["p"])?)?;
+        store
+            .insert(&other, &[])
+            .await
+            .ctx("another owner's token")?;
+    }
+    store
+        .change_state(
+            holder.id,
+            &StateChange::new(State::Active, State::Deleted, at(1)),
+            &[],
+        )
+        .await
+        .ctx("delete the holder")?;
+    let again = record(auth("alice", "ci deploy", &["p"])?)?;
+    store
+        .insert(&again, &[])
+        .await
+        .ctx("the name once deleted")?;
+    reads_back(&*store, &again).await
+}
+
+/// A batch holding two application names that differ only in case stores nothing.
+async fn insert_many_rejects_names_that_differ_in_case(store: Arc<dyn Store>) -> Outcome {
+    let batch = [record(application("Sync")?)?, record(application("sYNC")?)?];
+    ensure_matches!(
+        store.insert_many(&batch, &[]).await,
+        Err(StoreError::AlreadyExists { .. }),
+        "a batch with Sync and sYNC"
+    );
+    for r in &batch {
+        ensure!(
+            store.get(r.id).await.ctx("get")?.is_none(),
+            "a record of the refused batch was stored"
+        );
     }
     Ok(())
 }
@@ -538,8 +626,13 @@ async fn list_filters_like_token_filter_matches(store: Arc<dyn Store>) -> Outcom
     for (i, data) in datas.iter().enumerate() {
         for (j, state) in states.iter().enumerate() {
             let mut r = record(data.clone())?;
-            if let KindData::Application(a) = &mut r.data {
-                a.name = ApplicationName::parse(format!("app-{i}-{j}"))?;
+            // Unique names (applications; auth per owner) vary per record.
+            match &mut r.data {
+                KindData::Application(a) => {
+                    a.name = ApplicationName::parse(format!("app-{i}-{j}"))?;
+                }
+                KindData::Auth(a) => a.name = fixtures::name(&format!("{}-{j}", a.name))?,
+                _ => {}
             }
             r.state = *state;
             r.created_at = at(1_000 - n * 7 % 193);

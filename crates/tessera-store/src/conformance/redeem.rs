@@ -368,8 +368,12 @@ async fn redeem_other_kind_is_not_found(store: Arc<dyn Store>) -> Outcome {
             let mut r = record(data.clone())?;
             r.state = state;
             r.limit = UsageLimit::uses(5)?;
-            if let KindData::Application(a) = &mut r.data {
-                a.name = tessera_core::id::ApplicationName::parse(format!("app-{state}"))?;
+            match &mut r.data {
+                KindData::Application(a) => {
+                    a.name = tessera_core::id::ApplicationName::parse(format!("app-{state}"))?;
+                }
+                KindData::Auth(a) => a.name = fixtures::name(&format!("a-{state}"))?,
+                _ => {}
             }
             refused(&*store, &r, &device("a")?, at(1), Rejection::NotFound).await?;
         }
