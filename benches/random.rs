@@ -42,11 +42,11 @@ use tessera::core::kind::endpoint::Method;
 use tessera::core::{Kind, Secret};
 use tessera::deployment::NewDeployment;
 use tessera::memory::MemoryStore;
-use tessera::sql::postgres::PostgresConfig;
-use tessera::sql::{PostgresStore, SqliteStore};
 use tessera::{
     Builder, LedgerSettings, Principal, RequestContext, Store, TokenService, ValidationCache,
 };
+use tessera_sql::postgres::PostgresConfig;
+use tessera_sql::{PostgresStore, SqliteStore};
 use tokio::runtime::Runtime;
 
 const KEY: [u8; 32] = [9; 32];
