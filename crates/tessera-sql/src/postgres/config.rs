@@ -262,6 +262,13 @@ impl PostgresConfig {
             SslMode::VerifyCa => PgSslMode::VerifyCa,
             SslMode::VerifyFull => PgSslMode::VerifyFull,
         });
+        // A session left inside a transaction (a caller dropped while sqlx was beginning one,
+        // before it could queue the rollback) is ended by the server instead of holding its
+        // row locks until the pool happens to hand that connection out again.
+        options = options.options([(
+            "idle_in_transaction_session_timeout",
+            IDLE_IN_TRANSACTION_TIMEOUT,
+        )]);
         Ok(match &self.schema {
             // Checked to be a plain identifier: no quoting or escaping needed.
             Some(schema) => options.options([("search_path", schema.as_str())]),
@@ -277,6 +284,11 @@ impl PostgresConfig {
         )
     }
 }
+
+/// How long the server lets a session sit idle inside a transaction before ending it (and
+/// rolling the transaction back). Every transaction of the store sends its statements back to
+/// back, so only a transaction abandoned by a dropped caller ever waits this long.
+const IDLE_IN_TRANSACTION_TIMEOUT: &str = "2s";
 
 impl fmt::Debug for PostgresConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
