@@ -11,7 +11,8 @@
 //! `insufficient_scope`, 400 `invalid_request` for a broken header, 401 with a bare `Bearer`
 //! challenge without credentials. A 503 (the store failed) is logged on stderr with the reason.
 //!
-//! Run it with `cargo run --example axum_service` and try the printed `curl` lines. For the
+//! Run it with `cargo run --example axum_service` and try the printed `curl` lines; Ctrl-C
+//! writes the usage ledger (`TokenService::flush`) before exiting. For the
 //! service a team would deploy (configuration from the environment, a database file or
 //! PostgreSQL, health checks, metrics, graceful shutdown), see `crates/tessera-service`.
 
@@ -105,11 +106,13 @@ async fn reset_password(auth: Authorized<ResetPassword>, Path(user): Path<String
     )
 }
 
-/// The router, and the tokens a client can try, as `(label, method, path, token)`.
+/// The router, the tokens a client can try, as `(label, method, path, token)`, and the
+/// service (to write its usage ledger on shutdown).
 async fn app() -> Result<
     (
         Router,
         Vec<(&'static str, &'static str, &'static str, String)>,
+        TokenService,
     ),
     Box<dyn Error>,
 > {
@@ -198,7 +201,7 @@ async fn app() -> Result<
             helpdesk.secret.expose_secret().to_owned(),
         ),
     ];
-    Ok((router, tries))
+    Ok((router, tries, service))
 }
 
 #[tokio::main]
@@ -209,7 +212,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .with_writer(std::io::stderr)
         .with_max_level(tracing::Level::INFO)
         .init();
-    let (router, tries) = app().await?;
+    let (router, tries, service) = app().await?;
     let listener = match TcpListener::bind((Ipv4Addr::LOCALHOST, 3000)).await {
         Ok(l) => l,
         Err(_) => TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?,
@@ -224,11 +227,18 @@ async fn main() -> Result<(), Box<dyn Error>> {
     println!("curl -i {base}/feed");
     println!("curl -i -H 'Authorization: Bearer tsr_app_unknown' {base}/feed\n");
     // The client address of application tokens comes from the connection.
+    // Ctrl-C: finish the requests in flight, then write what the usage ledger holds (the
+    // last second's counts, last uses and audit rows) before the store goes away.
     axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),
     )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
     .await?;
+    let flushed = service.flush().await?;
+    println!("usage ledger written: {} uses", flushed.uses);
     Ok(())
 }
 
@@ -256,7 +266,7 @@ mod tests {
     /// The printed `curl` lines work: each token opens its route and no other.
     #[tokio::test]
     async fn the_printed_requests_work() {
-        let (router, tries) = app().await.unwrap();
+        let (router, tries, _service) = app().await.unwrap();
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {

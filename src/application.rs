@@ -11,12 +11,14 @@ use tessera_core::kind::application::{AccessCatalog, AccessTypes, ApplicationDat
 use tessera_core::kind::onboarding::UsageLimit;
 use tessera_core::lifecycle::{Action, State};
 use tessera_core::net::canonical;
+use tessera_core::record::TokenRecord;
 use tessera_core::record::TokenSummary;
 use tessera_core::validate::{self, Rejection, Request};
-use tessera_store::{StoreError, TokenFilter, UsageEntry, UsageOutcome, UsageSubject};
+use tessera_store::{TokenFilter, UsageEntry, UsageSubject};
 use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
+use crate::ledger::Subject;
 use crate::principal::Principal;
 use crate::request::{Access, RequestContext, narrow};
 use crate::service::{Issued, TokenService, found_or_refuse};
@@ -207,8 +209,10 @@ impl ApplicationTokens<'_> {
         Ok(r.summary(self.svc.now()))
     }
 
-    /// Validate an `Authorization` header value (`Bearer <token>`) from `ip`: on acceptance the
-    /// use is counted for that address (first seen, last seen, count) in one atomic upsert.
+    /// Validate an `Authorization` header value (`Bearer <token>`) from `ip`: refused when `ip`
+    /// is blocked for the token (the block list travels with the record: one lookup); on
+    /// acceptance the use is counted for that address (first seen, last seen, count) by the
+    /// usage ledger, written behind the request path.
     ///
     /// Every address is taken in its [canonical](tessera_core::net::canonical) spelling, here
     /// and in [`block`](Self::block), [`unblock`](Self::unblock) and [`ips`](Self::ips):
@@ -259,9 +263,10 @@ impl ApplicationTokens<'_> {
         let found = found_or_refuse!(self.svc, Kind::Application, token);
         let (record, now) = (&*found.record, found.now);
         let event = || self.svc.use_event(record, now).ip(Some(ip));
+        // The block list travels with the record: one lookup decides.
         let request = Request::Application {
             ip,
-            ip_blocked: false,
+            ip_blocked: record.is_blocked(ip),
         };
         // Inactivity holds at the moment of use, whether or not a sweep recorded it, on cached
         // records too; a refused use writes no last use, so it never revives an idle token.
@@ -271,26 +276,11 @@ impl ApplicationTokens<'_> {
             _ => validate::validate(record, &request, now).map(drop),
         };
         if let Err(rej) = verdict {
-            self.svc.refused(rej, event).await?;
+            self.svc.refused(&found, rej, Some(ip), None, event);
             return Ok(Err(rej));
         }
-        // The block check and the count are one atomic upsert.
-        match self
-            .svc
-            .inner
-            .store
-            .record_usage(record.id, &UsageSubject::Ip(ip), now)
-            .await
-        {
-            Ok(UsageOutcome::Counted(_)) => {}
-            Ok(UsageOutcome::Blocked) => {
-                self.svc.refused(Rejection::IpBlocked, event).await?;
-                return Ok(Err(Rejection::IpBlocked));
-            }
-            Err(StoreError::NotFound { .. }) => return Ok(Err(Rejection::NotFound)),
-            Err(e) => return Err(e.into()),
-        }
-        self.svc.used(&found, event).await?;
+        self.svc
+            .used(&found, Some(Subject::Ip(ip)), Some(ip), None, event);
         let KindData::Application(d) = &record.data else {
             return Ok(Err(Rejection::NotFound));
         };
@@ -303,13 +293,21 @@ impl ApplicationTokens<'_> {
 
     /// The state `record` is in at `now` with inactivity applied. A cached copy may lag behind
     /// another instance's last-use write: when it says idle, the stored record decides.
-    async fn idle(&self, record: &crate::cache::Cached, now: OffsetDateTime) -> Result<State> {
+    async fn idle(&self, record: &TokenRecord, now: OffsetDateTime) -> Result<State> {
         let idle = self.svc.idle_state(record, now);
-        if idle == record.state || !record.shared {
+        if idle == record.state {
             return Ok(idle);
         }
+        // Rare: the token looks idle. Its last use may wait in this process's usage ledger, and
+        // a cached copy may be older than the store's: ask both.
+        let waiting = self.svc.inner.ledger.waiting_last_use(record.id);
+        let state_of = |r: &TokenRecord| {
+            let mut r = r.clone();
+            r.last_used_at = r.last_used_at.max(waiting);
+            self.svc.idle_state(&r, now)
+        };
         Ok(match self.svc.inner.store.get(record.id).await? {
-            Some(stored) => self.svc.idle_state(&stored, now),
+            Some(stored) => state_of(&stored),
             None => State::Deleted,
         })
     }
@@ -330,7 +328,10 @@ impl ApplicationTokens<'_> {
     pub async fn ips(&self, id: TokenId) -> Result<Vec<UsageEntry>> {
         self.svc.record(Kind::Application, id).await?;
         let mut out: Vec<UsageEntry> = Vec::new();
-        for mut u in self.svc.inner.store.usage(id).await? {
+        let mut stored = self.svc.inner.store.usage(id).await?;
+        // Counts this process has not written yet.
+        stored.extend(self.svc.inner.ledger.waiting_usage(id));
+        for mut u in stored {
             let UsageSubject::Ip(ip) = u.subject else {
                 continue;
             };

@@ -247,7 +247,7 @@ impl AuthTokens<'_> {
         let event = || self.svc.use_event(record, now).permission(action);
         match validate::validate(record, &Request::Auth { action, held }, now) {
             Ok(a) => {
-                self.svc.used(&found, event).await?;
+                self.svc.used(&found, None, None, None, event);
                 let KindData::Auth(d) = &record.data else {
                     return Ok(Err(Rejection::NotFound));
                 };
@@ -257,7 +257,7 @@ impl AuthTokens<'_> {
                 }))
             }
             Err(rej) => {
-                self.svc.refused(rej, event).await?;
+                self.svc.refused(&found, rej, None, None, event);
                 Ok(Err(rej))
             }
         }

@@ -25,8 +25,7 @@
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use std::net::IpAddr;
-use std::ops::Deref;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::Instant;
 
@@ -40,7 +39,8 @@ use tessera_core::record::TokenRecord;
 use tessera_core::seal::Sealed;
 use tessera_store::{
     AuditFilter, Capabilities, Change, ChangeSink, Enrollment, Redemption, Result as StoreResult,
-    StateChange, Store, TokenFilter, UsageEntry, UsageOutcome, UsageSubject, Watcher,
+    SharedRecord, StateChange, Store, TokenFilter, UsageBatch, UsageEntry, UsageOutcome,
+    UsageSubject, Watcher,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -94,39 +94,8 @@ impl ValidationCache {
     }
 }
 
-/// A record found by its digest, shared between the cache and the validations using it.
-#[derive(Debug)]
-pub(crate) struct Cached {
-    record: TokenRecord,
-    /// Whether it sits in the cache (else it was read for one validation only).
-    pub(crate) shared: bool,
-    /// When this process last decided to record a use of it, in Unix nanoseconds
-    /// ([`Self::NEVER`] if never): coalesces last-use writes without a lock.
-    pub(crate) touched_at: AtomicI64,
-}
-
-impl Cached {
-    pub(crate) const NEVER: i64 = i64::MIN;
-
-    pub(crate) const fn new(record: TokenRecord, shared: bool) -> Self {
-        Self {
-            record,
-            shared,
-            touched_at: AtomicI64::new(Self::NEVER),
-        }
-    }
-}
-
-impl Deref for Cached {
-    type Target = TokenRecord;
-
-    fn deref(&self) -> &TokenRecord {
-        &self.record
-    }
-}
-
 struct Entry {
-    record: Arc<Cached>,
+    record: Arc<SharedRecord>,
     /// Loaded at, and to be reloaded from, in Unix nanoseconds.
     loaded_at: i64,
     fresh_until: i64,
@@ -444,7 +413,7 @@ impl CachingStore {
 
     /// The cached record with this digest, if loaded less than the time to live before `now`
     /// (never while the watch is lost).
-    pub(crate) fn cached(&self, digest: &Digest, at: i64) -> Option<Arc<Cached>> {
+    pub(crate) fn cached(&self, digest: &Digest, at: i64) -> Option<Arc<SharedRecord>> {
         if self.watch.load(Ordering::Acquire) == Watch::LOST {
             return None;
         }
@@ -454,7 +423,11 @@ impl CachingStore {
     }
 
     /// Read the record from the store and keep it, unless a write ran meanwhile.
-    pub(crate) async fn load(&self, digest: &Digest, at: i64) -> StoreResult<Option<Arc<Cached>>> {
+    pub(crate) async fn load(
+        &self,
+        digest: &Digest,
+        at: i64,
+    ) -> StoreResult<Option<Arc<SharedRecord>>> {
         let keep = self.ttl_nanos > 0 && self.config.capacity > 0 && self.may_keep().await;
         // The epoch before the state: a loss reported after this check bumps the epoch, so
         // what is read below is not kept.
@@ -464,7 +437,7 @@ impl CachingStore {
                 self.watch.load(Ordering::SeqCst),
                 Watch::WATCHING | Watch::UNSUPPORTED
             );
-        let Some(record) = self.inner.find_by_digest(digest).await? else {
+        let Some(record) = self.inner.find_shared(digest).await? else {
             return Ok(None);
         };
         if keep && self.any_in_doubt.load(Ordering::SeqCst) {
@@ -474,14 +447,13 @@ impl CachingStore {
                 self.any_in_doubt.store(false, Ordering::SeqCst);
             }
             if doubt.holds(record.id, digest) {
-                return Ok(Some(Arc::new(Cached::new(record, false))));
+                return Ok(Some(record));
             }
         }
         let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
         if !keep || self.epoch.load(Ordering::SeqCst) != epoch {
-            return Ok(Some(Arc::new(Cached::new(record, false))));
+            return Ok(Some(record));
         }
-        let record = Arc::new(Cached::new(record, true));
         map.remove_digest(digest);
         map.remove_id(record.id);
         if map.by_digest.len() >= self.config.capacity {
@@ -516,25 +488,6 @@ impl CachingStore {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .remove_digest(digest);
-    }
-
-    fn touched(&self, id: TokenId, now: OffsetDateTime) {
-        let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
-        let Some(digest) = map.by_id.get(&id).copied() else {
-            return;
-        };
-        if let Some(e) = map.by_digest.get_mut(&digest) {
-            if e.record.last_used_at.is_none_or(|l| l < now) {
-                let mut record = e.record.record.clone();
-                record.last_used_at = Some(now);
-                let updated = Cached::new(record, true);
-                updated.touched_at.store(
-                    e.record.touched_at.load(Ordering::Relaxed),
-                    Ordering::Relaxed,
-                );
-                e.record = Arc::new(updated);
-            }
-        }
     }
 
     /// How many records are cached (for tests and diagnostics).
@@ -649,14 +602,8 @@ impl Store for CachingStore {
         now: OffsetDateTime,
         interval: Duration,
     ) -> StoreResult<bool> {
-        // Only the last use changes, which readers already take as lagging by up to the
-        // interval: the cached copy takes the new value when this process wrote it, and is not
-        // dropped (at most one touch per token per interval reaches here anyway).
-        let wrote = self.inner.touch(id, now, interval).await?;
-        if wrote {
-            self.touched(id, now);
-        }
-        Ok(wrote)
+        // Only the last use changes, which readers take as lagging: nothing cached is dropped.
+        self.inner.touch(id, now, interval).await
     }
 
     async fn purge(&self, ids: &[TokenId], events: &[AuditEvent]) -> StoreResult<u64> {
@@ -696,6 +643,16 @@ impl Store for CachingStore {
         self.inner.record_usage(id, subject, now).await
     }
 
+    async fn find_shared(&self, digest: &Digest) -> StoreResult<Option<Arc<SharedRecord>>> {
+        self.inner.find_shared(digest).await
+    }
+
+    async fn record_batch(&self, batch: &UsageBatch) -> StoreResult<bool> {
+        // Counts, last uses and audit: nothing a cached validation decides on (the block list
+        // is not in a batch).
+        self.inner.record_batch(batch).await
+    }
+
     async fn is_blocked(&self, id: TokenId, ip: IpAddr) -> StoreResult<bool> {
         self.inner.is_blocked(id, ip).await
     }
@@ -707,7 +664,8 @@ impl Store for CachingStore {
         blocked: bool,
         events: &[AuditEvent],
     ) -> StoreResult<UsageEntry> {
-        self.inner.set_blocked(id, ip, blocked, events).await
+        // The block list travels with the record: drop it.
+        write_through!(self, [id], self.inner.set_blocked(id, ip, blocked, events))
     }
 
     async fn usage(&self, id: TokenId) -> StoreResult<Vec<UsageEntry>> {

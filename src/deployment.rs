@@ -293,11 +293,11 @@ impl DeploymentTokens<'_> {
         let event = || self.svc.use_event(record, now);
         match validate::validate(record, &Request::Deployment, now) {
             Ok(a) => {
-                self.svc.used(&found, event).await?;
+                self.svc.used(&found, None, None, None, event);
                 Ok(Ok(a))
             }
             Err(rej) => {
-                self.svc.refused(rej, event).await?;
+                self.svc.refused(&found, rej, None, None, event);
                 Ok(Err(rej))
             }
         }

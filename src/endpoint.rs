@@ -12,10 +12,11 @@ use tessera_core::lifecycle::{Action, State};
 use tessera_core::record::{TokenRecord, TokenSummary};
 use tessera_core::validate::{self, Rejection, Request};
 use tessera_core::{Kind, Secret};
-use tessera_store::{AuditFilter, StoreError, TokenFilter, UsageEntry, UsageOutcome, UsageSubject};
+use tessera_store::{AuditFilter, StoreError, TokenFilter, UsageEntry, UsageSubject};
 use time::{Duration, OffsetDateTime};
 
 use crate::error::{Error, Result};
+use crate::ledger::Subject;
 use crate::principal::Principal;
 use crate::request::{Access, RequestContext, narrow};
 use crate::service::{Issued, TokenService, found_or_refuse};
@@ -819,23 +820,18 @@ impl EndpointTokens<'_> {
         let accepted = match validate::validate(record, &request, now) {
             Ok(a) => a,
             Err(rej) => {
-                self.svc.refused(rej, event).await?;
+                self.svc
+                    .refused(&found, rej, ip, Some((endpoint, method)), event);
                 return Ok(Err(rej));
             }
         };
-        let subject = UsageSubject::Endpoint(endpoint.clone(), method);
-        match self
-            .svc
-            .inner
-            .store
-            .record_usage(record.id, &subject, now)
-            .await
-        {
-            Ok(UsageOutcome::Counted(_) | UsageOutcome::Blocked)
-            | Err(StoreError::NotFound { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
-        self.svc.used(&found, event).await?;
+        self.svc.used(
+            &found,
+            Some(Subject::Endpoint(endpoint, method)),
+            ip,
+            Some((endpoint, method)),
+            event,
+        );
         let carrier = match &record.data {
             KindData::Endpoint(EndpointData::Secondary { name, .. }) => {
                 Carrier::Secondary { name: name.clone() }
@@ -861,7 +857,11 @@ impl EndpointTokens<'_> {
         err(level = "warn")
     )]
     pub async fn traffic(&self, endpoint: &EndpointId) -> Result<Vec<UsageEntry>> {
-        Ok(self.svc.inner.store.endpoint_usage(endpoint).await?)
+        let stored = self.svc.inner.store.endpoint_usage(endpoint).await?;
+        Ok(merge_waiting(
+            stored,
+            self.svc.inner.ledger.waiting_endpoint(endpoint),
+        ))
     }
 
     /// Accepted requests to an endpoint per token and method, filtered as the data viewer
@@ -897,13 +897,17 @@ impl EndpointTokens<'_> {
             events.token = filter.token;
             events.since = filter.since;
             events.until = filter.until;
-            for e in self.svc.inner.store.events(&events).await? {
-                let (AuditAction::Used, Some(token), Some(ep), Some(method)) = (
-                    &e.action,
-                    e.subject.token,
-                    &e.subject.endpoint,
-                    e.subject.method,
-                ) else {
+            for e in self.svc.events(&events).await? {
+                let (count, last) = match &e.action {
+                    AuditAction::Used => (1, e.at),
+                    // An aggregated row counts where its first use falls (rows span one
+                    // ledger interval).
+                    AuditAction::UsedMany { count, last, .. } => (*count, *last),
+                    _ => continue,
+                };
+                let (Some(token), Some(ep), Some(method)) =
+                    (e.subject.token, &e.subject.endpoint, e.subject.method)
+                else {
                     continue;
                 };
                 if ep != endpoint {
@@ -914,22 +918,25 @@ impl EndpointTokens<'_> {
                     .find(|t| t.token == token && t.method == method)
                 {
                     Some(t) => {
-                        t.count += 1;
-                        t.last_seen = Some(e.at);
+                        t.count += count;
+                        t.first_seen = t.first_seen.min(Some(e.at));
+                        t.last_seen = t.last_seen.max(Some(last));
                     }
                     None => rows.push(Traffic {
                         token,
                         name: None,
                         primary: false,
                         method,
-                        count: 1,
+                        count,
                         first_seen: Some(e.at),
-                        last_seen: Some(e.at),
+                        last_seen: Some(last),
                     }),
                 }
             }
         } else {
-            for u in self.svc.inner.store.endpoint_usage(endpoint).await? {
+            let stored = self.svc.inner.store.endpoint_usage(endpoint).await?;
+            let waiting = self.svc.inner.ledger.waiting_endpoint(endpoint);
+            for u in merge_waiting(stored, waiting) {
                 let UsageSubject::Endpoint(_, method) = u.subject else {
                     continue;
                 };
@@ -970,4 +977,25 @@ impl EndpointTokens<'_> {
         }
         Ok(out)
     }
+}
+
+/// Stored usage entries with the counts this process has not written yet added in.
+fn merge_waiting(mut stored: Vec<UsageEntry>, waiting: Vec<UsageEntry>) -> Vec<UsageEntry> {
+    for w in waiting {
+        match stored
+            .iter_mut()
+            .find(|e| e.token == w.token && e.subject == w.subject)
+        {
+            Some(e) => {
+                e.count += w.count;
+                e.first_seen = match (e.first_seen, w.first_seen) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                e.last_seen = e.last_seen.max(w.last_seen);
+            }
+            None => stored.push(w),
+        }
+    }
+    stored
 }

@@ -48,6 +48,7 @@ mod cache;
 pub mod deployment;
 pub mod endpoint;
 mod error;
+mod ledger;
 mod observe;
 pub mod onboarding;
 mod principal;
@@ -67,6 +68,7 @@ pub use time::{Duration, OffsetDateTime};
 
 pub use cache::ValidationCache;
 pub use error::{Error, Result};
+pub use ledger::{Flushed, LedgerSettings};
 pub use principal::Principal;
 pub use request::{Access, Outcome, RequestContext};
 pub use service::{Builder, Issued, Settings, TokenService};

@@ -1,28 +1,29 @@
 //! [`TokenService`]: the one entry point, over any [`Store`].
 
-use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::hash::Hasher;
+use std::net::IpAddr;
+use std::sync::Arc;
 
 use tessera_core::audit::{Actor, AuditAction, AuditEvent};
 use tessera_core::clock::{Clock, SystemClock};
 use tessera_core::digest::{Digest, Peppers};
 use tessera_core::format::{self, Entropy, Presented, Spelling};
-use tessera_core::id::{TokenId, UserId};
+use tessera_core::id::{EndpointId, TokenId, UserId};
 use tessera_core::kind::KindData;
 use tessera_core::kind::application::{AccessCatalog, InactivityPolicy};
+use tessera_core::kind::endpoint::Method;
 use tessera_core::kind::onboarding::UsageLimit;
 use tessera_core::lifecycle::{Action, State};
 use tessera_core::record::{TokenRecord, TokenSummary};
 use tessera_core::validate::Rejection;
 use tessera_core::{Kind, Secret};
-use tessera_store::{StateChange, Store, StoreError};
-use time::{Duration, OffsetDateTime};
+use tessera_store::{SharedRecord, StateChange, Store, StoreError};
+use time::OffsetDateTime;
 
-use crate::cache::{Cached, CachingStore, ValidationCache, unix_nanos};
+use crate::cache::{CachingStore, ValidationCache, unix_nanos};
 use crate::error::{Error, Result};
+use crate::ledger::{Flushed, Ledger, LedgerSettings, Note, Subject};
 use crate::observe::Observer;
 
 /// A token just issued: its secret, shown once, and its stored summary.
@@ -36,7 +37,7 @@ pub struct Issued {
     pub token: TokenSummary,
 }
 
-/// Hashes token ids for the last-use cache. Ids are 128 random bits drawn by the service, so
+/// Hashes token ids and digests for the maps on the validation path. Ids are 128 random bits drawn by the service, so
 /// folding them is enough and no outsider can aim collisions at it; SipHash cost more than the
 /// rest of the cache lookup on the validation hot path.
 #[derive(Default)]
@@ -69,23 +70,20 @@ impl Hasher for IdHasher {
 
 /// A record found by its digest, and the time it was looked up at.
 pub(crate) struct Found {
-    pub(crate) record: Arc<Cached>,
+    pub(crate) record: Arc<SharedRecord>,
     pub(crate) now: OffsetDateTime,
-    /// `now` in Unix nanoseconds.
-    pub(crate) at: i64,
 }
 
 impl Found {
     /// The record found for a token presented as `kind`: a record of another kind is as good
     /// as none.
     fn of(
-        record: Arc<Cached>,
+        record: Arc<SharedRecord>,
         kind: Kind,
         now: OffsetDateTime,
-        at: i64,
     ) -> core::result::Result<Self, Rejection> {
         if record.kind() == kind {
-            Ok(Self { record, now, at })
+            Ok(Self { record, now })
         } else {
             Err(Rejection::NotFound)
         }
@@ -121,14 +119,17 @@ pub(crate) use found_or_refuse;
 
 /// Settings of a [`TokenService`].
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Settings {
-    /// Writes of a token's last-use time are coalesced to at most one per this interval.
-    pub touch_interval: Duration,
+    /// How the usage ledger writes uses, last uses and their audit (every second by default).
+    pub ledger: LedgerSettings,
     /// When unused application tokens go dormant and are deleted.
     pub inactivity: InactivityPolicy,
     /// Entropy of generated prefixed tokens.
     pub entropy: Entropy,
-    /// Whether every accepted use is appended to the audit trail (one write per use).
+    /// Whether accepted uses are audited: as aggregated rows through the usage ledger (one per
+    /// token, carrier and interval), or one per use with
+    /// [`LedgerSettings::audit_each_use`].
     pub audit_uses: bool,
     /// Whether refusals of known tokens are appended to the audit trail.
     pub audit_refusals: bool,
@@ -141,7 +142,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            touch_interval: Duration::seconds(60),
+            ledger: LedgerSettings::new(),
             inactivity: InactivityPolicy::DEFAULT,
             entropy: Entropy::DEFAULT,
             audit_uses: true,
@@ -168,11 +169,10 @@ pub(crate) struct Inner {
     pub(crate) peppers: Peppers,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) settings: Settings,
-    /// `settings.touch_interval` in nanoseconds.
-    touch_nanos: i64,
     /// The validation cache, when configured; `store` is then this cache too.
     cache: Option<Arc<CachingStore>>,
-    touched: Mutex<HashMap<TokenId, OffsetDateTime, BuildHasherDefault<IdHasher>>>,
+    /// Uses, last uses and their audit, written behind the request path.
+    pub(crate) ledger: Arc<Ledger>,
     /// Metric handles.
     pub(crate) observer: Observer,
 }
@@ -205,10 +205,10 @@ impl Builder {
         self
     }
 
-    /// Coalesce last-use writes to one per `interval` per token (default 60 s).
+    /// How the usage ledger writes (default: every second; see [`LedgerSettings`]).
     #[must_use]
-    pub const fn touch_interval(mut self, interval: Duration) -> Self {
-        self.settings.touch_interval = interval;
+    pub const fn ledger(mut self, ledger: LedgerSettings) -> Self {
+        self.settings.ledger = ledger;
         self
     }
 
@@ -235,15 +235,17 @@ impl Builder {
         self
     }
 
-    /// Whether to append every accepted use to the audit trail (default on). Off, uses still
-    /// count (last use, IP log, traffic, redemptions) but cost no audit write.
+    /// Whether to audit accepted uses (default on): as aggregated rows written by the usage
+    /// ledger (count, first, last, distinct addresses per token, carrier and interval), or one
+    /// row per use with [`LedgerSettings::audit_each_use`]. Off, uses still count (last use,
+    /// IP log, traffic, redemptions).
     #[must_use]
     pub const fn audit_uses(mut self, on: bool) -> Self {
         self.settings.audit_uses = on;
         self
     }
 
-    /// Whether to append refusals of known tokens to the audit trail (default on).
+    /// Whether to audit refusals of known tokens (default on), aggregated as uses are.
     #[must_use]
     pub const fn audit_refusals(mut self, on: bool) -> Self {
         self.settings.audit_refusals = on;
@@ -278,16 +280,20 @@ impl Builder {
             Some(c) => Arc::clone(c) as Arc<dyn Store>,
             None => self.store,
         };
+        let ledger = Ledger::new(
+            store.clone(),
+            self.settings.ledger,
+            self.settings.audit_uses,
+            self.settings.audit_refusals,
+        );
         TokenService {
             inner: Arc::new(Inner {
                 store,
                 cache,
                 peppers: self.peppers,
                 clock: self.clock,
-                touch_nanos: i64::try_from(self.settings.touch_interval.whole_nanoseconds())
-                    .unwrap_or(i64::MAX),
                 settings: self.settings,
-                touched: Mutex::new(HashMap::default()),
+                ledger,
                 observer: Observer::default(),
             }),
         }
@@ -459,7 +465,7 @@ impl TokenService {
         let now = self.now();
         let at = unix_nanos(now);
         match cache.cached(&digest, at) {
-            Some(record) => Quick::Done(Found::of(record, presented.kind(), now, at)),
+            Some(record) => Quick::Done(Found::of(record, presented.kind(), now)),
             None => Quick::Ask(presented, digest, Some((now, at))),
         }
     }
@@ -495,19 +501,11 @@ impl TokenService {
                     Some(r) => Some(r),
                     None => cache.load(&digest, at).await?,
                 },
-                _ => self
-                    .inner
-                    .store
-                    .find_by_digest(&digest)
-                    .await?
-                    .map(|r| Arc::new(Cached::new(r, false))),
+                _ => self.inner.store.find_shared(&digest).await?,
             };
             if let Some(record) = found {
-                let (now, at) = when.unwrap_or_else(|| {
-                    let now = self.now();
-                    (now, unix_nanos(now))
-                });
-                return Ok(Found::of(record, presented.kind(), now, at));
+                let now = when.map_or_else(|| self.now(), |(now, _)| now);
+                return Ok(Found::of(record, presented.kind(), now));
             }
         }
         Ok(Err(Rejection::NotFound))
@@ -616,63 +614,70 @@ impl TokenService {
         summary
     }
 
-    /// Record an accepted use: coalesced last-use write and, if configured, an audit event
-    /// (built only then: with `audit_uses` off an accepted use allocates nothing here).
-    pub(crate) async fn used(
+    /// Note an accepted use in the usage ledger: last use, the count against `subject`, and
+    /// the audit row (the event is built only when a row starts, or for each use when so
+    /// configured). No store call: the ledger writes behind the request path.
+    pub(crate) fn used(
         &self,
         found: &Found,
+        subject: Option<Subject<'_>>,
+        ip: Option<IpAddr>,
+        carrier: Option<(&EndpointId, Method)>,
         event: impl FnOnce() -> AuditEvent,
-    ) -> Result<()> {
-        let (record, now, at) = (&*found.record, found.now, found.at);
-        let interval = self.inner.settings.touch_interval;
-        let due = if record.shared {
-            // A cached record carries its own last decision: no lock, no map.
-            let step = self.inner.touch_nanos;
-            let last = record.touched_at.load(Ordering::Acquire);
-            (last == Cached::NEVER || at.saturating_sub(last) >= step)
-                && record
-                    .touched_at
-                    .compare_exchange(last, at, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-        } else {
-            let mut touched = self
-                .inner
-                .touched
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            match touched.get(&record.id) {
-                Some(last) if now - *last < interval => false,
-                _ => {
-                    if touched.len() > 100_000 {
-                        touched.clear();
-                    }
-                    touched.insert(record.id, now);
-                    true
-                }
-            }
-        };
-        if due && record.last_used_at.is_none_or(|l| now - l >= interval) {
-            self.inner.store.touch(record.id, now, interval).await?;
-        }
-        if self.inner.settings.audit_uses {
-            self.inner.store.append(&event()).await?;
-        }
-        Ok(())
+    ) {
+        self.inner.ledger.note(
+            &Note {
+                token: found.record.id,
+                at: found.now,
+                subject,
+                ip,
+                refused: None,
+                carrier,
+            },
+            event,
+        );
     }
 
-    /// Record a refusal of a known token, if configured.
-    pub(crate) async fn refused(
+    /// Note a refusal of a known token in the usage ledger (audited if configured).
+    pub(crate) fn refused(
         &self,
+        found: &Found,
         reason: Rejection,
+        ip: Option<IpAddr>,
+        carrier: Option<(&EndpointId, Method)>,
         event: impl FnOnce() -> AuditEvent,
-    ) -> Result<()> {
+    ) {
         tracing::debug!(reason = reason.code(), "known token refused");
-        if self.inner.settings.audit_refusals {
-            let mut event = event();
-            event.action = AuditAction::Refused { reason };
-            self.inner.store.append(&event).await?;
-        }
-        Ok(())
+        self.inner.ledger.note(
+            &Note {
+                token: found.record.id,
+                at: found.now,
+                subject: None,
+                ip,
+                refused: Some(reason),
+                carrier,
+            },
+            event,
+        );
+    }
+
+    /// Write what the usage ledger holds (uses, last uses, their audit) now, each batch in one
+    /// transaction: everything noted before this call. Call it before a graceful shutdown; the
+    /// ledger otherwise writes every [`LedgerSettings::flush_interval`].
+    ///
+    /// Safe to drop at any await: what it was writing is written by the next flush, once.
+    ///
+    /// # Errors
+    ///
+    /// Store failures; what was not written is kept and written by the next flush.
+    pub async fn flush(&self) -> Result<Flushed> {
+        Ok(self.inner.ledger.flush().await?)
+    }
+
+    /// Entries (tokens, addresses, endpoints, audit rows) the usage ledger holds, not yet
+    /// written.
+    pub fn ledger_pending(&self) -> usize {
+        self.inner.ledger.pending()
     }
 
     pub(crate) fn use_event(&self, record: &TokenRecord, now: OffsetDateTime) -> AuditEvent {

@@ -218,11 +218,16 @@ impl TokenService {
     /// run from several instances at once: each change is a compare-and-set, so each happens
     /// once. With `dry_run`, report what would happen and write nothing.
     ///
+    /// The usage ledger of this service is written first, so the last uses it holds count
+    /// (another instance's are written within its ledger interval).
+    ///
     /// # Errors
     ///
-    /// Store failures.
+    /// Store failures (also when the ledger cannot be written: nothing is swept then, so no
+    /// token in use goes dormant for want of its last use).
     #[tracing::instrument(level = "info", skip_all, err(level = "warn"))]
     pub async fn sweep(&self, dry_run: bool) -> Result<SweepReport> {
+        self.inner.ledger.flush().await?;
         let now = self.now();
         let filter = TokenFilter::default().states([
             State::Active,
@@ -451,12 +456,12 @@ impl TokenService {
     #[tracing::instrument(level = "info", skip_all, err(level = "warn"))]
     pub async fn audit(&self, filter: &AuditFilter, by: &Principal) -> Result<Vec<AuditEvent>> {
         if by.is_admin() {
-            return Ok(self.inner.store.events(filter).await?);
+            return self.events(filter).await;
         }
         // The limit counts the events the caller may read, so it is applied after the rule.
         let mut unlimited = filter.clone();
         let limit = unlimited.limit.take();
-        let events = self.inner.store.events(&unlimited).await?;
+        let events = self.events(&unlimited).await?;
         let mut owners: HashMap<TokenId, Owner> = HashMap::new();
         if let Some(id) = filter.token {
             if self.owner_of(id, by, &mut owners).await? == Owner::Other {
@@ -485,6 +490,23 @@ impl TokenService {
             }
         }
         Ok(out)
+    }
+
+    /// Stored events passing `filter` with those the usage ledger has not written yet, oldest
+    /// first, at most `filter.limit`.
+    pub(crate) async fn events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>> {
+        let waiting = self.inner.ledger.waiting_events(filter);
+        if waiting.is_empty() {
+            return Ok(self.inner.store.events(filter).await?);
+        }
+        let mut events = self.inner.store.events(filter).await?;
+        events.extend(waiting);
+        // Stable: events at one instant keep their order, stored ones first.
+        events.sort_by_key(|e| e.at);
+        if let Some(limit) = filter.limit {
+            events.truncate(limit);
+        }
+        Ok(events)
     }
 
     /// Whose token `id` is for `by`, from its record or, once purged, from its events;

@@ -6,7 +6,7 @@ mod common;
 
 use std::net::IpAddr;
 
-use common::{admin, service};
+use common::{admin, service, service_each_use};
 use tessera::Rejection;
 use tessera::core::audit::AuditAction;
 use tessera::core::id::{AccessType, ApplicationName, Description, EndpointId, TokenName};
@@ -135,7 +135,8 @@ async fn a_block_holds_for_every_spelling_of_an_ipv6_address() {
 
 #[tokio::test]
 async fn the_ip_log_and_audit_keep_one_address_per_host() {
-    let (svc, _) = service();
+    // One audit row per use, each with its address.
+    let (svc, _) = service_each_use();
     let a = svc.application();
     let t = app(&svc, "feed").await;
     let token = t.secret.expose_secret();
@@ -162,7 +163,7 @@ async fn the_ip_log_and_audit_keep_one_address_per_host() {
 
 #[tokio::test]
 async fn endpoint_checks_log_the_canonical_address() {
-    let (svc, _) = service();
+    let (svc, _) = service_each_use();
     let e = svc.endpoint();
     let orders = EndpointId::parse("/orders").unwrap();
     let prim = e.enable(&orders, false, &admin()).await.unwrap();

@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{admin, service, user};
+use common::{admin, service, service_each_use, user};
 use tessera::auth::NewAuth;
 use tessera::core::Kind;
 use tessera::core::audit::AuditAction;
@@ -118,7 +118,7 @@ fn forbidden<T: std::fmt::Debug>(r: Result<T, Error>) {
 
 #[tokio::test]
 async fn auth_history_is_read_by_its_owner_and_admins_only() {
-    let (svc, _) = service();
+    let (svc, _) = service_each_use(); // one row per use, naming the action
     let (bob, carol) = (user("bob"), user("carol"));
     let bobs = auth_token(&svc, "bob", &bob).await;
     let for_bob = auth_token(&svc, "bob", &admin()).await;

@@ -104,6 +104,7 @@ slow_reads_store! {
         remove_mapping(secondary: TokenId, endpoint: &EndpointId, method: Method, events: &[tessera::core::audit::AuditEvent]) -> ();
         mappings(secondary: Option<TokenId>, endpoint: Option<&EndpointId>) -> Vec<tessera::core::kind::endpoint::Mapping>;
         append(event: &tessera::core::audit::AuditEvent) -> ();
+        record_batch(batch: &tessera::store::UsageBatch) -> bool;
     events(filter: &tessera::store::AuditFilter) -> Vec<tessera::core::audit::AuditEvent>;
 }
 

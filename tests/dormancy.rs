@@ -19,7 +19,7 @@ use tessera::memory::MemoryStore;
 use tessera::sql::postgres::PostgresConfig;
 use tessera::sql::{PostgresStore, SqliteStore};
 use tessera::store::{AuditFilter, Store};
-use tessera::{Rejection, TokenService, ValidationCache};
+use tessera::{LedgerSettings, Rejection, TokenService, ValidationCache};
 use time::Duration;
 
 fn ip() -> IpAddr {
@@ -33,7 +33,10 @@ fn day(n: i64) -> time::OffsetDateTime {
 /// A service over `store` on `clock`; with a cache that keeps records far longer than any
 /// threshold, so a cached record is what validation decides on.
 fn service(store: Arc<dyn Store>, clock: &Arc<ManualClock>, cached: bool) -> TokenService {
-    let b = TokenService::builder_shared(store, peppers()).clock(clock.clone());
+    // One audit row per use (this test counts them), written by a flush after each validation.
+    let b = TokenService::builder_shared(store, peppers())
+        .clock(clock.clone())
+        .ledger(LedgerSettings::new().audit_each_use(true));
     if cached {
         b.validation_cache(ValidationCache::new(Duration::days(400)))
             .build()
@@ -54,12 +57,16 @@ async fn create(svc: &TokenService, name: &str) -> tessera::Issued {
         .unwrap()
 }
 
+/// Validate, then write the usage ledger (last use, audit row), so the store shows the use.
 async fn validate(svc: &TokenService, secret: &str) -> Result<(), Rejection> {
-    svc.application()
+    let out = svc
+        .application()
         .validate(secret, ip())
         .await
         .unwrap()
-        .map(drop)
+        .map(drop);
+    svc.flush().await.unwrap();
+    out
 }
 
 async fn state_changes(store: &dyn Store, id: TokenId) -> Vec<(State, State, Actor)> {

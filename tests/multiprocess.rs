@@ -241,6 +241,8 @@ fn worker() {
             total.repeated += t.repeated;
             total.refused_devices.extend(t.refused_devices);
         }
+        // What the usage ledger holds is written before the process reports (a graceful end).
+        svc.flush().await.unwrap();
         let mut refused: Vec<_> = total.refused_devices.into_iter().collect();
         refused.sort();
         println!("REFUSED {}", refused.join(" "));

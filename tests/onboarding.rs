@@ -140,10 +140,11 @@ async fn device_binding() {
             .unwrap()
             .is_ok()
     );
-    // A refused attempt consumed nothing.
+    // A refused attempt consumed nothing, and neither did the enrolled device's repeat: one
+    // device, one use.
     let listing = o.list().await.unwrap();
     let fl = listing.iter().find(|l| l.token.id == f.token.id).unwrap();
-    assert_eq!(fl.token.remaining, Some(3));
+    assert_eq!(fl.token.remaining, Some(4));
     assert_eq!(
         fl.data.binding,
         DeviceBinding::FirstDevice(Some(dev("first")))

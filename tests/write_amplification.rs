@@ -1,7 +1,7 @@
-//! Write amplification of validation: a store wrapper counts every write call while one token
-//! is validated in a flood for a simulated minute on a manual clock. With last-use coalescing a
-//! token's last-use time is written at most once per `touch_interval`, however many validations
-//! land in it.
+//! Write amplification of validation: a store wrapper counts every write call while tokens are
+//! validated in a flood for a simulated minute on a manual clock. With the usage ledger no
+//! validation writes anything on the request path; a flush writes everything (counts, last
+//! uses, audit rows) as one batch.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly
 
 use std::collections::BTreeMap;
@@ -11,6 +11,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use tessera::core::audit::AuditAction;
 use tessera::core::audit::AuditEvent;
 use tessera::core::clock::ManualClock;
 use tessera::core::digest::{Digest, Hint, KeyId, Pepper, Peppers};
@@ -23,9 +24,9 @@ use tessera::deployment::NewDeployment;
 use tessera::memory::MemoryStore;
 use tessera::store::{
     AuditFilter, Capabilities, Enrollment, Redemption, Result, StateChange, TokenFilter,
-    UsageEntry, UsageOutcome, UsageSubject,
+    UsageBatch, UsageEntry, UsageOutcome, UsageSubject,
 };
-use tessera::{Principal, Store, TokenService, ValidationCache};
+use tessera::{LedgerSettings, Principal, Store, TokenService, ValidationCache};
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 
@@ -433,6 +434,19 @@ impl Store for Counting {
         self.inner.append(event)
     }
 
+    fn record_batch<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        batch: &'life1 UsageBatch,
+    ) -> Fut<'async_trait, bool>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.count("record_batch");
+        self.inner.record_batch(batch)
+    }
+
     fn events<'life0, 'life1, 'async_trait>(
         &'life0 self,
         filter: &'life1 AuditFilter,
@@ -452,10 +466,10 @@ fn admin() -> Principal {
     Principal::admin("root").unwrap()
 }
 
-/// `instances` services over one counting store on one manual clock, audit of uses off, each
-/// with a validation cache (time to live 5 s) when `cached`.
+/// `instances` services over one counting store on one manual clock, with the service defaults
+/// (audit of uses and refusals on) but a ledger interval of an hour (so only `flush` writes),
+/// each with a validation cache (time to live 5 s) when `cached`.
 fn services(
-    interval: Duration,
     instances: usize,
     cached: bool,
 ) -> (Arc<Counting>, Vec<TokenService>, Arc<ManualClock>) {
@@ -468,9 +482,7 @@ fn services(
                 Peppers::new(Pepper::new(KeyId(1), [7; 32])),
             )
             .clock(clock.clone())
-            .touch_interval(interval)
-            .audit_uses(false)
-            .audit_refusals(false);
+            .ledger(LedgerSettings::new().interval(Duration::hours(1)));
             if cached {
                 b.validation_cache(ValidationCache::new(Duration::seconds(5)))
                     .build()
@@ -497,14 +509,61 @@ async fn flood(svcs: &[TokenService], clock: &ManualClock, token: &str, per_step
     n
 }
 
-#[tokio::test]
-async fn a_flood_of_validations_touches_at_most_once_per_interval() {
-    for (interval_s, cached) in [1, 10, 60]
+/// The aggregated use rows of `id` and the uses they count.
+async fn audited_uses(svc: &TokenService, id: TokenId) -> (usize, u64) {
+    let rows: Vec<_> = svc
+        .audit(&AuditFilter::default().token(id), &admin())
+        .await
+        .unwrap()
         .into_iter()
-        .flat_map(|i| [(i, false), (i, true)])
-    {
-        let interval = Duration::seconds(interval_s);
-        let (store, svcs, clock) = services(interval, 1, cached);
+        .filter_map(|e| match e.action {
+            AuditAction::UsedMany { count, .. } => Some(count),
+            _ => None,
+        })
+        .collect();
+    (rows.len(), rows.iter().sum())
+}
+
+#[tokio::test]
+async fn a_flood_of_validations_writes_nothing_until_one_batch() {
+    for cached in [false, true] {
+        let (store, svcs, clock) = services(1, cached);
+        let svc = &svcs[0];
+        let t = svc
+            .deployment()
+            .generate(NewDeployment::named("flood").unwrap(), &admin())
+            .await
+            .unwrap();
+        store.reset();
+        let n = flood(&svcs, &clock, t.secret.expose_secret(), 100).await;
+        println!(
+            "cache {cached}: {n} validations in 60 simulated s -> {} writes before the flush",
+            store.total()
+        );
+        assert_eq!(store.total(), 0, "no write on the request path (audit on)");
+        // Not yet written, already read: the audit row counts every use.
+        assert_eq!(audited_uses(svc, t.token.id).await, (1, n));
+        let flushed = svc.flush().await.unwrap();
+        assert_eq!(flushed.batches, 1);
+        assert_eq!(store.writes("record_batch"), 1, "one batch");
+        assert_eq!(store.total(), 1, "and nothing else");
+        assert_eq!(audited_uses(svc, t.token.id).await, (1, n), "written once");
+        let stored = store.inner.get(t.token.id).await.unwrap().unwrap();
+        assert_eq!(
+            stored.last_used_at,
+            Some(T0 + Duration::milliseconds(59_900)),
+            "the last use"
+        );
+        // Nothing left: a second flush writes nothing.
+        assert_eq!(svc.flush().await.unwrap().batches, 0);
+        assert_eq!(store.total(), 1);
+    }
+}
+
+#[tokio::test]
+async fn several_instances_write_one_batch_each() {
+    for cached in [false, true] {
+        let (store, svcs, clock) = services(4, cached);
         let t = svcs[0]
             .deployment()
             .generate(NewDeployment::named("flood").unwrap(), &admin())
@@ -512,55 +571,30 @@ async fn a_flood_of_validations_touches_at_most_once_per_interval() {
             .unwrap();
         store.reset();
         let n = flood(&svcs, &clock, t.secret.expose_secret(), 100).await;
-        let intervals = u64::try_from(60 / interval_s).unwrap();
-        let touches = store.writes("touch");
-        println!(
-            "interval {interval_s:>2} s, cache {cached}: {n} validations in 60 simulated s -> \
-             {touches} touch calls, {} wrote, {} writes in all",
-            store.touch_wrote.load(Ordering::Relaxed),
-            store.total()
-        );
-        assert!(touches >= 1, "the first use is recorded");
-        assert!(
-            touches <= intervals,
-            "{touches} touches for {intervals} intervals"
-        );
-        assert_eq!(store.total(), touches, "no other write on this path");
-    }
-}
-
-#[tokio::test]
-async fn several_instances_write_at_most_once_per_interval_between_them() {
-    // Each instance coalesces in its own cache, so each may call touch once per interval; the
-    // store's conditional update lets only one of those calls write.
-    for cached in [false, true] {
-        let (store, svcs, clock) = services(Duration::seconds(10), 4, cached);
-        let t = svcs[0]
-            .deployment()
-            .generate(NewDeployment::named("flood").unwrap(), &admin())
+        assert_eq!(store.total(), 0, "no write on the request path");
+        for svc in &svcs {
+            svc.flush().await.unwrap();
+        }
+        assert_eq!(store.writes("record_batch"), 4, "one batch per instance");
+        let stored = store
+            .inner
+            .events(&AuditFilter::default().token(t.token.id))
             .await
             .unwrap();
-        store.reset();
-        flood(&svcs, &clock, t.secret.expose_secret(), 100).await;
-        let calls = store.writes("touch");
-        let wrote = store.touch_wrote.load(Ordering::Relaxed);
-        println!(
-            "4 instances, cache {cached}, interval 10 s, 60 s: {calls} touch calls, {wrote} wrote"
-        );
-        assert!(wrote <= 6, "{wrote} last-use writes for 6 intervals");
-        assert!(wrote >= 1, "uses are recorded");
-        assert!(
-            calls <= 4 * 6,
-            "{calls} touch calls for 4 instances x 6 intervals"
-        );
+        let counted: u64 = stored
+            .iter()
+            .filter_map(|e| match e.action {
+                AuditAction::UsedMany { count, .. } => Some(count),
+                _ => None,
+            })
+            .sum();
+        assert_eq!(counted, n, "every use audited once, across instances");
     }
 }
 
 #[tokio::test]
-async fn application_validation_counts_each_use_in_the_ip_log() {
-    // The IP log is a per-use counter (first seen, last seen, count): one upsert per accepted
-    // validation by design; only the token's last-use time is coalesced.
-    let (store, svcs, clock) = services(Duration::seconds(60), 1, false);
+async fn application_validations_count_each_use_in_the_ip_log_through_one_batch() {
+    let (store, svcs, clock) = services(1, false);
     let svc = &svcs[0];
     let t = svc
         .application()
@@ -573,24 +607,49 @@ async fn application_validation_counts_each_use_in_the_ip_log() {
         .await
         .unwrap();
     store.reset();
-    let ip: IpAddr = "192.0.2.1".parse().unwrap();
+    let ips: [IpAddr; 2] = ["192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap()];
     let mut n = 0;
-    for _ in 0..600 {
-        for _ in 0..10 {
+    for step in 0..600 {
+        for i in 0..10 {
             svc.application()
-                .validate(t.secret.expose_secret(), ip)
+                .validate(t.secret.expose_secret(), ips[i % 2])
                 .await
                 .unwrap()
                 .unwrap();
             n += 1;
         }
+        if step == 300 {
+            // Half way: written, then counted on top.
+            svc.flush().await.unwrap();
+        }
         clock.advance(Duration::milliseconds(100));
     }
+    let log = svc.application().ips(t.token.id).await.unwrap();
     println!(
-        "application: {n} validations -> {} usage upserts, {} touch calls",
-        store.writes("record_usage"),
-        store.writes("touch")
+        "application: {n} validations -> {} writes ({:?})",
+        store.total(),
+        log
     );
-    assert_eq!(store.writes("record_usage"), n);
-    assert_eq!(store.writes("touch"), 1);
+    assert_eq!(
+        store.writes("record_batch"),
+        1,
+        "only the flush half way wrote"
+    );
+    assert_eq!(store.writes("record_usage"), 0);
+    assert_eq!(store.writes("touch"), 0);
+    assert_eq!(log.len(), 2);
+    assert_eq!(
+        log.iter().map(|e| e.count).sum::<u64>(),
+        n,
+        "written plus waiting"
+    );
+    assert!(log.iter().all(|e| e.first_seen == Some(T0)));
+    svc.flush().await.unwrap();
+    let stored = store.inner.usage(t.token.id).await.unwrap();
+    assert_eq!(
+        stored.iter().map(|e| e.count).sum::<u64>(),
+        n,
+        "all written"
+    );
+    assert_eq!(svc.application().ips(t.token.id).await.unwrap(), log);
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tessera::core::clock::ManualClock;
 use tessera::core::digest::{KeyId, Pepper, Peppers};
 use tessera::memory::MemoryStore;
-use tessera::{Principal, TokenService};
+use tessera::{LedgerSettings, Principal, TokenService};
 use time::OffsetDateTime;
 use time::macros::datetime;
 
@@ -20,6 +20,17 @@ pub fn service() -> (TokenService, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(T0));
     let svc = TokenService::builder(MemoryStore::new(), peppers())
         .clock(clock.clone())
+        .build();
+    (svc, clock)
+}
+
+/// As [`service`], auditing every use as a row of its own (with its address, device or
+/// permission) instead of the usage ledger's aggregated rows.
+pub fn service_each_use() -> (TokenService, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(T0));
+    let svc = TokenService::builder(MemoryStore::new(), peppers())
+        .clock(clock.clone())
+        .ledger(LedgerSettings::new().audit_each_use(true))
         .build();
     (svc, clock)
 }

@@ -12,7 +12,7 @@ use tessera::core::id::{AccessType, TokenId};
 use tessera::core::kind::application::{AccessCatalog, InactivityPolicy};
 use tessera::core::record::TokenRecord;
 use tessera::store::TokenFilter;
-use tessera::{Issued, Principal, Store, TokenService};
+use tessera::{Issued, LedgerSettings, Principal, Store, TokenService};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use zeroize::Zeroizing;
@@ -453,7 +453,11 @@ impl Ctx {
                 .map_err(CliError::usage)
         };
         let clock = clock(g)?;
-        let mut builder = TokenService::builder_shared(opened.store, keys()?).clock(clock.clone());
+        // One command validates once at most: its use is audited as a row of its own (with its
+        // address, endpoint or permission), written by the ledger's flush when the command ends.
+        let mut builder = TokenService::builder_shared(opened.store, keys()?)
+            .clock(clock.clone())
+            .ledger(LedgerSettings::new().audit_each_use(true));
         if let Some(p) = inactivity.map_or_else(inactivity_from_env, |p| Ok(Some(p)))? {
             builder = builder.inactivity(p);
         }

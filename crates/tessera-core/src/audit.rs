@@ -54,6 +54,33 @@ pub enum AuditAction {
         /// Why (the exact internal reason; never sent to the client).
         reason: Rejection,
     },
+    /// A token was presented and accepted `count` times between `at` (the first) and `last`:
+    /// the usage ledger's aggregated row, one per token, carrier (endpoint and method) and
+    /// interval.
+    UsedMany {
+        /// Accepted uses in the interval.
+        count: u64,
+        /// The last of them (the event's `at` is the first).
+        #[serde(with = "time::serde::rfc3339")]
+        last: OffsetDateTime,
+        /// Distinct client addresses among them (counted up to
+        /// [`AuditAction::MAX_DISTINCT`], the bound when reached).
+        addresses: u64,
+    },
+    /// A token was presented and refused `count` times for `reason` between `at` (the first)
+    /// and `last`: the usage ledger's aggregated row.
+    RefusedMany {
+        /// Why (the exact internal reason; never sent to the client).
+        reason: Rejection,
+        /// Refusals in the interval.
+        count: u64,
+        /// The last of them (the event's `at` is the first).
+        #[serde(with = "time::serde::rfc3339")]
+        last: OffsetDateTime,
+        /// Distinct client addresses among them (counted up to
+        /// [`AuditAction::MAX_DISTINCT`]).
+        addresses: u64,
+    },
     /// A token's state changed.
     StateChanged {
         /// Before.
@@ -137,6 +164,12 @@ pub struct Subject {
     /// The action an auth token was checked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permission: Option<Permission>,
+}
+
+impl AuditAction {
+    /// How many distinct client addresses an aggregated row counts at most (beyond it, the
+    /// count stays at this bound).
+    pub const MAX_DISTINCT: u64 = 1024;
 }
 
 /// One append-only audit event.

@@ -13,12 +13,14 @@
 ///   counted in the token's `uses`, but only the newest `max_enrollments_per_token` devices are
 ///   listed by `enrollments`: the oldest are dropped.
 ///
-/// Audit events are not bounded: the memory store is for tests, examples and short-lived
-/// processes.
+/// - **Audit events.** Beyond `max_audit_events` in all, the oldest events are dropped (the
+///   memory store is for tests, examples and single processes; a durable trail is a SQL
+///   backend's).
 ///
 /// # Default
 ///
-/// 4,096 usage entries and 100,000 enrollments per token. A limit of 0 is taken as 1.
+/// 4,096 usage entries and 100,000 enrollments per token, 1,000,000 audit events. A limit of 0
+/// is taken as 1.
 ///
 /// # Examples
 ///
@@ -38,6 +40,8 @@ pub struct MemoryLimits {
     pub max_usage_entries_per_token: usize,
     /// Enrollments (redeeming devices) listed per token.
     pub max_enrollments_per_token: usize,
+    /// Audit events kept in all (the oldest go first).
+    pub max_audit_events: usize,
 }
 
 impl MemoryLimits {
@@ -45,12 +49,15 @@ impl MemoryLimits {
     pub const DEFAULT_USAGE_ENTRIES: usize = 4_096;
     /// The default enrollments listed per token.
     pub const DEFAULT_ENROLLMENTS: usize = 100_000;
+    /// The default audit events kept.
+    pub const DEFAULT_AUDIT_EVENTS: usize = 1_000_000;
 
     /// The defaults.
     pub const fn new() -> Self {
         Self {
             max_usage_entries_per_token: Self::DEFAULT_USAGE_ENTRIES,
             max_enrollments_per_token: Self::DEFAULT_ENROLLMENTS,
+            max_audit_events: Self::DEFAULT_AUDIT_EVENTS,
         }
     }
 
@@ -66,6 +73,18 @@ impl MemoryLimits {
     pub const fn with_max_enrollments_per_token(mut self, n: usize) -> Self {
         self.max_enrollments_per_token = n;
         self
+    }
+
+    /// Keep at most `n` audit events in all (at least 1); the oldest go first.
+    #[must_use]
+    pub const fn with_max_audit_events(mut self, n: usize) -> Self {
+        self.max_audit_events = n;
+        self
+    }
+
+    /// The audit cap actually applied.
+    pub(crate) fn audit_cap(self) -> usize {
+        self.max_audit_events.max(1)
     }
 
     /// The usage cap actually applied.

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
-use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
 use tessera_core::audit::AuditEvent;
@@ -17,8 +17,9 @@ use tessera_core::record::TokenRecord;
 use tessera_core::seal::Sealed;
 use tessera_core::validate::{Rejection, Request, validate};
 use tessera_store::{
-    AuditFilter, Capabilities, Change, ChangeSink, Enrollment, Redemption, Result, StateChange,
-    Store, StoreError, TokenFilter, UsageEntry, UsageOutcome, UsageSubject, names,
+    AuditFilter, BatchId, Capabilities, Change, ChangeSink, Enrollment, Redemption, Result,
+    SharedRecord, StateChange, Store, StoreError, TokenFilter, UsageBatch, UsageEntry,
+    UsageOutcome, UsageSubject, names,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -32,11 +33,12 @@ use crate::config::MemoryLimits;
 /// share one reader-writer lock (a purge removes them together); audit events have their own.
 /// Nothing survives the process, and two processes never share a store.
 ///
-/// What is kept per token is bounded by [`MemoryLimits`].
+/// Records are kept shared ([`Store::find_shared`] hands out the one held, without a copy).
+/// What is kept per token, and the audit trail, are bounded by [`MemoryLimits`].
 pub struct MemoryStore {
     limits: MemoryLimits,
     tables: RwLock<Tables>,
-    audit: RwLock<Vec<AuditEvent>>,
+    audit: RwLock<VecDeque<AuditEvent>>,
     /// Told of every change a validation reads, before the write that made it returns.
     watchers: Mutex<Vec<ChangeSink>>,
 }
@@ -47,7 +49,11 @@ struct Tables {
     /// Insertion counter: ties in `created_at` list in insertion order.
     next_seq: u64,
     records: RandomKeyed<TokenId, Stored>,
-    by_digest: RandomKeyed<Digest, TokenId>,
+    /// The validation lookup: one probe to the shared record.
+    by_digest: RandomKeyed<Digest, Arc<SharedRecord>>,
+    /// Ledger batches written, newest last (see [`BATCHES_KEPT`]).
+    batches: VecDeque<BatchId>,
+    batch_ids: HashSet<BatchId>,
     /// Names of application tokens in force (see [`held_name`]).
     /// Unique names held, by key ([`names::name_key`]): application names, auth names per owner.
     app_names: HashMap<String, TokenId>,
@@ -101,8 +107,18 @@ const K: u64 = 0x517c_c1b7_2722_0a95;
 
 struct Stored {
     seq: u64,
-    record: TokenRecord,
+    shared: Arc<SharedRecord>,
 }
+
+impl Stored {
+    fn record(&self) -> &TokenRecord {
+        self.shared.record()
+    }
+}
+
+/// How many ledger batch ids the store remembers, to refuse a batch written twice: far more than
+/// a writer retries (it retries one batch until it is written).
+const BATCHES_KEPT: usize = 4_096;
 
 /// One usage entry, without its keys.
 #[derive(Clone, Copy, Default)]
@@ -161,7 +177,7 @@ impl MemoryStore {
         Self {
             limits,
             tables: RwLock::new(Tables::default()),
-            audit: RwLock::new(Vec::new()),
+            audit: RwLock::new(VecDeque::new()),
             watchers: Mutex::new(Vec::new()),
         }
     }
@@ -181,6 +197,16 @@ impl MemoryStore {
         self.tables.write().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Keep `event` in time order (after others at the same instant), dropping the oldest
+    /// beyond [`MemoryLimits::max_audit_events`].
+    fn push_event(&self, events: &mut VecDeque<AuditEvent>, event: &AuditEvent) {
+        let at = events.partition_point(|e| e.at <= event.at);
+        events.insert(at, event.clone());
+        while events.len() > self.limits.audit_cap() {
+            events.pop_front();
+        }
+    }
+
     /// Append a change's `events` while the tables' write lock `_tables` is held, so readers see
     /// the change and its events together. Lock order: tables, then audit.
     fn log(&self, _tables: &RwLockWriteGuard<'_, Tables>, events: &[AuditEvent]) {
@@ -190,8 +216,7 @@ impl MemoryStore {
         let mut log = self.audit.write().unwrap_or_else(PoisonError::into_inner);
         for event in events {
             // Oldest first; an event at the same instant as others goes after them.
-            let at = log.partition_point(|e| e.at <= event.at);
-            log.insert(at, event.clone());
+            self.push_event(&mut log, event);
         }
     }
 
@@ -258,19 +283,26 @@ impl Tables {
 
     /// Add a record that passed [`Tables::check_new`].
     fn add(&mut self, r: &TokenRecord) {
-        self.by_digest.insert(r.digest, r.id);
+        let shared = Arc::new(SharedRecord::new(r.clone(), []));
+        self.by_digest.insert(r.digest, Arc::clone(&shared));
         if let Some(name) = held_name(r) {
             self.app_names.insert(name, r.id);
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.records.insert(
-            r.id,
-            Stored {
-                seq,
-                record: r.clone(),
-            },
-        );
+        self.records.insert(r.id, Stored { seq, shared });
+    }
+
+    /// Replace the shared record of `id` (same digest) by `next`, in both maps.
+    fn share(&mut self, id: TokenId, next: SharedRecord) -> Option<Arc<SharedRecord>> {
+        let stored = self.records.get_mut(&id)?;
+        let next = Arc::new(next);
+        let old = core::mem::replace(&mut stored.shared, Arc::clone(&next));
+        if old.digest != next.digest {
+            self.by_digest.remove(&old.digest);
+        }
+        self.by_digest.insert(next.digest, Arc::clone(&next));
+        Some(next)
     }
 
     /// Why the stored record `id` cannot become `next`, if it cannot: its new digest or its new
@@ -296,13 +328,12 @@ impl Tables {
     /// Make the stored record `id` into `next` (checked or known consistent), keeping the indexes
     /// in step; returns the record it was.
     fn set(&mut self, id: TokenId, next: TokenRecord) -> Option<TokenRecord> {
-        let stored = self.records.get_mut(&id)?;
-        let old = core::mem::replace(&mut stored.record, next);
-        let next = &stored.record;
-        if old.digest != next.digest {
-            self.by_digest.remove(&old.digest);
-            self.by_digest.insert(next.digest, id);
-        }
+        let stored = self.records.get(&id)?;
+        let old = stored.record().clone();
+        let mut shared = SharedRecord::clone(&stored.shared);
+        *shared.record_mut() = next;
+        let next = self.share(id, shared)?;
+        let next = next.record();
         if held_name(&old) != held_name(next) {
             if let Some(name) = held_name(&old) {
                 if self.app_names.get(&name) == Some(&id) {
@@ -318,7 +349,7 @@ impl Tables {
 
     /// Check and apply `next` to the stored record `id`; returns it as stored now.
     fn update(&mut self, id: TokenId, next: TokenRecord) -> Result<TokenRecord> {
-        let old = &self.records.get(&id).ok_or(TOKEN)?.record;
+        let old = self.records.get(&id).ok_or(TOKEN)?.record();
         self.check_update(id, old, &next)?;
         self.set(id, next.clone());
         Ok(next)
@@ -326,7 +357,7 @@ impl Tables {
 
     /// The record `id` after `change`, if it is still in `change.from`.
     fn changed(&self, id: TokenId, change: &StateChange) -> Result<TokenRecord> {
-        let r = &self.records.get(&id).ok_or(TOKEN)?.record;
+        let r = self.records.get(&id).ok_or(TOKEN)?.record();
         if r.state != change.from {
             return Err(StoreError::Conflict);
         }
@@ -412,15 +443,19 @@ impl Store for MemoryStore {
     }
 
     async fn get(&self, id: TokenId) -> Result<Option<TokenRecord>> {
-        Ok(self.read().records.get(&id).map(|s| s.record.clone()))
+        Ok(self.read().records.get(&id).map(|s| s.record().clone()))
     }
 
     async fn find_by_digest(&self, digest: &Digest) -> Result<Option<TokenRecord>> {
-        let t = self.read();
-        Ok(t.by_digest
+        Ok(self
+            .read()
+            .by_digest
             .get(digest)
-            .and_then(|id| t.records.get(id))
-            .map(|s| s.record.clone()))
+            .map(|s| s.record().clone()))
+    }
+
+    async fn find_shared(&self, digest: &Digest) -> Result<Option<Arc<SharedRecord>>> {
+        Ok(self.read().by_digest.get(digest).map(Arc::clone))
     }
 
     async fn list(&self, filter: &TokenFilter) -> Result<Vec<TokenRecord>> {
@@ -428,10 +463,10 @@ impl Store for MemoryStore {
         let mut found: Vec<&Stored> = t
             .records
             .values()
-            .filter(|s| filter.matches(&s.record))
+            .filter(|s| filter.matches(s.record()))
             .collect();
-        found.sort_by_key(|s| (s.record.created_at, s.seq));
-        Ok(found.into_iter().map(|s| s.record.clone()).collect())
+        found.sort_by_key(|s| (s.record().created_at, s.seq));
+        Ok(found.into_iter().map(|s| s.record().clone()).collect())
     }
 
     async fn change_state(
@@ -462,7 +497,7 @@ impl Store for MemoryStore {
         storable(events)?;
         let mut t = self.write();
         let next = t.changed(old, change)?;
-        let before = t.records.get(&old).ok_or(TOKEN)?.record.clone();
+        let before = t.records.get(&old).ok_or(TOKEN)?.record().clone();
         t.check_update(old, &before, &next)?;
         // The change goes first, so `new` may take the name `old` held. If `new` cannot be added
         // the change is undone; nobody sees the middle, as the write lock is held throughout.
@@ -487,7 +522,7 @@ impl Store for MemoryStore {
         storable(events)?;
         let next = {
             let mut t = self.write();
-            let r = &t.records.get(&id).ok_or(TOKEN)?.record;
+            let r = t.records.get(&id).ok_or(TOKEN)?.record();
             if r.kind() != data.kind() {
                 return Err(StoreError::Conflict);
             }
@@ -513,7 +548,7 @@ impl Store for MemoryStore {
         storable(events)?;
         let next = {
             let mut t = self.write();
-            let r = &t.records.get(&id).ok_or(TOKEN)?.record;
+            let r = t.records.get(&id).ok_or(TOKEN)?.record();
             let next = TokenRecord {
                 digest: *digest,
                 hint: hint.clone(),
@@ -536,7 +571,7 @@ impl Store for MemoryStore {
     ) -> Result<TokenRecord> {
         storable(events)?;
         let mut t = self.write();
-        let r = &t.records.get(&id).ok_or(TOKEN)?.record;
+        let r = t.records.get(&id).ok_or(TOKEN)?.record();
         let next = TokenRecord {
             sealed: sealed.cloned(),
             ..r.clone()
@@ -548,11 +583,17 @@ impl Store for MemoryStore {
 
     async fn touch(&self, id: TokenId, now: OffsetDateTime, interval: Duration) -> Result<bool> {
         let mut t = self.write();
-        let r = &mut t.records.get_mut(&id).ok_or(TOKEN)?.record;
-        if r.last_used_at.is_some_and(|last| now - last < interval) {
+        let stored = t.records.get(&id).ok_or(TOKEN)?;
+        if stored
+            .record()
+            .last_used_at
+            .is_some_and(|last| now - last < interval)
+        {
             return Ok(false);
         }
-        r.last_used_at = Some(now);
+        let mut next = SharedRecord::clone(&stored.shared);
+        next.record_mut().last_used_at = Some(now);
+        t.share(id, next);
         Ok(true)
     }
 
@@ -564,9 +605,9 @@ impl Store for MemoryStore {
             let Some(stored) = t.records.remove(id) else {
                 continue;
             };
-            let r = stored.record;
+            let r = stored.record();
             t.by_digest.remove(&r.digest);
-            if let Some(name) = held_name(&r) {
+            if let Some(name) = held_name(r) {
                 if t.app_names.get(&name) == Some(id) {
                     t.app_names.remove(&name);
                 }
@@ -591,14 +632,11 @@ impl Store for MemoryStore {
     ) -> Result<Redemption> {
         let cap = self.limits.enrollment_cap();
         let mut t = self.write();
-        let Some(id) = t.by_digest.get(digest).copied() else {
+        let Some(shared) = t.by_digest.get(digest) else {
             return Ok(Redemption::Refused(Rejection::NotFound));
         };
-        let Some(stored) = t.records.get_mut(&id) else {
-            return Ok(Redemption::Refused(Rejection::NotFound));
-        };
-        let r = &mut stored.record;
-        let KindData::Onboarding(_) = &r.data else {
+        let id = shared.id;
+        let KindData::Onboarding(_) = &shared.data else {
             // To a redemption, a token of another kind does not exist.
             return Ok(Redemption::Refused(Rejection::NotFound));
         };
@@ -609,7 +647,7 @@ impl Store for MemoryStore {
             .get(&id)
             .and_then(|l| l.iter().find(|e| &e.device == device))
         {
-            let record = t.records.get(&id).ok_or(TOKEN)?.record.clone();
+            let record = t.records.get(&id).ok_or(TOKEN)?.record().clone();
             return Ok(match Redemption::repeat_allowed(&record, now) {
                 Ok(()) => Redemption::Repeated {
                     record,
@@ -618,10 +656,11 @@ impl Store for MemoryStore {
                 Err(why) => Redemption::Refused(why),
             });
         }
-        let Some(stored) = t.records.get_mut(&id) else {
+        let Some(stored) = t.records.get(&id) else {
             return Ok(Redemption::Refused(Rejection::NotFound));
         };
-        let r = &mut stored.record;
+        let mut next = SharedRecord::clone(&stored.shared);
+        let r = next.record_mut();
         if let Err(why) = validate(r, &Request::Onboarding { device }, now) {
             return Ok(Redemption::Refused(why));
         }
@@ -640,6 +679,7 @@ impl Store for MemoryStore {
             changed = true;
         }
         let after = r.clone();
+        t.share(id, next);
         let list = t.enrollments.entry(id).or_default();
         let at = list.partition_point(|e| e.at <= now);
         list.insert(
@@ -722,10 +762,64 @@ impl Store for MemoryStore {
             Tables::make_room(entries, cap);
         }
         let usage = entries.entry(subject.clone()).or_default();
+        let was = usage.blocked;
         usage.blocked = blocked;
         let entry = usage.entry(id, subject);
+        if was != blocked {
+            if let Some(stored) = t.records.get(&id) {
+                let mut next = SharedRecord::clone(&stored.shared);
+                next.set_blocked(ip, blocked);
+                t.share(id, next);
+            }
+        }
         self.log(&t, events);
+        drop(t);
+        if was != blocked {
+            self.announce([id]);
+        }
         Ok(entry)
+    }
+
+    async fn record_batch(&self, batch: &UsageBatch) -> Result<bool> {
+        storable(&batch.events)?;
+        let cap = self.limits.usage_cap();
+        let mut t = self.write();
+        if t.batch_ids.contains(&batch.id) {
+            return Ok(false);
+        }
+        t.batch_ids.insert(batch.id);
+        t.batches.push_back(batch.id);
+        while t.batches.len() > BATCHES_KEPT {
+            if let Some(old) = t.batches.pop_front() {
+                t.batch_ids.remove(&old);
+            }
+        }
+        for d in &batch.usage {
+            if !t.records.contains_key(&d.token) {
+                continue;
+            }
+            let entries = t.usage.entry(d.token).or_default();
+            if !entries.contains_key(&d.subject) {
+                Tables::make_room(entries, cap);
+            }
+            let u = entries.entry(d.subject.clone()).or_default();
+            u.count = u.count.saturating_add(d.count);
+            u.first_seen = Some(u.first_seen.map_or(d.first_seen, |f| f.min(d.first_seen)));
+            u.last_seen = Some(u.last_seen.map_or(d.last_seen, |l| l.max(d.last_seen)));
+        }
+        for (id, at) in &batch.last_used {
+            let Some(stored) = t.records.get(id) else {
+                continue;
+            };
+            if stored.record().last_used_at.is_some_and(|l| l >= *at) {
+                continue;
+            }
+            let mut next = SharedRecord::clone(&stored.shared);
+            next.record_mut().last_used_at = Some(*at);
+            t.share(*id, next);
+        }
+        self.log(&t, &batch.events);
+        Ok(true)
     }
 
     async fn usage(&self, id: TokenId) -> Result<Vec<UsageEntry>> {
@@ -867,9 +961,7 @@ impl Store for MemoryStore {
     async fn append(&self, event: &AuditEvent) -> Result<()> {
         storable(core::slice::from_ref(event))?;
         let mut events = self.audit.write().unwrap_or_else(PoisonError::into_inner);
-        // Oldest first; an event at the same instant as others goes after them.
-        let at = events.partition_point(|e| e.at <= event.at);
-        events.insert(at, event.clone());
+        self.push_event(&mut events, event);
         Ok(())
     }
 
@@ -878,8 +970,8 @@ impl Store for MemoryStore {
         let start = filter
             .since
             .map_or(0, |s| events.partition_point(|e| e.at < s));
-        Ok(events[start..]
-            .iter()
+        Ok(events
+            .range(start..)
             .filter(|e| filter.matches(e))
             .take(filter.limit.unwrap_or(usize::MAX))
             .cloned()
@@ -1135,7 +1227,7 @@ mod tests {
 
     #[test]
     fn redemptions_from_many_threads_never_exceed_the_limit() {
-        let s = std::sync::Arc::new(MemoryStore::new());
+        let s = Arc::new(MemoryStore::new());
         let r = onboarding(UsageLimit::uses(50).unwrap());
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
@@ -1143,7 +1235,7 @@ mod tests {
         rt.block_on(s.insert(&r, &[])).unwrap();
         let handles: Vec<_> = (0..8)
             .map(|t| {
-                let (s, digest) = (std::sync::Arc::clone(&s), r.digest);
+                let (s, digest) = (Arc::clone(&s), r.digest);
                 std::thread::spawn(move || {
                     let rt = tokio::runtime::Builder::new_current_thread()
                         .build()

@@ -8,6 +8,7 @@
 //! | `TESSERA_PEPPER` | the pepper, 64 hex characters, **key id 1** (the CLI's); after `tessera pepper rotate`, the keys as the key file holds them, `ID:HEX` per line or comma, current first | - |
 //! | `TESSERA_PEPPER_FILE` | a file holding it (the CLI's `tessera.key`), if `TESSERA_PEPPER` is unset | - |
 //! | `TESSERA_CACHE_TTL_SECONDS` | validation cache time to live: the longest a token revoked by another instance may still pass here when the watch is down or on SQLite | 2 |
+//! | `TESSERA_LEDGER_INTERVAL_MS` | how often the usage ledger writes counts, last uses and audit rows (the most a crash can lose) | 1000 |
 //! | `TESSERA_LISTEN` | address and port | `127.0.0.1:8080` |
 //! | `RUST_LOG` | tracing filter (`info`, `tessera=debug`, ...) | `info` |
 
@@ -63,6 +64,7 @@ pub(crate) struct Config {
     pub(crate) database: Database,
     pub(crate) peppers: Peppers,
     pub(crate) cache_ttl: Duration,
+    pub(crate) ledger_interval: Duration,
     pub(crate) listen: SocketAddr,
 }
 
@@ -154,6 +156,20 @@ impl Config {
                     .into(),
             ),
         };
+        const LEDGER: &str = "TESSERA_LEDGER_INTERVAL_MS";
+        let ledger_interval = match var(LEDGER)? {
+            None => Duration::seconds(1),
+            Some(s) => match s.trim().parse::<u32>() {
+                Ok(ms) if ms > 0 => Duration::milliseconds(ms.into()),
+                _ => {
+                    return Err(Error::Config {
+                        var: LEDGER,
+                        why: "is not a whole number of milliseconds from 1 to 4294967295"
+                            .to_owned(),
+                    });
+                }
+            },
+        };
         const LISTEN: &str = "TESSERA_LISTEN";
         let listen = match var(LISTEN)? {
             None => SocketAddr::from(([127, 0, 0, 1], 8080)),
@@ -166,6 +182,7 @@ impl Config {
             database,
             peppers,
             cache_ttl,
+            ledger_interval,
             listen,
         })
     }

@@ -12,8 +12,8 @@
 //! | `GET /readyz` | 200 when the store answers and, on PostgreSQL, the change watch is up; else 503 saying why |
 //! | `GET /metrics` | Prometheus text: Tessera's metrics and the process's |
 //!
-//! SIGTERM or Ctrl-C: stop accepting, finish the requests in flight, close the store's pool,
-//! exit 0.
+//! SIGTERM or Ctrl-C: stop accepting, finish the requests in flight, write the usage ledger
+//! (`TokenService::flush`), close the store's pool, exit 0.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -31,7 +31,7 @@ use axum::{Extension, Router};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tessera::application::ApplicationAccess;
 use tessera::core::id::TokenId;
-use tessera::{Kind, RequestContext, Secret, Store, TokenService, ValidationCache};
+use tessera::{Kind, LedgerSettings, RequestContext, Secret, Store, TokenService, ValidationCache};
 use tessera_http::{ApplicationLayer, ClientIp};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -85,6 +85,7 @@ async fn run() -> Result<(), config::Error> {
     let watches = matches!(backend, Backend::Postgres(_));
     let service = TokenService::builder_shared(store.clone(), config.peppers)
         .validation_cache(ValidationCache::new(config.cache_ttl))
+        .ledger(LedgerSettings::new().interval(config.ledger_interval))
         .build();
     let app = App {
         service: service.clone(),
@@ -125,7 +126,17 @@ async fn run() -> Result<(), config::Error> {
     .with_graceful_shutdown(shutdown())
     .await
     .map_err(|e| config::Error::Start(format!("serving failed: {e}")))?;
-    tracing::info!("requests drained; closing the store");
+    // What the usage ledger holds (counts, last uses, audit rows of the last interval) is
+    // written before the store closes.
+    match service.flush().await {
+        Ok(f) => tracing::info!(
+            uses = f.uses,
+            events = f.events,
+            "requests drained; usage ledger written; closing the store"
+        ),
+        Err(e) => tracing::error!(error = %e,
+            "usage ledger could not be written on shutdown: the last interval's counts are lost"),
+    }
     drop(service);
     drop(store);
     // Whatever the pool holds is written: close it before exiting.

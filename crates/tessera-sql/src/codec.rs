@@ -19,7 +19,7 @@ use tessera_core::kind::onboarding::{DeviceBinding, UsageLimit};
 use tessera_core::lifecycle::State;
 use tessera_core::record::TokenRecord;
 use tessera_core::seal::Sealed;
-use tessera_store::{Enrollment, StoreError, UsageEntry, UsageSubject};
+use tessera_store::{BatchId, Enrollment, SharedRecord, StoreError, UsageEntry, UsageSubject};
 use time::{Duration, OffsetDateTime};
 
 use crate::error::out_of_range;
@@ -471,6 +471,28 @@ impl RawRecord {
 /// Read a record from a row of [`record_columns!`].
 pub(crate) fn record(row: &impl Cols) -> Result<TokenRecord, StoreError> {
     RawRecord::from_row(row)?.into_record()
+}
+
+/// Read a shared record from a row of [`record_columns!`] and `blocked`, the blocked addresses
+/// separated by spaces (or NULL).
+pub(crate) fn shared_record(row: &impl Cols) -> Result<SharedRecord, StoreError> {
+    let record = RawRecord::from_row(row)?.into_record()?;
+    let blocked = row.opt_text(21, "blocked")?;
+    let blocked = blocked
+        .as_deref()
+        .unwrap_or("")
+        .split_ascii_whitespace()
+        .map(|a| {
+            a.parse::<IpAddr>()
+                .map_err(|e| corrupt("blocked address", e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(SharedRecord::new(record, blocked))
+}
+
+/// A ledger batch id as stored: 32 hexadecimal digits.
+pub(crate) fn batch_id(id: BatchId) -> String {
+    format!("{:032x}", id.0)
 }
 
 /// A usage subject as stored: kind, subject text, method (empty for addresses).

@@ -150,6 +150,33 @@ pub(crate) const RECORD_USAGE: &str = concat!(
     usage_columns!()
 );
 
+/// Add a ledger delta to a usage entry, if the token exists: $1 token, $2 subject kind,
+/// $3 subject, $4 method, $5 first seen, $6 last seen, $7 count. Blocked entries count too
+/// (the uses were accepted before the block); first and last seen only widen. (PostgreSQL
+/// binds arrays instead.)
+#[cfg(feature = "sqlite")]
+pub(crate) const ADD_USAGE: &str = "INSERT INTO token_usage AS u (token_id, subject_kind, \
+     subject, method, first_seen, last_seen, hits, blocked) \
+     SELECT $1, $2, $3, $4, $5, $6, $7, FALSE WHERE EXISTS (SELECT 1 FROM tokens WHERE id = $1) \
+     ON CONFLICT (token_id, subject_kind, subject, method) DO UPDATE SET \
+     hits = u.hits + excluded.hits, \
+     first_seen = CASE WHEN u.first_seen IS NULL OR excluded.first_seen < u.first_seen \
+         THEN excluded.first_seen ELSE u.first_seen END, \
+     last_seen = CASE WHEN u.last_seen IS NULL OR excluded.last_seen > u.last_seen \
+         THEN excluded.last_seen ELSE u.last_seen END";
+
+/// Move a last use later, never earlier: $1 token, $2 at.
+#[cfg(feature = "sqlite")]
+pub(crate) const LAST_USED: &str = "UPDATE tokens SET last_used_at = $2 \
+     WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)";
+
+/// Claim a ledger batch id: $1 id, $2 now. Nothing inserted means it was written before.
+pub(crate) const CLAIM_BATCH: &str =
+    "INSERT INTO usage_batches (id, at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING";
+
+/// Forget batch ids older than $1 (a writer retries one batch for seconds, not days).
+pub(crate) const PRUNE_BATCHES: &str = "DELETE FROM usage_batches WHERE at < $1";
+
 /// Whether an address is blocked: $1 token, $2 address.
 pub(crate) const IS_BLOCKED: &str = "SELECT blocked FROM token_usage \
      WHERE token_id = $1 AND subject_kind = 'ip' AND subject = $2 AND method = ''";

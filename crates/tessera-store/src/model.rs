@@ -4,6 +4,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use tessera_core::Kind;
+use tessera_core::audit::AuditEvent;
 use tessera_core::id::{DeviceId, EndpointId, TokenId, UserId};
 use tessera_core::kind::endpoint::Method;
 use tessera_core::lifecycle::State;
@@ -291,7 +292,7 @@ impl AuditFilter {
     }
 
     /// Whether `e` passes the filter, limit aside.
-    pub fn matches(&self, e: &tessera_core::audit::AuditEvent) -> bool {
+    pub fn matches(&self, e: &AuditEvent) -> bool {
         self.token.is_none_or(|t| e.subject.token == Some(t))
             && self.actor.as_ref().is_none_or(|a| &e.actor == a)
             && self.since.is_none_or(|s| e.at >= s)
@@ -307,4 +308,140 @@ pub struct Capabilities {
     pub shared_across_processes: bool,
     /// Data survives a restart.
     pub durable: bool,
+}
+
+/// A stored record shared between the store, the validation cache and the validations using
+/// it ([`Store::find_shared`](crate::Store::find_shared)), with what a validation decides on
+/// beside the record: the addresses blocked for the token.
+///
+/// Shared read-only behind an [`Arc`]: a validation holds it without copying the record.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct SharedRecord {
+    record: TokenRecord,
+    /// Blocked addresses in their canonical spelling, sorted.
+    blocked: Box<[IpAddr]>,
+}
+
+impl SharedRecord {
+    /// `record`, with `blocked` the addresses blocked for it (any spelling, any order).
+    pub fn new(record: TokenRecord, blocked: impl IntoIterator<Item = IpAddr>) -> Self {
+        let mut blocked: Vec<IpAddr> = blocked
+            .into_iter()
+            .map(tessera_core::net::canonical)
+            .collect();
+        blocked.sort_unstable();
+        blocked.dedup();
+        Self {
+            record,
+            blocked: blocked.into_boxed_slice(),
+        }
+    }
+
+    /// The record.
+    pub const fn record(&self) -> &TokenRecord {
+        &self.record
+    }
+
+    /// The record, owned.
+    pub fn into_record(self) -> TokenRecord {
+        self.record
+    }
+
+    /// The record, to change (then [`SharedRecord::set_blocked`] keeps the block list).
+    pub fn record_mut(&mut self) -> &mut TokenRecord {
+        &mut self.record
+    }
+
+    /// The addresses blocked for the token (canonical spelling, sorted).
+    pub fn blocked(&self) -> &[IpAddr] {
+        &self.blocked
+    }
+
+    /// Whether `ip` (any spelling) is blocked for the token.
+    pub fn is_blocked(&self, ip: IpAddr) -> bool {
+        !self.blocked.is_empty()
+            && self
+                .blocked
+                .binary_search(&tessera_core::net::canonical(ip))
+                .is_ok()
+    }
+
+    /// Block or unblock `ip` in this copy.
+    pub fn set_blocked(&mut self, ip: IpAddr, blocked: bool) {
+        let ip = tessera_core::net::canonical(ip);
+        let mut list = core::mem::take(&mut self.blocked).into_vec();
+        match (list.binary_search(&ip), blocked) {
+            (Err(at), true) => list.insert(at, ip),
+            (Ok(at), false) => {
+                list.remove(at);
+            }
+            _ => {}
+        }
+        self.blocked = list.into_boxed_slice();
+    }
+}
+
+impl core::ops::Deref for SharedRecord {
+    type Target = TokenRecord;
+
+    fn deref(&self) -> &TokenRecord {
+        &self.record
+    }
+}
+
+/// Which batch of bookkeeping this is: a batch written twice (a retry after an answer was lost)
+/// counts once. Drawn at random by the writer.
+#[derive(Clone, Copy, Debug, Default, Eq, Hash, Ord, PartialEq, PartialOrd)]
+pub struct BatchId(pub u128);
+
+/// Uses of one token by one subject, aggregated over an interval.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct UsageDelta {
+    /// The token.
+    pub token: TokenId,
+    /// By what.
+    pub subject: UsageSubject,
+    /// The first use in the interval.
+    pub first_seen: OffsetDateTime,
+    /// The last use in the interval.
+    pub last_seen: OffsetDateTime,
+    /// Uses in the interval (at least one).
+    pub count: u64,
+}
+
+/// The usage ledger's bookkeeping of one interval, written by
+/// [`Store::record_batch`](crate::Store::record_batch) in one transaction.
+#[derive(Clone, Debug, Default, Eq, PartialEq)]
+#[non_exhaustive]
+pub struct UsageBatch {
+    /// Its id: a batch with an id already written is not written again.
+    pub id: BatchId,
+    /// Counts to add to usage entries (first seen only moves earlier, last seen only later).
+    pub usage: Vec<UsageDelta>,
+    /// Last uses: a token's `last_used_at` becomes this unless it is later already.
+    pub last_used: Vec<(TokenId, OffsetDateTime)>,
+    /// Audit events to append (aggregated use and refusal rows, or one per use).
+    pub events: Vec<AuditEvent>,
+}
+
+impl UsageBatch {
+    /// An empty batch with this id.
+    pub const fn new(id: BatchId) -> Self {
+        Self {
+            id,
+            usage: Vec::new(),
+            last_used: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    /// Whether it holds nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.usage.is_empty() && self.last_used.is_empty() && self.events.is_empty()
+    }
+
+    /// Uses it counts (the sum of its deltas).
+    pub fn uses(&self) -> u64 {
+        self.usage.iter().map(|d| d.count).sum()
+    }
 }

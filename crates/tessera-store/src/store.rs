@@ -1,6 +1,7 @@
 //! The storage trait every backend implements.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use tessera_core::audit::AuditEvent;
@@ -14,8 +15,8 @@ use time::{Duration, OffsetDateTime};
 
 use crate::error::Result;
 use crate::model::{
-    AuditFilter, Capabilities, ChangeSink, Enrollment, Redemption, StateChange, TokenFilter,
-    UsageEntry, UsageOutcome, UsageSubject,
+    AuditFilter, Capabilities, ChangeSink, Enrollment, Redemption, SharedRecord, StateChange,
+    TokenFilter, UsageBatch, UsageEntry, UsageOutcome, UsageSubject,
 };
 
 /// Storage for token records, usage, endpoint mappings and audit.
@@ -64,6 +65,33 @@ pub trait Store: core::fmt::Debug + Send + Sync + 'static {
 
     /// The record whose digest is `digest` (the validation lookup; indexed).
     async fn find_by_digest(&self, digest: &Digest) -> Result<Option<TokenRecord>>;
+
+    /// The record whose digest is `digest` with the addresses blocked for it, shared: the
+    /// validation lookup, one read. A backend that keeps records in memory hands out the one it
+    /// holds (no copy); the default reads [`Store::find_by_digest`] and, for an application
+    /// token, its [`Store::usage`].
+    ///
+    /// The block list is read with the record: a block set after it was read is not in it
+    /// (a validation that read it decided before the block).
+    async fn find_shared(&self, digest: &Digest) -> Result<Option<Arc<SharedRecord>>> {
+        let Some(record) = self.find_by_digest(digest).await? else {
+            return Ok(None);
+        };
+        let blocked = if record.kind() == tessera_core::Kind::Application {
+            self.usage(record.id)
+                .await?
+                .into_iter()
+                .filter(|u| u.blocked)
+                .filter_map(|u| match u.subject {
+                    UsageSubject::Ip(ip) => Some(ip),
+                    UsageSubject::Endpoint(..) => None,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Some(Arc::new(SharedRecord::new(record, blocked))))
+    }
 
     /// Records passing `filter` (as [`TokenFilter::matches`]), oldest `created_at` first.
     async fn list(&self, filter: &TokenFilter) -> Result<Vec<TokenRecord>>;
@@ -197,11 +225,24 @@ pub trait Store: core::fmt::Debug + Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> Result<UsageOutcome>;
 
+    /// Write the usage ledger's bookkeeping of one interval in one transaction, all or
+    /// nothing: add each [`UsageDelta`](crate::UsageDelta)'s count to its usage entry (creating
+    /// it unblocked; first seen only moves earlier, last seen only later; a blocked entry
+    /// counts too: the uses were accepted before the block), move each token's `last_used_at`
+    /// later (never earlier), and append the events. Counts and last uses of tokens that no
+    /// longer exist are skipped; their events are appended (audit outlives a purge).
+    ///
+    /// Returns `false`, changing nothing, when a batch with the same [`id`](UsageBatch::id)
+    /// was written before: a batch retried after its answer was lost counts once. Nothing here
+    /// is announced to [watchers](Store::watch): a validation decides nothing on counts.
+    async fn record_batch(&self, batch: &UsageBatch) -> Result<bool>;
+
     /// Whether `ip` is blocked for token `id`.
     async fn is_blocked(&self, id: TokenId, ip: IpAddr) -> Result<bool>;
 
     /// Block or unblock `ip` for token `id` (creating the entry with no uses if new); returns
-    /// the entry.
+    /// the entry. This changes what a validation reads ([`Store::find_shared`]'s block list):
+    /// a watching backend reports it as a change of the token.
     ///
     /// # Errors
     ///

@@ -433,6 +433,18 @@ fn event_row(e: &AuditEvent) -> Vec<String> {
         AuditAction::Issued => String::from("issued"),
         AuditAction::Used => String::from("used"),
         AuditAction::Refused { reason } => format!("refused: {}", reason.code()),
+        AuditAction::UsedMany {
+            count, addresses, ..
+        } => format!("used x{count} ({addresses} addresses)"),
+        AuditAction::RefusedMany {
+            reason,
+            count,
+            addresses,
+            ..
+        } => format!(
+            "refused x{count}: {} ({addresses} addresses)",
+            reason.code()
+        ),
         AuditAction::StateChanged { from, to } => format!("{from} -> {to}"),
         AuditAction::Rotated { successor } => {
             format!("rotated -> {}", output::cut(&successor.to_string(), 13))

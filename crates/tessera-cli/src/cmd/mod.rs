@@ -51,7 +51,10 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
                 | Command::Sweep(_)
                 | Command::Pepper(_) => Ok(()),
             };
-            match result {
+            // A validation's use (last use, IP log, traffic, audit row) waits in the usage
+            // ledger: write it before the process ends, whatever the command's outcome.
+            let flushed = ctx.service.flush().await;
+            let result = match result {
                 // An unknown token may be a wrong pepper rather than a wrong database.
                 Err(CliError::Rejected {
                     reason: Rejection::NotFound,
@@ -63,7 +66,10 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
                     fix: ctx.pepper_doubt().await?,
                 }),
                 other => other,
-            }
+            };
+            result?;
+            flushed?;
+            Ok(())
         }
     }
 }

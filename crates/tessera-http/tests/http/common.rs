@@ -398,6 +398,9 @@ impl Store for Down {
     async fn is_blocked(&self, _: TokenId, _: IpAddr) -> Result<bool, StoreError> {
         down()
     }
+    async fn record_batch(&self, _: &tessera::store::UsageBatch) -> Result<bool, StoreError> {
+        down()
+    }
     async fn set_blocked(
         &self,
         _: TokenId,

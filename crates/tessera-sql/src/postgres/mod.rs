@@ -17,4 +17,5 @@ pub(crate) const MIGRATIONS: &[Migration] = embed!("postgres":
     4 "sealed secret" "0004_sealed_secret.sql",
     5 "one enrollment per device" "0005_one_enrollment_per_device.sql",
     6 "unique names" "0006_unique_names.sql",
+    7 "usage ledger" "0007_usage_ledger.sql",
 );

@@ -3,6 +3,8 @@
 use core::fmt;
 use std::net::IpAddr;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use sqlx::postgres::{PgArguments, PgPool, Postgres};
 use sqlx::query::Query;
@@ -16,8 +18,8 @@ use tessera_core::record::TokenRecord;
 use tessera_core::seal::Sealed;
 use tessera_core::validate::{Rejection, Request, validate};
 use tessera_store::{
-    AuditFilter, Capabilities, ChangeSink, Enrollment, Redemption, StateChange, Store, StoreError,
-    TokenFilter, UsageEntry, UsageOutcome, UsageSubject,
+    AuditFilter, Capabilities, ChangeSink, Enrollment, Redemption, SharedRecord, StateChange,
+    Store, StoreError, TokenFilter, UsageBatch, UsageEntry, UsageOutcome, UsageSubject,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -25,6 +27,46 @@ use super::{MIGRATIONS, PostgresConfig};
 use crate::codec::{self, DataColumns, RecordColumns, record_columns};
 use crate::error::{Error, map_sqlx_error};
 use crate::{migrate, sql};
+
+/// A record by digest with its blocked addresses (space-separated): $1 key id, $2 digest.
+const FIND_SHARED: &str = concat!(
+    "SELECT ",
+    record_columns!(),
+    ", (SELECT string_agg(subject, ' ') FROM token_usage \
+       WHERE token_id = tokens.id AND subject_kind = 'ip' AND blocked) AS blocked \
+     FROM tokens WHERE digest_key = $1 AND digest = $2"
+);
+
+/// Add ledger deltas to usage entries of tokens that exist, from arrays: $1 token ids,
+/// $2 subject kinds, $3 subjects, $4 methods, $5 first seen, $6 last seen, $7 counts (one row
+/// per entry: the caller merges duplicates). Blocked entries count too; times only widen.
+const ADD_USAGE_MANY: &str = "INSERT INTO token_usage AS u (token_id, subject_kind, subject, \
+     method, first_seen, last_seen, hits, blocked) \
+     SELECT d.t, d.k, d.s, d.m, d.f, d.l, d.c, FALSE \
+     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], \
+                 $7::bigint[]) AS d(t, k, s, m, f, l, c) \
+     WHERE EXISTS (SELECT 1 FROM tokens WHERE id = d.t) \
+     ON CONFLICT (token_id, subject_kind, subject, method) DO UPDATE SET \
+     hits = u.hits + excluded.hits, \
+     first_seen = CASE WHEN u.first_seen IS NULL OR excluded.first_seen < u.first_seen \
+         THEN excluded.first_seen ELSE u.first_seen END, \
+     last_seen = CASE WHEN u.last_seen IS NULL OR excluded.last_seen > u.last_seen \
+         THEN excluded.last_seen ELSE u.last_seen END";
+
+/// Move last uses later, never earlier, from arrays: $1 token ids (distinct), $2 times.
+const LAST_USED_MANY: &str = "UPDATE tokens AS t SET last_used_at = d.a \
+     FROM UNNEST($1::text[], $2::bigint[]) AS d(i, a) \
+     WHERE t.id = d.i AND (t.last_used_at IS NULL OR t.last_used_at < d.a)";
+
+/// Append events from arrays, in order: $1 at, $2 token, $3 actor, $4 body.
+const APPEND_EVENTS_MANY: &str = "INSERT INTO audit_events (at, token_id, actor, body) \
+     SELECT d.a, d.t, d.c, d.b \
+     FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[]) \
+         WITH ORDINALITY AS d(a, t, c, b, n) ORDER BY d.n";
+
+/// How long ledger batch ids are kept to refuse a batch written twice (a writer retries one
+/// batch until it is written: seconds, or as long as the database is down).
+const BATCH_IDS_KEPT: Duration = Duration::days(7);
 
 type Q<'q> = Query<'q, Postgres, PgArguments>;
 
@@ -854,6 +896,135 @@ impl Store for PostgresStore {
             Some(row) => Ok(UsageOutcome::Counted(codec::usage_entry(&row)?)),
             None => Ok(UsageOutcome::Blocked),
         }
+    }
+
+    async fn find_shared(&self, digest: &Digest) -> Result<Option<Arc<SharedRecord>>, StoreError> {
+        let (key, bytes) = codec::digest(digest);
+        let row = sqlx::query(FIND_SHARED)
+            .bind(key)
+            .bind(bytes)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref()
+            .map(|r| codec::shared_record(r).map(Arc::new))
+            .transpose()
+    }
+
+    async fn record_batch(&self, batch: &UsageBatch) -> Result<bool, StoreError> {
+        let now = OffsetDateTime::now_utc();
+        let mut tx = self.begin().await?;
+        let claimed = sqlx::query(sql::CLAIM_BATCH)
+            .bind(codec::batch_id(batch.id))
+            .bind(codec::ts_saturating(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        if claimed.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query(sql::PRUNE_BATCHES)
+            .bind(codec::ts_saturating(now - BATCH_IDS_KEPT))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        // Three statements whatever the batch's size: arrays bound once, unnested by the
+        // server (a round trip per row would cost more than the rows).
+        let mut usage: std::collections::HashMap<(TokenId, &UsageSubject), (i64, i64, i64)> =
+            std::collections::HashMap::with_capacity(batch.usage.len());
+        for d in &batch.usage {
+            let (first, last, count) = (
+                codec::ts(d.first_seen)?,
+                codec::ts(d.last_seen)?,
+                codec::count(d.count)?,
+            );
+            let e = usage
+                .entry((d.token, &d.subject))
+                .or_insert((first, last, 0));
+            e.0 = e.0.min(first);
+            e.1 = e.1.max(last);
+            e.2 = e.2.saturating_add(count);
+        }
+        if !usage.is_empty() {
+            let n = usage.len();
+            let (mut ids, mut kinds, mut keys, mut methods) = (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+            );
+            let (mut firsts, mut lasts, mut counts) = (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+            );
+            for ((token, subject), (first, last, count)) in usage {
+                let (kind, key, method) = codec::subject(subject);
+                ids.push(codec::id(token));
+                kinds.push(kind);
+                keys.push(key);
+                methods.push(method);
+                firsts.push(first);
+                lasts.push(last);
+                counts.push(count);
+            }
+            sqlx::query(ADD_USAGE_MANY)
+                .bind(ids)
+                .bind(kinds)
+                .bind(keys)
+                .bind(methods)
+                .bind(firsts)
+                .bind(lasts)
+                .bind(counts)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        let mut last_used: std::collections::HashMap<TokenId, i64> =
+            std::collections::HashMap::with_capacity(batch.last_used.len());
+        for (id, at) in &batch.last_used {
+            let at = codec::ts(*at)?;
+            let e = last_used.entry(*id).or_insert(at);
+            *e = (*e).max(at);
+        }
+        if !last_used.is_empty() {
+            let (ids, ats): (Vec<String>, Vec<i64>) = last_used
+                .into_iter()
+                .map(|(id, at)| (codec::id(id), at))
+                .unzip();
+            sqlx::query(LAST_USED_MANY)
+                .bind(ids)
+                .bind(ats)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        if !batch.events.is_empty() {
+            let n = batch.events.len();
+            let (mut ats, mut tokens, mut actors, mut bodies) = (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+            );
+            for event in &batch.events {
+                let (at, token, actor, body) = codec::event_columns(event)?;
+                ats.push(at);
+                tokens.push(token);
+                actors.push(actor);
+                bodies.push(body);
+            }
+            sqlx::query(APPEND_EVENTS_MANY)
+                .bind(ats)
+                .bind(tokens)
+                .bind(actors)
+                .bind(bodies)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(true)
     }
 
     async fn is_blocked(&self, id: TokenId, ip: IpAddr) -> Result<bool, StoreError> {

@@ -16,4 +16,5 @@ pub(crate) const MIGRATIONS: &[Migration] = embed!("sqlite":
     3 "sealed secret" "0003_sealed_secret.sql",
     4 "one enrollment per device" "0004_one_enrollment_per_device.sql",
     5 "unique names" "0005_unique_names.sql",
+    6 "usage ledger" "0006_usage_ledger.sql",
 );

@@ -24,8 +24,8 @@ use tessera_core::record::TokenRecord;
 use tessera_core::seal::Sealed;
 use tessera_core::validate::{Rejection, Request, validate};
 use tessera_store::{
-    AuditFilter, Capabilities, Enrollment, Redemption, StateChange, Store, StoreError, TokenFilter,
-    UsageEntry, UsageOutcome, UsageSubject,
+    AuditFilter, Capabilities, Enrollment, Redemption, SharedRecord, StateChange, Store,
+    StoreError, TokenFilter, UsageBatch, UsageEntry, UsageOutcome, UsageSubject,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -42,6 +42,19 @@ macro_rules! lite {
         SQL.as_str()
     }};
 }
+
+/// A record by digest with its blocked addresses (space-separated): $1 key id, $2 digest.
+const FIND_SHARED: &str = concat!(
+    "SELECT ",
+    record_columns!(),
+    ", (SELECT group_concat(subject, ' ') FROM token_usage \
+       WHERE token_id = tokens.id AND subject_kind = 'ip' AND blocked) AS blocked \
+     FROM tokens WHERE digest_key = $1 AND digest = $2"
+);
+
+/// How long ledger batch ids are kept to refuse a batch written twice (a writer retries one
+/// batch until it is written: seconds, or as long as the database is down).
+const BATCH_IDS_KEPT: Duration = Duration::days(7);
 
 /// Records narrowed by $1 kind, $2 states (a JSON array), $3 owner, $4 endpoint, $5 expiring at
 /// or before; each optional.
@@ -982,6 +995,58 @@ impl Store for SqliteStore {
                 |row| codec::usage_entry(row),
             )?;
             Ok(entry.map_or(UsageOutcome::Blocked, UsageOutcome::Counted))
+        })
+        .await
+    }
+
+    async fn find_shared(&self, digest: &Digest) -> Result<Option<Arc<SharedRecord>>, StoreError> {
+        let (key, bytes) = codec::digest(digest);
+        self.read(|conn| {
+            let mut stmt = prepare(conn, lite!(FIND_SHARED))?;
+            first(&mut stmt, rusqlite::params![key, bytes], "token", |row| {
+                codec::shared_record(row).map(Arc::new)
+            })
+        })
+        .await
+    }
+
+    async fn record_batch(&self, batch: &UsageBatch) -> Result<bool, StoreError> {
+        let id = codec::batch_id(batch.id);
+        self.write(|conn| {
+            // Read inside the transaction: the clock of the writer that holds the lock.
+            let now = OffsetDateTime::now_utc();
+            let claimed = prepare(conn, lite!(sql::CLAIM_BATCH))?
+                .execute(rusqlite::params![id, codec::ts_saturating(now)])
+                .map_err(db)?;
+            if claimed == 0 {
+                return Ok(false);
+            }
+            prepare(conn, lite!(sql::PRUNE_BATCHES))?
+                .execute([codec::ts_saturating(now - BATCH_IDS_KEPT)])
+                .map_err(db)?;
+            let mut add = prepare(conn, lite!(sql::ADD_USAGE))?;
+            for d in &batch.usage {
+                let (kind, key, method) = codec::subject(&d.subject);
+                add.execute(rusqlite::params![
+                    codec::id(d.token),
+                    kind,
+                    key,
+                    method,
+                    codec::ts(d.first_seen)?,
+                    codec::ts(d.last_seen)?,
+                    codec::count(d.count)?,
+                ])
+                .map_err(db)?;
+            }
+            drop(add);
+            let mut last = prepare(conn, lite!(sql::LAST_USED))?;
+            for (token, at) in &batch.last_used {
+                last.execute(rusqlite::params![codec::id(*token), codec::ts(*at)?])
+                    .map_err(db)?;
+            }
+            drop(last);
+            log(conn, &batch.events)?;
+            Ok(true)
         })
         .await
     }

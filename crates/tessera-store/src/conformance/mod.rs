@@ -90,6 +90,7 @@ macro_rules! cases {
 mod audit;
 mod concurrency;
 mod fixtures;
+mod ledger;
 mod mappings;
 mod records;
 mod redeem;
@@ -176,6 +177,7 @@ fn all_cases() -> Vec<Case> {
     all.extend(records::cases());
     all.extend(redeem::cases());
     all.extend(usage::cases());
+    all.extend(ledger::cases());
     all.extend(mappings::cases());
     all.extend(audit::cases());
     all.extend(concurrency::cases());
@@ -264,6 +266,7 @@ mod tests {
                     "records",
                     "redeem",
                     "usage",
+                    "ledger",
                     "mappings",
                     "audit",
                     "concurrency",

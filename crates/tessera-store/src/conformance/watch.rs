@@ -9,14 +9,17 @@ use time::Duration;
 
 use tessera_core::kind::onboarding::{DeviceBinding, UsageLimit};
 
-use super::fixtures::{at, deployment, device, digest, onboarding, record};
+use super::fixtures::{application, at, deployment, device, digest, ip, onboarding, record};
 use super::{Case, Context, Outcome};
-use crate::{Change, ChangeSink, StateChange, Store};
+use crate::{
+    BatchId, Change, ChangeSink, StateChange, Store, UsageBatch, UsageDelta, UsageSubject,
+};
 
 pub(super) fn cases() -> Vec<Case> {
     cases![
         watch_reports_what_validation_reads_and_nothing_else,
         watch_stops_once_the_sink_declines,
+        watch_reports_blocks_and_not_batches,
     ]
 }
 
@@ -132,5 +135,42 @@ async fn watch_stops_once_the_sink_declines(store: Arc<dyn Store>) -> Outcome {
     }
     let got = settle(&seen, 2).await;
     ensure_eq!(got, vec![Change::Token(a.id)], "one report, then none");
+    Ok(())
+}
+
+/// A block and an unblock (the block list travels with the record) are reported; a ledger
+/// batch (counts, last use, audit) is not.
+async fn watch_reports_blocks_and_not_batches(store: Arc<dyn Store>) -> Outcome {
+    let (seen, sink) = recorder(true);
+    if !store.watch(sink).await.ctx("watch")? {
+        return Ok(());
+    }
+    let r = record(application("app")?)?;
+    store.insert(&r, &[]).await.ctx("insert")?;
+    let addr = ip("203.0.113.9")?;
+    let mut batch = UsageBatch::new(BatchId(1));
+    batch.usage = vec![UsageDelta {
+        token: r.id,
+        subject: UsageSubject::Ip(addr),
+        first_seen: at(1),
+        last_seen: at(2),
+        count: 2,
+    }];
+    batch.last_used = vec![(r.id, at(2))];
+    store.record_batch(&batch).await.ctx("record_batch")?;
+    store
+        .set_blocked(r.id, addr, true, &[])
+        .await
+        .ctx("block")?;
+    store
+        .set_blocked(r.id, addr, false, &[])
+        .await
+        .ctx("unblock")?;
+    let got = settle(&seen, 2).await;
+    ensure_eq!(
+        got,
+        vec![Change::Token(r.id), Change::Token(r.id)],
+        "reports (the batch changes nothing a validation reads)"
+    );
     Ok(())
 }

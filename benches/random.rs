@@ -1,0 +1,516 @@
+//! Validation as a user meets it: **service defaults** (audit of uses and refusals on, through
+//! the usage ledger), 10^4 tokens of each kind picked at random (not one token over and over),
+//! one core, against a floor measured the same way in the same run: the keyed BLAKE3 of a
+//! random token's bytes plus one probe of a 10^4-entry `HashMap`.
+//!
+//! Groups (run one with a filter, e.g. `cargo bench --bench random -- random_memory`):
+//!
+//! - `random_memory`: the floor; every kind valid, and unknown, with the defaults; the same
+//!   with audit of uses and refusals off (defaults vs audit off); and, last, with a `tracing`
+//!   subscriber (INFO, to a sink) and a Prometheus recorder installed (the cost of observing).
+//! - `random_sql`: SQLite (file) and PostgreSQL with the validation cache (time to live 60 s:
+//!   the steady state of a process that holds its 10^4 tokens), application and endpoint.
+//! - `random_pg_tasks`: PostgreSQL, no cache, 64 tasks on a two-worker runtime.
+//! - `ledger_flush`: one flush of 10^5 accumulated application uses (10^4 tokens, 4 addresses)
+//!   on each backend: one transaction.
+//!
+//! PostgreSQL cases need `TESSERA_TEST_POSTGRES_URL`. BENCHMARKS.md turns the figures into
+//! ratios to the floor.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "a benchmark set-up that fails has nothing to measure"
+)]
+
+use std::collections::{BTreeSet, HashMap};
+use std::hint::black_box;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
+use tessera::auth::NewAuth;
+use tessera::core::digest::{Digest, KeyId, Pepper, Peppers};
+use tessera::core::id::{
+    AccessType, ApplicationName, Description, EndpointId, Permission, TokenId, TokenName, UserId,
+};
+use tessera::core::kind::application::AccessTypes;
+use tessera::core::kind::auth::{Expiry, Scope};
+use tessera::core::kind::endpoint::Method;
+use tessera::core::{Kind, Secret};
+use tessera::deployment::NewDeployment;
+use tessera::memory::MemoryStore;
+use tessera::{
+    Builder, LedgerSettings, Principal, RequestContext, Store, TokenService, ValidationCache,
+};
+use tessera_sql::postgres::PostgresConfig;
+use tessera_sql::{PostgresStore, SqliteStore};
+use tokio::runtime::Runtime;
+
+const KEY: [u8; 32] = [9; 32];
+const N: usize = 10_000;
+const SQL_TTL: time::Duration = time::Duration::seconds(60);
+
+fn pepper() -> Pepper {
+    Pepper::new(KeyId(1), KEY)
+}
+
+fn admin() -> Principal {
+    Principal::admin("bench").unwrap()
+}
+
+/// A cheap random index (xorshift), the same cost in the floor as in every case.
+struct Pick(u64);
+
+impl Pick {
+    fn next(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        usize::try_from(self.0 % n as u64).unwrap()
+    }
+}
+
+/// The kinds validated.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+enum Case {
+    Deployment,
+    Auth,
+    Application,
+    Endpoint,
+    Unknown,
+}
+
+impl Case {
+    const fn name(self) -> &'static str {
+        match self {
+            Self::Deployment => "deployment",
+            Self::Auth => "auth",
+            Self::Application => "application_iplog",
+            Self::Endpoint => "endpoint_primary",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// 10^4 tokens of each kind issued into one store.
+struct Tokens {
+    deployment: Vec<String>,
+    auth: Vec<String>,
+    application: Vec<String>,
+    /// (token, endpoint, method) of primaries.
+    endpoint: Vec<(String, EndpointId, Method)>,
+    unknown: Vec<String>,
+    action: Permission,
+    held: BTreeSet<Permission>,
+    ips: [IpAddr; 4],
+}
+
+fn builder(store: Arc<dyn Store>) -> Builder {
+    TokenService::builder_shared(store, Peppers::new(pepper()))
+}
+
+async fn issue(store: Arc<dyn Store>, kinds: &[Case]) -> Tokens {
+    let svc = builder(store).build();
+    let by = admin();
+    let action = Permission::parse("reset_password").unwrap();
+    let held: BTreeSet<Permission> = [action.clone()].into_iter().collect();
+    let run = std::process::id();
+    let mut t = Tokens {
+        deployment: Vec::new(),
+        auth: Vec::new(),
+        application: Vec::new(),
+        endpoint: Vec::new(),
+        unknown: (0..N)
+            .map(|_| {
+                Secret::generate(Kind::Application)
+                    .unwrap()
+                    .expose_secret()
+                    .to_owned()
+            })
+            .collect(),
+        action: action.clone(),
+        held: held.clone(),
+        ips: [
+            "192.0.2.1".parse().unwrap(),
+            "192.0.2.2".parse().unwrap(),
+            "198.51.100.3".parse().unwrap(),
+            "2001:db8::4".parse().unwrap(),
+        ],
+    };
+    for i in 0..N {
+        if kinds.contains(&Case::Deployment) {
+            let d = svc
+                .deployment()
+                .generate(NewDeployment::named(format!("d{i}")).unwrap(), &by)
+                .await
+                .unwrap();
+            t.deployment.push(d.secret.expose_secret().to_owned());
+        }
+        if kinds.contains(&Case::Auth) {
+            let spec = NewAuth {
+                owner: UserId::parse(format!("u{i}")).unwrap(),
+                name: TokenName::parse(format!("a{i}")).unwrap(),
+                scope: Scope::new([action.clone()]).unwrap(),
+                expiry: Expiry::Days(30),
+            };
+            let a = svc.auth().generate(spec, &held, &by).await.unwrap();
+            t.auth.push(a.secret.expose_secret().to_owned());
+        }
+        if kinds.contains(&Case::Application) {
+            let a = svc
+                .application()
+                .create(
+                    ApplicationName::parse(format!("app-{run}-{i}")).unwrap(),
+                    Description::default(),
+                    AccessTypes::new([AccessType::parse("third-party-feeds").unwrap()]).unwrap(),
+                    &by,
+                )
+                .await
+                .unwrap();
+            t.application.push(a.secret.expose_secret().to_owned());
+        }
+        if kinds.contains(&Case::Endpoint) && i % 2 == 0 {
+            let ep = EndpointId::parse(format!("/r{run}/e{i}")).unwrap();
+            // Each endpoint gets a GET and a POST primary: both are presented with their
+            // method, so 10^4 primaries are validated.
+            for (method, issued) in svc.endpoint().enable(&ep, false, &by).await.unwrap() {
+                t.endpoint
+                    .push((issued.secret.expose_secret().to_owned(), ep.clone(), method));
+            }
+        }
+    }
+    t
+}
+
+/// One validation of a random token of `case`; panics unless the outcome is as expected.
+async fn validate_once(svc: &TokenService, t: &Tokens, case: Case, pick: &mut Pick) {
+    let ok = match case {
+        Case::Deployment => {
+            let tok = &t.deployment[pick.next(t.deployment.len())];
+            svc.deployment().validate(tok).await.unwrap().is_ok()
+        }
+        Case::Auth => {
+            let tok = &t.auth[pick.next(t.auth.len())];
+            svc.auth()
+                .check(tok, &t.action, &t.held)
+                .await
+                .unwrap()
+                .is_ok()
+        }
+        Case::Application => {
+            let i = pick.next(t.application.len());
+            let ip = t.ips[i % 4];
+            svc.application()
+                .validate(&t.application[i], ip)
+                .await
+                .unwrap()
+                .is_ok()
+        }
+        Case::Endpoint => {
+            let (tok, ep, method) = &t.endpoint[pick.next(t.endpoint.len())];
+            let request = RequestContext::new().endpoint(ep, *method);
+            matches!(
+                svc.validate(tok, &request).await,
+                tessera::Outcome::Accepted(_)
+            )
+        }
+        Case::Unknown => {
+            let tok = &t.unknown[pick.next(t.unknown.len())];
+            svc.application()
+                .validate(tok, t.ips[0])
+                .await
+                .unwrap()
+                .is_err()
+        }
+    };
+    assert!(ok, "unexpected outcome for {case:?}");
+}
+
+fn bench_case(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &Runtime,
+    name: &str,
+    svc: &TokenService,
+    t: &Tokens,
+    case: Case,
+) {
+    let mut pick = Pick(0x9e37_79b9_7f4a_7c15);
+    g.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    validate_once(svc, t, case, &mut pick).await;
+                }
+                start.elapsed()
+            })
+        });
+    });
+}
+
+fn current_thread() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Whether the command line's filter (if any) can match a case of `group`: the set-up of a
+/// group (issuing 10^4 tokens per kind) is skipped when none can.
+fn wanted(group: &str) -> bool {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    filters.is_empty()
+        || filters
+            .iter()
+            .any(|f| group.contains(f.as_str()) || f.starts_with(group))
+}
+
+fn random_memory(c: &mut Criterion) {
+    if !wanted("random_memory") {
+        return;
+    }
+    let rt = current_thread();
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let all = [
+        Case::Deployment,
+        Case::Auth,
+        Case::Application,
+        Case::Endpoint,
+    ];
+    let t = rt.block_on(issue(store.clone(), &all));
+    let mut g = c.benchmark_group("random_memory");
+    g.throughput(Throughput::Elements(1));
+
+    // The floor: keyed BLAKE3 of a random token's bytes, one probe of a 10^4-entry map.
+    let p = pepper();
+    let map: HashMap<Digest, TokenId> = t
+        .deployment
+        .iter()
+        .enumerate()
+        .map(|(i, tok)| {
+            (
+                p.digest_bytes(tok.as_bytes()),
+                TokenId::from_u128(i as u128),
+            )
+        })
+        .collect();
+    let id = p.id();
+    let mut pick = Pick(0x9e37_79b9_7f4a_7c15);
+    g.bench_function("floor/blake3_keyed+probe_1e4_random", |b| {
+        b.iter(|| {
+            let tok = &t.deployment[pick.next(N)];
+            let bytes = *blake3::keyed_hash(&KEY, black_box(tok.as_bytes())).as_bytes();
+            black_box(map.get(&Digest::from_parts(id, bytes)).copied())
+        });
+    });
+
+    let defaults = builder(store.clone()).build();
+    let quiet = builder(store.clone())
+        .audit_uses(false)
+        .audit_refusals(false)
+        .build();
+    for case in all.into_iter().chain([Case::Unknown]) {
+        bench_case(
+            &mut g,
+            &rt,
+            &format!("defaults/{}", case.name()),
+            &defaults,
+            &t,
+            case,
+        );
+    }
+    for case in all {
+        bench_case(
+            &mut g,
+            &rt,
+            &format!("audit_off/{}", case.name()),
+            &quiet,
+            &t,
+            case,
+        );
+    }
+    // Observed: a subscriber at INFO (to a sink) and a Prometheus recorder, installed now so
+    // the cases above ran without them; a new service takes its metric handles from it.
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let _handle = recorder.handle();
+    metrics::set_global_recorder(recorder).expect("no recorder yet");
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(std::io::sink)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    tracing::subscriber::set_global_default(subscriber).expect("no subscriber yet");
+    let observed = builder(store).build();
+    for case in all {
+        bench_case(
+            &mut g,
+            &rt,
+            &format!("observed/{}", case.name()),
+            &observed,
+            &t,
+            case,
+        );
+    }
+    g.finish();
+}
+
+async fn sqlite(tag: &str) -> Arc<dyn Store> {
+    let dir = std::env::temp_dir().join(format!("tessera-bench-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let s = SqliteStore::open(dir.join("t.db")).await.unwrap();
+    s.migrate().await.unwrap();
+    Arc::new(s)
+}
+
+async fn postgres(tag: &str, connections: u32) -> Option<Arc<dyn Store>> {
+    let url = std::env::var("TESSERA_TEST_POSTGRES_URL").ok()?;
+    let schema = format!("tessera_rb_{tag}_{}", std::process::id());
+    let cfg = PostgresConfig::new(url)
+        .schema(&schema)
+        .unwrap()
+        .max_connections(connections);
+    let s = PostgresStore::connect_with(cfg).await.unwrap();
+    s.migrate().await.unwrap();
+    Some(Arc::new(s))
+}
+
+fn random_sql(c: &mut Criterion) {
+    if !wanted("random_sql") {
+        return;
+    }
+    let rt = current_thread();
+    let mut g = c.benchmark_group("random_sql");
+    g.throughput(Throughput::Elements(1));
+    let kinds = [Case::Application, Case::Endpoint];
+    let mut stores = vec![("sqlite", rt.block_on(sqlite("cached")))];
+    if let Some(pg) = rt.block_on(postgres("cached", 4)) {
+        stores.push(("postgres", pg));
+    }
+    for (name, store) in stores {
+        let t = rt.block_on(issue(store.clone(), &kinds));
+        let svc = builder(store)
+            .validation_cache(ValidationCache::new(SQL_TTL))
+            .build();
+        for case in kinds {
+            bench_case(
+                &mut g,
+                &rt,
+                &format!("{name}/cached/{}", case.name()),
+                &svc,
+                &t,
+                case,
+            );
+        }
+    }
+    g.finish();
+}
+
+fn random_pg_tasks(c: &mut Criterion) {
+    if !wanted("random_pg_tasks") {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let Some(store) = rt.block_on(postgres("tasks", 64)) else {
+        eprintln!("skipping: TESSERA_TEST_POSTGRES_URL is unset");
+        return;
+    };
+    let t = Arc::new(rt.block_on(issue(store.clone(), &[Case::Application])));
+    let svc = builder(store).build();
+    let mut g = c.benchmark_group("random_pg_tasks");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("postgres/no_cache/application_iplog/64_tasks", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let left = Arc::new(AtomicU64::new(iters));
+                let start = Instant::now();
+                let tasks: Vec<_> = (0..64u64)
+                    .map(|k| {
+                        let (svc, t, left) = (svc.clone(), t.clone(), left.clone());
+                        tokio::spawn(async move {
+                            let mut pick = Pick(0x9e37_79b9 + k);
+                            while left
+                                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                                    n.checked_sub(1)
+                                })
+                                .is_ok()
+                            {
+                                validate_once(&svc, &t, Case::Application, &mut pick).await;
+                            }
+                        })
+                    })
+                    .collect();
+                for task in tasks {
+                    task.await.unwrap();
+                }
+                start.elapsed()
+            })
+        });
+    });
+    g.finish();
+}
+
+fn ledger_flush(c: &mut Criterion) {
+    if !wanted("ledger_flush") {
+        return;
+    }
+    let rt = current_thread();
+    let mut g = c.benchmark_group("ledger_flush");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(100_000));
+    let mut stores = vec![
+        ("memory", Arc::new(MemoryStore::new()) as Arc<dyn Store>),
+        ("sqlite", rt.block_on(sqlite("flush"))),
+    ];
+    if let Some(pg) = rt.block_on(postgres("flush", 4)) {
+        stores.push(("postgres", pg));
+    }
+    for (name, store) in stores {
+        let t = rt.block_on(issue(store.clone(), &[Case::Application]));
+        // Only `flush` writes: no interval, no size bound within a sample.
+        let svc = builder(store)
+            .validation_cache(ValidationCache::new(SQL_TTL))
+            .ledger(
+                LedgerSettings::new()
+                    .interval(time::Duration::hours(1))
+                    .max_pending(usize::MAX),
+            )
+            .build();
+        let mut pick = Pick(7);
+        g.bench_function(format!("{name}/1e5_uses_1e4_tokens"), |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let mut spent = Duration::ZERO;
+                    for _ in 0..iters {
+                        for _ in 0..100_000 {
+                            validate_once(&svc, &t, Case::Application, &mut pick).await;
+                        }
+                        let start = Instant::now();
+                        let f = svc.flush().await.unwrap();
+                        spent += start.elapsed();
+                        assert_eq!((f.batches, f.uses), (1, 100_000), "one transaction");
+                    }
+                    spent
+                })
+            });
+        });
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    targets = random_memory, random_sql, random_pg_tasks, ledger_flush
+}
+criterion_main!(benches);

@@ -1,0 +1,804 @@
+//! The usage ledger: the bookkeeping of accepted uses and refusals, aggregated in memory per
+//! token and written behind the request path in batches.
+//!
+//! A validation decides on the record alone (state, expiry, limits, the block list that travels
+//! with it) and then notes what happened here: a lock of one shard and a few counters, no
+//! store call. What is noted is written by [`Store::record_batch`] in one transaction: every
+//! [`LedgerSettings::interval`] (1 s by default) by a task of the service, as soon as
+//! [`LedgerSettings::max_pending`] entries are waiting, and whenever
+//! [`TokenService::flush`](crate::TokenService::flush) is called (a graceful shutdown calls it).
+//!
+//! What a crash can lose: what was noted since the last batch was written, at most one interval
+//! of counts while the store answers. Nothing is counted twice: each batch carries a random id
+//! the store remembers, and a batch whose answer was lost (the write dropped mid-way, a
+//! connection cut after the commit) is retried with the same id until the store says it has
+//! it. While the store is down the ledger keeps its batch and retries every interval; it goes
+//! on aggregating uses of the tokens it already holds, and beyond
+//! [`LedgerSettings::max_held`] tokens it drops the counts of new ones (counted in
+//! `tessera_ledger_dropped_total` and logged), so memory stays bounded.
+//!
+//! What is not yet written is included in this process's reads
+//! ([`ips`](crate::ApplicationTokens::ips), [`traffic`](crate::EndpointTokens::traffic),
+//! [`audit`](crate::TokenService::audit)); other processes see it once it is written.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasherDefault;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+
+use tessera_core::audit::{AuditAction, AuditEvent};
+use tessera_core::id::{EndpointId, TokenId};
+use tessera_core::kind::endpoint::Method;
+use tessera_core::validate::Rejection;
+use tessera_store::{
+    AuditFilter, BatchId, Store, StoreError, UsageBatch, UsageDelta, UsageEntry, UsageSubject,
+};
+use time::{Duration, OffsetDateTime};
+
+use crate::service::IdHasher;
+
+/// How the usage ledger writes (see [`Builder::ledger`](crate::Builder::ledger)).
+///
+/// ```
+/// use tessera::LedgerSettings;
+/// use time::Duration;
+///
+/// let ledger = LedgerSettings::new()
+///     .interval(Duration::milliseconds(500))
+///     .max_pending(50_000);
+/// assert_eq!(ledger.flush_interval(), Duration::milliseconds(500));
+/// ```
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct LedgerSettings {
+    interval: Duration,
+    max_pending: usize,
+    max_held: usize,
+    each_use: bool,
+}
+
+impl LedgerSettings {
+    /// The default interval: one second.
+    pub const DEFAULT_INTERVAL: Duration = Duration::seconds(1);
+    /// The default number of waiting entries that triggers a write before the interval ends.
+    pub const DEFAULT_MAX_PENDING: usize = 100_000;
+    /// The default number of tokens held while the store cannot be written.
+    pub const DEFAULT_MAX_HELD: usize = 1_000_000;
+
+    /// The defaults: write every second, or at 100,000 waiting entries; hold at most
+    /// 1,000,000 tokens' counts while the store is down; audit uses as aggregated rows.
+    pub const fn new() -> Self {
+        Self {
+            interval: Self::DEFAULT_INTERVAL,
+            max_pending: Self::DEFAULT_MAX_PENDING,
+            max_held: Self::DEFAULT_MAX_HELD,
+            each_use: false,
+        }
+    }
+
+    /// Write every `interval` (at least one millisecond): the most a crash can lose while
+    /// the store answers.
+    #[must_use]
+    pub const fn interval(mut self, interval: Duration) -> Self {
+        self.interval = interval;
+        self
+    }
+
+    /// Write as soon as `n` entries (tokens, addresses, endpoints, per-use events) wait.
+    #[must_use]
+    pub const fn max_pending(mut self, n: usize) -> Self {
+        self.max_pending = n;
+        self
+    }
+
+    /// Hold at most `n` tokens' counts while the store cannot be written; uses of further
+    /// tokens are not counted (decisions are not affected).
+    #[must_use]
+    pub const fn max_held(mut self, n: usize) -> Self {
+        self.max_held = n;
+        self
+    }
+
+    /// Audit every accepted use (and refusal) as one row of its own, as well as through the
+    /// aggregated rows being off (default: aggregated rows, one per token, carrier and
+    /// interval). Takes effect where uses and refusals are audited at all
+    /// ([`Builder::audit_uses`](crate::Builder::audit_uses),
+    /// [`Builder::audit_refusals`](crate::Builder::audit_refusals)).
+    #[must_use]
+    pub const fn audit_each_use(mut self, on: bool) -> Self {
+        self.each_use = on;
+        self
+    }
+
+    /// The write interval.
+    pub const fn flush_interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// Whether each use is audited as a row of its own.
+    pub const fn audits_each_use(&self) -> bool {
+        self.each_use
+    }
+
+    fn interval_std(&self) -> std::time::Duration {
+        let ms = self
+            .interval
+            .whole_milliseconds()
+            .clamp(1, i128::from(u32::MAX));
+        std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(1))
+    }
+}
+
+impl Default for LedgerSettings {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Number of shards: validations on different cores rarely meet on one lock.
+const SHARDS: usize = 16;
+
+/// Distinct subjects (addresses, endpoints) counted per token and interval; beyond, further
+/// new subjects of that token are not counted until the next write.
+const MAX_SUBJECTS: usize = 4_096;
+
+type ById<V> = HashMap<TokenId, V, BuildHasherDefault<IdHasher>>;
+
+/// Counts of one subject (or one aggregated audit row) over the interval.
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    first: OffsetDateTime,
+    last: OffsetDateTime,
+    count: u64,
+}
+
+impl Span {
+    const fn new(at: OffsetDateTime) -> Self {
+        Self {
+            first: at,
+            last: at,
+            count: 1,
+        }
+    }
+
+    fn add(&mut self, at: OffsetDateTime) {
+        self.count = self.count.saturating_add(1);
+        if at < self.first {
+            self.first = at;
+        }
+        if at > self.last {
+            self.last = at;
+        }
+    }
+}
+
+/// One aggregated audit row in the making.
+#[derive(Debug)]
+struct Row {
+    /// The event it becomes (subject, carrier), its action and times set when written.
+    template: AuditEvent,
+    span: Span,
+    addresses: HashSet<IpAddr, BuildHasherDefault<IdHasher>>,
+    /// `None`: uses; else refusals for this reason.
+    refused: Option<Rejection>,
+    /// The endpoint and method it counts (endpoint tokens), so rows of two carriers stay apart.
+    carrier: Option<(EndpointId, Method)>,
+}
+
+impl Row {
+    fn add(&mut self, at: OffsetDateTime, ip: Option<IpAddr>) {
+        self.span.add(at);
+        self.note_ip(ip);
+    }
+
+    fn note_ip(&mut self, ip: Option<IpAddr>) {
+        if let Some(ip) = ip {
+            if self.addresses.len() < usize::try_from(AuditAction::MAX_DISTINCT).unwrap_or(0) {
+                self.addresses.insert(ip);
+            }
+        }
+    }
+
+    fn event(&self) -> AuditEvent {
+        let mut e = self.template.clone();
+        e.at = self.span.first;
+        let addresses = self.addresses.len() as u64;
+        e.action = match self.refused {
+            None => AuditAction::UsedMany {
+                count: self.span.count,
+                last: self.span.last,
+                addresses,
+            },
+            Some(reason) => AuditAction::RefusedMany {
+                reason,
+                count: self.span.count,
+                last: self.span.last,
+                addresses,
+            },
+        };
+        e
+    }
+}
+
+/// What one token did over the interval.
+#[derive(Debug, Default)]
+struct Tally {
+    last_used: Option<OffsetDateTime>,
+    subjects: Vec<(UsageSubject, Span)>,
+    rows: Vec<Row>,
+}
+
+#[derive(Debug, Default)]
+struct Shard {
+    tokens: ById<Tally>,
+    /// One event per use or refusal (with [`LedgerSettings::audit_each_use`]).
+    each: Vec<AuditEvent>,
+}
+
+/// What a validation notes: an accepted use or a refusal of a known token.
+pub(crate) struct Note<'a> {
+    /// The token.
+    pub(crate) token: TokenId,
+    /// When.
+    pub(crate) at: OffsetDateTime,
+    /// What to count it against (an address for application tokens, an endpoint and method
+    /// for endpoint tokens), for accepted uses.
+    pub(crate) subject: Option<Subject<'a>>,
+    /// The client address, if known (counted in the audit rows' distinct addresses).
+    pub(crate) ip: Option<IpAddr>,
+    /// `None` for an accepted use.
+    pub(crate) refused: Option<Rejection>,
+    /// The carrier of an endpoint request.
+    pub(crate) carrier: Option<(&'a EndpointId, Method)>,
+}
+
+/// A usage subject borrowed from the request (cloned only for a new entry).
+#[derive(Clone, Copy)]
+pub(crate) enum Subject<'a> {
+    Ip(IpAddr),
+    Endpoint(&'a EndpointId, Method),
+}
+
+impl Subject<'_> {
+    fn is(&self, s: &UsageSubject) -> bool {
+        match (self, s) {
+            (Self::Ip(a), UsageSubject::Ip(b)) => a == b,
+            (Self::Endpoint(e, m), UsageSubject::Endpoint(f, n)) => m == n && *e == f,
+            _ => false,
+        }
+    }
+
+    fn owned(self) -> UsageSubject {
+        match self {
+            Self::Ip(a) => UsageSubject::Ip(a),
+            Self::Endpoint(e, m) => UsageSubject::Endpoint(e.clone(), m),
+        }
+    }
+}
+
+/// The ledger of one service (and its clones).
+pub(crate) struct Ledger {
+    store: Arc<dyn Store>,
+    settings: LedgerSettings,
+    audit_uses: bool,
+    audit_refusals: bool,
+    shards: Box<[Mutex<Shard>]>,
+    /// Entries waiting (tokens, subjects, rows, per-use events), across shards.
+    pending: AtomicUsize,
+    /// Tokens waiting, across shards.
+    tokens: AtomicUsize,
+    /// The batch being written, or left by a write that failed or was dropped: written again,
+    /// with the same id, before anything newer.
+    unwritten: Mutex<Option<Arc<UsageBatch>>>,
+    /// One writer at a time.
+    writing: tokio::sync::Mutex<()>,
+    /// Wakes the writer task early (a size bound reached).
+    wake: Arc<tokio::sync::Notify>,
+    /// Whether the writer task runs.
+    started: Arc<AtomicBool>,
+    /// Whether uses are being dropped (logged once until the next write).
+    dropping: AtomicBool,
+    /// A random base and a counter: batch ids unique across processes.
+    batch_base: u128,
+    batch_seq: AtomicU64,
+    me: Weak<Self>,
+}
+
+impl core::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("settings", &self.settings)
+            .field("pending", &self.pending.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one [`TokenService::flush`](crate::TokenService::flush) wrote.
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+#[non_exhaustive]
+pub struct Flushed {
+    /// Batches written (a batch left by an earlier failed write, then the current one).
+    pub batches: u32,
+    /// Uses counted in them.
+    pub uses: u64,
+    /// Audit events appended.
+    pub events: u64,
+}
+
+impl Ledger {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        settings: LedgerSettings,
+        audit_uses: bool,
+        audit_refusals: bool,
+    ) -> Arc<Self> {
+        // An id drawn from the OS generator; should it fail, the time keeps ids apart across
+        // restarts, and the counter within this process.
+        let batch_base = TokenId::generate().map_or_else(
+            |_| {
+                let t = OffsetDateTime::now_utc().unix_timestamp_nanos();
+                u128::from_le_bytes(t.to_le_bytes()) << 32
+            },
+            TokenId::as_u128,
+        );
+        Arc::new_cyclic(|me| Self {
+            store,
+            settings,
+            audit_uses,
+            audit_refusals,
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            pending: AtomicUsize::new(0),
+            tokens: AtomicUsize::new(0),
+            unwritten: Mutex::new(None),
+            writing: tokio::sync::Mutex::new(()),
+            wake: Arc::new(tokio::sync::Notify::new()),
+            started: Arc::new(AtomicBool::new(false)),
+            dropping: AtomicBool::new(false),
+            batch_base,
+            batch_seq: AtomicU64::new(0),
+            me: me.clone(),
+        })
+    }
+
+    fn shard(&self, id: TokenId) -> &Mutex<Shard> {
+        // Ids are random: their low bits spread evenly.
+        #[allow(
+            clippy::cast_possible_truncation,
+            reason = "only the low bits pick a shard"
+        )]
+        let i = (id.as_u128() as usize) % SHARDS;
+        &self.shards[i]
+    }
+
+    /// Note an accepted use or a refusal. `event` builds the audit event of this use (only
+    /// called when an aggregated row starts or each use is audited).
+    pub(crate) fn note(&self, note: &Note<'_>, event: impl FnOnce() -> AuditEvent) {
+        self.start();
+        let audited = if note.refused.is_some() {
+            self.audit_refusals
+        } else {
+            self.audit_uses
+        };
+        if note.refused.is_some() && !audited {
+            return;
+        }
+        let mut added = 0usize;
+        let mut new_token = false;
+        let mut dropped = false;
+        {
+            let mut shard = self
+                .shard(note.token)
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let shard = &mut *shard;
+            let tally = match shard.tokens.get_mut(&note.token) {
+                Some(t) => t,
+                None => {
+                    if self.tokens.load(Ordering::Relaxed) >= self.settings.max_held.max(1) {
+                        self.drop_note();
+                        return;
+                    }
+                    new_token = true;
+                    added += 1;
+                    shard.tokens.entry(note.token).or_default()
+                }
+            };
+            if note.refused.is_none() {
+                if tally.last_used.is_none_or(|l| l < note.at) {
+                    tally.last_used = Some(note.at);
+                }
+                if let Some(subject) = note.subject {
+                    let full = tally.subjects.len() >= MAX_SUBJECTS;
+                    match tally.subjects.iter_mut().find(|(s, _)| subject.is(s)) {
+                        Some((_, span)) => span.add(note.at),
+                        None if !full => {
+                            tally.subjects.push((subject.owned(), Span::new(note.at)));
+                            added += 1;
+                        }
+                        None => dropped = true,
+                    }
+                }
+            }
+            if audited {
+                if self.settings.each_use {
+                    let mut e = event();
+                    if let Some(reason) = note.refused {
+                        e.action = AuditAction::Refused { reason };
+                    }
+                    shard.each.push(e);
+                    added += 1;
+                } else {
+                    let carrier = note.carrier;
+                    let span = self.settings.interval;
+                    let found = tally.rows.iter_mut().find(|r| {
+                        r.refused == note.refused
+                            // A row spans at most one interval of the clock's time (a clock
+                            // that jumps, as a test's does, starts a new row).
+                            && (note.at - r.span.first).abs() < span
+                            && match (&r.carrier, carrier) {
+                                (None, None) => true,
+                                (Some((e, m)), Some((f, n))) => m == &n && e == f,
+                                _ => false,
+                            }
+                    });
+                    match found {
+                        Some(row) => row.add(note.at, note.ip),
+                        None => {
+                            let mut template = event();
+                            // The row is about the token and its carrier, not one request's
+                            // details.
+                            template.ip = None;
+                            template.subject.permission = None;
+                            let mut row = Row {
+                                template,
+                                span: Span::new(note.at),
+                                addresses: HashSet::default(),
+                                refused: note.refused,
+                                carrier: carrier.map(|(e, m)| (e.clone(), m)),
+                            };
+                            row.note_ip(note.ip);
+                            tally.rows.push(row);
+                            added += 1;
+                        }
+                    }
+                }
+            }
+        }
+        if dropped {
+            self.drop_note();
+        }
+        if new_token {
+            self.tokens.fetch_add(1, Ordering::Relaxed);
+        }
+        if added > 0 {
+            let before = self.pending.fetch_add(added, Ordering::Relaxed);
+            if before < self.settings.max_pending && before + added >= self.settings.max_pending {
+                self.wake.notify_one();
+            }
+        }
+    }
+
+    /// Start the writer task, once, if a tokio runtime is running here.
+    fn start(&self) {
+        if self.started.load(Ordering::Relaxed) {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let me = self.me.clone();
+        let started = Arc::clone(&self.started);
+        let wake = Arc::clone(&self.wake);
+        let every = self.settings.interval_std();
+        handle.spawn(async move {
+            // Whatever ends this task (the service gone, its runtime shut down) lets the next
+            // use start another.
+            let _running = Running(Arc::clone(&started));
+            loop {
+                // Sleep until the interval ends or a size bound is reached, holding only a
+                // weak reference to the ledger meanwhile (the service may go away).
+                let _ = tokio::time::timeout(every, wake.notified()).await;
+                let Some(ledger) = me.upgrade() else { return };
+                if let Err(e) = ledger.flush().await {
+                    tracing::warn!(error = %e,
+                        "tessera: usage ledger not written; kept and retried next interval");
+                }
+            }
+        });
+    }
+
+    /// Whether anything is waiting to be written.
+    fn is_empty(&self) -> bool {
+        self.pending.load(Ordering::Relaxed) == 0
+            && self
+                .unwritten
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_none()
+    }
+
+    /// Take everything noted into a new batch (None when there is nothing).
+    fn take(&self) -> Option<UsageBatch> {
+        let seq = self.batch_seq.fetch_add(1, Ordering::Relaxed);
+        let mut batch = UsageBatch::new(BatchId(self.batch_base.wrapping_add(u128::from(seq))));
+        for shard in &self.shards {
+            let (tokens, each) = {
+                let mut s = shard.lock().unwrap_or_else(PoisonError::into_inner);
+                (core::mem::take(&mut s.tokens), core::mem::take(&mut s.each))
+            };
+            self.tokens.fetch_sub(tokens.len(), Ordering::Relaxed);
+            let mut taken = each.len();
+            batch.events.extend(each);
+            for (id, tally) in tokens {
+                taken += 1 + tally.subjects.len() + tally.rows.len();
+                if let Some(at) = tally.last_used {
+                    batch.last_used.push((id, at));
+                }
+                for (subject, span) in tally.subjects {
+                    batch.usage.push(UsageDelta {
+                        token: id,
+                        subject,
+                        first_seen: span.first,
+                        last_seen: span.last,
+                        count: span.count,
+                    });
+                }
+                batch.events.extend(tally.rows.iter().map(Row::event));
+            }
+            self.pending.fetch_sub(taken, Ordering::Relaxed);
+        }
+        (!batch.is_empty()).then_some(batch)
+    }
+
+    /// Write what is waiting: first a batch an earlier write left, then everything noted
+    /// before this call, each in one transaction. Safe to drop at any await: a batch whose
+    /// write was dropped is written again, with the same id, by the next call.
+    pub(crate) async fn flush(&self) -> Result<Flushed, StoreError> {
+        let _one = self.writing.lock().await;
+        let mut done = Flushed::default();
+        // At most twice: a batch left over, then the current one (a steady stream of uses
+        // must not keep one flush writing forever).
+        for _ in 0..2 {
+            let batch = {
+                let mut slot = self
+                    .unwritten
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if slot.is_none() {
+                    *slot = self.take().map(Arc::new);
+                }
+                slot.clone()
+            };
+            let Some(batch) = batch else { break };
+            let started = std::time::Instant::now();
+            match self.store.record_batch(&batch).await {
+                Ok(wrote) => {
+                    *self
+                        .unwritten
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = None;
+                    self.dropping.store(false, Ordering::Relaxed);
+                    metrics::counter!("tessera_ledger_batches_total").increment(1);
+                    metrics::histogram!("tessera_ledger_write_seconds")
+                        .record(started.elapsed().as_secs_f64());
+                    done.batches += 1;
+                    done.uses += batch.uses();
+                    done.events += batch.events.len() as u64;
+                    tracing::debug!(
+                        uses = batch.uses(),
+                        entries = batch.usage.len(),
+                        events = batch.events.len(),
+                        again = !wrote,
+                        ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                        "tessera: usage ledger written"
+                    );
+                }
+                Err(e) => {
+                    metrics::counter!("tessera_ledger_write_errors_total").increment(1);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    /// Counts not yet written of one token, as usage entries (`count` is what is waiting).
+    pub(crate) fn waiting_usage(&self, id: TokenId) -> Vec<UsageEntry> {
+        let mut out: Vec<UsageEntry> = Vec::new();
+        let mut add = |subject: &UsageSubject, first, last, count| match out
+            .iter_mut()
+            .find(|e| &e.subject == subject)
+        {
+            Some(e) => {
+                e.count += count;
+                e.first_seen = e.first_seen.min(Some(first)).or(Some(first));
+                e.last_seen = e.last_seen.max(Some(last));
+            }
+            None => out.push(UsageEntry {
+                token: id,
+                subject: subject.clone(),
+                first_seen: Some(first),
+                last_seen: Some(last),
+                count,
+                blocked: false,
+            }),
+        };
+        if let Some(b) = &*self
+            .unwritten
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
+            for d in b.usage.iter().filter(|d| d.token == id) {
+                add(&d.subject, d.first_seen, d.last_seen, d.count);
+            }
+        }
+        let shard = self
+            .shard(id)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(t) = shard.tokens.get(&id) {
+            for (s, span) in &t.subjects {
+                add(s, span.first, span.last, span.count);
+            }
+        }
+        out
+    }
+
+    /// Counts not yet written on one endpoint, every token.
+    pub(crate) fn waiting_endpoint(&self, endpoint: &EndpointId) -> Vec<UsageEntry> {
+        let on = |s: &UsageSubject| matches!(s, UsageSubject::Endpoint(e, _) if e == endpoint);
+        let mut deltas: Vec<UsageDelta> = Vec::new();
+        if let Some(b) = &*self
+            .unwritten
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
+            deltas.extend(b.usage.iter().filter(|d| on(&d.subject)).cloned());
+        }
+        for shard in &self.shards {
+            let s = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            for (id, t) in &s.tokens {
+                for (subject, span) in t.subjects.iter().filter(|(s, _)| on(s)) {
+                    deltas.push(UsageDelta {
+                        token: *id,
+                        subject: subject.clone(),
+                        first_seen: span.first,
+                        last_seen: span.last,
+                        count: span.count,
+                    });
+                }
+            }
+        }
+        let mut out: Vec<UsageEntry> = Vec::new();
+        for d in deltas {
+            match out
+                .iter_mut()
+                .find(|e| e.token == d.token && e.subject == d.subject)
+            {
+                Some(e) => {
+                    e.count += d.count;
+                    e.first_seen = e.first_seen.min(Some(d.first_seen));
+                    e.last_seen = e.last_seen.max(Some(d.last_seen));
+                }
+                None => out.push(UsageEntry {
+                    token: d.token,
+                    subject: d.subject,
+                    first_seen: Some(d.first_seen),
+                    last_seen: Some(d.last_seen),
+                    count: d.count,
+                    blocked: false,
+                }),
+            }
+        }
+        out
+    }
+
+    /// Audit events not yet written that pass `filter` (limit aside).
+    pub(crate) fn waiting_events(&self, filter: &AuditFilter) -> Vec<AuditEvent> {
+        if self.is_empty() {
+            return Vec::new();
+        }
+        let mut out: Vec<AuditEvent> = Vec::new();
+        if let Some(b) = &*self
+            .unwritten
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
+            out.extend(b.events.iter().filter(|e| filter.matches(e)).cloned());
+        }
+        for shard in &self.shards {
+            let s = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            out.extend(s.each.iter().filter(|e| filter.matches(e)).cloned());
+            for (id, t) in &s.tokens {
+                if filter.token.is_some_and(|want| want != *id) {
+                    continue;
+                }
+                out.extend(t.rows.iter().map(Row::event).filter(|e| filter.matches(e)));
+            }
+        }
+        out
+    }
+
+    /// This process's last use of `id` not yet written, if any.
+    pub(crate) fn waiting_last_use(&self, id: TokenId) -> Option<OffsetDateTime> {
+        let mut last = self
+            .shard(id)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .tokens
+            .get(&id)
+            .and_then(|t| t.last_used);
+        if let Some(b) = &*self
+            .unwritten
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
+            for (t, at) in &b.last_used {
+                if *t == id {
+                    last = last.max(Some(*at));
+                }
+            }
+        }
+        last
+    }
+
+    /// A use that could not be counted (the ledger holds its most tokens, or a token its most
+    /// subjects): counted in a metric, logged once until the next write.
+    #[cold]
+    fn drop_note(&self) {
+        metrics::counter!("tessera_ledger_dropped_total").increment(1);
+        if !self.dropping.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "tessera: usage ledger full (the store cannot be written fast enough): uses \
+                 of further tokens are not counted until the next write"
+            );
+        }
+    }
+
+    /// Entries waiting to be written (tokens, subjects, audit rows).
+    pub(crate) fn pending(&self) -> usize {
+        self.pending.load(Ordering::Relaxed)
+    }
+}
+
+/// Marks the writer task as stopped when it ends.
+struct Running(Arc<AtomicBool>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+impl Drop for Ledger {
+    /// The last clone of the service is gone: what is still waiting is handed to one last
+    /// write on the runtime, if one is running here (best effort: call
+    /// [`TokenService::flush`](crate::TokenService::flush) before shutting down to be sure).
+    fn drop(&mut self) {
+        let left = self
+            .unwritten
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let batches: Vec<Arc<UsageBatch>> =
+            left.into_iter().chain(self.take().map(Arc::new)).collect();
+        if batches.is_empty() {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!("tessera: usage ledger dropped unwritten (no runtime to write it)");
+            return;
+        };
+        let store = Arc::clone(&self.store);
+        handle.spawn(async move {
+            for batch in batches {
+                if let Err(e) = store.record_batch(&batch).await {
+                    tracing::warn!(error = %e, "tessera: usage ledger's last batch not written");
+                }
+            }
+        });
+    }
+}
