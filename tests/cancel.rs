@@ -28,7 +28,9 @@ use tessera::memory::MemoryStore;
 use tessera::onboarding::NewOnboarding;
 use tessera::sql::postgres::PostgresConfig;
 use tessera::sql::{PostgresStore, SqliteStore};
-use tessera::store::{AuditFilter, StateChange, Store, TokenFilter, UsageSubject};
+use tessera::store::{
+    AuditFilter, BatchId, StateChange, Store, TokenFilter, UsageBatch, UsageDelta, UsageSubject,
+};
 use tessera::{Principal, Rejection, TokenService, ValidationCache};
 use time::OffsetDateTime;
 
@@ -676,6 +678,65 @@ async fn store_methods_dropped_at_every_await_point() {
         )
         .await;
 
+        // record_batch: counts, last use and events of a batch all written, or none; the same
+        // batch retried after the drop is written exactly once.
+        let batch_ids = Cell::new(TokenId::generate().unwrap().as_u128());
+        let used_at = now + time::Duration::minutes(5);
+        let next_batch = async || {
+            batch_ids.set(batch_ids.get().wrapping_add(1));
+            let r = inserted(store, &template).await;
+            let mut batch = UsageBatch::new(BatchId(batch_ids.get()));
+            batch.usage.push(UsageDelta {
+                token: r.id,
+                subject: UsageSubject::Ip(ip()),
+                first_seen: now,
+                last_seen: used_at,
+                count: 3,
+            });
+            batch.last_used.push((r.id, used_at));
+            batch.events.push(revoked(&r));
+            (r, batch)
+        };
+        let cur = RefCell::new(next_batch().await);
+        every_drop_point(
+            what,
+            || {
+                let (_, batch) = cur.borrow().clone();
+                async move { store.record_batch(&batch).await }
+            },
+            async |_| {
+                let (r, batch) = cur.borrow().clone();
+                let written = async || {
+                    let usage = store.usage(r.id).await.unwrap();
+                    (
+                        usage.iter().map(|u| u.count).sum::<u64>(),
+                        store.get(r.id).await.unwrap().unwrap().last_used_at,
+                        event_count(store, r.id).await,
+                    )
+                };
+                let state = settled(written).await;
+                let applied = state.0 != 0;
+                if applied {
+                    assert_eq!(state, (3, Some(used_at), 2), "{what}: record_batch whole");
+                } else {
+                    assert_eq!(state, (0, r.last_used_at, 1), "{what}: record_batch absent");
+                }
+                // Retried: written now if it was not, refused (and nothing added) if it was.
+                assert_eq!(
+                    store.record_batch(&batch).await.unwrap(),
+                    !applied,
+                    "{what}: record_batch retried"
+                );
+                assert_eq!(
+                    written().await,
+                    (3, Some(used_at), 2),
+                    "{what}: record_batch counted once"
+                );
+                *cur.borrow_mut() = next_batch().await;
+            },
+        )
+        .await;
+
         // redeem: uses and enrolled devices agree.
         let onb = svc
             .onboarding()
@@ -816,6 +877,18 @@ async fn store_methods_dropped_at_every_await_point() {
         let digest = template.digest;
         every_drop_point(what, || store.get(id), async |_| {}).await;
         every_drop_point(what, || store.find_by_digest(&digest), async |_| {}).await;
+        // find_shared: the record with its blocked address (blocked above), read whole.
+        let blocked_digest = store.get(r.id).await.unwrap().unwrap().digest;
+        every_drop_point(
+            what,
+            || store.find_shared(&blocked_digest),
+            async |_| {
+                let shared = store.find_shared(&blocked_digest).await.unwrap().unwrap();
+                assert_eq!(shared.record().id, r.id, "{what}: find_shared");
+                assert_eq!(shared.blocked(), [ip()], "{what}: find_shared blocked");
+            },
+        )
+        .await;
         let filter = TokenFilter::default();
         every_drop_point(what, || store.list(&filter), async |_| {}).await;
         every_drop_point(what, || store.enrollments(id), async |_| {}).await;
