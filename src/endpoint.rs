@@ -323,13 +323,19 @@ impl EndpointTokens<'_> {
                 .await?;
             return Ok(issued.pop());
         }
-        if !delete.is_empty() {
-            self.svc.inner.store.append(&event).await?;
-        }
+        // The act's event commits with the first revocation it causes.
+        let mut also = vec![event];
         for r in delete {
             self.svc
-                .transition(Some(Kind::Endpoint), r.id, Action::Revoke, by.actor())
+                .transition_with(
+                    Some(Kind::Endpoint),
+                    r.id,
+                    Action::Revoke,
+                    by.actor(),
+                    &also,
+                )
                 .await?;
+            also.clear();
         }
         Ok(None)
     }
@@ -349,15 +355,22 @@ impl EndpointTokens<'_> {
     pub async fn disable(&self, endpoint: &EndpointId, by: &Principal) -> Result<()> {
         self.set_up(endpoint).await?;
         let primaries = self.primaries_in_force(endpoint).await?;
-        if !primaries.is_empty() {
-            let event = AuditEvent::new(self.svc.now(), by.actor(), AuditAction::EndpointDisabled)
-                .at_endpoint(endpoint);
-            self.svc.inner.store.append(&event).await?;
-        }
+        // The act's event commits with the first revocation it causes.
+        let mut also = vec![
+            AuditEvent::new(self.svc.now(), by.actor(), AuditAction::EndpointDisabled)
+                .at_endpoint(endpoint),
+        ];
         for r in primaries {
             self.svc
-                .transition(Some(Kind::Endpoint), r.id, Action::Revoke, by.actor())
+                .transition_with(
+                    Some(Kind::Endpoint),
+                    r.id,
+                    Action::Revoke,
+                    by.actor(),
+                    &also,
+                )
                 .await?;
+            also.clear();
         }
         for m in self.svc.inner.store.mappings(None, Some(endpoint)).await? {
             let mut event = AuditEvent::new(self.svc.now(), by.actor(), AuditAction::Unmapped)

@@ -544,6 +544,20 @@ impl TokenService {
         action: Action,
         actor: Actor,
     ) -> Result<TokenRecord> {
+        self.transition_with(kind, id, action, actor, &[]).await
+    }
+
+    /// [`transition`](Self::transition), with `also` (the events of the act this change is
+    /// part of, such as turning an endpoint's token authentication off) committed in the
+    /// change's transaction.
+    pub(crate) async fn transition_with(
+        &self,
+        kind: Option<Kind>,
+        id: TokenId,
+        action: Action,
+        actor: Actor,
+        also: &[AuditEvent],
+    ) -> Result<TokenRecord> {
         let now = self.now();
         for _ in 0..8 {
             let record = match self.inner.store.get(id).await? {
@@ -578,6 +592,7 @@ impl TokenService {
                 ));
             }
             events.push(change_event(&record, from, to, actor.clone(), now));
+            events.extend_from_slice(also);
             match self.inner.store.change_state(id, &change, &events).await {
                 Ok(updated) => return Ok(updated),
                 Err(StoreError::Conflict) => {}

@@ -78,19 +78,31 @@ impl TokenService {
 
     /// Every token matching `filter`, oldest first.
     ///
+    /// A state filter matches the state each summary shows, the effective state at this
+    /// moment: `Dormant` finds an application token dormant only by inactivity (no sweep
+    /// recorded it yet), `Expired` one whose expiry has passed, and `Active` finds neither.
+    ///
     /// # Errors
     ///
     /// Store failures.
     #[tracing::instrument(level = "info", skip_all, err(level = "warn"))]
     pub async fn list(&self, filter: &TokenFilter) -> Result<Vec<TokenSummary>> {
         let now = self.now();
-        Ok(self
-            .inner
-            .store
-            .list(filter)
-            .await?
+        // The stored state is not the shown one (expiry, inactivity): ask the store for every
+        // state and keep the summaries whose shown state was asked for.
+        let wanted = filter.states.as_deref();
+        let stored = match wanted {
+            Some(_) => {
+                let mut every_state = filter.clone();
+                every_state.states = None;
+                self.inner.store.list(&every_state).await?
+            }
+            None => self.inner.store.list(filter).await?,
+        };
+        Ok(stored
             .iter()
             .map(|r| self.summary(r, now))
+            .filter(|s| wanted.is_none_or(|w| w.contains(&s.state)))
             .collect())
     }
 

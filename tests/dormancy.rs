@@ -18,7 +18,7 @@ use tessera::core::lifecycle::State;
 use tessera::memory::MemoryStore;
 use tessera::sql::postgres::PostgresConfig;
 use tessera::sql::{PostgresStore, SqliteStore};
-use tessera::store::{AuditFilter, Store};
+use tessera::store::{AuditFilter, Store, TokenFilter};
 use tessera::{LedgerSettings, Rejection, TokenService, ValidationCache};
 use time::Duration;
 
@@ -118,6 +118,24 @@ async fn idle_tokens_are_refused_at_use(store: Arc<dyn Store>, cached: bool) {
         svc.token(never.token.id).await.unwrap().state,
         State::Dormant
     );
+    // A state filter finds what the listing shows, not what is stored.
+    let listed = |states: &[State]| {
+        let filter = TokenFilter::default().states(states.iter().copied());
+        let svc = &svc;
+        async move {
+            let mut ids: Vec<TokenId> = svc
+                .list(&filter)
+                .await
+                .unwrap()
+                .iter()
+                .map(|s| s.id)
+                .collect();
+            ids.sort_unstable();
+            ids
+        }
+    };
+    assert_eq!(listed(&[State::Dormant]).await, vec![never.token.id]);
+    assert_eq!(listed(&[State::Active]).await, vec![id]);
 
     // 30 days after its last use: dormant, and every refused use leaves the idle clock alone.
     clock.set(last_use + Duration::days(30));
