@@ -10,6 +10,8 @@
 //!   subscriber (INFO, to a sink) and a Prometheus recorder installed (the cost of observing).
 //! - `random_sql`: SQLite (file) and PostgreSQL with the validation cache (time to live 60 s:
 //!   the steady state of a process that holds its 10^4 tokens), application and endpoint.
+//! - `random_sqlite`: SQLite (file, WAL), **no cache**, every kind valid and unknown, one
+//!   validation at a time; then the same while a busy loop holds the other core.
 //! - `random_pg_tasks`: PostgreSQL, no cache, 64 tasks on a two-worker runtime.
 //! - `ledger_flush`: one flush of 10^5 accumulated application uses (10^4 tokens, 4 addresses)
 //!   on each backend: one transaction.
@@ -26,7 +28,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::hint::black_box;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
@@ -242,8 +244,14 @@ fn bench_case(
         b.iter_custom(|iters| {
             rt.block_on(async {
                 let start = Instant::now();
-                for _ in 0..iters {
+                for i in 0..iters {
                     validate_once(svc, t, case, &mut pick).await;
+                    // A validation answered from memory never waits: let the service's own
+                    // tasks (the ledger's writer) run now and then, as they do between the
+                    // requests of a server on this runtime.
+                    if i % 1024 == 1023 {
+                        tokio::task::yield_now().await;
+                    }
                 }
                 start.elapsed()
             })
@@ -311,6 +319,19 @@ fn random_memory(c: &mut Criterion) {
     });
 
     let defaults = builder(store.clone()).build();
+    {
+        let tok = &t.deployment[0];
+        let ip = t.ips[0];
+        let app = RequestContext::new().application(ip);
+        eprintln!(
+            "future sizes: validate {} deployment {} application {} auth {}",
+            std::mem::size_of_val(&defaults.validate(tok, &app)),
+            std::mem::size_of_val(&defaults.deployment().validate(tok)),
+            std::mem::size_of_val(&defaults.application().validate(tok, ip)),
+            std::mem::size_of_val(&defaults.auth().check(tok, &t.action, &t.held)),
+        );
+
+    }
     let quiet = builder(store.clone())
         .audit_uses(false)
         .audit_refusals(false)
@@ -405,6 +426,53 @@ fn random_sql(c: &mut Criterion) {
                 &t,
                 case,
             );
+        }
+    }
+    g.finish();
+}
+
+fn random_sqlite(c: &mut Criterion) {
+    if !wanted("random_sqlite") {
+        return;
+    }
+    let rt = current_thread();
+    let mut g = c.benchmark_group("random_sqlite");
+    g.throughput(Throughput::Elements(1));
+    let store = rt.block_on(sqlite("straight"));
+    let all = [
+        Case::Deployment,
+        Case::Auth,
+        Case::Application,
+        Case::Endpoint,
+    ];
+    let t = rt.block_on(issue(store.clone(), &all));
+    let svc = builder(store).build();
+    for busy in [false, true] {
+        // A busy loop on the other core, as a neighbour process would hold it.
+        let stop = Arc::new(AtomicBool::new(false));
+        let spinner = busy.then(|| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut x = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    x = black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1));
+                }
+            })
+        });
+        let tag = if busy { "busy_core" } else { "idle_core" };
+        for case in all.into_iter().chain([Case::Unknown]) {
+            bench_case(
+                &mut g,
+                &rt,
+                &format!("no_cache/{tag}/{}", case.name()),
+                &svc,
+                &t,
+                case,
+            );
+        }
+        stop.store(true, Ordering::Relaxed);
+        if let Some(h) = spinner {
+            h.join().unwrap();
         }
     }
     g.finish();
@@ -511,6 +579,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = random_memory, random_sql, random_pg_tasks, ledger_flush
+    targets = random_memory, random_sql, random_sqlite, random_pg_tasks, ledger_flush
 }
 criterion_main!(benches);

@@ -142,6 +142,9 @@ const SHARDS: usize = 16;
 /// new subjects of that token are not counted until the next write.
 const MAX_SUBJECTS: usize = 4_096;
 
+/// Aggregated audit rows held per token before rows stop starting a new one per interval.
+const MAX_ROWS: usize = 64;
+
 type ById<V> = HashMap<TokenId, V, BuildHasherDefault<IdHasher>>;
 
 /// Counts of one subject (or one aggregated audit row) over the interval.
@@ -430,11 +433,19 @@ impl Ledger {
                 } else {
                     let carrier = note.carrier;
                     let span = self.settings.interval;
-                    let found = tally.rows.iter_mut().find(|r| {
+                    // The newest rows are last, and a note belongs to a row of this
+                    // interval: searching from the end finds it among the last few however
+                    // many intervals wait unwritten (a store that is down, a writer that has
+                    // not run yet).
+                    // A row spans at most one interval of the clock's time (a clock that
+                    // jumps, as a test's does, starts a new row) — unless the token already
+                    // holds `MAX_ROWS` rows waiting (the store has been down for that many
+                    // intervals): then the newest row of its carrier grows instead, its first
+                    // and last use saying how long it spans, so memory stays bounded.
+                    let crowded = tally.rows.len() >= MAX_ROWS;
+                    let found = tally.rows.iter_mut().rev().find(|r| {
                         r.refused == note.refused
-                            // A row spans at most one interval of the clock's time (a clock
-                            // that jumps, as a test's does, starts a new row).
-                            && (note.at - r.span.first).abs() < span
+                            && (crowded || (note.at - r.span.first).abs() < span)
                             && match (&r.carrier, carrier) {
                                 (None, None) => true,
                                 (Some((e, m)), Some((f, n))) => m == &n && e == f,

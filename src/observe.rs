@@ -26,7 +26,6 @@ use metrics::{Counter, Histogram};
 use tessera_core::Kind;
 use tessera_core::validate::Rejection;
 use tessera_store::StoreError;
-use tracing::Instrument;
 use tracing::field::{self, display};
 
 use crate::request::Outcome;
@@ -106,37 +105,34 @@ impl Observer {
         due.then(Instant::now)
     }
 
-    /// Run a validation of `kind` inside its span (at DEBUG: kind, token id once accepted,
-    /// outcome code), when a subscriber wants it.
+    /// The span of a validation of `kind` (at DEBUG: kind, token id once known, outcome
+    /// code), or `None` when no subscriber wants it. The caller runs the validation inside
+    /// it and then calls [`traced`](Self::traced).
     #[inline]
-    pub(crate) async fn instrument(
-        &self,
-        kind: Kind,
-        validation: impl Future<Output = Outcome>,
-    ) -> Outcome {
+    pub(crate) fn span(&self, kind: Kind) -> Option<tracing::Span> {
         let span = tracing::debug_span!(
             "tessera.validate",
             kind = kind.as_str(),
             token_id = field::Empty,
             outcome = field::Empty,
         );
-        if span.is_disabled() {
-            return validation.await;
-        }
-        let started = Instant::now();
-        let outcome = validation.instrument(span.clone()).await;
+        (!span.is_disabled()).then_some(span)
+    }
+
+    /// Record a finished validation's outcome in its span, with an event saying how long
+    /// it took.
+    pub(crate) fn traced(&self, span: &tracing::Span, outcome: &Outcome, begun: Instant) {
         span.record("outcome", outcome.code());
-        if let Outcome::Accepted(access) = &outcome {
+        if let Outcome::Accepted(access) = outcome {
             span.record("token_id", display(access.token()));
         }
-        let micros = started.elapsed().as_micros();
-        span.in_scope(|| match &outcome {
+        let micros = begun.elapsed().as_micros();
+        span.in_scope(|| match outcome {
             Outcome::Refused(r) => {
                 tracing::debug!(reason = r.code(), elapsed_us = micros, "token refused");
             }
             _ => tracing::debug!(outcome = outcome.code(), elapsed_us = micros, "validated"),
         });
-        outcome
     }
 
     /// Count a finished validation (and time it, if it was started timed).

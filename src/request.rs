@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use tessera_core::Kind;
+use tracing::Instrument;
 use tessera_core::id::{DeviceId, EndpointId, Permission, TokenId};
 use tessera_core::kind::endpoint::Method;
 use tessera_core::validate::{Accepted, Rejection};
@@ -339,9 +340,21 @@ impl TokenService {
         };
         let observer = &self.inner.observer;
         let started = observer.start();
-        let outcome = observer
-            .instrument(kind, self.dispatch(kind, token, request))
-            .await;
+        // The dispatch future is built in place in one branch or the other (never moved
+        // through a wrapper that would hold a second copy of it): a validation's future stays
+        // the size of its largest kind's.
+        let outcome = match observer.span(kind) {
+            None => self.dispatch(kind, token, request).await,
+            Some(span) => {
+                let begun = std::time::Instant::now();
+                let outcome = self
+                    .dispatch(kind, token, request)
+                    .instrument(span.clone())
+                    .await;
+                observer.traced(&span, &outcome, begun);
+                outcome
+            }
+        };
         observer.validated(kind, &outcome, started);
         outcome
     }
@@ -349,8 +362,12 @@ impl TokenService {
     async fn dispatch(&self, kind: Kind, token: &str, request: &RequestContext<'_>) -> Outcome {
         match kind {
             Kind::Deployment => Outcome::from_result(self.deployment().accept(token).await),
+            // A redemption writes to the store whatever happens; its future (the largest, with
+            // the events it commits) goes to the heap so every other validation's stays small.
             Kind::Onboarding => match request.device {
-                Some(device) => Outcome::from_result(self.onboarding().accept(token, device).await),
+                Some(device) => {
+                    Outcome::from_result(Box::pin(self.onboarding().accept(token, device)).await)
+                }
                 None => Outcome::Refused(Rejection::NotFound),
             },
             Kind::Endpoint => match request.endpoint {
@@ -376,3 +393,4 @@ impl TokenService {
         }
     }
 }
+

@@ -389,3 +389,40 @@ async fn the_writer_task_writes_every_interval_without_a_flush() {
     }
     assert_eq!(svc.ledger_pending(), 0);
 }
+
+#[tokio::test]
+async fn a_long_outage_keeps_a_bounded_number_of_audit_rows_per_token() {
+    let store = Arc::new(Flaky::default());
+    let clock = Arc::new(ManualClock::new(T0));
+    let svc = TokenService::builder_shared(store.clone(), peppers())
+        .clock(clock.clone())
+        .ledger(LedgerSettings::new().interval(Duration::hours(1)))
+        .build();
+    let t = app(&svc, "app").await;
+    store.down.store(true, Ordering::SeqCst);
+    // 200 uses, each in an interval of its own, while nothing can be written.
+    for _ in 0..200 {
+        clock.advance(Duration::hours(2));
+        use_n(&svc, &t, 1).await;
+        assert!(svc.flush().await.is_err(), "the store is down");
+    }
+    store.down.store(false, Ordering::SeqCst);
+    svc.flush().await.unwrap();
+    let rows: Vec<(u64, time::OffsetDateTime, time::OffsetDateTime)> = store
+        .inner
+        .events(&AuditFilter::default().token(t.token.id))
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e.action {
+            AuditAction::UsedMany { count, last, .. } => Some((count, e.at, last)),
+            _ => None,
+        })
+        .collect();
+    // The batch taken by the first failed write (one row), then at most 64 held.
+    assert!(rows.len() <= 65, "{} rows held for one token", rows.len());
+    assert_eq!(rows.iter().map(|r| r.0).sum::<u64>(), 200, "every use, once");
+    // The row that grew says how long it spans.
+    assert!(rows.iter().any(|(count, first, last)| *count > 1
+        && *last - *first >= Duration::hours(2) * i32::try_from(*count - 1).unwrap()));
+}

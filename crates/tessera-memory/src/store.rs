@@ -200,10 +200,34 @@ impl MemoryStore {
     /// Keep `event` in time order (after others at the same instant), dropping the oldest
     /// beyond [`MemoryLimits::max_audit_events`].
     fn push_event(&self, events: &mut VecDeque<AuditEvent>, event: &AuditEvent) {
-        let at = events.partition_point(|e| e.at <= event.at);
-        events.insert(at, event.clone());
-        while events.len() > self.limits.audit_cap() {
-            events.pop_front();
+        self.merge_events(events, core::slice::from_ref(event));
+    }
+
+    /// Merge `new` into the time-ordered `events` (each after those at the same instant,
+    /// `new` in its own order among equals), dropping the oldest beyond
+    /// [`MemoryLimits::max_audit_events`]. Costs the batch plus the events later than its
+    /// earliest, not one shift of the log per event: the usage ledger's batches hold
+    /// thousands of rows, in no time order.
+    fn merge_events(&self, events: &mut VecDeque<AuditEvent>, new: &[AuditEvent]) {
+        let Some(earliest) = new.iter().map(|e| e.at).min() else {
+            return;
+        };
+        let mut batch: Vec<&AuditEvent> = new.iter().collect();
+        batch.sort_by_key(|e| e.at);
+        let at = events.partition_point(|e| e.at <= earliest);
+        let later = events.split_off(at);
+        let mut later = later.into_iter().peekable();
+        for event in batch {
+            while let Some(old) = later.next_if(|old| old.at <= event.at) {
+                events.push_back(old);
+            }
+            events.push_back(event.clone());
+        }
+        events.extend(later);
+        let cap = self.limits.audit_cap();
+        if events.len() > cap {
+            let excess = events.len() - cap;
+            events.drain(..excess);
         }
     }
 
@@ -214,10 +238,8 @@ impl MemoryStore {
             return;
         }
         let mut log = self.audit.write().unwrap_or_else(PoisonError::into_inner);
-        for event in events {
-            // Oldest first; an event at the same instant as others goes after them.
-            self.push_event(&mut log, event);
-        }
+        // Oldest first; an event at the same instant as others goes after them.
+        self.merge_events(&mut log, events);
     }
 
     /// Tell the watchers that what validation reads of `ids` changed, once the tables' lock is

@@ -328,6 +328,34 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// [`write`](Self::write) on a thread of the runtime's blocking pool: for a large
+    /// transaction (a usage ledger batch of thousands of rows) that must not hold up the
+    /// runtime thread it was asked on. The transaction runs to its end (commit or rollback)
+    /// even when the caller is dropped meanwhile, and the writer lock is released after it.
+    async fn write_off_thread<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = Arc::clone(&self.inner);
+        let work = tokio::task::spawn_blocking(move || {
+            let mut guard = inner.writer.blocking_lock();
+            let conn = guard.as_mut().ok_or_else(closed_error)?;
+            let out = immediate(conn, f);
+            if !conn.is_autocommit() {
+                // A rollback that failed: never leave the writer inside a transaction.
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            out
+        });
+        work.await.unwrap_or_else(|e| {
+            Err(StoreError::Unavailable(format!(
+                "the SQLite write did not finish ({e}); it is rolled back if it did not commit"
+            )))
+        })
+    }
+}
+
 /// `f` in a `BEGIN IMMEDIATE` transaction on `conn`.
 fn immediate<T>(
     conn: &mut Connection,
@@ -378,8 +406,9 @@ fn connect(config: &SqliteConfig, writer: bool) -> rusqlite::Result<Connection> 
             ))?;
         }
         conn.execute_batch(&format!(
-            "PRAGMA synchronous = {}",
-            config.synchronous.pragma()
+            "PRAGMA synchronous = {}; PRAGMA mmap_size = {};",
+            config.synchronous.pragma(),
+            config.mmap_size
         ))?;
     }
     Ok(conn)
@@ -1012,7 +1041,9 @@ impl Store for SqliteStore {
 
     async fn record_batch(&self, batch: &UsageBatch) -> Result<bool, StoreError> {
         let id = codec::batch_id(batch.id);
-        self.write(|conn| {
+        // Thousands of rows: written off the runtime thread (validations go on meanwhile).
+        let batch = batch.clone();
+        self.write_off_thread(move |conn| {
             // Read inside the transaction: the clock of the writer that holds the lock.
             let now = OffsetDateTime::now_utc();
             let claimed = prepare(conn, lite!(sql::CLAIM_BATCH))?
