@@ -38,9 +38,9 @@ use tessera_core::kind::endpoint::{Mapping, Method};
 use tessera_core::record::TokenRecord;
 use tessera_core::seal::Sealed;
 use tessera_store::{
-    AuditFilter, Capabilities, Change, ChangeSink, Enrollment, Redemption, Result as StoreResult,
-    SharedRecord, StateChange, Store, TokenFilter, UsageBatch, UsageEntry, UsageOutcome,
-    UsageSubject, Watcher,
+    AuditFilter, Capabilities, Change, ChangeSink, Enrollment, RedeemEvents, Redemption,
+    Result as StoreResult, SharedRecord, StateChange, Store, TokenFilter, UsageBatch, UsageEntry,
+    UsageOutcome, UsageSubject, Watcher,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -615,6 +615,7 @@ impl Store for CachingStore {
         digest: &Digest,
         device: &DeviceId,
         now: OffsetDateTime,
+        events: &RedeemEvents,
     ) -> StoreResult<Redemption> {
         let mut writing = Writing {
             cache: self,
@@ -622,7 +623,7 @@ impl Store for CachingStore {
             digest: Some(*digest),
             returned: false,
         };
-        let out = self.inner.redeem(digest, device, now).await;
+        let out = self.inner.redeem(digest, device, now, events).await;
         writing.returned = true;
         drop(writing);
         out

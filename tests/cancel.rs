@@ -762,7 +762,11 @@ async fn store_methods_dropped_at_every_await_point() {
                 n.set(n.get() + 1);
                 let device = DeviceId::parse(format!("s{}", n.get())).unwrap();
                 let digest = onb_record.digest;
-                async move { store.redeem(&digest, &device, now).await }
+                async move {
+                    store
+                        .redeem(&digest, &device, now, &tessera::store::RedeemEvents::NONE)
+                        .await
+                }
             },
             async |_| {
                 let (uses, enrolled) = settled(async || {

@@ -17,8 +17,8 @@ use tessera_core::record::TokenRecord;
 use tessera_core::seal::Sealed;
 use tessera_core::validate::{Rejection, Request, validate};
 use tessera_store::{
-    AuditFilter, BatchId, Capabilities, Change, ChangeSink, Enrollment, Redemption, Result,
-    SharedRecord, StateChange, Store, StoreError, TokenFilter, UsageBatch, UsageEntry,
+    AuditFilter, BatchId, Capabilities, Change, ChangeSink, Enrollment, RedeemEvents, Redemption,
+    Result, SharedRecord, StateChange, Store, StoreError, TokenFilter, UsageBatch, UsageEntry,
     UsageOutcome, UsageSubject, names,
 };
 use time::{Duration, OffsetDateTime};
@@ -151,9 +151,9 @@ const TOKEN: StoreError = StoreError::NotFound { what: "token" };
 
 /// Refuse events the SQL backends could not store either (times outside Unix nanoseconds in an
 /// `i64`, the years 1677 to 2262), before anything changes.
-fn storable(events: &[AuditEvent]) -> Result<()> {
+fn storable<'a>(events: impl IntoIterator<Item = &'a AuditEvent>) -> Result<()> {
     if events
-        .iter()
+        .into_iter()
         .all(|e| i64::try_from(e.at.unix_timestamp_nanos()).is_ok())
     {
         Ok(())
@@ -258,6 +258,77 @@ impl fmt::Debug for MemoryStore {
 }
 
 impl Tables {
+    /// Decide a redemption and apply it (see [`Store::redeem`]): the outcome, the onboarding
+    /// token it was decided on, and whether what a validation reads of it changed.
+    fn redeem(
+        &mut self,
+        digest: &Digest,
+        device: &DeviceId,
+        now: OffsetDateTime,
+        cap: usize,
+    ) -> Result<(Redemption, Option<TokenId>, bool)> {
+        let Some(shared) = self.by_digest.get(digest) else {
+            return Ok((Redemption::Refused(Rejection::NotFound), None, false));
+        };
+        let id = shared.id;
+        let KindData::Onboarding(_) = &shared.data else {
+            // To a redemption, a token of another kind does not exist.
+            return Ok((Redemption::Refused(Rejection::NotFound), None, false));
+        };
+        let stored = self.records.get(&id).ok_or(TOKEN)?;
+        // One device, one use: an enrolled device gets its enrollment back, consuming nothing
+        // (decided under the same write lock as the redemptions).
+        if let Some(enrollment) = self
+            .enrollments
+            .get(&id)
+            .and_then(|l| l.iter().find(|e| &e.device == device))
+        {
+            let record = stored.record().clone();
+            let outcome = match Redemption::repeat_allowed(&record, now) {
+                Ok(()) => Redemption::Repeated {
+                    record,
+                    enrollment: enrollment.clone(),
+                },
+                Err(why) => Redemption::Refused(why),
+            };
+            return Ok((outcome, Some(id), false));
+        }
+        if let Err(why) = validate(stored.record(), &Request::Onboarding { device }, now) {
+            return Ok((Redemption::Refused(why), Some(id), false));
+        }
+        let mut next = SharedRecord::clone(&stored.shared);
+        let r = next.record_mut();
+        // Usable, uses left and the binding admits the device: consume one use.
+        // The last use (exhausted) or a first device bound changes what validation reads.
+        let mut changed = false;
+        r.uses = r.uses.saturating_add(1);
+        r.last_used_at = Some(now);
+        if let KindData::Onboarding(o) = &mut r.data {
+            let bound = o.binding.after_redeem(device);
+            changed = bound != o.binding;
+            o.binding = bound;
+        }
+        if r.limit.is_exhausted(r.uses) {
+            r.state = State::Exhausted;
+            changed = true;
+        }
+        let after = r.clone();
+        self.share(id, next);
+        let list = self.enrollments.entry(id).or_default();
+        let at = list.partition_point(|e| e.at <= now);
+        list.insert(
+            at,
+            Enrollment {
+                device: device.clone(),
+                at: now,
+            },
+        );
+        while list.len() > cap {
+            list.pop_front();
+        }
+        Ok((Redemption::Redeemed(after), Some(id), changed))
+    }
+
     /// Why `r` cannot be added as a new record, if it cannot. `batch` holds records about to be
     /// added with it.
     fn check_new(&self, r: &TokenRecord, batch: &[TokenRecord]) -> Result<()> {
@@ -629,74 +700,22 @@ impl Store for MemoryStore {
         digest: &Digest,
         device: &DeviceId,
         now: OffsetDateTime,
+        events: &RedeemEvents,
     ) -> Result<Redemption> {
+        storable(events.templates())?;
         let cap = self.limits.enrollment_cap();
         let mut t = self.write();
-        let Some(shared) = t.by_digest.get(digest) else {
-            return Ok(Redemption::Refused(Rejection::NotFound));
-        };
-        let id = shared.id;
-        let KindData::Onboarding(_) = &shared.data else {
-            // To a redemption, a token of another kind does not exist.
-            return Ok(Redemption::Refused(Rejection::NotFound));
-        };
-        // One device, one use: an enrolled device gets its enrollment back, consuming nothing
-        // (decided under the same write lock as the redemptions).
-        if let Some(enrollment) = t
-            .enrollments
-            .get(&id)
-            .and_then(|l| l.iter().find(|e| &e.device == device))
-        {
-            let record = t.records.get(&id).ok_or(TOKEN)?.record().clone();
-            return Ok(match Redemption::repeat_allowed(&record, now) {
-                Ok(()) => Redemption::Repeated {
-                    record,
-                    enrollment: enrollment.clone(),
-                },
-                Err(why) => Redemption::Refused(why),
-            });
-        }
-        let Some(stored) = t.records.get(&id) else {
-            return Ok(Redemption::Refused(Rejection::NotFound));
-        };
-        let mut next = SharedRecord::clone(&stored.shared);
-        let r = next.record_mut();
-        if let Err(why) = validate(r, &Request::Onboarding { device }, now) {
-            return Ok(Redemption::Refused(why));
-        }
-        // Usable, uses left and the binding admits the device: consume one use.
-        // The last use (exhausted) or a first device bound changes what validation reads.
-        let mut changed = false;
-        r.uses = r.uses.saturating_add(1);
-        r.last_used_at = Some(now);
-        if let KindData::Onboarding(o) = &mut r.data {
-            let bound = o.binding.after_redeem(device);
-            changed = bound != o.binding;
-            o.binding = bound;
-        }
-        if r.limit.is_exhausted(r.uses) {
-            r.state = State::Exhausted;
-            changed = true;
-        }
-        let after = r.clone();
-        t.share(id, next);
-        let list = t.enrollments.entry(id).or_default();
-        let at = list.partition_point(|e| e.at <= now);
-        list.insert(
-            at,
-            Enrollment {
-                device: device.clone(),
-                at: now,
-            },
-        );
-        while list.len() > cap {
-            list.pop_front();
+        let (outcome, id, changed) = t.redeem(digest, device, now, cap)?;
+        // The outcome's event under the same write lock: readers see both or neither.
+        let record = id.and_then(|id| t.records.get(&id)).map(Stored::record);
+        if let Some(event) = events.event(&outcome, record) {
+            self.log(&t, &[event]);
         }
         drop(t);
-        if changed {
+        if let (true, Some(id)) = (changed, id) {
             self.announce([id]);
         }
-        Ok(Redemption::Redeemed(after))
+        Ok(outcome)
     }
 
     async fn enrollments(&self, id: TokenId) -> Result<Vec<Enrollment>> {
@@ -959,7 +978,7 @@ impl Store for MemoryStore {
     }
 
     async fn append(&self, event: &AuditEvent) -> Result<()> {
-        storable(core::slice::from_ref(event))?;
+        storable([event])?;
         let mut events = self.audit.write().unwrap_or_else(PoisonError::into_inner);
         self.push_event(&mut events, event);
         Ok(())
@@ -1174,7 +1193,9 @@ mod tests {
         for i in 0..5 {
             let d = DeviceId::parse(format!("dev-{i}")).unwrap();
             assert!(matches!(
-                s.redeem(&r.digest, &d, at(i)).await.unwrap(),
+                s.redeem(&r.digest, &d, at(i), &RedeemEvents::NONE)
+                    .await
+                    .unwrap(),
                 Redemption::Redeemed(_)
             ));
         }
@@ -1205,7 +1226,9 @@ mod tests {
         assert_eq!(addresses(&s, r.id).await, vec![(ip(2), 1, false)]);
         for i in 0..2 {
             let d = DeviceId::parse(format!("dev-{i}")).unwrap();
-            s.redeem(&o.digest, &d, at(i)).await.unwrap();
+            s.redeem(&o.digest, &d, at(i), &RedeemEvents::NONE)
+                .await
+                .unwrap();
         }
         assert_eq!(s.enrollments(o.id).await.unwrap().len(), 1);
     }
@@ -1243,7 +1266,9 @@ mod tests {
                     (0..20)
                         .filter(|i| {
                             let d = DeviceId::parse(format!("t{t}-{i}")).unwrap();
-                            let got = rt.block_on(s.redeem(&digest, &d, at(1))).unwrap();
+                            let got = rt
+                                .block_on(s.redeem(&digest, &d, at(1), &RedeemEvents::NONE))
+                                .unwrap();
                             matches!(got, Redemption::Redeemed(_))
                         })
                         .count()
