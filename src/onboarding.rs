@@ -287,16 +287,24 @@ impl OnboardingTokens<'_> {
                 Redemption::Refused(Rejection::NotFound) => {}
                 Redemption::Refused(rej) => {
                     last = rej;
-                    if self.svc.inner.settings.audit_refusals {
+                    // The record is read again only to audit the refusal, or to name the
+                    // token on the validation's span when a subscriber wants it.
+                    let audit = self.svc.inner.settings.audit_refusals;
+                    if audit || !tracing::Span::current().is_disabled() {
                         if let Some(r) = self.svc.inner.store.find_by_digest(&digest).await? {
-                            let event = AuditEvent::new(
-                                now,
-                                Actor::Client,
-                                AuditAction::Refused { reason: rej },
-                            )
-                            .about(&r)
-                            .device(device);
-                            self.svc.inner.store.append(&event).await?;
+                            crate::observe::refused_token(r.id);
+                            tracing::debug!(reason = rej.code(), token_id = %r.id,
+                                "known token refused");
+                            if audit {
+                                let event = AuditEvent::new(
+                                    now,
+                                    Actor::Client,
+                                    AuditAction::Refused { reason: rej },
+                                )
+                                .about(&r)
+                                .device(device);
+                                self.svc.inner.store.append(&event).await?;
+                            }
                         }
                     }
                     break;
