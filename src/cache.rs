@@ -474,7 +474,11 @@ impl CachingStore {
         if !keep || self.epoch.load(Ordering::SeqCst) != epoch {
             return Ok(Some(record));
         }
-        if map.by_digest.get(digest).is_some_and(|e| e.fresh_until <= at) {
+        if map
+            .by_digest
+            .get(digest)
+            .is_some_and(|e| e.fresh_until <= at)
+        {
             self.metrics.evicted(true);
         }
         map.remove_digest(digest);

@@ -20,6 +20,10 @@
 //! | `tessera_cache_caching` | gauge | 1 while the cache may answer from memory, 0 while it is off (watch lost) |
 //! | `tessera_watch_lost_total` | counter | times the store reported its change watch lost (PostgreSQL: connection lost, heartbeat unanswered) |
 //! | `tessera_watch_resumed_total` | counter | times the watch listened again after a loss (reconnects) |
+//! | `tessera_ledger_batches_total` | counter | usage-ledger batches written |
+//! | `tessera_ledger_write_seconds` | histogram | time to write one usage-ledger batch |
+//! | `tessera_ledger_write_errors_total` | counter | usage-ledger writes that failed (retried) |
+//! | `tessera_ledger_dropped_total` | counter | uses the usage ledger could not hold (full) |
 //!
 //! Handles are taken from the recorder at their first use, so install the recorder before the
 //! first validation. The duration is sampled because reading a clock twice costs more than a
@@ -305,7 +309,12 @@ impl CacheMetrics {
     /// A record dropped to make room (`stale`: it had outlived its time to live anyway).
     pub(crate) fn evicted(&self, stale: bool) {
         let h = self.handles();
-        if stale { &h.evicted_ttl } else { &h.evicted_capacity }.increment(1);
+        if stale {
+            &h.evicted_ttl
+        } else {
+            &h.evicted_capacity
+        }
+        .increment(1);
     }
 
     /// Caching stops (the watch is lost, or asking for one failed).

@@ -4,9 +4,9 @@
 //! [`TokenService::ready`] on SQLite, memory and PostgreSQL (watch down: not ready, saying why).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test set-up fails loudly
 
-mod common;
 #[path = "common/cluster.rs"]
 mod cluster;
+mod common;
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration as StdDuration, Instant};
@@ -98,7 +98,11 @@ async fn hits_misses_and_evictions_are_counted() {
     let _serial = recorder().1.lock().unwrap_or_else(|e| e.into_inner());
     let clock = Arc::new(ManualClock::new(T0));
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let svc = cached(store.clone(), &clock, ValidationCache::new(Duration::seconds(60)));
+    let svc = cached(
+        store.clone(),
+        &clock,
+        ValidationCache::new(Duration::seconds(60)),
+    );
     let a = issue(&svc, "a").await;
     assert_eq!(svc.watch_state(), WatchState::NotStarted);
 
@@ -141,7 +145,11 @@ async fn hits_misses_and_evictions_are_counted() {
 
     // A cache of one record: the second token makes room (a capacity eviction), and so does
     // the first again.
-    let small = cached(store, &clock, ValidationCache::new(Duration::seconds(60)).capacity(1));
+    let small = cached(
+        store,
+        &clock,
+        ValidationCache::new(Duration::seconds(60)).capacity(1),
+    );
     let b = issue(&small, "b").await;
     let before = figures(&small);
     accepted(&small, &a).await;
@@ -245,8 +253,13 @@ async fn postgres_watch_loss_is_counted_and_reported_by_readiness() {
     // The service's database, so that the watch's connection can be refused while the
     // cluster still answers the test's own statements on `postgres`.
     cluster.sql("CREATE DATABASE tessera_obs");
-    let url = format!("postgres://postgres@127.0.0.1:{}/tessera_obs", cluster.port());
-    let store = PostgresStore::connect_with(PostgresConfig::new(url)).await.unwrap();
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{}/tessera_obs",
+        cluster.port()
+    );
+    let store = PostgresStore::connect_with(PostgresConfig::new(url))
+        .await
+        .unwrap();
     store.migrate().await.unwrap();
     let clock = Arc::new(ManualClock::new(T0));
     let svc = cached(
@@ -272,7 +285,10 @@ async fn postgres_watch_loss_is_counted_and_reported_by_readiness() {
          WHERE datname = 'tessera_obs' AND (query ILIKE 'LISTEN%' OR query = 'SELECT 1')",
     );
     assert_eq!(killed.trim(), "1", "the watch's connection was terminated");
-    until("the watch is lost", || svc.watch_state() == WatchState::Lost).await;
+    until("the watch is lost", || {
+        svc.watch_state() == WatchState::Lost
+    })
+    .await;
     let lost = figures(&svc);
     assert_eq!(lost.lost - before.lost, 1.0, "{lost:?}");
     assert_eq!(lost.caching, 0.0);
@@ -296,7 +312,10 @@ async fn postgres_watch_loss_is_counted_and_reported_by_readiness() {
     );
 
     cluster.sql("ALTER DATABASE tessera_obs WITH ALLOW_CONNECTIONS true");
-    until("the watch resumes", || svc.watch_state() == WatchState::Watching).await;
+    until("the watch resumes", || {
+        svc.watch_state() == WatchState::Watching
+    })
+    .await;
     let up = figures(&svc);
     assert_eq!(up.resumed - before.resumed, 1.0, "{up:?}");
     assert_eq!(up.caching, 1.0);

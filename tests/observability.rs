@@ -527,15 +527,39 @@ async fn traces_never_carry_a_secret_and_metrics_count_every_outcome() {
         })
     };
     for (what, id, codes) in [
-        ("deployment rotated out", dep.token.id, &["rotated_out", "expired"][..]),
-        ("onboarding device mismatch", onb.token.id, &["device_mismatch"]),
+        (
+            "deployment rotated out",
+            dep.token.id,
+            &["rotated_out", "expired"][..],
+        ),
+        (
+            "onboarding device mismatch",
+            onb.token.id,
+            &["device_mismatch"],
+        ),
         ("onboarding exhausted", onb.token.id, &["exhausted"]),
         ("onboarding revoked", onb2.token.id, &["revoked"]),
         ("endpoint wrong method", get_primary_id, &["wrong_method"]),
-        ("endpoint wrong endpoint", get_primary_id, &["wrong_endpoint"]),
-        ("endpoint mapping disabled", erp.token.id, &["mapping_disabled"]),
-        ("auth insufficient scope", auth.token.id, &["insufficient_scope"]),
-        ("auth permission withdrawn", auth.token.id, &["permission_withdrawn"]),
+        (
+            "endpoint wrong endpoint",
+            get_primary_id,
+            &["wrong_endpoint"],
+        ),
+        (
+            "endpoint mapping disabled",
+            erp.token.id,
+            &["mapping_disabled"],
+        ),
+        (
+            "auth insufficient scope",
+            auth.token.id,
+            &["insufficient_scope"],
+        ),
+        (
+            "auth permission withdrawn",
+            auth.token.id,
+            &["permission_withdrawn"],
+        ),
         ("auth expired", auth.token.id, &["expired"]),
         ("application ip blocked", app.token.id, &["ip_blocked"]),
         ("application disabled", app.token.id, &["disabled"]),
