@@ -8,7 +8,7 @@
 mod cluster;
 mod common;
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration as StdDuration, Instant};
 
 use common::{T0, admin, peppers};
@@ -20,22 +20,26 @@ use tessera::sql::postgres::PostgresConfig;
 use tessera::sql::{PostgresStore, SqliteStore};
 use tessera::store::Store;
 use tessera::{Duration, Rejection, TokenService, ValidationCache, WatchState};
+use tokio::sync::Mutex;
 
-/// The process's recorder (installed once), and a lock so the tests' deltas do not mix.
-fn recorder() -> &'static (PrometheusHandle, Mutex<()>) {
-    static R: OnceLock<(PrometheusHandle, Mutex<()>)> = OnceLock::new();
+/// The process's recorder (installed once).
+fn recorder() -> &'static PrometheusHandle {
+    static R: OnceLock<PrometheusHandle> = OnceLock::new();
     R.get_or_init(|| {
         let recorder = PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
         metrics::set_global_recorder(recorder).unwrap();
-        (handle, Mutex::new(()))
+        handle
     })
 }
+
+/// Held by each test that compares figures, so the tests' deltas do not mix.
+static SERIAL: Mutex<()> = Mutex::const_new(());
 
 /// The value of one series (name with its labels as rendered, e.g.
 /// `tessera_cache_evictions_total{reason="ttl"}`), zero when absent.
 fn value(series: &str) -> f64 {
-    let text = recorder().0.render();
+    let text = recorder().render();
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .find_map(|l| {
@@ -95,7 +99,7 @@ async fn accepted(svc: &TokenService, token: &str) {
 
 #[tokio::test(flavor = "current_thread")]
 async fn hits_misses_and_evictions_are_counted() {
-    let _serial = recorder().1.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     let clock = Arc::new(ManualClock::new(T0));
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let svc = cached(
@@ -169,7 +173,7 @@ async fn hits_misses_and_evictions_are_counted() {
 /// Hits of many threads add up exactly once published.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hits_of_many_threads_add_up() {
-    let _serial = recorder().1.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     let clock = Arc::new(ManualClock::new(T0));
     let svc = cached(
         Arc::new(MemoryStore::new()),
@@ -249,7 +253,7 @@ async fn postgres_watch_loss_is_counted_and_reported_by_readiness() {
     let Some(cluster) = cluster::Cluster::start() else {
         return;
     };
-    let _serial = recorder().1.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     // The service's database, so that the watch's connection can be refused while the
     // cluster still answers the test's own statements on `postgres`.
     cluster.sql("CREATE DATABASE tessera_obs");
