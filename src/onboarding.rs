@@ -271,6 +271,15 @@ impl OnboardingTokens<'_> {
                 Redemption::Refused(Rejection::NotFound) => continue,
                 Redemption::Refused(rej) => {
                     last = rej;
+                    // The refusal's audit event was stored with it; the record is read again
+                    // only to name the token on the validation's span when a subscriber wants it.
+                    if !tracing::Span::current().is_disabled() {
+                        if let Some(r) = self.svc.inner.store.find_by_digest(&digest).await? {
+                            crate::observe::refused_token(r.id);
+                            tracing::debug!(reason = rej.code(), token_id = %r.id,
+                                "known token refused");
+                        }
+                    }
                     break;
                 }
             };
