@@ -58,7 +58,7 @@ struct Tables {
     /// Unique names held, by key ([`names::name_key`]): application names, auth names per owner.
     app_names: HashMap<String, TokenId>,
     usage: RandomKeyed<TokenId, BTreeMap<UsageSubject, Usage>>,
-    enrollments: RandomKeyed<TokenId, VecDeque<Enrollment>>,
+    enrollments: RandomKeyed<TokenId, Enrollments>,
     /// Mapping key to its enabled flag.
     mappings: BTreeMap<(TokenId, EndpointId, Method), bool>,
 }
@@ -104,6 +104,14 @@ impl Hasher for RandomKeyHasher {
 
 /// An odd constant with well-mixed bits (FxHash's).
 const K: u64 = 0x517c_c1b7_2722_0a95;
+
+/// Every device a token enrolled: oldest first, and by device (repeat detection is one probe,
+/// and exact however many there are).
+#[derive(Default)]
+struct Enrollments {
+    list: VecDeque<Enrollment>,
+    by_device: HashMap<DeviceId, OffsetDateTime>,
+}
 
 struct Stored {
     seq: u64,
@@ -278,16 +286,19 @@ impl Tables {
         let stored = self.records.get(&id).ok_or(TOKEN)?;
         // One device, one use: an enrolled device gets its enrollment back, consuming nothing
         // (decided under the same write lock as the redemptions).
-        if let Some(enrollment) = self
+        if let Some(&first) = self
             .enrollments
             .get(&id)
-            .and_then(|l| l.iter().find(|e| &e.device == device))
+            .and_then(|l| l.by_device.get(device))
         {
             let record = stored.record().clone();
             let outcome = match Redemption::repeat_allowed(&record, now) {
                 Ok(()) => Redemption::Repeated {
                     record,
-                    enrollment: enrollment.clone(),
+                    enrollment: Enrollment {
+                        device: device.clone(),
+                        at: first,
+                    },
                 },
                 Err(why) => Redemption::Refused(why),
             };
@@ -295,6 +306,18 @@ impl Tables {
         }
         if let Err(why) = validate(stored.record(), &Request::Onboarding { device }, now) {
             return Ok((Redemption::Refused(why), Some(id), false));
+        }
+        // Every enrollment is kept, so a repeat is always known as one: past the bound, a new
+        // device is refused with an error rather than enrolled and forgotten.
+        if self
+            .enrollments
+            .get(&id)
+            .is_some_and(|l| l.list.len() >= cap)
+        {
+            return Err(StoreError::LimitReached {
+                what: "enrollments",
+                limit: u64::try_from(cap).unwrap_or(u64::MAX),
+            });
         }
         let mut next = SharedRecord::clone(&stored.shared);
         let r = next.record_mut();
@@ -314,18 +337,16 @@ impl Tables {
         }
         let after = r.clone();
         self.share(id, next);
-        let list = self.enrollments.entry(id).or_default();
-        let at = list.partition_point(|e| e.at <= now);
-        list.insert(
+        let enrolled = self.enrollments.entry(id).or_default();
+        let at = enrolled.list.partition_point(|e| e.at <= now);
+        enrolled.list.insert(
             at,
             Enrollment {
                 device: device.clone(),
                 at: now,
             },
         );
-        while list.len() > cap {
-            list.pop_front();
-        }
+        enrolled.by_device.insert(device.clone(), now);
         Ok((Redemption::Redeemed(after), Some(id), changed))
     }
 
@@ -723,7 +744,7 @@ impl Store for MemoryStore {
             .read()
             .enrollments
             .get(&id)
-            .map(|l| l.iter().cloned().collect())
+            .map(|l| l.list.iter().cloned().collect())
             .unwrap_or_default())
     }
 
@@ -1186,20 +1207,43 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn enrollments_past_the_cap_drop_the_oldest_but_count() {
+    async fn enrollments_past_the_bound_are_refused_and_repeats_stay_exact() {
         let s = store(10, 3);
         let r = onboarding(UsageLimit::Unlimited);
         s.insert(&r, &[]).await.unwrap();
-        for i in 0..5 {
-            let d = DeviceId::parse(format!("dev-{i}")).unwrap();
+        let dev = |i: i64| DeviceId::parse(format!("dev-{i}")).unwrap();
+        for i in 0..3 {
             assert!(matches!(
-                s.redeem(&r.digest, &d, at(i), &RedeemEvents::NONE)
+                s.redeem(&r.digest, &dev(i), at(i), &RedeemEvents::NONE)
                     .await
                     .unwrap(),
                 Redemption::Redeemed(_)
             ));
         }
-        assert_eq!(s.get(r.id).await.unwrap().unwrap().uses, 5);
+        // A fourth device: a typed error, nothing consumed, nothing recorded.
+        let err = s
+            .redeem(&r.digest, &dev(3), at(3), &RedeemEvents::NONE)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::LimitReached {
+                    what: "enrollments",
+                    limit: 3
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(s.get(r.id).await.unwrap().unwrap().uses, 3);
+        // The first device is still known: its repeat consumes nothing.
+        assert!(matches!(
+            s.redeem(&r.digest, &dev(0), at(4), &RedeemEvents::NONE)
+                .await
+                .unwrap(),
+            Redemption::Repeated { ref enrollment, .. } if enrollment.at == at(0)
+        ));
+        assert_eq!(s.get(r.id).await.unwrap().unwrap().uses, 3);
         let listed: Vec<_> = s
             .enrollments(r.id)
             .await
@@ -1207,7 +1251,7 @@ mod tests {
             .into_iter()
             .map(|e| e.device.to_string())
             .collect();
-        assert_eq!(listed, ["dev-2", "dev-3", "dev-4"]);
+        assert_eq!(listed, ["dev-0", "dev-1", "dev-2"]);
     }
 
     #[tokio::test]
@@ -1224,12 +1268,15 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(addresses(&s, r.id).await, vec![(ip(2), 1, false)]);
-        for i in 0..2 {
-            let d = DeviceId::parse(format!("dev-{i}")).unwrap();
-            s.redeem(&o.digest, &d, at(i), &RedeemEvents::NONE)
+        let d = |i: i64| DeviceId::parse(format!("dev-{i}")).unwrap();
+        s.redeem(&o.digest, &d(0), at(0), &RedeemEvents::NONE)
+            .await
+            .unwrap();
+        assert!(
+            s.redeem(&o.digest, &d(1), at(1), &RedeemEvents::NONE)
                 .await
-                .unwrap();
-        }
+                .is_err()
+        );
         assert_eq!(s.enrollments(o.id).await.unwrap().len(), 1);
     }
 
