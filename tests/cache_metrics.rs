@@ -20,7 +20,7 @@ use tessera::sql::postgres::PostgresConfig;
 use tessera::sql::{PostgresStore, SqliteStore};
 use tessera::store::Store;
 use tessera::{Duration, Rejection, TokenService, ValidationCache, WatchState};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, MutexGuard};
 
 /// The process's recorder (installed once).
 fn recorder() -> &'static PrometheusHandle {
@@ -33,8 +33,13 @@ fn recorder() -> &'static PrometheusHandle {
     })
 }
 
-/// Held by each test that compares figures, so the tests' deltas do not mix.
-static SERIAL: Mutex<()> = Mutex::const_new(());
+/// Held by each test that compares figures, so the tests' deltas do not mix; the recorder is
+/// installed first (services take their metric handles from it at first use).
+async fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::const_new(());
+    recorder();
+    SERIAL.lock().await
+}
 
 /// The value of one series (name with its labels as rendered, e.g.
 /// `tessera_cache_evictions_total{reason="ttl"}`), zero when absent.
@@ -99,7 +104,7 @@ async fn accepted(svc: &TokenService, token: &str) {
 
 #[tokio::test(flavor = "current_thread")]
 async fn hits_misses_and_evictions_are_counted() {
-    let _serial = SERIAL.lock().await;
+    let _serial = serial().await;
     let clock = Arc::new(ManualClock::new(T0));
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let svc = cached(
@@ -173,7 +178,7 @@ async fn hits_misses_and_evictions_are_counted() {
 /// Hits of many threads add up exactly once published.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hits_of_many_threads_add_up() {
-    let _serial = SERIAL.lock().await;
+    let _serial = serial().await;
     let clock = Arc::new(ManualClock::new(T0));
     let svc = cached(
         Arc::new(MemoryStore::new()),
@@ -253,7 +258,7 @@ async fn postgres_watch_loss_is_counted_and_reported_by_readiness() {
     let Some(cluster) = cluster::Cluster::start() else {
         return;
     };
-    let _serial = SERIAL.lock().await;
+    let _serial = serial().await;
     // The service's database, so that the watch's connection can be refused while the
     // cluster still answers the test's own statements on `postgres`.
     cluster.sql("CREATE DATABASE tessera_obs");
