@@ -6,7 +6,8 @@
 //! - consistent: every token created since the case began has exactly one `Issued` event (a
 //!   record is never stored without its event, nor its event without it), its stored state is
 //!   the one its last `StateChanged` event names (a change and its event together), and an
-//!   onboarding token's use count equals its enrolled devices (N-use counts exact);
+//!   onboarding token's use count equals its enrolled devices and its `Used` events (N-use
+//!   counts exact, each redemption stored with its event);
 //! - usable: a write succeeds promptly (no lock held, no connection left in a transaction), and
 //!   at the end a token can be issued, validated and revoked.
 //!
@@ -544,8 +545,8 @@ struct Snapshot {
 struct Kept {
     state: State,
     uses: u64,
-    /// Enrolled devices (onboarding tokens).
-    enrolled: Option<usize>,
+    /// Enrolled devices and use events (onboarding tokens).
+    enrolled: Option<(usize, usize)>,
     /// Its issue events.
     issued: usize,
     /// The target of its last state-change event.
@@ -560,12 +561,16 @@ async fn snapshot(store: &dyn Store, since: OffsetDateTime) -> Snapshot {
         .unwrap();
     let mut tokens = BTreeMap::new();
     for r in records.into_iter().filter(|r| r.created_at >= since) {
+        let mine = events.iter().filter(|e| e.subject.token == Some(r.id));
         let enrolled = if r.kind() == tessera::Kind::Onboarding {
-            Some(store.enrollments(r.id).await.unwrap().len())
+            let used = mine
+                .clone()
+                .filter(|e| e.action == AuditAction::Used)
+                .count();
+            Some((store.enrollments(r.id).await.unwrap().len(), used))
         } else {
             None
         };
-        let mine = events.iter().filter(|e| e.subject.token == Some(r.id));
         let issued = mine
             .clone()
             .filter(|e| e.action == AuditAction::Issued)
@@ -628,10 +633,15 @@ async fn check(c: &Ctx, case: &str, polls: usize, since: OffsetDateTime, done: b
                 "{what}: token {id}'s state and its last state-change event disagree"
             );
         }
-        if let Some(enrolled) = enrolled {
+        if let Some((enrolled, used)) = enrolled {
             assert_eq!(
                 *uses, *enrolled as u64,
                 "{what}: token {id}: uses and enrolled devices disagree"
+            );
+            // Each redemption's event is stored with it (the service audits every use).
+            assert_eq!(
+                *uses, *used as u64,
+                "{what}: token {id}: uses and their audit events disagree"
             );
         }
     }
