@@ -212,6 +212,11 @@ impl OnboardingTokens<'_> {
     /// device retrying after a lost answer expects its enrollment, not a refusal); an expired,
     /// revoked, deactivated or rotated-out token refuses a repeat as it refuses any redemption.
     ///
+    /// The audit event of the outcome (`Used`, `EnrolledAgain` or the refusal, as
+    /// [`Builder::audit_uses`](crate::Builder::audit_uses) and
+    /// [`audit_refusals`](crate::Builder::audit_refusals) ask) is written by the store with the
+    /// outcome, in its transaction: a use is never stored without its event.
+    ///
     /// # Errors
     ///
     /// Store failures. A refused token is `Ok(Err(rejection))`. This is
