@@ -38,12 +38,14 @@ use tessera_core::kind::endpoint::{Mapping, Method};
 use tessera_core::record::TokenRecord;
 use tessera_core::seal::Sealed;
 use tessera_store::{
-    AuditFilter, Capabilities, Change, ChangeSink, Enrollment, Redemption, Result as StoreResult,
-    SharedRecord, StateChange, Store, TokenFilter, UsageBatch, UsageEntry, UsageOutcome,
-    UsageSubject, Watcher,
+    AuditFilter, Capabilities, Change, ChangeSink, Enrollment, RedeemEvents, Redemption,
+    Result as StoreResult, SharedRecord, StateChange, Store, TokenFilter, UsageBatch, UsageEntry,
+    UsageOutcome, UsageSubject, Watcher,
 };
 use time::{Duration, OffsetDateTime};
 
+use crate::observe::CacheMetrics;
+use crate::ready::WatchState;
 use crate::service::IdHasher;
 
 /// How long and how many records the validation cache keeps (see
@@ -145,6 +147,8 @@ pub(crate) struct CachingStore {
     in_doubt: Mutex<InDoubt>,
     /// Whether `in_doubt` may hold anything (so loads skip its lock when it does not).
     any_in_doubt: AtomicBool,
+    /// Hits, misses, evictions, time not caching, watch losses and resumptions.
+    pub(crate) metrics: CacheMetrics,
     me: Weak<Self>,
 }
 
@@ -285,6 +289,7 @@ impl CachingStore {
             since: Mutex::new(None),
             in_doubt: Mutex::default(),
             any_in_doubt: AtomicBool::new(false),
+            metrics: CacheMetrics::default(),
             me: me.clone(),
             inner,
             config,
@@ -332,12 +337,13 @@ impl CachingStore {
                 tracing::warn!(error = %e,
                     "tessera: validation cache off: the store cannot watch for changes now");
                 *self.since.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+                self.metrics.caching_off();
                 return false;
             }
         };
         // A loss reported before this answer came back wins: then the state is no longer
         // ASKING and stays as the report left it.
-        let _ = self.watch.compare_exchange(
+        let asked = self.watch.compare_exchange(
             Watch::ASKING,
             if watching {
                 Watch::WATCHING
@@ -348,6 +354,10 @@ impl CachingStore {
             Ordering::SeqCst,
         );
         drop(guard);
+        if asked.is_ok() {
+            *self.since.lock().unwrap_or_else(PoisonError::into_inner) = None;
+            self.metrics.caching_on();
+        }
         true
     }
 
@@ -362,6 +372,8 @@ impl CachingStore {
                 if before != Watch::LOST {
                     *self.since.lock().unwrap_or_else(PoisonError::into_inner) =
                         Some(Instant::now());
+                    self.metrics.watch_lost();
+                    self.metrics.caching_off();
                     tracing::warn!(
                         "tessera: validation cache off: the store's change watch was lost; \
                          every validation reads the store until it resumes"
@@ -387,6 +399,8 @@ impl CachingStore {
                         .unwrap_or_else(PoisonError::into_inner)
                         .take()
                         .map_or(0, |t| t.elapsed().as_millis());
+                    self.metrics.watch_resumed();
+                    self.metrics.caching_on();
                     tracing::info!(
                         off_ms = u64::try_from(off).unwrap_or(u64::MAX),
                         "tessera: validation cache on again: the store's change watch resumed"
@@ -419,7 +433,12 @@ impl CachingStore {
         }
         let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
         let e = map.by_digest.get(digest)?;
-        (e.loaded_at <= at && at < e.fresh_until).then(|| Arc::clone(&e.record))
+        let hit = (e.loaded_at <= at && at < e.fresh_until).then(|| Arc::clone(&e.record));
+        drop(map);
+        if hit.is_some() {
+            self.metrics.hit();
+        }
+        hit
     }
 
     /// Read the record from the store and keep it, unless a write ran meanwhile.
@@ -428,6 +447,7 @@ impl CachingStore {
         digest: &Digest,
         at: i64,
     ) -> StoreResult<Option<Arc<SharedRecord>>> {
+        self.metrics.miss();
         let keep = self.ttl_nanos > 0 && self.config.capacity > 0 && self.may_keep().await;
         // The epoch before the state: a loss reported after this check bumps the epoch, so
         // what is read below is not kept.
@@ -454,11 +474,24 @@ impl CachingStore {
         if !keep || self.epoch.load(Ordering::SeqCst) != epoch {
             return Ok(Some(record));
         }
+        if map
+            .by_digest
+            .get(digest)
+            .is_some_and(|e| e.fresh_until <= at)
+        {
+            self.metrics.evicted(true);
+        }
         map.remove_digest(digest);
         map.remove_id(record.id);
         if map.by_digest.len() >= self.config.capacity {
-            if let Some(victim) = map.by_digest.keys().next().copied() {
+            if let Some((victim, stale)) = map
+                .by_digest
+                .iter()
+                .next()
+                .map(|(d, e)| (*d, e.fresh_until <= at))
+            {
                 map.remove_digest(&victim);
+                self.metrics.evicted(stale);
             }
         }
         map.by_id.insert(record.id, *digest);
@@ -488,6 +521,40 @@ impl CachingStore {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .remove_digest(digest);
+    }
+
+    /// Ask the store to watch for changes if nobody asked yet (or the last failed ask is old
+    /// enough to retry), and say where the watch stands.
+    pub(crate) async fn start_watch(&self) -> WatchState {
+        if self.ttl_nanos > 0 && self.config.capacity > 0 {
+            self.may_keep().await;
+        }
+        self.watch_state()
+    }
+
+    /// Where the watch stands now.
+    pub(crate) fn watch_state(&self) -> WatchState {
+        if self.ttl_nanos <= 0 || self.config.capacity == 0 {
+            return WatchState::NoCache;
+        }
+        match self.watch.load(Ordering::SeqCst) {
+            Watch::WATCHING => WatchState::Watching,
+            Watch::UNSUPPORTED => WatchState::TtlBounded,
+            Watch::LOST => WatchState::Lost,
+            Watch::ASKING => WatchState::Starting,
+            _ => {
+                if self
+                    .since
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .is_some()
+                {
+                    WatchState::Failed
+                } else {
+                    WatchState::NotStarted
+                }
+            }
+        }
     }
 
     /// How many records are cached (for tests and diagnostics).
@@ -615,6 +682,7 @@ impl Store for CachingStore {
         digest: &Digest,
         device: &DeviceId,
         now: OffsetDateTime,
+        events: &RedeemEvents,
     ) -> StoreResult<Redemption> {
         let mut writing = Writing {
             cache: self,
@@ -622,7 +690,7 @@ impl Store for CachingStore {
             digest: Some(*digest),
             returned: false,
         };
-        let out = self.inner.redeem(digest, device, now).await;
+        let out = self.inner.redeem(digest, device, now, events).await;
         writing.returned = true;
         drop(writing);
         out

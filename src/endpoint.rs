@@ -744,6 +744,15 @@ impl EndpointTokens<'_> {
             .store
             .list(&TokenFilter::default().kind(Kind::Endpoint).states(states))
             .await?;
+        // Every mapping in one read (not one per secondary): the listing is two reads however
+        // many secondaries there are.
+        let mut by_secondary: std::collections::HashMap<TokenId, Vec<Mapping>> =
+            std::collections::HashMap::new();
+        if !records.is_empty() {
+            for m in self.svc.inner.store.mappings(None, None).await? {
+                by_secondary.entry(m.secondary).or_default().push(m);
+            }
+        }
         let mut out = Vec::new();
         for r in records {
             let KindData::Endpoint(EndpointData::Secondary {
@@ -754,7 +763,7 @@ impl EndpointTokens<'_> {
             else {
                 continue;
             };
-            let mappings = self.svc.inner.store.mappings(Some(r.id), None).await?;
+            let mappings = by_secondary.remove(&r.id).unwrap_or_default();
             let assigned = match &filter.endpoint {
                 Some(ep) => mappings.iter().any(|m| &m.endpoint == ep),
                 None => !mappings.is_empty(),

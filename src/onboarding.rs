@@ -9,7 +9,7 @@ use tessera_core::lifecycle::State;
 use tessera_core::record::{TokenRecord, TokenSummary};
 use tessera_core::validate::Rejection;
 use tessera_core::{InvalidInput, Kind, Secret};
-use tessera_store::{Enrollment, Redemption, TokenFilter};
+use tessera_store::{Enrollment, RedeemEvents, Redemption, TokenFilter};
 use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
@@ -212,6 +212,11 @@ impl OnboardingTokens<'_> {
     /// device retrying after a lost answer expects its enrollment, not a refusal); an expired,
     /// revoked, deactivated or rotated-out token refuses a repeat as it refuses any redemption.
     ///
+    /// The audit event of the outcome (`Used`, `EnrolledAgain` or the refusal, as
+    /// [`Builder::audit_uses`](crate::Builder::audit_uses) and
+    /// [`audit_refusals`](crate::Builder::audit_refusals) ask) is written by the store with the
+    /// outcome, in its transaction: a use is never stored without its event.
+    ///
     /// # Errors
     ///
     /// Store failures. A refused token is `Ok(Err(rejection))`. This is
@@ -241,67 +246,59 @@ impl OnboardingTokens<'_> {
         };
         // The clock is read once the token parses: a malformed token costs no clock read.
         let now = self.svc.now();
+        // The outcome's audit event is written by the store in the same transaction as the
+        // outcome it decides: a use is never stored without its event, nor its event without it.
+        let settings = &self.svc.inner.settings;
+        let mut events = RedeemEvents::NONE;
+        let template = |action| AuditEvent::new(now, Actor::Client, action).device(device);
+        if settings.audit_uses {
+            events = events
+                .redeemed(template(AuditAction::Used))
+                .repeated(template(AuditAction::EnrolledAgain));
+        }
+        if settings.audit_refusals {
+            events = events.refused(template(AuditAction::Refused {
+                reason: Rejection::NotFound,
+            }));
+        }
         let mut last = Rejection::NotFound;
         for digest in self.svc.inner.peppers.candidates(&presented) {
-            match self.svc.inner.store.redeem(&digest, device, now).await? {
-                Redemption::Redeemed(r) => {
-                    if self.svc.inner.settings.audit_uses {
-                        let event = self.svc.use_event(&r, now).device(device);
-                        self.svc.inner.store.append(&event).await?;
-                    }
-                    let KindData::Onboarding(d) = &r.data else {
-                        return Ok(Err(Rejection::NotFound));
-                    };
-                    return Ok(Ok(Enrolled {
-                        token: r.id,
-                        policy: d.policy.clone(),
-                        group: d.group.clone(),
-                        remaining: r.remaining(),
-                        enrolled_at: now,
-                        repeated: false,
-                    }));
-                }
-                Redemption::Repeated {
-                    record: r,
-                    enrollment,
-                } => {
-                    // One device, one use: its enrollment back, nothing consumed.
-                    if self.svc.inner.settings.audit_uses {
-                        let event = AuditEvent::new(now, Actor::Client, AuditAction::EnrolledAgain)
-                            .about(&r)
-                            .device(device);
-                        self.svc.inner.store.append(&event).await?;
-                    }
-                    let KindData::Onboarding(d) = &r.data else {
-                        return Ok(Err(Rejection::NotFound));
-                    };
-                    return Ok(Ok(Enrolled {
-                        token: r.id,
-                        policy: d.policy.clone(),
-                        group: d.group.clone(),
-                        remaining: r.remaining(),
-                        enrolled_at: enrollment.at,
-                        repeated: true,
-                    }));
-                }
-                Redemption::Refused(Rejection::NotFound) => {}
+            let (r, enrolled_at, repeated) = match self
+                .svc
+                .inner
+                .store
+                .redeem(&digest, device, now, &events)
+                .await?
+            {
+                Redemption::Redeemed(r) => (r, now, false),
+                // One device, one use: its enrollment back, nothing consumed.
+                Redemption::Repeated { record, enrollment } => (record, enrollment.at, true),
+                Redemption::Refused(Rejection::NotFound) => continue,
                 Redemption::Refused(rej) => {
                     last = rej;
-                    if self.svc.inner.settings.audit_refusals {
+                    // The refusal's audit event was stored with it; the record is read again
+                    // only to name the token on the validation's span when a subscriber wants it.
+                    if !tracing::Span::current().is_disabled() {
                         if let Some(r) = self.svc.inner.store.find_by_digest(&digest).await? {
-                            let event = AuditEvent::new(
-                                now,
-                                Actor::Client,
-                                AuditAction::Refused { reason: rej },
-                            )
-                            .about(&r)
-                            .device(device);
-                            self.svc.inner.store.append(&event).await?;
+                            crate::observe::refused_token(r.id);
+                            tracing::debug!(reason = rej.code(), token_id = %r.id,
+                                "known token refused");
                         }
                     }
                     break;
                 }
-            }
+            };
+            let KindData::Onboarding(d) = &r.data else {
+                return Ok(Err(Rejection::NotFound));
+            };
+            return Ok(Ok(Enrolled {
+                token: r.id,
+                policy: d.policy.clone(),
+                group: d.group.clone(),
+                remaining: r.remaining(),
+                enrolled_at,
+                repeated,
+            }));
         }
         Ok(Err(last))
     }

@@ -170,7 +170,7 @@ pub(crate) struct Inner {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) settings: Settings,
     /// The validation cache, when configured; `store` is then this cache too.
-    cache: Option<Arc<CachingStore>>,
+    pub(crate) cache: Option<Arc<CachingStore>>,
     /// Uses, last uses and their audit, written behind the request path.
     pub(crate) ledger: Arc<Ledger>,
     /// Metric handles.
@@ -662,7 +662,9 @@ impl TokenService {
         carrier: Option<(&EndpointId, Method)>,
         event: impl FnOnce() -> AuditEvent,
     ) {
-        tracing::debug!(reason = reason.code(), "known token refused");
+        // The validation's span (if a subscriber wants it) names the token refused.
+        crate::observe::refused_token(found.record.id);
+        tracing::debug!(reason = reason.code(), token_id = %found.record.id, "known token refused");
         self.inner.ledger.note(
             &Note {
                 token: found.record.id,

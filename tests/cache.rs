@@ -91,7 +91,7 @@ slow_reads_store! {
         set_sealed(id: TokenId, sealed: Option<&tessera::core::seal::Sealed>, events: &[tessera::core::audit::AuditEvent]) -> tessera::core::record::TokenRecord;
         touch(id: TokenId, now: time::OffsetDateTime, interval: Duration) -> bool;
         purge(ids: &[TokenId], events: &[tessera::core::audit::AuditEvent]) -> u64;
-        redeem(digest: &tessera::core::digest::Digest, device: &tessera::core::id::DeviceId, now: time::OffsetDateTime) -> tessera::store::Redemption;
+        redeem(digest: &tessera::core::digest::Digest, device: &tessera::core::id::DeviceId, now: time::OffsetDateTime, events: &tessera::store::RedeemEvents) -> tessera::store::Redemption;
         enrollments(id: TokenId) -> Vec<tessera::store::Enrollment>;
         record_usage(id: TokenId, subject: &tessera::store::UsageSubject, now: time::OffsetDateTime) -> tessera::store::UsageOutcome;
         is_blocked(id: TokenId, ip: IpAddr) -> bool;

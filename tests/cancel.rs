@@ -29,7 +29,8 @@ use tessera::onboarding::NewOnboarding;
 use tessera::sql::postgres::PostgresConfig;
 use tessera::sql::{PostgresStore, SqliteStore};
 use tessera::store::{
-    AuditFilter, BatchId, StateChange, Store, TokenFilter, UsageBatch, UsageDelta, UsageSubject,
+    AuditFilter, BatchId, RedeemEvents, StateChange, Store, TokenFilter, UsageBatch, UsageDelta,
+    UsageSubject,
 };
 use tessera::{Principal, Rejection, TokenService, ValidationCache};
 use time::OffsetDateTime;
@@ -762,17 +763,23 @@ async fn store_methods_dropped_at_every_await_point() {
                 n.set(n.get() + 1);
                 let device = DeviceId::parse(format!("s{}", n.get())).unwrap();
                 let digest = onb_record.digest;
-                async move { store.redeem(&digest, &device, now).await }
+                let events = RedeemEvents::NONE.redeemed(
+                    AuditEvent::new(now, Actor::Client, AuditAction::Used).device(&device),
+                );
+                async move { store.redeem(&digest, &device, now, &events).await }
             },
             async |_| {
-                let (uses, enrolled) = settled(async || {
+                let (uses, enrolled, events) = settled(async || {
                     (
                         store.get(onb_record.id).await.unwrap().unwrap().uses,
                         store.enrollments(onb_record.id).await.unwrap().len(),
+                        event_count(store, onb_record.id).await,
                     )
                 })
                 .await;
                 assert_eq!(uses, enrolled as u64, "{what}: redeem");
+                // Each use with its event (besides the issue event): stored together.
+                assert_eq!(uses + 1, events as u64, "{what}: redeem events");
             },
         )
         .await;

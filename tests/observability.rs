@@ -506,6 +506,77 @@ async fn traces_never_carry_a_secret_and_metrics_count_every_outcome() {
     ] {
         assert!(!said.contains(hint.as_str()), "a hint was said: {hint}");
     }
+    // Every refusal of a found token names it (its id) on the validation's span: the span
+    // in which the id was recorded ends with that refusal as its outcome.
+    let get_primary_id = primaries
+        .iter()
+        .find(|(m, _)| *m == Method::Get)
+        .map(|(_, i)| i.token.id)
+        .unwrap();
+    let validations: Vec<&str> = said
+        .split("\nspan ")
+        .filter(|block| block.contains("tessera.validate"))
+        .collect();
+    let refused_naming = |id: tessera::core::id::TokenId, codes: &[&str]| {
+        let named = format!("token_id={id}");
+        validations.iter().any(|block| {
+            block.contains(&named)
+                && codes
+                    .iter()
+                    .any(|code| block.contains(&format!("outcome=\"{code}\"")))
+        })
+    };
+    for (what, id, codes) in [
+        (
+            "deployment rotated out",
+            dep.token.id,
+            &["rotated_out", "expired"][..],
+        ),
+        (
+            "onboarding device mismatch",
+            onb.token.id,
+            &["device_mismatch"],
+        ),
+        ("onboarding exhausted", onb.token.id, &["exhausted"]),
+        ("onboarding revoked", onb2.token.id, &["revoked"]),
+        ("endpoint wrong method", get_primary_id, &["wrong_method"]),
+        (
+            "endpoint wrong endpoint",
+            get_primary_id,
+            &["wrong_endpoint"],
+        ),
+        (
+            "endpoint mapping disabled",
+            erp.token.id,
+            &["mapping_disabled"],
+        ),
+        (
+            "auth insufficient scope",
+            auth.token.id,
+            &["insufficient_scope"],
+        ),
+        (
+            "auth permission withdrawn",
+            auth.token.id,
+            &["permission_withdrawn"],
+        ),
+        ("auth expired", auth.token.id, &["expired"]),
+        ("application ip blocked", app.token.id, &["ip_blocked"]),
+        ("application disabled", app.token.id, &["disabled"]),
+        ("application dormant", app.token.id, &["dormant"]),
+        ("application deleted", app.token.id, &["deleted"]),
+    ] {
+        assert!(
+            refused_naming(id, codes),
+            "the refusal ({what}) does not name token {id}: {said}"
+        );
+    }
+    // An unknown or malformed token names none.
+    assert!(validations.iter().all(|block| {
+        !(block.contains("outcome=\"not_found\"") || block.contains("outcome=\"malformed\""))
+            || !block.contains("token_id=")
+    }));
+
     let labels = counters.keys();
     for secret in &secrets {
         for fragment in fragments(secret, 8) {

@@ -398,3 +398,48 @@ async fn a_repeat_by_an_enrolled_device_returns_its_enrollment_and_consumes_noth
         Err(Rejection::Revoked)
     );
 }
+
+/// The memory store keeps every enrollment up to its bound: a repeat by an enrolled device is
+/// always known as one (nothing consumed, as on SQL), and a new device past the bound is refused
+/// with a typed error that consumes nothing.
+#[tokio::test]
+async fn memory_bound_on_enrollments_refuses_and_never_forgets_a_device() {
+    use tessera::core::digest::{KeyId, Pepper, Peppers};
+    use tessera::memory::{MemoryLimits, MemoryStore};
+    use tessera::store::StoreError;
+
+    let store = MemoryStore::with_limits(MemoryLimits::new().with_max_enrollments_per_token(2));
+    let svc = tessera::TokenService::new(store, Peppers::new(Pepper::new(KeyId(1), [9; 32])));
+    let o = svc.onboarding();
+    let spec = NewOnboarding::new("p", "g")
+        .unwrap()
+        .limit(UsageLimit::uses(5).unwrap());
+    let t = o.create(spec, &admin()).await.unwrap();
+    let tok = t.secret.expose_secret();
+    for d in ["a", "b"] {
+        assert!(o.redeem(tok, &dev(d)).await.unwrap().is_ok());
+    }
+    let err = o.redeem(tok, &dev("c")).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            tessera::Error::Store(StoreError::LimitReached {
+                what: "enrollments",
+                limit: 2
+            })
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("limit of 2"), "{err}");
+    // Repeats by both enrolled devices consume nothing, however often.
+    for _ in 0..3 {
+        for d in ["a", "b"] {
+            let e = o.redeem(tok, &dev(d)).await.unwrap().unwrap();
+            assert!(e.repeated, "{d}");
+            assert_eq!(e.remaining, Some(3), "{d}");
+        }
+    }
+    let listed = o.list().await.unwrap();
+    assert_eq!(listed[0].token.remaining, Some(3));
+    assert_eq!(listed[0].devices.len(), 2);
+}

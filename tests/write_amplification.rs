@@ -23,8 +23,8 @@ use tessera::core::record::TokenRecord;
 use tessera::deployment::NewDeployment;
 use tessera::memory::MemoryStore;
 use tessera::store::{
-    AuditFilter, Capabilities, Enrollment, Redemption, Result, StateChange, TokenFilter,
-    UsageBatch, UsageEntry, UsageOutcome, UsageSubject,
+    AuditFilter, Capabilities, Enrollment, RedeemEvents, Redemption, Result, StateChange,
+    TokenFilter, UsageBatch, UsageEntry, UsageOutcome, UsageSubject,
 };
 use tessera::{LedgerSettings, Principal, Store, TokenService, ValidationCache};
 use time::macros::datetime;
@@ -252,20 +252,22 @@ impl Store for Counting {
         self.inner.purge(ids, events)
     }
 
-    fn redeem<'life0, 'life1, 'life2, 'async_trait>(
+    fn redeem<'life0, 'life1, 'life2, 'life3, 'async_trait>(
         &'life0 self,
         digest: &'life1 Digest,
         device: &'life2 DeviceId,
         now: OffsetDateTime,
+        events: &'life3 RedeemEvents,
     ) -> Fut<'async_trait, Redemption>
     where
         'life0: 'async_trait,
         'life1: 'async_trait,
         'life2: 'async_trait,
+        'life3: 'async_trait,
         Self: 'async_trait,
     {
         self.count("redeem");
-        self.inner.redeem(digest, device, now)
+        self.inner.redeem(digest, device, now, events)
     }
 
     fn enrollments<'life0, 'async_trait>(

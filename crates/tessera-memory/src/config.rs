@@ -9,9 +9,10 @@
 ///   address or endpoint uses it, the entry seen least recently that is *not blocked* is
 ///   dropped first (its counts are lost). Blocked entries are never dropped, so a block list
 ///   always holds; a token whose entries are all blocked keeps growing by its blocked entries.
-/// - **Enrollments.** Redemptions beyond `max_enrollments_per_token` still consume uses and are
-///   counted in the token's `uses`, but only the newest `max_enrollments_per_token` devices are
-///   listed by `enrollments`: the oldest are dropped.
+/// - **Enrollments.** Every device a token enrolled is kept (so a repeat by an enrolled device is
+///   always recognised and consumes nothing, as on SQL), up to `max_enrollments_per_token`: a
+///   redemption by a new device beyond it fails with `StoreError::LimitReached` and changes
+///   nothing (no use consumed); enrolled devices still get their enrollment back.
 ///
 /// - **Audit events.** Beyond `max_audit_events` in all, the oldest events are dropped (the
 ///   memory store is for tests, examples and single processes; a durable trail is a SQL
@@ -38,7 +39,7 @@
 pub struct MemoryLimits {
     /// Usage entries (addresses, endpoints) kept per token.
     pub max_usage_entries_per_token: usize,
-    /// Enrollments (redeeming devices) listed per token.
+    /// Enrollments (redeeming devices) kept per token; a new device beyond it is refused.
     pub max_enrollments_per_token: usize,
     /// Audit events kept in all (the oldest go first).
     pub max_audit_events: usize,
@@ -47,7 +48,7 @@ pub struct MemoryLimits {
 impl MemoryLimits {
     /// The default usage entries kept per token.
     pub const DEFAULT_USAGE_ENTRIES: usize = 4_096;
-    /// The default enrollments listed per token.
+    /// The default enrollments kept per token.
     pub const DEFAULT_ENROLLMENTS: usize = 100_000;
     /// The default audit events kept.
     pub const DEFAULT_AUDIT_EVENTS: usize = 1_000_000;
@@ -68,7 +69,8 @@ impl MemoryLimits {
         self
     }
 
-    /// List at most `n` enrollments per token (at least 1).
+    /// Keep at most `n` enrollments per token (at least 1); a new device beyond it is refused
+    /// with `StoreError::LimitReached`.
     #[must_use]
     pub const fn with_max_enrollments_per_token(mut self, n: usize) -> Self {
         self.max_enrollments_per_token = n;

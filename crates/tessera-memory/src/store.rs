@@ -17,8 +17,8 @@ use tessera_core::record::TokenRecord;
 use tessera_core::seal::Sealed;
 use tessera_core::validate::{Rejection, Request, validate};
 use tessera_store::{
-    AuditFilter, BatchId, Capabilities, Change, ChangeSink, Enrollment, Redemption, Result,
-    SharedRecord, StateChange, Store, StoreError, TokenFilter, UsageBatch, UsageEntry,
+    AuditFilter, BatchId, Capabilities, Change, ChangeSink, Enrollment, RedeemEvents, Redemption,
+    Result, SharedRecord, StateChange, Store, StoreError, TokenFilter, UsageBatch, UsageEntry,
     UsageOutcome, UsageSubject, names,
 };
 use time::{Duration, OffsetDateTime};
@@ -58,7 +58,7 @@ struct Tables {
     /// Unique names held, by key ([`names::name_key`]): application names, auth names per owner.
     app_names: HashMap<String, TokenId>,
     usage: RandomKeyed<TokenId, BTreeMap<UsageSubject, Usage>>,
-    enrollments: RandomKeyed<TokenId, VecDeque<Enrollment>>,
+    enrollments: RandomKeyed<TokenId, Enrollments>,
     /// Mapping key to its enabled flag.
     mappings: BTreeMap<(TokenId, EndpointId, Method), bool>,
 }
@@ -104,6 +104,14 @@ impl Hasher for RandomKeyHasher {
 
 /// An odd constant with well-mixed bits (FxHash's).
 const K: u64 = 0x517c_c1b7_2722_0a95;
+
+/// Every device a token enrolled: oldest first, and by device (repeat detection is one probe,
+/// and exact however many there are).
+#[derive(Default)]
+struct Enrollments {
+    list: VecDeque<Enrollment>,
+    by_device: HashMap<DeviceId, OffsetDateTime>,
+}
 
 struct Stored {
     seq: u64,
@@ -151,9 +159,9 @@ const TOKEN: StoreError = StoreError::NotFound { what: "token" };
 
 /// Refuse events the SQL backends could not store either (times outside Unix nanoseconds in an
 /// `i64`, the years 1677 to 2262), before anything changes.
-fn storable(events: &[AuditEvent]) -> Result<()> {
+fn storable<'a>(events: impl IntoIterator<Item = &'a AuditEvent>) -> Result<()> {
     if events
-        .iter()
+        .into_iter()
         .all(|e| i64::try_from(e.at.unix_timestamp_nanos()).is_ok())
     {
         Ok(())
@@ -258,6 +266,90 @@ impl fmt::Debug for MemoryStore {
 }
 
 impl Tables {
+    /// Decide a redemption and apply it (see [`Store::redeem`]): the outcome, the onboarding
+    /// token it was decided on, and whether what a validation reads of it changed.
+    fn redeem(
+        &mut self,
+        digest: &Digest,
+        device: &DeviceId,
+        now: OffsetDateTime,
+        cap: usize,
+    ) -> Result<(Redemption, Option<TokenId>, bool)> {
+        let Some(shared) = self.by_digest.get(digest) else {
+            return Ok((Redemption::Refused(Rejection::NotFound), None, false));
+        };
+        let id = shared.id;
+        let KindData::Onboarding(_) = &shared.data else {
+            // To a redemption, a token of another kind does not exist.
+            return Ok((Redemption::Refused(Rejection::NotFound), None, false));
+        };
+        let stored = self.records.get(&id).ok_or(TOKEN)?;
+        // One device, one use: an enrolled device gets its enrollment back, consuming nothing
+        // (decided under the same write lock as the redemptions).
+        if let Some(&first) = self
+            .enrollments
+            .get(&id)
+            .and_then(|l| l.by_device.get(device))
+        {
+            let record = stored.record().clone();
+            let outcome = match Redemption::repeat_allowed(&record, now) {
+                Ok(()) => Redemption::Repeated {
+                    record,
+                    enrollment: Enrollment {
+                        device: device.clone(),
+                        at: first,
+                    },
+                },
+                Err(why) => Redemption::Refused(why),
+            };
+            return Ok((outcome, Some(id), false));
+        }
+        if let Err(why) = validate(stored.record(), &Request::Onboarding { device }, now) {
+            return Ok((Redemption::Refused(why), Some(id), false));
+        }
+        // Every enrollment is kept, so a repeat is always known as one: past the bound, a new
+        // device is refused with an error rather than enrolled and forgotten.
+        if self
+            .enrollments
+            .get(&id)
+            .is_some_and(|l| l.list.len() >= cap)
+        {
+            return Err(StoreError::LimitReached {
+                what: "enrollments",
+                limit: u64::try_from(cap).unwrap_or(u64::MAX),
+            });
+        }
+        let mut next = SharedRecord::clone(&stored.shared);
+        let r = next.record_mut();
+        // Usable, uses left and the binding admits the device: consume one use.
+        // The last use (exhausted) or a first device bound changes what validation reads.
+        let mut changed = false;
+        r.uses = r.uses.saturating_add(1);
+        r.last_used_at = Some(now);
+        if let KindData::Onboarding(o) = &mut r.data {
+            let bound = o.binding.after_redeem(device);
+            changed = bound != o.binding;
+            o.binding = bound;
+        }
+        if r.limit.is_exhausted(r.uses) {
+            r.state = State::Exhausted;
+            changed = true;
+        }
+        let after = r.clone();
+        self.share(id, next);
+        let enrolled = self.enrollments.entry(id).or_default();
+        let at = enrolled.list.partition_point(|e| e.at <= now);
+        enrolled.list.insert(
+            at,
+            Enrollment {
+                device: device.clone(),
+                at: now,
+            },
+        );
+        enrolled.by_device.insert(device.clone(), now);
+        Ok((Redemption::Redeemed(after), Some(id), changed))
+    }
+
     /// Why `r` cannot be added as a new record, if it cannot. `batch` holds records about to be
     /// added with it.
     fn check_new(&self, r: &TokenRecord, batch: &[TokenRecord]) -> Result<()> {
@@ -629,74 +721,22 @@ impl Store for MemoryStore {
         digest: &Digest,
         device: &DeviceId,
         now: OffsetDateTime,
+        events: &RedeemEvents,
     ) -> Result<Redemption> {
+        storable(events.templates())?;
         let cap = self.limits.enrollment_cap();
         let mut t = self.write();
-        let Some(shared) = t.by_digest.get(digest) else {
-            return Ok(Redemption::Refused(Rejection::NotFound));
-        };
-        let id = shared.id;
-        let KindData::Onboarding(_) = &shared.data else {
-            // To a redemption, a token of another kind does not exist.
-            return Ok(Redemption::Refused(Rejection::NotFound));
-        };
-        // One device, one use: an enrolled device gets its enrollment back, consuming nothing
-        // (decided under the same write lock as the redemptions).
-        if let Some(enrollment) = t
-            .enrollments
-            .get(&id)
-            .and_then(|l| l.iter().find(|e| &e.device == device))
-        {
-            let record = t.records.get(&id).ok_or(TOKEN)?.record().clone();
-            return Ok(match Redemption::repeat_allowed(&record, now) {
-                Ok(()) => Redemption::Repeated {
-                    record,
-                    enrollment: enrollment.clone(),
-                },
-                Err(why) => Redemption::Refused(why),
-            });
-        }
-        let Some(stored) = t.records.get(&id) else {
-            return Ok(Redemption::Refused(Rejection::NotFound));
-        };
-        let mut next = SharedRecord::clone(&stored.shared);
-        let r = next.record_mut();
-        if let Err(why) = validate(r, &Request::Onboarding { device }, now) {
-            return Ok(Redemption::Refused(why));
-        }
-        // Usable, uses left and the binding admits the device: consume one use.
-        // The last use (exhausted) or a first device bound changes what validation reads.
-        let mut changed = false;
-        r.uses = r.uses.saturating_add(1);
-        r.last_used_at = Some(now);
-        if let KindData::Onboarding(o) = &mut r.data {
-            let bound = o.binding.after_redeem(device);
-            changed = bound != o.binding;
-            o.binding = bound;
-        }
-        if r.limit.is_exhausted(r.uses) {
-            r.state = State::Exhausted;
-            changed = true;
-        }
-        let after = r.clone();
-        t.share(id, next);
-        let list = t.enrollments.entry(id).or_default();
-        let at = list.partition_point(|e| e.at <= now);
-        list.insert(
-            at,
-            Enrollment {
-                device: device.clone(),
-                at: now,
-            },
-        );
-        while list.len() > cap {
-            list.pop_front();
+        let (outcome, id, changed) = t.redeem(digest, device, now, cap)?;
+        // The outcome's event under the same write lock: readers see both or neither.
+        let record = id.and_then(|id| t.records.get(&id)).map(Stored::record);
+        if let Some(event) = events.event(&outcome, record) {
+            self.log(&t, &[event]);
         }
         drop(t);
-        if changed {
+        if let (true, Some(id)) = (changed, id) {
             self.announce([id]);
         }
-        Ok(Redemption::Redeemed(after))
+        Ok(outcome)
     }
 
     async fn enrollments(&self, id: TokenId) -> Result<Vec<Enrollment>> {
@@ -704,7 +744,7 @@ impl Store for MemoryStore {
             .read()
             .enrollments
             .get(&id)
-            .map(|l| l.iter().cloned().collect())
+            .map(|l| l.list.iter().cloned().collect())
             .unwrap_or_default())
     }
 
@@ -959,7 +999,7 @@ impl Store for MemoryStore {
     }
 
     async fn append(&self, event: &AuditEvent) -> Result<()> {
-        storable(core::slice::from_ref(event))?;
+        storable([event])?;
         let mut events = self.audit.write().unwrap_or_else(PoisonError::into_inner);
         self.push_event(&mut events, event);
         Ok(())
@@ -1167,18 +1207,43 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn enrollments_past_the_cap_drop_the_oldest_but_count() {
+    async fn enrollments_past_the_bound_are_refused_and_repeats_stay_exact() {
         let s = store(10, 3);
         let r = onboarding(UsageLimit::Unlimited);
         s.insert(&r, &[]).await.unwrap();
-        for i in 0..5 {
-            let d = DeviceId::parse(format!("dev-{i}")).unwrap();
+        let dev = |i: i64| DeviceId::parse(format!("dev-{i}")).unwrap();
+        for i in 0..3 {
             assert!(matches!(
-                s.redeem(&r.digest, &d, at(i)).await.unwrap(),
+                s.redeem(&r.digest, &dev(i), at(i), &RedeemEvents::NONE)
+                    .await
+                    .unwrap(),
                 Redemption::Redeemed(_)
             ));
         }
-        assert_eq!(s.get(r.id).await.unwrap().unwrap().uses, 5);
+        // A fourth device: a typed error, nothing consumed, nothing recorded.
+        let err = s
+            .redeem(&r.digest, &dev(3), at(3), &RedeemEvents::NONE)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::LimitReached {
+                    what: "enrollments",
+                    limit: 3
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(s.get(r.id).await.unwrap().unwrap().uses, 3);
+        // The first device is still known: its repeat consumes nothing.
+        assert!(matches!(
+            s.redeem(&r.digest, &dev(0), at(4), &RedeemEvents::NONE)
+                .await
+                .unwrap(),
+            Redemption::Repeated { ref enrollment, .. } if enrollment.at == at(0)
+        ));
+        assert_eq!(s.get(r.id).await.unwrap().unwrap().uses, 3);
         let listed: Vec<_> = s
             .enrollments(r.id)
             .await
@@ -1186,7 +1251,7 @@ mod tests {
             .into_iter()
             .map(|e| e.device.to_string())
             .collect();
-        assert_eq!(listed, ["dev-2", "dev-3", "dev-4"]);
+        assert_eq!(listed, ["dev-0", "dev-1", "dev-2"]);
     }
 
     #[tokio::test]
@@ -1203,10 +1268,15 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(addresses(&s, r.id).await, vec![(ip(2), 1, false)]);
-        for i in 0..2 {
-            let d = DeviceId::parse(format!("dev-{i}")).unwrap();
-            s.redeem(&o.digest, &d, at(i)).await.unwrap();
-        }
+        let d = |i: i64| DeviceId::parse(format!("dev-{i}")).unwrap();
+        s.redeem(&o.digest, &d(0), at(0), &RedeemEvents::NONE)
+            .await
+            .unwrap();
+        assert!(
+            s.redeem(&o.digest, &d(1), at(1), &RedeemEvents::NONE)
+                .await
+                .is_err()
+        );
         assert_eq!(s.enrollments(o.id).await.unwrap().len(), 1);
     }
 
@@ -1243,7 +1313,9 @@ mod tests {
                     (0..20)
                         .filter(|i| {
                             let d = DeviceId::parse(format!("t{t}-{i}")).unwrap();
-                            let got = rt.block_on(s.redeem(&digest, &d, at(1))).unwrap();
+                            let got = rt
+                                .block_on(s.redeem(&digest, &d, at(1), &RedeemEvents::NONE))
+                                .unwrap();
                             matches!(got, Redemption::Redeemed(_))
                         })
                         .count()

@@ -9,7 +9,7 @@
 //! | `GET /feed` | 200 for an accepted application token (`Authorization: Bearer ...`), else RFC 6750 |
 //! | `GET /open` | 200, unguarded (the baseline the benchmark compares `/feed` with) |
 //! | `GET /healthz` | 200 while the process runs |
-//! | `GET /readyz` | 200 when the store answers and, on PostgreSQL, the change watch is up; else 503 saying why |
+//! | `GET /readyz` | 200 when the store answers and the validation cache's change watch is up (PostgreSQL) or not needed (SQLite: time-to-live bounded); else 503 saying why (`TokenService::ready`) |
 //! | `GET /metrics` | Prometheus text: Tessera's metrics and the process's |
 //!
 //! SIGTERM or Ctrl-C: stop accepting, finish the requests in flight, write the usage ledger
@@ -19,7 +19,7 @@
 
 mod config;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
@@ -30,8 +30,7 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tessera::application::ApplicationAccess;
-use tessera::core::id::TokenId;
-use tessera::{Kind, LedgerSettings, RequestContext, Secret, Store, TokenService, ValidationCache};
+use tessera::{LedgerSettings, Store, TokenService, ValidationCache};
 use tessera_http::{ApplicationLayer, ClientIp};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -43,8 +42,6 @@ use crate::config::{Config, Database};
 struct App {
     service: TokenService,
     metrics: PrometheusHandle,
-    /// Whether the store is PostgreSQL, whose change watch readiness requires.
-    watches: bool,
 }
 
 #[tokio::main]
@@ -82,7 +79,6 @@ async fn run() -> Result<(), config::Error> {
             (Arc::new(store.clone()), Backend::Postgres(store))
         }
     };
-    let watches = matches!(backend, Backend::Postgres(_));
     let service = TokenService::builder_shared(store.clone(), config.peppers)
         .validation_cache(ValidationCache::new(config.cache_ttl))
         .ledger(LedgerSettings::new().interval(config.ledger_interval))
@@ -90,9 +86,14 @@ async fn run() -> Result<(), config::Error> {
     let app = App {
         service: service.clone(),
         metrics,
-        watches,
     };
-    ask_for_watch(&service).await;
+    // Start the change watch (and check the store) before taking traffic.
+    let ready = service.ready().await;
+    if ready.is_ready() {
+        tracing::info!(watch = ready.watch.as_str(), "{ready}");
+    } else {
+        tracing::warn!(watch = ready.watch.as_str(), "{ready}");
+    }
 
     let router = Router::new()
         .route(
@@ -148,15 +149,6 @@ async fn run() -> Result<(), config::Error> {
     Ok(())
 }
 
-/// Validate a token nobody holds, so the validation cache asks the store to watch for other
-/// instances' changes before real traffic arrives (it asks at its first store read).
-async fn ask_for_watch(service: &TokenService) {
-    if let Ok(probe) = Secret::generate(Kind::Application) {
-        let request = RequestContext::new().application(IpAddr::V4(Ipv4Addr::LOCALHOST));
-        let _ = service.validate(probe.expose_secret(), &request).await;
-    }
-}
-
 /// SIGTERM or Ctrl-C.
 async fn shutdown() {
     let ctrl_c = async {
@@ -187,49 +179,32 @@ async fn feed(
     format!("feed for {} at {ip}\n", access.name)
 }
 
-/// 200 when the store answers within two seconds and, on PostgreSQL, the change watch is up.
+/// 200 when the store answers within two seconds and the validation cache's change watch is
+/// where it should be (watching on PostgreSQL, time-to-live bounded on SQLite); else 503 saying
+/// why. [`TokenService::ready`] starts the watch if it is not yet.
 async fn readyz(State(app): State<App>) -> (StatusCode, String) {
-    let probe = tokio::time::timeout(
-        StdDuration::from_secs(2),
-        app.service.store().get(TokenId::from_u128(0)),
-    )
-    .await;
-    match probe {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "not ready: the store failed");
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("not ready: the store failed: {e}\n"),
-            );
+    match tokio::time::timeout(StdDuration::from_secs(2), app.service.ready()).await {
+        Ok(ready) if ready.is_ready() => (StatusCode::OK, format!("{ready}\n")),
+        Ok(ready) => {
+            tracing::warn!(watch = ready.watch.as_str(), "{ready}");
+            (StatusCode::SERVICE_UNAVAILABLE, format!("{ready}\n"))
         }
         Err(_) => {
             tracing::warn!("not ready: the store did not answer within 2 s");
-            return (
+            (
                 StatusCode::SERVICE_UNAVAILABLE,
-                "not ready: the store did not answer within 2 s\n".to_owned(),
-            );
+                format!(
+                    "not ready: the store did not answer within 2 s ({})\n",
+                    app.service.watch_state()
+                ),
+            )
         }
     }
-    if app.watches && !app.service.cache_watches_changes() {
-        ask_for_watch(&app.service).await;
-        if !app.service.cache_watches_changes() {
-            tracing::warn!("not ready: the PostgreSQL change watch is not up");
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not ready: the PostgreSQL change watch is not up\n".to_owned(),
-            );
-        }
-    }
-    let watch = if app.watches {
-        "watching"
-    } else {
-        "ttl-bounded"
-    };
-    (StatusCode::OK, format!("ready: store ok, cache {watch}\n"))
 }
 
 async fn render_metrics(State(app): State<App>) -> String {
+    // The cache's hits and time not caching are published lazily: bring them up to date.
+    app.service.publish_metrics();
     app.metrics.render()
 }
 

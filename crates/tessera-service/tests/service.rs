@@ -7,6 +7,9 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "../../../tests/common/cluster.rs"]
+mod cluster;
+
 use tessera::core::id::{AccessType, ApplicationName, Description};
 use tessera::core::kind::application::AccessTypes;
 use tessera::sql::postgres::PostgresConfig;
@@ -84,7 +87,7 @@ async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String)
 
 /// Issue an application token in the service's database (as an operator's tool would, with
 /// the same pepper), run the service on it, drive it, scrape it, stop it.
-async fn drive(store: impl Store, database_url: &str, schema: Option<&str>) {
+async fn drive(store: impl Store, database_url: &str, schema: Option<&str>, watch: &str) {
     let issuer = TokenService::new(store, peppers());
     let issued = issuer
         .application()
@@ -103,6 +106,8 @@ async fn drive(store: impl Store, database_url: &str, schema: Option<&str>) {
     assert_eq!(get(addr, "/healthz", None).await.0, 200);
     let (status, body) = get(addr, "/readyz", None).await;
     assert_eq!(status, 200, "{body}");
+    assert!(body.contains("ready: store ok"), "{body}");
+    assert!(body.contains(watch), "{body}");
 
     for _ in 0..3 {
         let (status, body) = get(addr, "/feed", Some(&token)).await;
@@ -131,6 +136,14 @@ async fn drive(store: impl Store, database_url: &str, schema: Option<&str>) {
         "{metrics}"
     );
     assert!(!metrics.contains(&token[8..20]), "a secret in the metrics");
+    // The first use read the store, the next two were answered by the cache.
+    for series in [
+        "tessera_cache_hits_total 2",
+        "tessera_cache_misses_total 1",
+        "tessera_cache_caching 1",
+    ] {
+        assert!(metrics.contains(series), "{series}: {metrics}");
+    }
 
     // SIGTERM: drained and exited cleanly.
     let pid = running.child.id().to_string();
@@ -165,7 +178,13 @@ async fn serves_on_sqlite() {
     let path = dir.path().join("tokens.db");
     let store = tessera::sql::SqliteStore::open(&path).await.unwrap();
     store.migrate().await.unwrap();
-    drive(store, &format!("sqlite:{}", path.display()), None).await;
+    drive(
+        store,
+        &format!("sqlite:{}", path.display()),
+        None,
+        "time to live bounds",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -191,5 +210,80 @@ async fn serves_on_postgres() {
     .unwrap();
     store.migrate().await.unwrap();
     // (The schema stays on the throwaway test server.)
-    drive(store, &url, Some(&schema)).await;
+    drive(
+        store,
+        &url,
+        Some(&schema),
+        "cache watches the store's changes",
+    )
+    .await;
+}
+
+/// On PostgreSQL `/readyz` answers 503 saying why while the change watch is down (its
+/// connection terminated, new connections refused), 200 once it listens again; `/metrics`
+/// counts the loss, the resumption and the time the cache served nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn readyz_on_postgres_says_when_the_watch_is_down() {
+    let Some(cluster) = cluster::Cluster::start() else {
+        return;
+    };
+    cluster.sql("CREATE DATABASE tessera_svc");
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{}/tessera_svc",
+        cluster.port()
+    );
+    let store = tessera::sql::PostgresStore::connect_with(PostgresConfig::new(&url))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    store.close().await;
+    let running = start(&url, None);
+    let addr = running.addr;
+    let (status, body) = get(addr, "/readyz", None).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Refuse new connections to the service's database, then end the watch's connection (its
+    // last statement is its LISTEN or its heartbeat); the pool's connections stay.
+    cluster.sql("ALTER DATABASE tessera_svc WITH ALLOW_CONNECTIONS false");
+    let killed = cluster.sql(
+        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = 'tessera_svc' AND (query ILIKE 'LISTEN%' OR query = 'SELECT 1')",
+    );
+    assert_eq!(killed, "1", "the watch's connection was terminated");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let body = loop {
+        let (status, body) = get(addr, "/readyz", None).await;
+        if status == 503 {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "still ready: {body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(body.contains("change watch is lost"), "{body}");
+    let (_, metrics) = get(addr, "/metrics", None).await;
+    assert!(metrics.contains("tessera_watch_lost_total 1"), "{metrics}");
+    assert!(metrics.contains("tessera_cache_caching 0"), "{metrics}");
+
+    cluster.sql("ALTER DATABASE tessera_svc WITH ALLOW_CONNECTIONS true");
+    loop {
+        let (status, body) = get(addr, "/readyz", None).await;
+        if status == 200 {
+            assert!(body.contains("watches the store's changes"), "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "not ready again: {body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, metrics) = get(addr, "/metrics", None).await;
+    assert!(
+        metrics.contains("tessera_watch_resumed_total 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("tessera_cache_caching 1"), "{metrics}");
+    let uncached: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("tessera_cache_uncached_milliseconds_total "))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or_else(|| panic!("no uncached time: {metrics}"));
+    assert!(uncached > 0.0, "{metrics}");
 }

@@ -187,7 +187,7 @@ async fn hostile_text_round_trips(store: &dyn Store) {
         store.insert(&onb, &[]).await.expect("insert");
         let at = fixtures::now() + Duration::seconds(i64::try_from(i).expect("small"));
         match store
-            .redeem(&onb.digest, &device, at)
+            .redeem(&onb.digest, &device, at, &tessera_store::RedeemEvents::NONE)
             .await
             .expect("redeem")
         {

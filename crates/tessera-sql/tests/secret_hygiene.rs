@@ -143,7 +143,10 @@ async fn exercise(store: &dyn Store) -> (Vec<Needles>, Vec<Vec<u8>>) {
     for r in &records {
         match r.kind() {
             Kind::Onboarding => {
-                let done = store.redeem(&r.digest, &device, now).await.expect("redeem");
+                let done = store
+                    .redeem(&r.digest, &device, now, &tessera_store::RedeemEvents::NONE)
+                    .await
+                    .expect("redeem");
                 assert!(matches!(done, Redemption::Redeemed(_)), "{done:?}");
             }
             Kind::Application => {

@@ -42,7 +42,14 @@ async fn redemptions_across_stores_never_over_enroll() {
         let digest = record.digest;
         tasks.push(tokio::spawn(async move {
             let device = DeviceId::parse(format!("device-{i}")).expect("a device");
-            store.redeem(&digest, &device, fixtures::now()).await
+            store
+                .redeem(
+                    &digest,
+                    &device,
+                    fixtures::now(),
+                    &tessera_store::RedeemEvents::NONE,
+                )
+                .await
         }));
     }
     let mut redeemed = 0;

@@ -25,6 +25,18 @@ pub enum StoreError {
     /// The backend is temporarily unavailable (busy, locked, connection lost).
     #[error("storage is temporarily unavailable; retry: {0}")]
     Unavailable(String),
+    /// The store keeps no more of this for one token (a bound an in-memory backend sets so one
+    /// token cannot exhaust memory); nothing was changed.
+    #[error(
+        "{what} of one token is at the store's limit of {limit}; nothing was changed: raise the \
+         limit or use a SQL store, which keeps every one"
+    )]
+    LimitReached {
+        /// What is bounded ("enrollments").
+        what: &'static str,
+        /// The bound.
+        limit: u64,
+    },
     /// The stored data could not be read back (corrupt or from a newer version).
     #[error("stored data is unreadable: {0}; check the database version and integrity")]
     Corrupt(String),

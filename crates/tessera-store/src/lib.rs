@@ -20,8 +20,8 @@ pub mod conformance;
 
 pub use error::{Result, StoreError};
 pub use model::{
-    AuditFilter, BatchId, Capabilities, Change, ChangeSink, Enrollment, Redemption, SharedRecord,
-    StateChange, TokenFilter, UsageBatch, UsageDelta, UsageEntry, UsageOutcome, UsageSubject,
-    Watcher,
+    AuditFilter, BatchId, Capabilities, Change, ChangeSink, Enrollment, RedeemEvents, Redemption,
+    SharedRecord, StateChange, TokenFilter, UsageBatch, UsageDelta, UsageEntry, UsageOutcome,
+    UsageSubject, Watcher,
 };
 pub use store::Store;

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use tessera_core::Kind;
-use tessera_core::audit::AuditEvent;
+use tessera_core::audit::{AuditAction, AuditEvent};
 use tessera_core::id::{DeviceId, EndpointId, TokenId, UserId};
 use tessera_core::kind::endpoint::Method;
 use tessera_core::lifecycle::State;
@@ -122,6 +122,82 @@ impl Redemption {
             State::Expired => Err(Rejection::Expired),
             State::Revoked => Err(Rejection::Revoked),
             State::Deleted => Err(Rejection::Deleted),
+        }
+    }
+}
+
+/// The audit events a redemption writes with the outcome it decides, in the same transaction
+/// as that outcome (see [`Store::redeem`](crate::Store::redeem)): one template per outcome,
+/// completed by the store with the token it decided on ([`AuditEvent::about`]). A redemption
+/// that consumed a use and its event are stored together or not at all.
+///
+/// A template left `None` writes nothing for that outcome; [`RedeemEvents::NONE`] writes
+/// nothing at all.
+#[derive(Clone, Debug, Default, Eq, PartialEq)]
+#[non_exhaustive]
+pub struct RedeemEvents {
+    /// Written with a redemption that consumed a use ([`Redemption::Redeemed`]), about the
+    /// record as stored after it.
+    pub redeemed: Option<AuditEvent>,
+    /// Written when a device the token enrolled already got its enrollment back
+    /// ([`Redemption::Repeated`]; nothing consumed).
+    pub repeated: Option<AuditEvent>,
+    /// Written when an onboarding token refused the redemption ([`Redemption::Refused`] of a
+    /// token that exists and is an onboarding token), its action set to
+    /// [`AuditAction::Refused`] with the store's reason.
+    pub refused: Option<AuditEvent>,
+}
+
+impl RedeemEvents {
+    /// No events for any outcome.
+    pub const NONE: Self = Self {
+        redeemed: None,
+        repeated: None,
+        refused: None,
+    };
+
+    /// Write `event` with a redemption that consumed a use.
+    #[must_use]
+    pub fn redeemed(mut self, event: AuditEvent) -> Self {
+        self.redeemed = Some(event);
+        self
+    }
+
+    /// Write `event` when an enrolled device gets its enrollment back.
+    #[must_use]
+    pub fn repeated(mut self, event: AuditEvent) -> Self {
+        self.repeated = Some(event);
+        self
+    }
+
+    /// Write `event` (its action replaced by the refusal) when the token refuses.
+    #[must_use]
+    pub fn refused(mut self, event: AuditEvent) -> Self {
+        self.refused = Some(event);
+        self
+    }
+
+    /// The templates given, to check before anything changes that each can be stored.
+    pub fn templates(&self) -> impl Iterator<Item = &AuditEvent> {
+        [&self.redeemed, &self.repeated, &self.refused]
+            .into_iter()
+            .flatten()
+    }
+
+    /// The event to store with `outcome`, decided on `record` (the onboarding token as the
+    /// store holds it once the outcome is decided; `None` when no onboarding token has the
+    /// digest). Every backend writes exactly this.
+    pub fn event(&self, outcome: &Redemption, record: Option<&TokenRecord>) -> Option<AuditEvent> {
+        match outcome {
+            Redemption::Redeemed(r) => self.redeemed.clone().map(|e| e.about(r)),
+            Redemption::Repeated { record, .. } => self.repeated.clone().map(|e| e.about(record)),
+            Redemption::Refused(Rejection::NotFound) => None,
+            Redemption::Refused(reason) => {
+                let record = record?;
+                let mut e = self.refused.clone()?.about(record);
+                e.action = AuditAction::Refused { reason: *reason };
+                Some(e)
+            }
         }
     }
 }

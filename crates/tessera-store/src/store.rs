@@ -15,8 +15,8 @@ use time::{Duration, OffsetDateTime};
 
 use crate::error::Result;
 use crate::model::{
-    AuditFilter, Capabilities, ChangeSink, Enrollment, Redemption, SharedRecord, StateChange,
-    TokenFilter, UsageBatch, UsageEntry, UsageOutcome, UsageSubject,
+    AuditFilter, Capabilities, ChangeSink, Enrollment, RedeemEvents, Redemption, SharedRecord,
+    StateChange, TokenFilter, UsageBatch, UsageEntry, UsageOutcome, UsageSubject,
 };
 
 /// Storage for token records, usage, endpoint mappings and audit.
@@ -200,11 +200,22 @@ pub trait Store: core::fmt::Debug + Send + Sync + 'static {
     /// expired token refuses the repeat as it refuses any redemption. The decision is atomic
     /// with the redemptions: under any concurrency and repetition a token with N uses enrolls
     /// exactly min(N, distinct devices) devices, each once.
+    ///
+    /// The audit event of the outcome ([`RedeemEvents::event`]: the use, the repeat or the
+    /// refusal) is written in the same transaction as the outcome: a redemption that consumed a
+    /// use is stored with its event or, on any error (an event that cannot be stored, a dropped
+    /// future, a lost connection), not at all.
+    ///
+    /// # Errors
+    ///
+    /// Store failures; an event template whose time cannot be stored (see the trait's
+    /// documentation), before anything changes.
     async fn redeem(
         &self,
         digest: &Digest,
         device: &DeviceId,
         now: OffsetDateTime,
+        events: &RedeemEvents,
     ) -> Result<Redemption>;
 
     /// Devices that redeemed a token, oldest first.
@@ -334,8 +345,8 @@ pub trait Store: core::fmt::Debug + Send + Sync + 'static {
 
     // ---- audit ----
 
-    /// Append an event on its own: for uses, refusals and redemptions. A change's events go
-    /// with the change (see the trait's documentation).
+    /// Append an event on its own: for uses and refusals. A change's events go with the
+    /// change (see the trait's documentation), a redemption's with the redemption.
     async fn append(&self, event: &AuditEvent) -> Result<()>;
 
     /// Events passing `filter`, oldest `at` first (events at one instant in the order they were

@@ -19,8 +19,8 @@ use tessera::core::kind::endpoint::{Mapping, Method as TokenMethod};
 use tessera::core::record::TokenRecord;
 use tessera::memory::MemoryStore;
 use tessera::store::{
-    AuditFilter, Capabilities, Enrollment, Redemption, StateChange, Store, StoreError, TokenFilter,
-    UsageEntry, UsageOutcome, UsageSubject,
+    AuditFilter, Capabilities, Enrollment, RedeemEvents, Redemption, StateChange, Store,
+    StoreError, TokenFilter, UsageEntry, UsageOutcome, UsageSubject,
 };
 use tessera::{Principal, TokenService};
 use time::macros::datetime;
@@ -381,6 +381,7 @@ impl Store for Down {
         _: &Digest,
         _: &DeviceId,
         _: OffsetDateTime,
+        _: &RedeemEvents,
     ) -> Result<Redemption, StoreError> {
         down()
     }

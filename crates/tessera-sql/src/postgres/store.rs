@@ -18,8 +18,9 @@ use tessera_core::record::TokenRecord;
 use tessera_core::seal::Sealed;
 use tessera_core::validate::{Rejection, Request, validate};
 use tessera_store::{
-    AuditFilter, Capabilities, ChangeSink, Enrollment, Redemption, SharedRecord, StateChange,
-    Store, StoreError, TokenFilter, UsageBatch, UsageEntry, UsageOutcome, UsageSubject,
+    AuditFilter, Capabilities, ChangeSink, Enrollment, RedeemEvents, Redemption, SharedRecord,
+    StateChange, Store, StoreError, TokenFilter, UsageBatch, UsageEntry, UsageOutcome,
+    UsageSubject,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -86,6 +87,22 @@ const REDEEM_AND_ENROLL: &str = concat!(
     sql::redeem_update!(),
     "), enrolled AS (INSERT INTO enrollments (token_id, device, at) \
      SELECT id, $4, $3 FROM redeemed) SELECT * FROM redeemed"
+);
+
+/// [`REDEEM_AND_ENROLL`] with the use's audit event, in the same statement: the event is
+/// inserted exactly when a use was consumed. $5 the event's time, $6 its actor, $7 its body as
+/// a template, completed here as [`AuditEvent::about`] completes it for an onboarding token
+/// (the token's id, kind, hint and generated-by; no owner, no name).
+const REDEEM_ENROLL_AND_LOG: &str = concat!(
+    "WITH redeemed AS (",
+    sql::redeem_update!(),
+    "), enrolled AS (INSERT INTO enrollments (token_id, device, at) \
+     SELECT id, $4, $3 FROM redeemed), \
+     audited AS (INSERT INTO audit_events (at, token_id, actor, body) \
+     SELECT $5, id, $6, ($7::jsonb || jsonb_build_object('generated_by', generated_by, \
+         'subject', ($7::jsonb -> 'subject') - 'owner' - 'name' \
+             || jsonb_build_object('token', id, 'kind', kind, 'hint', hint)))::text \
+     FROM redeemed) SELECT * FROM redeemed"
 );
 
 /// Records per multi-row insert: enough that round trips stop mattering, few enough to keep each
@@ -799,16 +816,34 @@ impl Store for PostgresStore {
         digest: &Digest,
         device: &DeviceId,
         now: OffsetDateTime,
+        events: &RedeemEvents,
     ) -> Result<Redemption, StoreError> {
         let (key, bytes) = codec::digest(digest);
         let at = codec::ts(now)?;
+        for template in events.templates() {
+            codec::event_columns(template)?;
+        }
+        let logged = events
+            .redeemed
+            .as_ref()
+            .map(codec::event_columns)
+            .transpose()?;
         for _ in 0..REDEEM_ATTEMPTS {
-            // One statement: atomic on its own, whatever happens to this process.
-            let row = match sqlx::query(REDEEM_AND_ENROLL)
-                .bind(key)
-                .bind(bytes.as_slice())
-                .bind(at)
-                .bind(device.as_str())
+            // One statement, with the use's event: atomic on its own, whatever happens to this
+            // process.
+            let query = match &logged {
+                None => sqlx::query(REDEEM_AND_ENROLL),
+                Some(_) => sqlx::query(REDEEM_ENROLL_AND_LOG),
+            }
+            .bind(key)
+            .bind(bytes.as_slice())
+            .bind(at)
+            .bind(device.as_str());
+            let query = match &logged {
+                None => query,
+                Some((at, _, actor, body)) => query.bind(*at).bind(actor).bind(body),
+            };
+            let row = match query
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(|e| map_sqlx_error(e, "enrollment"))
@@ -845,20 +880,27 @@ impl Store for PostgresStore {
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(db)?;
-            if let Some(enrolled) = enrolled {
+            let outcome = if let Some(enrolled) = enrolled {
                 // One device, one use: the device's enrollment back, nothing consumed.
-                return Ok(match Redemption::repeat_allowed(&record, now) {
+                match Redemption::repeat_allowed(&record, now) {
                     Ok(()) => Redemption::Repeated {
-                        record,
+                        record: record.clone(),
                         enrollment: codec::enrollment(&enrolled)?,
                     },
                     Err(why) => Redemption::Refused(why),
-                });
+                }
+            } else if let Err(why) = validate(&record, &Request::Onboarding { device }, now) {
+                Redemption::Refused(why)
+            } else {
+                // It changed between the two statements and is usable now: try again.
+                continue;
+            };
+            // Nothing was consumed: the repeat's or the refusal's event records a decision that
+            // changed nothing, so it needs no transaction with it.
+            if let Some(event) = events.event(&outcome, Some(&record)) {
+                self.append(&event).await?;
             }
-            if let Err(why) = validate(&record, &Request::Onboarding { device }, now) {
-                return Ok(Redemption::Refused(why));
-            }
-            // It changed between the two statements and is usable now: try again.
+            return Ok(outcome);
         }
         Err(StoreError::Conflict)
     }

@@ -24,8 +24,8 @@ use tessera_core::record::TokenRecord;
 use tessera_core::seal::Sealed;
 use tessera_core::validate::{Rejection, Request, validate};
 use tessera_store::{
-    AuditFilter, Capabilities, Enrollment, Redemption, SharedRecord, StateChange, Store,
-    StoreError, TokenFilter, UsageBatch, UsageEntry, UsageOutcome, UsageSubject,
+    AuditFilter, Capabilities, Enrollment, RedeemEvents, Redemption, SharedRecord, StateChange,
+    Store, StoreError, TokenFilter, UsageBatch, UsageEntry, UsageOutcome, UsageSubject,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -905,69 +905,76 @@ impl Store for SqliteStore {
         digest: &Digest,
         device: &DeviceId,
         now: OffsetDateTime,
+        events: &RedeemEvents,
     ) -> Result<Redemption, StoreError> {
         let (key, bytes) = codec::digest(digest);
         let at = codec::ts(now)?;
-        // One immediate transaction: nothing changes between the conditional update and the
-        // read that explains a refusal.
-        let (redeemed, current, enrolled) = self
-            .write(|conn| {
-                let row = returned_record(
-                    conn,
-                    lite!(sql::REDEEM),
-                    rusqlite::params![key, bytes, at, device.as_str()],
-                    "token",
-                )?;
-                if let Some(record) = row {
-                    // The update checked in this same transaction that the device is not
-                    // enrolled: a collision here means the rules and the index disagree.
-                    prepare(conn, lite!(sql::INSERT_ENROLLMENT))?
-                        .execute(rusqlite::params![codec::id(record.id), device.as_str(), at])
-                        .map_err(|e| match map_sqlite_error(e, "enrollment") {
-                            StoreError::AlreadyExists { .. } => StoreError::Conflict,
-                            other => other,
-                        })?;
-                    return Ok((Some(record), None, None));
+        for template in events.templates() {
+            codec::event_columns(template)?;
+        }
+        // One immediate transaction: nothing changes between the conditional update, the read
+        // that explains a refusal and the outcome's audit event.
+        self.write(|conn| {
+            let row = returned_record(
+                conn,
+                lite!(sql::REDEEM),
+                rusqlite::params![key, bytes, at, device.as_str()],
+                "token",
+            )?;
+            if let Some(record) = row {
+                // The update checked in this same transaction that the device is not
+                // enrolled: a collision here means the rules and the index disagree.
+                prepare(conn, lite!(sql::INSERT_ENROLLMENT))?
+                    .execute(rusqlite::params![codec::id(record.id), device.as_str(), at])
+                    .map_err(|e| match map_sqlite_error(e, "enrollment") {
+                        StoreError::AlreadyExists { .. } => StoreError::Conflict,
+                        other => other,
+                    })?;
+                let outcome = Redemption::Redeemed(record);
+                log(conn, events.event(&outcome, None).as_slice())?;
+                return Ok(outcome);
+            }
+            // Nothing changed: say why, from the record as it is.
+            let current = returned_record(
+                conn,
+                lite!(sql::FIND_BY_DIGEST),
+                rusqlite::params![key, bytes],
+                "token",
+            )?;
+            let Some(record) = current else {
+                return Ok(Redemption::Refused(Rejection::NotFound));
+            };
+            if !matches!(record.data, KindData::Onboarding(_)) {
+                // To a redemption, a token of another kind does not exist.
+                return Ok(Redemption::Refused(Rejection::NotFound));
+            }
+            let mut stmt = prepare(conn, lite!(sql::ENROLLMENT_OF))?;
+            let enrolled = first(
+                &mut stmt,
+                rusqlite::params![key, bytes, device.as_str()],
+                "enrollment",
+                |row| codec::enrollment(row),
+            )?;
+            let outcome = if let Some(enrollment) = enrolled {
+                // One device, one use: the device's enrollment back, nothing consumed.
+                match Redemption::repeat_allowed(&record, now) {
+                    Ok(()) => Redemption::Repeated {
+                        record: record.clone(),
+                        enrollment,
+                    },
+                    Err(why) => Redemption::Refused(why),
                 }
-                let current = returned_record(
-                    conn,
-                    lite!(sql::FIND_BY_DIGEST),
-                    rusqlite::params![key, bytes],
-                    "token",
-                )?;
-                let mut stmt = prepare(conn, lite!(sql::ENROLLMENT_OF))?;
-                let enrolled = first(
-                    &mut stmt,
-                    rusqlite::params![key, bytes, device.as_str()],
-                    "enrollment",
-                    |row| codec::enrollment(row),
-                )?;
-                Ok((None, current, enrolled))
-            })
-            .await?;
-        if let Some(record) = redeemed {
-            return Ok(Redemption::Redeemed(record));
-        }
-        // Nothing changed: say why, from the record as it is.
-        let Some(record) = current else {
-            return Ok(Redemption::Refused(Rejection::NotFound));
-        };
-        if !matches!(record.data, KindData::Onboarding(_)) {
-            // To a redemption, a token of another kind does not exist.
-            return Ok(Redemption::Refused(Rejection::NotFound));
-        }
-        if let Some(enrollment) = enrolled {
-            // One device, one use: the device's enrollment back, nothing consumed.
-            return Ok(match Redemption::repeat_allowed(&record, now) {
-                Ok(()) => Redemption::Repeated { record, enrollment },
-                Err(why) => Redemption::Refused(why),
-            });
-        }
-        match validate(&record, &Request::Onboarding { device }, now) {
-            Err(why) => Ok(Redemption::Refused(why)),
-            // The statement and the rules disagree about a record that did not change: retry.
-            Ok(_) => Err(StoreError::Conflict),
-        }
+            } else {
+                match validate(&record, &Request::Onboarding { device }, now) {
+                    Err(why) => Redemption::Refused(why),
+                    // The statement and the rules disagree about a record that did not change.
+                    Ok(_) => return Err(StoreError::Conflict),
+                }
+            };
+            log(conn, events.event(&outcome, Some(&record)).as_slice())?;
+            Ok(outcome)
+        })
+        .await
     }
 
     async fn enrollments(&self, id: TokenId) -> Result<Vec<Enrollment>, StoreError> {

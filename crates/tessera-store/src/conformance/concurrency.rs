@@ -84,7 +84,10 @@ async fn hammer(
                     return Ok::<_, Failed>(out);
                 }
                 let dev = DeviceId::parse(format!("device-{i:05}"))?;
-                let got = store.redeem(&digest, &dev, at(10)).await.ctx("redeem")?;
+                let got = store
+                    .redeem(&digest, &dev, at(10), &crate::RedeemEvents::NONE)
+                    .await
+                    .ctx("redeem")?;
                 out.push((dev, got));
             }
         }
@@ -194,7 +197,7 @@ async fn redeem_admits_exactly_the_limit_of_each_token(store: Arc<dyn Store>) ->
                 let k = (i / 8) % tokens.len();
                 let dev = DeviceId::parse(format!("device-{i:05}"))?;
                 match store
-                    .redeem(&tokens[k].digest, &dev, at(10))
+                    .redeem(&tokens[k].digest, &dev, at(10), &crate::RedeemEvents::NONE)
                     .await
                     .ctx("redeem")?
                 {
@@ -242,7 +245,10 @@ async fn redeem_binds_exactly_one_first_device(store: Arc<dyn Store>) -> Outcome
         let (store, digest) = (Arc::clone(&store), r.digest);
         async move {
             let dev = DeviceId::parse(format!("device-{i}"))?;
-            let got = store.redeem(&digest, &dev, at(1)).await.ctx("redeem")?;
+            let got = store
+                .redeem(&digest, &dev, at(1), &crate::RedeemEvents::NONE)
+                .await
+                .ctx("redeem")?;
             Ok::<_, Failed>((dev, got))
         }
     })
@@ -574,7 +580,10 @@ async fn hammer_with_repeats(
                     return Ok::<_, Failed>(out);
                 }
                 let dev = DeviceId::parse(format!("device-{:05}", i % devices))?;
-                let got = store.redeem(&digest, &dev, at(10)).await.ctx("redeem")?;
+                let got = store
+                    .redeem(&digest, &dev, at(10), &crate::RedeemEvents::NONE)
+                    .await
+                    .ctx("redeem")?;
                 out.push((dev, got));
             }
         }

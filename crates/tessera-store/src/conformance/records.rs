@@ -1301,7 +1301,12 @@ async fn purge_removes_record_usage_enrollments_and_mappings(store: Arc<dyn Stor
         .ctx("record_usage")?;
     ensure_matches!(
         store
-            .redeem(&onb.digest, &device("dev-1")?, at(2))
+            .redeem(
+                &onb.digest,
+                &device("dev-1")?,
+                at(2),
+                &crate::RedeemEvents::NONE
+            )
             .await
             .ctx("redeem")?,
         Redemption::Redeemed(_),

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use libtest_mimic::Failed;
+use tessera_core::audit::{Actor, AuditAction, AuditEvent};
 use tessera_core::id::DeviceId;
 use tessera_core::kind::endpoint::Method;
 use tessera_core::kind::onboarding::{DeviceBinding, UsageLimit};
@@ -16,7 +17,7 @@ use time::OffsetDateTime;
 use super::fixtures::{self, at, device, onboarding_record, record};
 use super::records::{insert_all, stored};
 use super::{Case, Context, Outcome};
-use crate::{Enrollment, Redemption, StateChange, Store};
+use crate::{AuditFilter, Enrollment, RedeemEvents, Redemption, StateChange, Store};
 
 pub(super) fn cases() -> Vec<Case> {
     cases![
@@ -43,6 +44,8 @@ pub(super) fn cases() -> Vec<Case> {
         redeem_repeat_refused_when_token_is_out_of_force,
         enrollments_are_oldest_first,
         enrollments_of_unredeemed_token_are_empty,
+        redeem_stores_the_outcome_event_with_it,
+        redeem_with_an_unstorable_event_is_undone,
     ]
 }
 
@@ -53,7 +56,11 @@ async fn redeemed(
     dev: &DeviceId,
     now: OffsetDateTime,
 ) -> Result<TokenRecord, Failed> {
-    match store.redeem(&r.digest, dev, now).await.ctx("redeem")? {
+    match store
+        .redeem(&r.digest, dev, now, &RedeemEvents::NONE)
+        .await
+        .ctx("redeem")?
+    {
         Redemption::Redeemed(after) => Ok(after),
         Redemption::Refused(why) => Err(Failed::from(format!(
             "redeem by {dev} at {now} was refused ({why:?}); the record was {r:?}"
@@ -74,7 +81,10 @@ async fn repeated(
 ) -> Result<TokenRecord, Failed> {
     let before = stored(store, r.id).await?;
     let enrolled = store.enrollments(r.id).await.ctx("enrollments")?;
-    let got = store.redeem(&r.digest, dev, now).await.ctx("redeem")?;
+    let got = store
+        .redeem(&r.digest, dev, now, &RedeemEvents::NONE)
+        .await
+        .ctx("redeem")?;
     let Redemption::Repeated { record, enrollment } = got else {
         return Err(Failed::from(format!(
             "a repeat by enrolled {dev} at {now} was answered {got:?}"
@@ -191,7 +201,10 @@ async fn refused_again(
 ) -> Outcome {
     let before = stored(store, r.id).await?;
     let enrolled = store.enrollments(r.id).await.ctx("enrollments")?;
-    let got = store.redeem(&r.digest, dev, now).await.ctx("redeem")?;
+    let got = store
+        .redeem(&r.digest, dev, now, &RedeemEvents::NONE)
+        .await
+        .ctx("redeem")?;
     ensure_eq!(
         got,
         Redemption::Refused(why),
@@ -347,7 +360,10 @@ async fn redeem_unknown_digest_is_not_found(store: Arc<dyn Store>) -> Outcome {
         .ctx("insert")?;
     let (d, _) = fixtures::digest(tessera_core::Kind::Onboarding)?;
     ensure_eq!(
-        store.redeem(&d, &device("a")?, at(1)).await.ctx("redeem")?,
+        store
+            .redeem(&d, &device("a")?, at(1), &RedeemEvents::NONE)
+            .await
+            .ctx("redeem")?,
         Redemption::Refused(Rejection::NotFound),
         "redeem of an unknown digest"
     );
@@ -538,7 +554,10 @@ async fn redeem_classifies_like_validate(store: Arc<dyn Store>) -> Outcome {
         for dev in [&b, &a] {
             let before = stored(&*store, r.id).await?;
             let expected = validate(&before, &Request::Onboarding { device: dev }, now);
-            let got = store.redeem(&r.digest, dev, now).await.ctx("redeem")?;
+            let got = store
+                .redeem(&r.digest, dev, now, &RedeemEvents::NONE)
+                .await
+                .ctx("redeem")?;
             match (expected, got) {
                 (Err(why), Redemption::Refused(got)) => {
                     ensure_eq!(got, why, "refusal of {dev} for {before:?}");
@@ -592,6 +611,164 @@ async fn enrollments_of_unredeemed_token_are_empty(store: Arc<dyn Store>) -> Out
     ensure!(
         store.enrollments(r.id).await.ctx("enrollments")?.is_empty(),
         "enrollments appeared"
+    );
+    Ok(())
+}
+
+/// The templates a service passes: a client at an address, for a device.
+fn templates(dev: &DeviceId, now: OffsetDateTime) -> Result<RedeemEvents, Failed> {
+    let ip = fixtures::ip("198.51.100.7")?;
+    let template = |action| {
+        AuditEvent::new(now, Actor::Client, action)
+            .ip(Some(ip))
+            .device(dev)
+    };
+    Ok(RedeemEvents::NONE
+        .redeemed(template(AuditAction::Used))
+        .repeated(template(AuditAction::EnrolledAgain))
+        // The action of the refusal's template is replaced by the store's reason.
+        .refused(template(AuditAction::Purged)))
+}
+
+async fn all_events(store: &dyn Store) -> Result<Vec<AuditEvent>, Failed> {
+    store.events(&AuditFilter::default()).await.ctx("events")
+}
+
+/// Each outcome stores its own event, completed with the token it was decided on, with the
+/// outcome: a use its `redeemed` event, a repeat its `repeated` event, a refusal its `refused`
+/// event with the reason; an unknown digest or a token of another kind stores none, and
+/// [`RedeemEvents::NONE`] stores none at all.
+async fn redeem_stores_the_outcome_event_with_it(store: Arc<dyn Store>) -> Outcome {
+    let mut r = onboarding_record(UsageLimit::uses(2)?)?;
+    r.generated_by = Some(fixtures::user("admin")?);
+    store.insert(&r, &[]).await.ctx("insert")?;
+    let mut expected = Vec::new();
+    let (a, b, c) = (device("a")?, device("b")?, device("c")?);
+
+    let ev = templates(&a, at(1))?;
+    let Redemption::Redeemed(after) = store
+        .redeem(&r.digest, &a, at(1), &ev)
+        .await
+        .ctx("redeem")?
+    else {
+        return Err("the first redemption was not a use".into());
+    };
+    expected.push(ev.redeemed.clone().ctx("template")?.about(&after));
+    ensure_eq!(all_events(&*store).await?, expected, "events after a use");
+
+    let ev = templates(&a, at(2))?;
+    let got = store
+        .redeem(&r.digest, &a, at(2), &ev)
+        .await
+        .ctx("redeem")?;
+    ensure_matches!(got, Redemption::Repeated { .. }, "a repeat");
+    expected.push(ev.repeated.clone().ctx("template")?.about(&after));
+    ensure_eq!(
+        all_events(&*store).await?,
+        expected,
+        "events after a repeat"
+    );
+
+    // Without templates, a use stores no event.
+    redeemed(&*store, &r, &b, at(3)).await?;
+    ensure_eq!(
+        all_events(&*store).await?,
+        expected,
+        "events after a use without templates"
+    );
+
+    // Exhausted: refused, nothing consumed, the refusal recorded with its reason.
+    let before = stored(&*store, r.id).await?;
+    let ev = templates(&c, at(4))?;
+    let got = store
+        .redeem(&r.digest, &c, at(4), &ev)
+        .await
+        .ctx("redeem")?;
+    ensure_eq!(
+        got,
+        Redemption::Refused(Rejection::Exhausted),
+        "redeem when exhausted"
+    );
+    ensure_eq!(
+        stored(&*store, r.id).await?,
+        before,
+        "record after a refusal"
+    );
+    let mut refusal = ev.refused.clone().ctx("template")?.about(&before);
+    refusal.action = AuditAction::Refused {
+        reason: Rejection::Exhausted,
+    };
+    expected.push(refusal);
+    ensure_eq!(
+        all_events(&*store).await?,
+        expected,
+        "events after a refusal"
+    );
+
+    // No onboarding token: nothing to record.
+    let (unknown, _) = fixtures::digest(tessera_core::Kind::Onboarding)?;
+    let got = store.redeem(&unknown, &c, at(5), &ev).await.ctx("redeem")?;
+    ensure_eq!(
+        got,
+        Redemption::Refused(Rejection::NotFound),
+        "unknown digest"
+    );
+    let other = record(fixtures::deployment("d")?)?;
+    store.insert(&other, &[]).await.ctx("insert")?;
+    let got = store
+        .redeem(&other.digest, &c, at(5), &ev)
+        .await
+        .ctx("redeem")?;
+    ensure_eq!(
+        got,
+        Redemption::Refused(Rejection::NotFound),
+        "another kind"
+    );
+    ensure_eq!(
+        all_events(&*store).await?,
+        expected,
+        "events after not-found refusals"
+    );
+    Ok(())
+}
+
+/// A redemption whose event cannot be stored (a time past 2262) changes nothing: no use
+/// consumed, no device enrolled, no event; a template for another outcome is checked too.
+async fn redeem_with_an_unstorable_event_is_undone(store: Arc<dyn Store>) -> Outcome {
+    let too_late = time::macros::datetime!(2300-01-01 0:00 UTC);
+    let r = onboarding_record(UsageLimit::uses(5)?)?;
+    store.insert(&r, &[]).await.ctx("insert")?;
+    let dev = device("a")?;
+    let before = stored(&*store, r.id).await?;
+    for which in ["redeemed", "repeated", "refused"] {
+        let mut ev = templates(&dev, at(1))?;
+        let slot = match which {
+            "redeemed" => &mut ev.redeemed,
+            "repeated" => &mut ev.repeated,
+            _ => &mut ev.refused,
+        };
+        if let Some(e) = slot.as_mut() {
+            e.at = too_late;
+        }
+        ensure!(
+            store.redeem(&r.digest, &dev, at(1), &ev).await.is_err(),
+            "a redemption with an unstorable {which} event succeeded"
+        );
+        ensure_eq!(stored(&*store, r.id).await?, before, "record ({which})");
+        ensure!(
+            store.enrollments(r.id).await.ctx("enrollments")?.is_empty(),
+            "a device enrolled ({which})"
+        );
+        ensure!(
+            all_events(&*store).await?.is_empty(),
+            "an event stored ({which})"
+        );
+    }
+    // The token is untouched: the next redemption is its first use.
+    ensure_eq!(
+        redeemed(&*store, &r, &dev, at(2)).await?.uses,
+        1,
+        "first use after"
     );
     Ok(())
 }

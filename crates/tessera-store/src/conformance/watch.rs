@@ -71,7 +71,7 @@ async fn watch_reports_what_validation_reads_and_nothing_else(store: Arc<dyn Sto
         .ctx("touch")?;
     let device = device("dev-1")?;
     store
-        .redeem(&limited.digest, &device, at(11))
+        .redeem(&limited.digest, &device, at(11), &crate::RedeemEvents::NONE)
         .await
         .ctx("redeem, one use left")?;
     store
@@ -92,7 +92,12 @@ async fn watch_reports_what_validation_reads_and_nothing_else(store: Arc<dyn Sto
         .await
         .ctx("set_digest")?;
     store
-        .redeem(&limited.digest, &super::fixtures::device("dev-2")?, at(13))
+        .redeem(
+            &limited.digest,
+            &super::fixtures::device("dev-2")?,
+            at(13),
+            &crate::RedeemEvents::NONE,
+        )
         .await
         .ctx("redeem, the last use")?;
     store.purge(&[a.id], &[]).await.ctx("purge")?;
