@@ -461,8 +461,7 @@ fn random_pg_tasks(c: &mut Criterion) {
                                         })
                                         .is_ok()
                                     {
-                                        validate_once(&svc, &t, Case::Application, &mut pick)
-                                            .await;
+                                        validate_once(&svc, &t, Case::Application, &mut pick).await;
                                     }
                                 })
                             })

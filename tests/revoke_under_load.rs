@@ -72,7 +72,8 @@ async fn changes_are_seen_by_later_validations(lookups: u32) {
         tokens.push((issued.token.id, issued.secret.expose_secret().to_owned()));
     }
     let tokens = Arc::new(tokens);
-    let changed: Arc<Vec<AtomicBool>> = Arc::new((0..TOKENS).map(|_| AtomicBool::new(false)).collect());
+    let changed: Arc<Vec<AtomicBool>> =
+        Arc::new((0..TOKENS).map(|_| AtomicBool::new(false)).collect());
     let frontier = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicBool::new(false));
     let (accepted, refused) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
@@ -137,9 +138,15 @@ async fn changes_are_seen_by_later_validations(lookups: u32) {
     for t in tasks {
         t.await.unwrap();
     }
-    let (accepted, refused) = (accepted.load(Ordering::Relaxed), refused.load(Ordering::Relaxed));
+    let (accepted, refused) = (
+        accepted.load(Ordering::Relaxed),
+        refused.load(Ordering::Relaxed),
+    );
     println!("lookup_queries {lookups}: {accepted} accepted, {refused} refused");
-    assert!(accepted > 1_000 && refused > 1_000, "too few validations to tell");
+    assert!(
+        accepted > 1_000 && refused > 1_000,
+        "too few validations to tell"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -195,7 +195,10 @@ mod postgres {
                 ),
             }
         }
-        assert!(batch_killed, "no batch was in flight when the server ended it");
+        assert!(
+            batch_killed,
+            "no batch was in flight when the server ended it"
+        );
         lock.close().await.unwrap();
         let r = &recs[0];
         let found = store.find_shared(&r.digest).await.unwrap().unwrap();
@@ -256,7 +259,14 @@ mod postgres {
             .map(|r| {
                 let (store, r) = (store.clone(), r.clone());
                 tokio::spawn(async move {
-                    store.find_shared(&r.digest).await.unwrap().unwrap().record().id == r.id
+                    store
+                        .find_shared(&r.digest)
+                        .await
+                        .unwrap()
+                        .unwrap()
+                        .record()
+                        .id
+                        == r.id
                 })
             })
             .collect();
@@ -297,7 +307,10 @@ mod postgres {
             .collect();
         tokio::time::sleep(Duration::from_millis(50)).await;
         other.shutdown_background();
-        assert!(leader.await.is_err(), "the leader was dropped with its runtime");
+        assert!(
+            leader.await.is_err(),
+            "the leader was dropped with its runtime"
+        );
         lock.close().await.unwrap();
         let answered = tokio::time::timeout(Duration::from_secs(10), async {
             let mut ids = HashSet::<bool>::new();
