@@ -502,7 +502,7 @@ impl Ledger {
                 // weak reference to the ledger meanwhile (the service may go away).
                 let _ = tokio::time::timeout(every, wake.notified()).await;
                 let Some(ledger) = me.upgrade() else { return };
-                if let Err(e) = ledger.flush().await {
+                if let Err(e) = write_behind(ledger).await {
                     tracing::warn!(error = %e,
                         "tessera: usage ledger not written; kept and retried next interval");
                 }
@@ -761,6 +761,26 @@ impl Ledger {
     /// Entries waiting to be written (tokens, subjects, audit rows).
     pub(crate) fn pending(&self) -> usize {
         self.pending.load(Ordering::Relaxed)
+    }
+}
+
+/// Write what the ledger holds from the writer task. On a multi-threaded runtime the write runs
+/// on a blocking thread: a store that steps its statements on the calling thread (SQLite) would
+/// otherwise stall one runtime worker, and every request queued on it, for the whole batch
+/// (measured through `tessera-service` under `wrk -c64` on two cores: 47 ms a batch, a quarter
+/// of the guarded route's throughput).
+async fn write_behind(ledger: Arc<Ledger>) -> Result<Flushed, StoreError> {
+    let handle = tokio::runtime::Handle::current();
+    if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+        return ledger.flush().await;
+    }
+    match tokio::task::spawn_blocking(move || handle.block_on(ledger.flush())).await {
+        Ok(written) => written,
+        // The write panicked (or the runtime is shutting down): what it took is kept in
+        // `unwritten` and written by the next flush.
+        Err(e) => Err(StoreError::Unavailable(format!(
+            "the usage ledger's writer thread ended: {e}"
+        ))),
     }
 }
 
