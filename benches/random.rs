@@ -389,12 +389,19 @@ async fn sqlite(tag: &str) -> Arc<dyn Store> {
 }
 
 async fn postgres(tag: &str, connections: u32) -> Option<Arc<dyn Store>> {
+    postgres_with(tag, connections, PostgresConfig::DEFAULT_LOOKUP_QUERIES).await
+}
+
+/// A PostgreSQL store in the schema of `tag` (created and migrated if new), running at most
+/// `lookups` lookup queries at once.
+async fn postgres_with(tag: &str, connections: u32, lookups: u32) -> Option<Arc<dyn Store>> {
     let url = std::env::var("TESSERA_TEST_POSTGRES_URL").ok()?;
     let schema = format!("tessera_rb_{tag}_{}", std::process::id());
     let cfg = PostgresConfig::new(url)
         .schema(&schema)
         .unwrap()
-        .max_connections(connections);
+        .max_connections(connections)
+        .lookup_queries(lookups);
     let s = PostgresStore::connect_with(cfg).await.unwrap();
     s.migrate().await.unwrap();
     Some(Arc::new(s))
@@ -487,42 +494,55 @@ fn random_pg_tasks(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let Some(store) = rt.block_on(postgres("tasks", 64)) else {
+    // TESSERA_BENCH_LOOKUP_QUERIES overrides the default, to compare settings.
+    let lookups = std::env::var("TESSERA_BENCH_LOOKUP_QUERIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(PostgresConfig::DEFAULT_LOOKUP_QUERIES);
+    let Some(store) = rt.block_on(postgres_with("tasks", 64, lookups)) else {
         eprintln!("skipping: TESSERA_TEST_POSTGRES_URL is unset");
         return;
     };
     let t = Arc::new(rt.block_on(issue(store.clone(), &[Case::Application])));
-    let svc = builder(store).build();
     let mut g = c.benchmark_group("random_pg_tasks");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("postgres/no_cache/application_iplog/64_tasks", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let left = Arc::new(AtomicU64::new(iters));
-                let start = Instant::now();
-                let tasks: Vec<_> = (0..64u64)
-                    .map(|k| {
-                        let (svc, t, left) = (svc.clone(), t.clone(), left.clone());
-                        tokio::spawn(async move {
-                            let mut pick = Pick(0x9e37_79b9 + k);
-                            while left
-                                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                                    n.checked_sub(1)
+    // The defaults (lookups coalesced past two queries in flight), then the baseline: the
+    // same schema through a store that runs every lookup as a query of its own.
+    let alone = rt.block_on(postgres_with("tasks", 64, 64)).unwrap();
+    for (name, store) in [("coalesced", store), ("query_per_lookup", alone)] {
+        let svc = builder(store).build();
+        g.bench_function(
+            format!("postgres/no_cache/application_iplog/64_tasks/{name}"),
+            |b| {
+                b.iter_custom(|iters| {
+                    rt.block_on(async {
+                        let left = Arc::new(AtomicU64::new(iters));
+                        let start = Instant::now();
+                        let tasks: Vec<_> = (0..64u64)
+                            .map(|k| {
+                                let (svc, t, left) = (svc.clone(), t.clone(), left.clone());
+                                tokio::spawn(async move {
+                                    let mut pick = Pick(0x9e37_79b9 + k);
+                                    while left
+                                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                                            n.checked_sub(1)
+                                        })
+                                        .is_ok()
+                                    {
+                                        validate_once(&svc, &t, Case::Application, &mut pick).await;
+                                    }
                                 })
-                                .is_ok()
-                            {
-                                validate_once(&svc, &t, Case::Application, &mut pick).await;
-                            }
-                        })
+                            })
+                            .collect();
+                        for task in tasks {
+                            task.await.unwrap();
+                        }
+                        start.elapsed()
                     })
-                    .collect();
-                for task in tasks {
-                    task.await.unwrap();
-                }
-                start.elapsed()
-            })
-        });
-    });
+                });
+            },
+        );
+    }
     g.finish();
 }
 

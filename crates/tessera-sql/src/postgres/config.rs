@@ -122,6 +122,14 @@ pub struct PostgresConfig {
     /// sent on it, and how long that query may take to answer: a connection that silently
     /// died (a half-open TCP connection) is noticed within twice this.
     pub watch_heartbeat: Duration,
+    /// The most lookup queries by digest (a validation's read of its record) in flight at
+    /// once. A lookup asked while that many are running waits for the next one to start,
+    /// which answers every lookup waiting by then in one query: under many concurrent
+    /// validations the server reads records in batches instead of a statement each. A lookup
+    /// that finds a query free runs at once, alone; every lookup is answered by a query that
+    /// started after it was asked, so a change committed before a validation began is always
+    /// seen. `0` counts as one.
+    pub lookup_queries: u32,
 }
 
 impl PostgresConfig {
@@ -134,6 +142,9 @@ impl PostgresConfig {
     /// The default change watch heartbeat: 1 second (a silent connection is noticed within
     /// 2 seconds).
     pub const DEFAULT_WATCH_HEARTBEAT: Duration = Duration::seconds(1);
+
+    /// The default for [`lookup_queries`](Self::lookup_queries): 2.
+    pub const DEFAULT_LOOKUP_QUERIES: u32 = 2;
 
     /// Connect to `url` (`postgres://user:password@host:port/database?sslmode=...`), using the
     /// server's default `search_path`.
@@ -150,6 +161,7 @@ impl PostgresConfig {
             max_connections: Self::DEFAULT_MAX_CONNECTIONS,
             acquire_timeout: Self::DEFAULT_ACQUIRE_TIMEOUT,
             watch_heartbeat: Self::DEFAULT_WATCH_HEARTBEAT,
+            lookup_queries: Self::DEFAULT_LOOKUP_QUERIES,
         }
     }
 
@@ -190,6 +202,14 @@ impl PostgresConfig {
     #[must_use]
     pub const fn watch_heartbeat(mut self, every: Duration) -> Self {
         self.watch_heartbeat = every;
+        self
+    }
+
+    /// Run at most `n` lookup queries at once, coalescing the lookups asked meanwhile (see
+    /// [`lookup_queries`](Self::lookup_queries)).
+    #[must_use]
+    pub const fn lookup_queries(mut self, n: u32) -> Self {
+        self.lookup_queries = n;
         self
     }
 
@@ -298,6 +318,7 @@ impl fmt::Debug for PostgresConfig {
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout", &self.acquire_timeout)
             .field("watch_heartbeat", &self.watch_heartbeat)
+            .field("lookup_queries", &self.lookup_queries)
             .finish_non_exhaustive()
     }
 }

@@ -1,6 +1,7 @@
 //! The PostgreSQL backend: one shared database for several service instances.
 
 mod config;
+mod lookup;
 mod store;
 mod watch;
 

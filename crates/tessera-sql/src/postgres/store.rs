@@ -24,19 +24,11 @@ use tessera_store::{
 };
 use time::{Duration, OffsetDateTime};
 
+use super::lookup::Lookups;
 use super::{MIGRATIONS, PostgresConfig};
 use crate::codec::{self, DataColumns, RecordColumns, record_columns};
 use crate::error::{Error, map_sqlx_error};
 use crate::{migrate, sql};
-
-/// A record by digest with its blocked addresses (space-separated): $1 key id, $2 digest.
-const FIND_SHARED: &str = concat!(
-    "SELECT ",
-    record_columns!(),
-    ", (SELECT string_agg(subject, ' ') FROM token_usage \
-       WHERE token_id = tokens.id AND subject_kind = 'ip' AND blocked) AS blocked \
-     FROM tokens WHERE digest_key = $1 AND digest = $2"
-);
 
 /// Add ledger deltas to usage entries of tokens that exist, from arrays: $1 token ids,
 /// $2 subject kinds, $3 subjects, $4 methods, $5 first seen, $6 last seen, $7 counts (one row
@@ -182,6 +174,9 @@ pub struct PostgresStore {
     schema: Option<String>,
     /// The change watch's heartbeat (see [`PostgresConfig::watch_heartbeat`]).
     heartbeat: std::time::Duration,
+    /// Lookups by digest, coalesced while the lookup queries are busy (see
+    /// [`PostgresConfig::lookup_queries`]).
+    lookups: Arc<Lookups>,
 }
 
 impl PostgresStore {
@@ -210,6 +205,7 @@ impl PostgresStore {
             .await
             .map_err(|e| Error::Connect(Box::new(e)))?;
         let store = Self {
+            lookups: Lookups::new(pool.clone(), config.lookup_queries as usize),
             pool,
             schema: config.schema_name().map(str::to_owned),
             heartbeat: crate::std_duration(config.watch_heartbeat)
@@ -940,17 +936,9 @@ impl Store for PostgresStore {
         }
     }
 
+    /// Coalesced under load: see [`PostgresConfig::lookup_queries`].
     async fn find_shared(&self, digest: &Digest) -> Result<Option<Arc<SharedRecord>>, StoreError> {
-        let (key, bytes) = codec::digest(digest);
-        let row = sqlx::query(FIND_SHARED)
-            .bind(key)
-            .bind(bytes)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?;
-        row.as_ref()
-            .map(|r| codec::shared_record(r).map(Arc::new))
-            .transpose()
+        self.lookups.find(digest).await
     }
 
     async fn record_batch(&self, batch: &UsageBatch) -> Result<bool, StoreError> {
