@@ -325,12 +325,11 @@ fn random_memory(c: &mut Criterion) {
         let app = RequestContext::new().application(ip);
         eprintln!(
             "future sizes: validate {} deployment {} application {} auth {}",
-            std::mem::size_of_val(&defaults.validate(tok, &app)),
-            std::mem::size_of_val(&defaults.deployment().validate(tok)),
-            std::mem::size_of_val(&defaults.application().validate(tok, ip)),
-            std::mem::size_of_val(&defaults.auth().check(tok, &t.action, &t.held)),
+            size_of_val(&defaults.validate(tok, &app)),
+            size_of_val(&defaults.deployment().validate(tok)),
+            size_of_val(&defaults.application().validate(tok, ip)),
+            size_of_val(&defaults.auth().check(tok, &t.action, &t.held)),
         );
-
     }
     let quiet = builder(store.clone())
         .audit_uses(false)

@@ -5,10 +5,10 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use tessera_core::Kind;
-use tracing::Instrument;
 use tessera_core::id::{DeviceId, EndpointId, Permission, TokenId};
 use tessera_core::kind::endpoint::Method;
 use tessera_core::validate::{Accepted, Rejection};
+use tracing::Instrument;
 
 use crate::application::ApplicationAccess;
 use crate::auth::AuthAccess;
@@ -393,4 +393,3 @@ impl TokenService {
         }
     }
 }
-

@@ -421,7 +421,11 @@ async fn a_long_outage_keeps_a_bounded_number_of_audit_rows_per_token() {
         .collect();
     // The batch taken by the first failed write (one row), then at most 64 held.
     assert!(rows.len() <= 65, "{} rows held for one token", rows.len());
-    assert_eq!(rows.iter().map(|r| r.0).sum::<u64>(), 200, "every use, once");
+    assert_eq!(
+        rows.iter().map(|r| r.0).sum::<u64>(),
+        200,
+        "every use, once"
+    );
     // The row that grew says how long it spans.
     assert!(rows.iter().any(|(count, first, last)| *count > 1
         && *last - *first >= Duration::hours(2) * i32::try_from(*count - 1).unwrap()));
