@@ -86,6 +86,14 @@ enum Case {
 }
 
 impl Case {
+    /// Every kind validated with a valid token.
+    const VALID: [Self; 4] = [
+        Self::Deployment,
+        Self::Auth,
+        Self::Application,
+        Self::Endpoint,
+    ];
+
     const fn name(self) -> &'static str {
         match self {
             Self::Deployment => "deployment",
@@ -285,12 +293,7 @@ fn random_memory(c: &mut Criterion) {
     }
     let rt = current_thread();
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let all = [
-        Case::Deployment,
-        Case::Auth,
-        Case::Application,
-        Case::Endpoint,
-    ];
+    let all = Case::VALID;
     let t = rt.block_on(issue(store.clone(), &all));
     let mut g = c.benchmark_group("random_memory");
     g.throughput(Throughput::Elements(1));
@@ -457,12 +460,7 @@ fn random_sqlite(c: &mut Criterion) {
     let mut g = c.benchmark_group("random_sqlite");
     g.throughput(Throughput::Elements(1));
     let store = rt.block_on(sqlite("straight"));
-    let all = [
-        Case::Deployment,
-        Case::Auth,
-        Case::Application,
-        Case::Endpoint,
-    ];
+    let all = Case::VALID;
     let t = rt.block_on(issue(store.clone(), &all));
     let svc = builder(store).build();
     for busy in [false, true] {

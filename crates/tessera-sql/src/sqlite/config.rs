@@ -67,9 +67,9 @@ pub struct SqliteConfig {
 impl SqliteConfig {
     /// The default memory map per connection: 256 MiB. A lookup then reads the pages of a
     /// database up to that size where the operating system keeps them, with no system call
-    /// and no copy (reads measured 5× faster on a 40,000-token database than through
-    /// SQLite's default 2 MiB page cache). Address space only: the pages are the kernel's
-    /// file cache, shared by every connection and process.
+    /// and no copy (a lookup of an unknown token in a 40,000-token file measured 27 µs → 10 µs
+    /// under the same load, against SQLite's default 2 MiB page cache). Address space only:
+    /// the pages are the kernel's file cache, shared by every connection and process.
     pub const DEFAULT_MMAP_SIZE: u64 = 256 << 20;
 
     /// The default busy timeout: 5 seconds.
