@@ -12,6 +12,7 @@
 
 mod error;
 mod model;
+mod slot;
 pub mod names;
 mod store;
 
@@ -24,4 +25,5 @@ pub use model::{
     SharedRecord, StateChange, TokenFilter, UsageBatch, UsageDelta, UsageEntry, UsageOutcome,
     UsageSubject, Watcher,
 };
+pub use slot::{SlotCount, SlotKey, UseSlot};
 pub use store::Store;
