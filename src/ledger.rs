@@ -29,10 +29,10 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use tessera_core::audit::{AuditAction, AuditEvent};
 use tessera_core::id::{EndpointId, TokenId};
-use tessera_core::kind::endpoint::Method;
-use tessera_core::validate::Rejection;
 use tessera_core::kind::KindData;
 use tessera_core::kind::endpoint::EndpointData;
+use tessera_core::kind::endpoint::Method;
+use tessera_core::validate::Rejection;
 use tessera_store::{
     AuditFilter, BatchId, SharedRecord, SlotKey, Store, StoreError, UsageBatch, UsageDelta,
     UsageEntry, UsageSubject,

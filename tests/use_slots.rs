@@ -71,14 +71,17 @@ async fn targets(svc: &TokenService, n: usize) -> Vec<Target> {
     for i in 0..n {
         let d = svc
             .deployment()
-            .generate(NewDeployment::named(&format!("fleet-{i}")).unwrap(), &admin())
+            .generate(
+                NewDeployment::named(format!("fleet-{i}")).unwrap(),
+                &admin(),
+            )
             .await
             .unwrap();
         out.push(Target::Deployment(d));
         let a = svc
             .application()
             .create(
-                ApplicationName::parse(&format!("app-{i}")).unwrap(),
+                ApplicationName::parse(format!("app-{i}")).unwrap(),
                 Description::default(),
                 AccessTypes::new([AccessType::parse("third-party-feeds").unwrap()]).unwrap(),
                 &admin(),
@@ -86,7 +89,7 @@ async fn targets(svc: &TokenService, n: usize) -> Vec<Target> {
             .await
             .unwrap();
         out.push(Target::Application(a));
-        let ep = EndpointId::parse(&format!("/orders-{i}")).unwrap();
+        let ep = EndpointId::parse(format!("/orders-{i}")).unwrap();
         for (m, t) in svc.endpoint().enable(&ep, false, &admin()).await.unwrap() {
             out.push(Target::Endpoint(ep.clone(), m, t));
         }
@@ -155,8 +158,12 @@ async fn hammer(
     tasks: u64,
     rounds: usize,
 ) -> HashMap<TokenId, u64> {
-    let accepted: Arc<HashMap<TokenId, AtomicU64>> =
-        Arc::new(targets.iter().map(|t| (t.id(), AtomicU64::new(0))).collect());
+    let accepted: Arc<HashMap<TokenId, AtomicU64>> = Arc::new(
+        targets
+            .iter()
+            .map(|t| (t.id(), AtomicU64::new(0)))
+            .collect(),
+    );
     let mut handles = Vec::new();
     for task in 0..tasks {
         let svc = services[usize::try_from(task).unwrap() % services.len()].clone();
@@ -195,7 +202,13 @@ async fn assert_counted(store: &dyn Store, targets: &[Target], accepted: &HashMa
         }
         if want > 0 {
             assert!(
-                store.get(t.id()).await.unwrap().unwrap().last_used_at.is_some(),
+                store
+                    .get(t.id())
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .last_used_at
+                    .is_some(),
                 "last use written"
             );
         }
@@ -346,17 +359,17 @@ async fn a_use_past_the_interval_starts_a_new_row() {
     };
     let want = vec![
         (T0, 5, T0 + Duration::seconds(30)),
-        (
-            T0 + Duration::seconds(150),
-            4,
-            T0 + Duration::seconds(150),
-        ),
+        (T0 + Duration::seconds(150), 4, T0 + Duration::seconds(150)),
     ];
     let waiting = svc
         .audit(&AuditFilter::default().token(d.token.id), &admin())
         .await
         .unwrap();
-    assert_eq!(rows(waiting), want, "what is waiting, read before the flush");
+    assert_eq!(
+        rows(waiting),
+        want,
+        "what is waiting, read before the flush"
+    );
     svc.flush().await.unwrap();
     let written = store
         .events(&AuditFilter::default().token(d.token.id))

@@ -12,8 +12,8 @@
 
 mod error;
 mod model;
-mod slot;
 pub mod names;
+mod slot;
 mod store;
 
 #[cfg(feature = "conformance")]

@@ -395,14 +395,14 @@ pub struct Capabilities {
 /// Shared read-only behind an [`Arc`]: a validation holds it without copying the record. Beside
 /// it, a [`UseSlot`] where a service's usage ledger counts repeated uses without a lock.
 #[derive(Clone, Debug, Eq, PartialEq)]
-// The slot first: on the same cache line as the `Arc`'s counts, which a validation touches
+// The slot and the block list first: beside the `Arc`'s counts, which a validation touches
 // anyway.
 #[repr(C)]
 pub struct SharedRecord {
     uses: UseSlot,
-    record: TokenRecord,
     /// Blocked addresses in their canonical spelling, sorted.
     blocked: Box<[IpAddr]>,
+    record: TokenRecord,
 }
 
 impl SharedRecord {
@@ -416,8 +416,8 @@ impl SharedRecord {
         blocked.dedup();
         Self {
             uses: UseSlot::new(),
-            record,
             blocked: blocked.into_boxed_slice(),
+            record,
         }
     }
 

@@ -216,7 +216,10 @@ mod tests {
         assert!(s.add(KEY, 20, 100));
         assert!(s.add(KEY, 15, 100));
         assert!(!s.add(SlotKey { tag: 8, ..KEY }, 20, 100), "another owner");
-        assert!(!s.add(SlotKey { addr: 43, ..KEY }, 20, 100), "another address");
+        assert!(
+            !s.add(SlotKey { addr: 43, ..KEY }, 20, 100),
+            "another address"
+        );
         assert!(!s.add(KEY, 110, 100), "past the window");
         assert!(!s.add(KEY, 9, 100), "before the claim");
         assert_eq!(s.settle(n), Some(SlotCount { uses: 2, last: 20 }));
