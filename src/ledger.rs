@@ -565,11 +565,21 @@ impl Ledger {
                     }
                 }
             }
-            // The first use of this key since the tally began registers the record's slot,
-            // if every place the use went is known (its subject kept, its row found).
+            // The first use of this key since the tally began (or since the record was
+            // replaced) registers the record's slot, if every place the use went is known
+            // (its subject kept, its row found).
             if let Some(key) = key {
                 let complete = (note.subject.is_none() || subject_at.is_some())
                     && (!audited || row_at.is_some());
+                // A registration to a record the store (or the cache) has since replaced
+                // counts nothing more: take its count, free it, register the current record.
+                if tally
+                    .fast
+                    .as_ref()
+                    .is_some_and(|f| !Arc::ptr_eq(&f.record, note.record))
+                {
+                    tally.settle(true);
+                }
                 if tally.fast.is_none() && complete {
                     let first = row_at.map_or(note.at, |i| tally.rows[i].span.first);
                     if let Some(number) = note.record.use_slot().claim(key, unix_nanos(first)) {
