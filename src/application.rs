@@ -300,6 +300,7 @@ impl ApplicationTokens<'_> {
         }
         // Rare: the token looks idle. Its last use may wait in this process's usage ledger, and
         // a cached copy may be older than the store's: ask both.
+        let _steady = self.svc.inner.ledger.steady().await;
         let waiting = self.svc.inner.ledger.waiting_last_use(record.id);
         let state_of = |r: &TokenRecord| {
             let mut r = r.clone();
@@ -328,9 +329,13 @@ impl ApplicationTokens<'_> {
     pub async fn ips(&self, id: TokenId) -> Result<Vec<UsageEntry>> {
         self.svc.record(Kind::Application, id).await?;
         let mut out: Vec<UsageEntry> = Vec::new();
-        let mut stored = self.svc.inner.store.usage(id).await?;
-        // Counts this process has not written yet.
-        stored.extend(self.svc.inner.ledger.waiting_usage(id));
+        let mut stored = {
+            let _steady = self.svc.inner.ledger.steady().await;
+            let mut stored = self.svc.inner.store.usage(id).await?;
+            // Counts this process has not written yet.
+            stored.extend(self.svc.inner.ledger.waiting_usage(id));
+            stored
+        };
         for mut u in stored {
             let UsageSubject::Ip(ip) = u.subject else {
                 continue;

@@ -879,6 +879,7 @@ impl EndpointTokens<'_> {
         err(level = "warn")
     )]
     pub async fn traffic(&self, endpoint: &EndpointId) -> Result<Vec<UsageEntry>> {
+        let _steady = self.svc.inner.ledger.steady().await;
         let stored = self.svc.inner.store.endpoint_usage(endpoint).await?;
         Ok(merge_waiting(
             stored,
@@ -956,9 +957,12 @@ impl EndpointTokens<'_> {
                 }
             }
         } else {
-            let stored = self.svc.inner.store.endpoint_usage(endpoint).await?;
-            let waiting = self.svc.inner.ledger.waiting_endpoint(endpoint);
-            for u in merge_waiting(stored, waiting) {
+            let merged = {
+                let _steady = self.svc.inner.ledger.steady().await;
+                let stored = self.svc.inner.store.endpoint_usage(endpoint).await?;
+                merge_waiting(stored, self.svc.inner.ledger.waiting_endpoint(endpoint))
+            };
+            for u in merged {
                 let UsageSubject::Endpoint(_, method) = u.subject else {
                     continue;
                 };

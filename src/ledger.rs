@@ -466,6 +466,7 @@ impl Ledger {
             return;
         }
         let mut added = 0usize;
+        let mut before = 0usize;
         let mut new_token = false;
         let mut dropped = false;
         {
@@ -592,18 +593,25 @@ impl Ledger {
                     }
                 }
             }
+            // Counted while the shard is locked: a `take` of this shard (which subtracts what
+            // it took once it lets go of the lock) always follows these additions. Counted
+            // after the lock, a take in between made the totals wrap below zero, and the
+            // `max_held` check above then dropped the uses of every new token meanwhile.
+            if new_token {
+                self.tokens.fetch_add(1, Ordering::Relaxed);
+            }
+            if added > 0 {
+                before = self.pending.fetch_add(added, Ordering::Relaxed);
+            }
         }
         if dropped {
             self.drop_note();
         }
-        if new_token {
-            self.tokens.fetch_add(1, Ordering::Relaxed);
-        }
-        if added > 0 {
-            let before = self.pending.fetch_add(added, Ordering::Relaxed);
-            if before < self.settings.max_pending && before + added >= self.settings.max_pending {
-                self.wake.notify_one();
-            }
+        if added > 0
+            && before < self.settings.max_pending
+            && before + added >= self.settings.max_pending
+        {
+            self.wake.notify_one();
         }
     }
 
@@ -701,7 +709,14 @@ impl Ledger {
                 for tally in s.tokens.values_mut() {
                     tally.settle(true);
                 }
-                (core::mem::take(&mut s.tokens), core::mem::take(&mut s.each))
+                // The next interval's table starts at this one's size: the same tokens come
+                // back, without growing (and rehashing) it again from nothing.
+                let room = s.tokens.len();
+                let tokens = core::mem::replace(
+                    &mut s.tokens,
+                    ById::with_capacity_and_hasher(room, BuildHasherDefault::default()),
+                );
+                (tokens, core::mem::take(&mut s.each))
             };
             self.tokens.fetch_sub(tokens.len(), Ordering::Relaxed);
             let mut taken = each.len();
@@ -777,6 +792,13 @@ impl Ledger {
             }
         }
         Ok(done)
+    }
+
+    /// Keep the writer out while a read combines what the store holds with what waits here:
+    /// a batch written between the two reads would count twice or not at all. Hold the guard
+    /// across both.
+    pub(crate) async fn steady(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.writing.lock().await
     }
 
     /// Counts not yet written of one token, as usage entries (`count` is what is waiting).

@@ -507,6 +507,7 @@ impl TokenService {
     /// Stored events passing `filter` with those the usage ledger has not written yet, oldest
     /// first, at most `filter.limit`.
     pub(crate) async fn events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>> {
+        let _steady = self.inner.ledger.steady().await;
         let waiting = self.inner.ledger.waiting_events(filter);
         if waiting.is_empty() {
             return Ok(self.inner.store.events(filter).await?);

@@ -35,6 +35,14 @@ enum Target {
 }
 
 impl Target {
+    const fn kind(&self) -> &'static str {
+        match self {
+            Self::Deployment(_) => "a deployment token",
+            Self::Application(_) => "an application token",
+            Self::Endpoint(..) => "an endpoint primary",
+        }
+    }
+
     fn id(&self) -> TokenId {
         match self {
             Self::Deployment(t) | Self::Application(t) | Self::Endpoint(_, _, t) => t.token.id,
@@ -196,7 +204,12 @@ async fn assert_counted(store: &dyn Store, targets: &[Target], accepted: &HashMa
     for t in targets {
         let want = accepted[&t.id()];
         total += want;
-        assert_eq!(audited_uses(store, t.id()).await, want, "audited uses");
+        assert_eq!(
+            audited_uses(store, t.id()).await,
+            want,
+            "audited uses of {}",
+            t.kind()
+        );
         if let Some(stored) = stored_usage(store, t).await {
             assert_eq!(stored, want, "usage entries");
         }
