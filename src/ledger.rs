@@ -29,13 +29,17 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use tessera_core::audit::{AuditAction, AuditEvent};
 use tessera_core::id::{EndpointId, TokenId};
+use tessera_core::kind::KindData;
+use tessera_core::kind::endpoint::EndpointData;
 use tessera_core::kind::endpoint::Method;
 use tessera_core::validate::Rejection;
 use tessera_store::{
-    AuditFilter, BatchId, Store, StoreError, UsageBatch, UsageDelta, UsageEntry, UsageSubject,
+    AuditFilter, BatchId, SharedRecord, SlotKey, Store, StoreError, UsageBatch, UsageDelta,
+    UsageEntry, UsageSubject,
 };
 use time::{Duration, OffsetDateTime};
 
+use crate::cache::unix_nanos;
 use crate::service::IdHasher;
 
 /// How the usage ledger writes (see [`Builder::ledger`](crate::Builder::ledger)).
@@ -147,6 +151,11 @@ const MAX_ROWS: usize = 64;
 
 type ById<V> = HashMap<TokenId, V, BuildHasherDefault<IdHasher>>;
 
+/// Ledger numbers (the owner in a use slot's key): unique in the process.
+static LEDGERS: AtomicU64 = AtomicU64::new(1);
+/// Bits of a slot key's tag left for the owner (the low 16 say what kind of use).
+const OWNER_MASK: u64 = (1 << 48) - 1;
+
 /// Counts of one subject (or one aggregated audit row) over the interval.
 #[derive(Clone, Copy, Debug)]
 struct Span {
@@ -161,6 +170,14 @@ impl Span {
             first: at,
             last: at,
             count: 1,
+        }
+    }
+
+    /// `count` more uses, the latest at `last` (none before `first`).
+    fn add_many(&mut self, count: u64, last: OffsetDateTime) {
+        self.count = self.count.saturating_add(count);
+        if last > self.last {
+            self.last = last;
         }
     }
 
@@ -229,6 +246,49 @@ struct Tally {
     last_used: Option<OffsetDateTime>,
     subjects: Vec<(UsageSubject, Span)>,
     rows: Vec<Row>,
+    /// The record whose [`UseSlot`](tessera_store::UseSlot) counts this token's repeated uses
+    /// of one key, if one was registered: its count belongs here.
+    fast: Option<Fast>,
+}
+
+/// A registration of a record's use slot to a tally: the uses it counts go to `subject` and
+/// `row` (indices in the tally, which only grows until it is taken).
+#[derive(Debug)]
+struct Fast {
+    record: Arc<SharedRecord>,
+    number: u64,
+    subject: Option<usize>,
+    row: Option<usize>,
+}
+
+impl Tally {
+    /// Take the uses the record's slot counted into this tally; `close` frees the slot (the
+    /// tally is being taken).
+    fn settle(&mut self, close: bool) {
+        let Some(fast) = &self.fast else { return };
+        let slot = fast.record.use_slot();
+        let counted = if close {
+            slot.close(fast.number)
+        } else {
+            slot.settle(fast.number)
+        };
+        if let Some(c) = counted.filter(|c| c.uses > 0) {
+            let last = OffsetDateTime::from_unix_timestamp_nanos(i128::from(c.last))
+                .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+            if self.last_used.is_none_or(|l| l < last) {
+                self.last_used = Some(last);
+            }
+            if let Some((_, span)) = fast.subject.and_then(|i| self.subjects.get_mut(i)) {
+                span.add_many(c.uses, last);
+            }
+            if let Some(row) = fast.row.and_then(|i| self.rows.get_mut(i)) {
+                row.span.add_many(c.uses, last);
+            }
+        }
+        if close {
+            self.fast = None;
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -242,6 +302,8 @@ struct Shard {
 pub(crate) struct Note<'a> {
     /// The token.
     pub(crate) token: TokenId,
+    /// Its record as the validation found it (its use slot counts repeated uses).
+    pub(crate) record: &'a Arc<SharedRecord>,
     /// When.
     pub(crate) at: OffsetDateTime,
     /// What to count it against (an address for application tokens, an endpoint and method
@@ -282,6 +344,10 @@ impl Subject<'_> {
 /// The ledger of one service (and its clones).
 pub(crate) struct Ledger {
     store: Arc<dyn Store>,
+    /// This ledger among the process's (the owner in the keys of records' use slots).
+    id: u64,
+    /// The interval in nanoseconds: how far from its claim a use slot counts.
+    window: i64,
     settings: LedgerSettings,
     audit_uses: bool,
     audit_refusals: bool,
@@ -346,6 +412,8 @@ impl Ledger {
         );
         Arc::new_cyclic(|me| Self {
             store,
+            id: LEDGERS.fetch_add(1, Ordering::Relaxed) & OWNER_MASK,
+            window: i64::try_from(settings.interval.whole_nanoseconds()).unwrap_or(i64::MAX),
             settings,
             audit_uses,
             audit_refusals,
@@ -377,6 +445,18 @@ impl Ledger {
     /// called when an aggregated row starts or each use is audited).
     pub(crate) fn note(&self, note: &Note<'_>, event: impl FnOnce() -> AuditEvent) {
         self.start();
+        // A repeated use of the key the record's slot was registered with this interval is
+        // counted there: no lock, no table of this ledger touched.
+        let key = self.slot_key(note);
+        if let Some(key) = key {
+            if note
+                .record
+                .use_slot()
+                .add(key, unix_nanos(note.at), self.window)
+            {
+                return;
+            }
+        }
         let audited = if note.refused.is_some() {
             self.audit_refusals
         } else {
@@ -406,16 +486,23 @@ impl Ledger {
                     shard.tokens.entry(note.token).or_default()
                 }
             };
+            // Where this use went: the slot may count the next ones there.
+            let mut subject_at = None;
+            let mut row_at = None;
             if note.refused.is_none() {
                 if tally.last_used.is_none_or(|l| l < note.at) {
                     tally.last_used = Some(note.at);
                 }
                 if let Some(subject) = note.subject {
                     let full = tally.subjects.len() >= MAX_SUBJECTS;
-                    match tally.subjects.iter_mut().find(|(s, _)| subject.is(s)) {
-                        Some((_, span)) => span.add(note.at),
+                    match tally.subjects.iter().position(|(s, _)| subject.is(s)) {
+                        Some(i) => {
+                            tally.subjects[i].1.add(note.at);
+                            subject_at = Some(i);
+                        }
                         None if !full => {
                             tally.subjects.push((subject.owned(), Span::new(note.at)));
+                            subject_at = Some(tally.subjects.len() - 1);
                             added += 1;
                         }
                         None => dropped = true,
@@ -443,7 +530,7 @@ impl Ledger {
                     // intervals): then the newest row of its carrier grows instead, its first
                     // and last use saying how long it spans, so memory stays bounded.
                     let crowded = tally.rows.len() >= MAX_ROWS;
-                    let found = tally.rows.iter_mut().rev().find(|r| {
+                    let found = tally.rows.iter().rposition(|r| {
                         r.refused == note.refused
                             && (crowded || (note.at - r.span.first).abs() < span)
                             && match (&r.carrier, carrier) {
@@ -453,7 +540,10 @@ impl Ledger {
                             }
                     });
                     match found {
-                        Some(row) => row.add(note.at, note.ip),
+                        Some(i) => {
+                            tally.rows[i].add(note.at, note.ip);
+                            row_at = Some(i);
+                        }
                         None => {
                             let mut template = event();
                             // The row is about the token and its carrier, not one request's
@@ -469,8 +559,26 @@ impl Ledger {
                             };
                             row.note_ip(note.ip);
                             tally.rows.push(row);
+                            row_at = Some(tally.rows.len() - 1);
                             added += 1;
                         }
+                    }
+                }
+            }
+            // The first use of this key since the tally began registers the record's slot,
+            // if every place the use went is known (its subject kept, its row found).
+            if let Some(key) = key {
+                let complete = (note.subject.is_none() || subject_at.is_some())
+                    && (!audited || row_at.is_some());
+                if tally.fast.is_none() && complete {
+                    let first = row_at.map_or(note.at, |i| tally.rows[i].span.first);
+                    if let Some(number) = note.record.use_slot().claim(key, unix_nanos(first)) {
+                        tally.fast = Some(Fast {
+                            record: Arc::clone(note.record),
+                            number,
+                            subject: subject_at,
+                            row: row_at,
+                        });
                     }
                 }
             }
@@ -487,6 +595,46 @@ impl Ledger {
                 self.wake.notify_one();
             }
         }
+    }
+
+    /// What a use must match to be counted in its record's slot: an accepted use, aggregated
+    /// (not an event per use), of one of the common shapes — no subject, the client's address
+    /// as subject, or a primary endpoint token on its own endpoint and method — with its
+    /// client address. `None`: the ledger's tables count it.
+    fn slot_key(&self, note: &Note<'_>) -> Option<SlotKey> {
+        if note.refused.is_some() || self.settings.each_use {
+            return None;
+        }
+        let (shape, method) = match (note.subject, note.carrier) {
+            (None, None) => (1, 0),
+            (Some(Subject::Ip(a)), None) if note.ip == Some(a) => (2, 0),
+            (Some(Subject::Endpoint(e, m)), Some((f, n)))
+                if m == n
+                    && (core::ptr::eq(e, f) || e == f)
+                    && matches!(&note.record.data,
+                        KindData::Endpoint(EndpointData::Primary { endpoint, method })
+                            if endpoint == e && *method == m) =>
+            {
+                (
+                    3,
+                    match m {
+                        Method::Get => 1,
+                        Method::Post => 2,
+                        Method::Delete => 3,
+                    },
+                )
+            }
+            _ => return None,
+        };
+        let (family, addr) = match note.ip {
+            None => (0, 0),
+            Some(IpAddr::V4(a)) => (1, u128::from(u32::from(a))),
+            Some(IpAddr::V6(a)) => (2, u128::from(a)),
+        };
+        Some(SlotKey {
+            tag: self.id << 16 | shape << 8 | method << 2 | family,
+            addr,
+        })
     }
 
     /// Start the writer task, once, if a tokio runtime is running here.
@@ -538,6 +686,11 @@ impl Ledger {
         for shard in &self.shards {
             let (tokens, each) = {
                 let mut s = shard.lock().unwrap_or_else(PoisonError::into_inner);
+                // Under the lock: a use the slot refuses from now on is counted in the
+                // next tally.
+                for tally in s.tokens.values_mut() {
+                    tally.settle(true);
+                }
                 (core::mem::take(&mut s.tokens), core::mem::take(&mut s.each))
             };
             self.tokens.fetch_sub(tokens.len(), Ordering::Relaxed);
@@ -646,11 +799,12 @@ impl Ledger {
                 add(&d.subject, d.first_seen, d.last_seen, d.count);
             }
         }
-        let shard = self
+        let mut shard = self
             .shard(id)
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(t) = shard.tokens.get(&id) {
+        if let Some(t) = shard.tokens.get_mut(&id) {
+            t.settle(false);
             for (s, span) in &t.subjects {
                 add(s, span.first, span.last, span.count);
             }
@@ -670,8 +824,9 @@ impl Ledger {
             deltas.extend(b.usage.iter().filter(|d| on(&d.subject)).cloned());
         }
         for shard in &self.shards {
-            let s = shard.lock().unwrap_or_else(PoisonError::into_inner);
-            for (id, t) in &s.tokens {
+            let mut s = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            for (id, t) in &mut s.tokens {
+                t.settle(false);
                 for (subject, span) in t.subjects.iter().filter(|(s, _)| on(s)) {
                     deltas.push(UsageDelta {
                         token: *id,
@@ -721,12 +876,13 @@ impl Ledger {
             out.extend(b.events.iter().filter(|e| filter.matches(e)).cloned());
         }
         for shard in &self.shards {
-            let s = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut s = shard.lock().unwrap_or_else(PoisonError::into_inner);
             out.extend(s.each.iter().filter(|e| filter.matches(e)).cloned());
-            for (id, t) in &s.tokens {
+            for (id, t) in &mut s.tokens {
                 if filter.token.is_some_and(|want| want != *id) {
                     continue;
                 }
+                t.settle(false);
                 out.extend(t.rows.iter().map(Row::event).filter(|e| filter.matches(e)));
             }
         }
@@ -740,8 +896,11 @@ impl Ledger {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .tokens
-            .get(&id)
-            .and_then(|t| t.last_used);
+            .get_mut(&id)
+            .and_then(|t| {
+                t.settle(false);
+                t.last_used
+            });
         if let Some(b) = &*self
             .unwritten
             .lock()

@@ -643,6 +643,7 @@ impl TokenService {
         self.inner.ledger.note(
             &Note {
                 token: found.record.id,
+                record: &found.record,
                 at: found.now,
                 subject,
                 ip,
@@ -668,6 +669,7 @@ impl TokenService {
         self.inner.ledger.note(
             &Note {
                 token: found.record.id,
+                record: &found.record,
                 at: found.now,
                 subject: None,
                 ip,

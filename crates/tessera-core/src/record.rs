@@ -16,9 +16,29 @@ use crate::seal::Sealed;
 
 /// Everything stored about one token.
 #[derive(Clone, Debug, Eq, PartialEq)]
+// In this order: what a validation reads (state, limits, times, kind data) together on a few
+// cache lines of a shared record; then what listings and writes read.
+#[repr(C)]
 pub struct TokenRecord {
     /// Its id.
     pub id: TokenId,
+    /// Where it is in its life.
+    pub state: State,
+    /// How many times it may be used.
+    pub limit: UsageLimit,
+    /// How many times it was used (consumed uses for limited tokens, accepted uses otherwise).
+    pub uses: u64,
+    /// When it stops being accepted, if ever.
+    pub expires_at: Option<OffsetDateTime>,
+    /// While [`State::Superseded`], when its grace window ends.
+    pub grace_until: Option<OffsetDateTime>,
+    /// When it last became active (issue, enable or reactivation): the inactivity clock starts
+    /// at the later of this and `last_used_at`.
+    pub activated_at: OffsetDateTime,
+    /// When it was last accepted (coalesced: may lag by the configured interval).
+    pub last_used_at: Option<OffsetDateTime>,
+    /// Its kind's own fields.
+    pub data: KindData,
     /// The keyed digest of its secret.
     pub digest: Digest,
     /// How its secret is spelled.
@@ -28,31 +48,14 @@ pub struct TokenRecord {
     /// The secret sealed under a pepper, for kinds that show it again (deployment tokens, and
     /// onboarding tokens created with sealing on); `None` for the others.
     pub sealed: Option<Sealed>,
-    /// Where it is in its life.
-    pub state: State,
     /// When it was issued.
     pub created_at: OffsetDateTime,
     /// Who issued it.
     pub created_by: Actor,
     /// The admin who issued it for someone else, when one did.
     pub generated_by: Option<UserId>,
-    /// When it stops being accepted, if ever.
-    pub expires_at: Option<OffsetDateTime>,
-    /// When it was last accepted (coalesced: may lag by the configured interval).
-    pub last_used_at: Option<OffsetDateTime>,
-    /// When it last became active (issue, enable or reactivation): the inactivity clock starts
-    /// at the later of this and `last_used_at`.
-    pub activated_at: OffsetDateTime,
-    /// While [`State::Superseded`], when its grace window ends.
-    pub grace_until: Option<OffsetDateTime>,
     /// The token that replaced it by rotation or renewal.
     pub successor: Option<TokenId>,
-    /// How many times it may be used.
-    pub limit: UsageLimit,
-    /// How many times it was used (consumed uses for limited tokens, accepted uses otherwise).
-    pub uses: u64,
-    /// Its kind's own fields.
-    pub data: KindData,
 }
 
 impl TokenRecord {

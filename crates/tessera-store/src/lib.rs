@@ -13,6 +13,7 @@
 mod error;
 mod model;
 pub mod names;
+mod slot;
 mod store;
 
 #[cfg(feature = "conformance")]
@@ -24,4 +25,5 @@ pub use model::{
     SharedRecord, StateChange, TokenFilter, UsageBatch, UsageDelta, UsageEntry, UsageOutcome,
     UsageSubject, Watcher,
 };
+pub use slot::{SlotCount, SlotKey, UseSlot};
 pub use store::Store;

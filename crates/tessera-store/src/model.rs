@@ -12,6 +12,8 @@ use tessera_core::record::TokenRecord;
 use tessera_core::validate::Rejection;
 use time::OffsetDateTime;
 
+use crate::slot::UseSlot;
+
 /// A change to stored records that a watching backend reports (see
 /// [`Store::watch`](crate::Store::watch)).
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -390,12 +392,17 @@ pub struct Capabilities {
 /// it ([`Store::find_shared`](crate::Store::find_shared)), with what a validation decides on
 /// beside the record: the addresses blocked for the token.
 ///
-/// Shared read-only behind an [`Arc`]: a validation holds it without copying the record.
+/// Shared read-only behind an [`Arc`]: a validation holds it without copying the record. Beside
+/// it, a [`UseSlot`] where a service's usage ledger counts repeated uses without a lock.
 #[derive(Clone, Debug, Eq, PartialEq)]
+// The slot and the block list first: beside the `Arc`'s counts, which a validation touches
+// anyway.
+#[repr(C)]
 pub struct SharedRecord {
-    record: TokenRecord,
+    uses: UseSlot,
     /// Blocked addresses in their canonical spelling, sorted.
     blocked: Box<[IpAddr]>,
+    record: TokenRecord,
 }
 
 impl SharedRecord {
@@ -408,9 +415,15 @@ impl SharedRecord {
         blocked.sort_unstable();
         blocked.dedup();
         Self {
-            record,
+            uses: UseSlot::new(),
             blocked: blocked.into_boxed_slice(),
+            record,
         }
+    }
+
+    /// Where a service's usage ledger counts this record's repeated uses (see [`UseSlot`]).
+    pub const fn use_slot(&self) -> &UseSlot {
+        &self.uses
     }
 
     /// The record.

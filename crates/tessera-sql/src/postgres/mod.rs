@@ -19,4 +19,5 @@ pub(crate) const MIGRATIONS: &[Migration] = embed!("postgres":
     5 "one enrollment per device" "0005_one_enrollment_per_device.sql",
     6 "unique names" "0006_unique_names.sql",
     7 "usage ledger" "0007_usage_ledger.sql",
+    8 "validation upkeep" "0008_validation_upkeep.sql",
 );
