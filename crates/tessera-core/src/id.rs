@@ -2,6 +2,7 @@
 //! type is proof they hold.
 
 use core::fmt;
+use std::sync::Arc;
 
 use rand::TryRngCore;
 use rand::rngs::OsRng;
@@ -111,7 +112,8 @@ macro_rules! text_newtype {
         $(#[$doc])*
         #[derive(Clone, Debug, Deserialize, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize)]
         #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
+        // Shared text: a clone (every outcome and audit event carries one) is a count, not a copy.
+        pub struct $name(Arc<str>);
 
         impl $name {
             #[doc = concat!("The most characters a ", $what, " may have.")]
@@ -125,7 +127,7 @@ macro_rules! text_newtype {
             pub fn parse(s: impl Into<String>) -> Result<Self, Error> {
                 let s = s.into();
                 check_text($what, &s, $max, false)?;
-                Ok(Self(s))
+                Ok(Self(Arc::from(s)))
             }
 
             /// The text.
@@ -142,7 +144,7 @@ macro_rules! text_newtype {
 
         impl From<$name> for String {
             fn from(v: $name) -> Self {
-                v.0
+                Self::from(&*v.0)
             }
         }
 
@@ -247,7 +249,8 @@ impl fmt::Display for Description {
 /// characters.
 #[derive(Clone, Debug, Deserialize, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct ApplicationName(String);
+// Shared text: a clone (every accepted bearer request's outcome carries one) is a count.
+pub struct ApplicationName(Arc<str>);
 
 impl ApplicationName {
     /// The most characters.
@@ -275,7 +278,7 @@ impl ApplicationName {
                 why: String::from(why),
             }
             .into()),
-            None => Ok(Self(s)),
+            None => Ok(Self(Arc::from(s))),
         }
     }
 
@@ -293,7 +296,7 @@ impl fmt::Display for ApplicationName {
 
 impl From<ApplicationName> for String {
     fn from(v: ApplicationName) -> Self {
-        v.0
+        Self::from(&*v.0)
     }
 }
 

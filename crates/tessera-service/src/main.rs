@@ -7,7 +7,7 @@
 //! | route | answer |
 //! |---|---|
 //! | `GET /feed` | 200 for an accepted application token (`Authorization: Bearer ...`), else RFC 6750 |
-//! | `GET /open` | 200, unguarded (the baseline the benchmark compares `/feed` with) |
+//! | `GET /open` | 200, unguarded: the same kind of answer as `/feed` (one line naming the client's address), so the benchmark that compares the two measures the guard |
 //! | `GET /healthz` | 200 while the process runs |
 //! | `GET /readyz` | 200 when the store answers and the validation cache's change watch is up (PostgreSQL) or not needed (SQLite: time-to-live bounded); else 503 saying why (`TokenService::ready`) |
 //! | `GET /metrics` | Prometheus text: Tessera's metrics and the process's |
@@ -24,7 +24,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Extension, Router};
@@ -100,7 +100,7 @@ async fn run() -> Result<(), config::Error> {
             "/feed",
             get(feed).layer(ApplicationLayer::new(service.clone())),
         )
-        .route("/open", get(|| async { "open\n" }))
+        .route("/open", get(open))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
@@ -172,11 +172,21 @@ async fn shutdown() {
     tracing::info!("shutdown requested: draining requests in flight");
 }
 
+/// The guarded route: one line naming the application and the address it came from.
 async fn feed(
     Extension(access): Extension<ApplicationAccess>,
     Extension(ClientIp(ip)): Extension<ClientIp>,
 ) -> String {
     format!("feed for {} at {ip}\n", access.name)
+}
+
+/// The unguarded route: the same work as [`feed`] without the guard (one line naming the
+/// connection's address), the baseline BENCHMARKS.md compares `/feed` with.
+async fn open(ConnectInfo(peer): ConnectInfo<SocketAddr>) -> String {
+    format!(
+        "open to anyone at {}\n",
+        tessera::core::net::canonical(peer.ip())
+    )
 }
 
 /// 200 when the store answers within two seconds and the validation cache's change watch is

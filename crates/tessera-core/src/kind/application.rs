@@ -2,6 +2,7 @@
 //! dormancy and deletion after inactivity.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
@@ -13,7 +14,8 @@ use crate::lifecycle::{Action, State};
 /// A non-empty set of access types.
 #[derive(Clone, Debug, Deserialize, Eq, PartialEq, Serialize)]
 #[serde(try_from = "BTreeSet<AccessType>", into = "BTreeSet<AccessType>")]
-pub struct AccessTypes(BTreeSet<AccessType>);
+// Shared: a clone (every accepted bearer request's outcome carries one) is a count.
+pub struct AccessTypes(Arc<BTreeSet<AccessType>>);
 
 impl AccessTypes {
     /// One or more access types, each once.
@@ -40,7 +42,7 @@ impl AccessTypes {
             }
             .into());
         }
-        Ok(Self(set))
+        Ok(Self(Arc::new(set)))
     }
 
     /// The access types.
@@ -63,7 +65,7 @@ impl TryFrom<BTreeSet<AccessType>> for AccessTypes {
 
 impl From<AccessTypes> for BTreeSet<AccessType> {
     fn from(s: AccessTypes) -> Self {
-        s.0
+        Arc::try_unwrap(s.0).unwrap_or_else(|shared| (*shared).clone())
     }
 }
 
@@ -97,7 +99,7 @@ impl AccessCatalog {
     ///
     /// As [`AccessTypes::new`].
     pub fn new(types: impl IntoIterator<Item = AccessType>) -> Result<Self, Error> {
-        Ok(Self(AccessTypes::new(types)?.0))
+        Ok(Self(AccessTypes::new(types)?.into()))
     }
 
     /// The offered types.
