@@ -1042,7 +1042,7 @@ impl Store for SqliteStore {
         self.read(|conn| {
             let mut stmt = prepare(conn, lite!(FIND_SHARED))?;
             first(&mut stmt, rusqlite::params![key, bytes], "token", |row| {
-                codec::shared_record(row).map(Arc::new)
+                codec::lite_shared_record(row).map(Arc::new)
             })
         })
         .await
