@@ -17,8 +17,13 @@
 //! cargo bench --bench observe -- observe_memory --warm-up-time 1 --measurement-time 3
 //! ```
 //!
-//! At the end the bench prints, per case, the median time per validation of each service in
-//! each round and observed ÷ plain (per round, and the median of the rounds).
+//! Before the criterion benchmarks, a **paired** measurement: per case, 400 pairs of blocks of
+//! 256 validations, one block on each service (the same tokens, the order swapped every pair),
+//! each block timed alone; it prints the median of the pairs' observed ÷ plain and its
+//! quartiles. This is the figure to read on a shared machine: load that comes and goes hits
+//! both halves of a pair alike. At the end the bench prints, per case, the median time per
+//! validation of each service in each criterion round and observed ÷ plain (per round, and the
+//! median of the rounds).
 #![allow(
     clippy::expect_used,
     clippy::unwrap_used,
@@ -199,6 +204,21 @@ async fn warm(svc: &TokenService, t: &Tokens) {
     }
 }
 
+/// Pairs of blocks in the paired measurement, and validations per block.
+const PAIRS: usize = 400;
+const BLOCK: usize = 256;
+
+/// Whether to run the paired measurement: not when criterion only lists or tests.
+fn paired_wanted() -> bool {
+    !std::env::args().any(|a| a == "--list" || a == "--test")
+}
+
+/// The `q`/4 quartile of `v`.
+fn quartile(mut v: Vec<f64>, q: usize) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[(v.len() - 1) * q / 4]
+}
+
 /// The median of the per-sample times (ns per validation) recorded for one benchmark.
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -244,6 +264,55 @@ fn observe_memory(c: &mut Criterion) {
         (counted(&scrape.render()) - warmed).abs() < 0.5,
         "the recorder counts the observed service's validations alone"
     );
+
+    // Paired: blocks of validations alternating between the two services (the order swapped
+    // every pair), each block timed on its own; observed ÷ plain per pair, the median of the
+    // pairs per case. Load that comes and goes on a shared machine hits both halves of a pair
+    // alike, which separate criterion runs of seconds each cannot promise.
+    if paired_wanted() {
+        eprintln!(
+            "\nobserve_memory paired: {PAIRS} pairs of {BLOCK} validations per case; median ns \
+             per validation (plain, observed) and the median of the pairs' observed ÷ plain"
+        );
+        for case in Case::ALL {
+            let mut pick = Pick(0x2545_f491_4f6c_dd1d);
+            let block = |svc: &TokenService, observe: bool, pick: &mut Pick| {
+                let _default = observe.then(|| tracing::dispatcher::set_default(&dispatch));
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..BLOCK {
+                        validate(svc, &t, case, pick.next(len(&t, case))).await;
+                    }
+                    tokio::task::yield_now().await;
+                    start.elapsed().as_nanos() as f64 / BLOCK as f64
+                })
+            };
+            let (mut plains, mut observeds, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+            for pair in 0..PAIRS {
+                // Both halves validate the same tokens: the pick is replayed.
+                let mut again = Pick(pick.0);
+                let (p, o) = if pair % 2 == 0 {
+                    let p = block(&plain, false, &mut pick);
+                    (p, block(&observed, true, &mut again))
+                } else {
+                    let o = block(&observed, true, &mut pick);
+                    (block(&plain, false, &mut again), o)
+                };
+                plains.push(p);
+                observeds.push(o);
+                ratios.push(o / p);
+            }
+            eprintln!(
+                "{:<18} plain {:.0} ns, observed {:.0} ns, observed ÷ plain {:.3} (quartiles {:.3}-{:.3})",
+                case.name(),
+                median(plains),
+                median(observeds),
+                median(ratios.clone()),
+                quartile(ratios.clone(), 1),
+                quartile(ratios, 3),
+            );
+        }
+    }
 
     let mut g = c.benchmark_group("observe_memory");
     g.throughput(Throughput::Elements(1));

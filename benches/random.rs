@@ -515,7 +515,7 @@ fn random_pg_tasks(c: &mut Criterion) {
     let t = Arc::new(rt.block_on(issue(store.clone(), &[Case::Application])));
     let mut g = c.benchmark_group("random_pg_tasks");
     g.throughput(Throughput::Elements(1));
-    // The defaults (lookups coalesced past two queries in flight), then the baseline: the
+    // The defaults (lookups coalesced past `lookup_queries` in flight), then the baseline: the
     // same schema through a store that runs every lookup as a query of its own.
     let alone = rt.block_on(postgres_with("tasks", 64, 64)).unwrap();
     for (name, store) in [("coalesced", store), ("query_per_lookup", alone)] {

@@ -346,30 +346,73 @@ impl RecordColumns {
     }
 }
 
-/// A `tokens` row as read, before its values are checked.
+/// A `tokens` row as read, before its values are checked: its text and blobs owned (`String`,
+/// `Vec<u8>`), or borrowed from the driver's row (`&str`, `&[u8]`: SQLite, no copy).
 #[derive(Debug)]
-pub(crate) struct RawRecord {
-    id: String,
-    kind: String,
+pub(crate) struct RawRecord<S = String, B = Vec<u8>> {
+    id: S,
+    kind: S,
     digest_key: i64,
-    digest: Vec<u8>,
-    spelling: String,
-    hint: String,
-    state: String,
+    digest: B,
+    spelling: S,
+    hint: S,
+    state: S,
     created_at: i64,
-    created_by: String,
-    generated_by: Option<String>,
+    created_by: S,
+    generated_by: Option<S>,
     expires_at: Option<i64>,
     last_used_at: Option<i64>,
     activated_at: i64,
     grace_until: Option<i64>,
-    successor: Option<String>,
+    successor: Option<S>,
     max_uses: Option<i64>,
     uses: i64,
-    binding: Option<String>,
-    bound_device: Option<String>,
-    data: String,
-    sealed: Option<Vec<u8>>,
+    binding: Option<S>,
+    bound_device: Option<S>,
+    data: S,
+    sealed: Option<B>,
+}
+
+#[cfg(feature = "sqlite")]
+impl<'r> RawRecord<&'r str, &'r [u8]> {
+    /// Read the [`record_columns!`] of a SQLite row without copying its text or blobs.
+    pub(crate) fn from_lite_row(row: &'r rusqlite::Row<'_>) -> Result<Self, StoreError> {
+        use rusqlite::types::ValueRef;
+        let bad = |name: &str, e: &dyn core::fmt::Display| {
+            StoreError::Corrupt(format!("column {name}: {e}"))
+        };
+        let value = |i: usize, name: &'static str| row.get_ref(i).map_err(|e| bad(name, &e));
+        let opt_text = |i, name| match value(i, name)? {
+            ValueRef::Null => Ok(None),
+            v => v.as_str().map(Some).map_err(|e| bad(name, &e)),
+        };
+        let text = |i, name| value(i, name)?.as_str().map_err(|e| bad(name, &e));
+        let blob = |i, name| value(i, name)?.as_blob().map_err(|e| bad(name, &e));
+        let opt_blob = |i, name| value(i, name)?.as_blob_or_null().map_err(|e| bad(name, &e));
+        Ok(Self {
+            id: text(0, "id")?,
+            kind: text(1, "kind")?,
+            digest_key: row.int(2, "digest_key")?,
+            digest: blob(3, "digest")?,
+            spelling: text(4, "spelling")?,
+            hint: text(5, "hint")?,
+            state: text(6, "state")?,
+            created_at: row.int(7, "created_at")?,
+            created_by: text(8, "created_by")?,
+            generated_by: opt_text(9, "generated_by")?,
+            expires_at: row.opt_int(10, "expires_at")?,
+            last_used_at: row.opt_int(11, "last_used_at")?,
+            activated_at: row.int(12, "activated_at")?,
+            grace_until: row.opt_int(13, "grace_until")?,
+            successor: opt_text(14, "successor")?,
+            max_uses: row.opt_int(15, "max_uses")?,
+            uses: row.int(16, "uses")?,
+            binding: opt_text(17, "binding")?,
+            bound_device: opt_text(18, "bound_device")?,
+            data: text(19, "data")?,
+            sealed: opt_blob(20, "sealed")?,
+        })
+    }
 }
 
 impl RawRecord {
@@ -399,15 +442,18 @@ impl RawRecord {
             sealed: row.opt_blob(20, "sealed")?,
         })
     }
+}
 
+impl<S: AsRef<str>, B: AsRef<[u8]>> RawRecord<S, B> {
     /// Check every value and build the record.
     pub(crate) fn into_record(self) -> Result<TokenRecord, StoreError> {
-        let kind = Kind::parse(&self.kind).ok_or_else(|| corrupt("unknown kind", &self.kind))?;
-        let mut data: KindData = from_json("kind data", &self.data)?;
+        let kind_text = self.kind.as_ref();
+        let kind = Kind::parse(kind_text).ok_or_else(|| corrupt("unknown kind", kind_text))?;
+        let mut data: KindData = from_json("kind data", self.data.as_ref())?;
         if data.kind() != kind {
             return Err(StoreError::Corrupt(format!(
                 "token {} is stored as {kind} but its data is {}",
-                self.id,
+                self.id.as_ref(),
                 data.kind()
             )));
         }
@@ -415,10 +461,11 @@ impl RawRecord {
         if let KindData::Onboarding(o) = &mut data {
             let device = self
                 .bound_device
-                .map(DeviceId::parse)
+                .as_ref()
+                .map(|d| DeviceId::parse(d.as_ref()))
                 .transpose()
                 .map_err(|e| corrupt("bound device", e))?;
-            o.binding = match (self.binding.as_deref(), device) {
+            o.binding = match (self.binding.as_ref().map(AsRef::as_ref), device) {
                 (Some("any"), _) => DeviceBinding::Any,
                 (Some("device"), Some(d)) => DeviceBinding::Device(d),
                 (Some("first_device"), d) => DeviceBinding::FirstDevice(d),
@@ -437,30 +484,35 @@ impl RawRecord {
             ),
         };
         Ok(TokenRecord {
-            id: from_id(&self.id)?,
-            digest: from_digest(self.digest_key, &self.digest)?,
-            spelling: from_spelling(&self.spelling)?,
-            hint: Hint::from_stored(&self.hint).map_err(|e| corrupt("hint", e))?,
+            id: from_id(self.id.as_ref())?,
+            digest: from_digest(self.digest_key, self.digest.as_ref())?,
+            spelling: from_spelling(self.spelling.as_ref())?,
+            hint: Hint::from_stored(self.hint.as_ref()).map_err(|e| corrupt("hint", e))?,
             sealed: self
                 .sealed
-                .as_deref()
-                .map(Sealed::from_bytes)
+                .as_ref()
+                .map(|b| Sealed::from_bytes(b.as_ref()))
                 .transpose()
                 .map_err(|e| corrupt("sealed secret", e))?,
-            state: State::parse(&self.state)
-                .ok_or_else(|| corrupt("unknown state", &self.state))?,
+            state: State::parse(self.state.as_ref())
+                .ok_or_else(|| corrupt("unknown state", self.state.as_ref()))?,
             created_at: from_ts(self.created_at)?,
-            created_by: from_json::<Actor>("creator", &self.created_by)?,
+            created_by: from_json::<Actor>("creator", self.created_by.as_ref())?,
             generated_by: self
                 .generated_by
-                .map(UserId::parse)
+                .as_ref()
+                .map(|u| UserId::parse(u.as_ref()))
                 .transpose()
                 .map_err(|e| corrupt("generated by", e))?,
             expires_at: from_ts_opt(self.expires_at)?,
             last_used_at: from_ts_opt(self.last_used_at)?,
             activated_at: from_ts(self.activated_at)?,
             grace_until: from_ts_opt(self.grace_until)?,
-            successor: self.successor.as_deref().map(from_id).transpose()?,
+            successor: self
+                .successor
+                .as_ref()
+                .map(|t| from_id(t.as_ref()))
+                .transpose()?,
             limit,
             uses: from_count(self.uses, "use count")?,
             data,
@@ -475,11 +527,26 @@ pub(crate) fn record(row: &impl Cols) -> Result<TokenRecord, StoreError> {
 
 /// Read a shared record from a row of [`record_columns!`] and `blocked`, the blocked addresses
 /// separated by spaces (or NULL).
+#[cfg(feature = "postgres")]
 pub(crate) fn shared_record(row: &impl Cols) -> Result<SharedRecord, StoreError> {
     let record = RawRecord::from_row(row)?.into_record()?;
-    let blocked = row.opt_text(21, "blocked")?;
+    with_blocked(record, row.opt_text(21, "blocked")?.as_deref())
+}
+
+/// [`shared_record`] for a SQLite row, read without copying its text (the validation lookup).
+#[cfg(feature = "sqlite")]
+pub(crate) fn lite_shared_record(row: &rusqlite::Row<'_>) -> Result<SharedRecord, StoreError> {
+    let record = RawRecord::from_lite_row(row)?.into_record()?;
+    let blocked = row
+        .get_ref(21)
+        .and_then(|v| v.as_str_or_null().map_err(Into::into))
+        .map_err(|e| StoreError::Corrupt(format!("column blocked: {e}")))?;
+    with_blocked(record, blocked)
+}
+
+/// `record` with its blocked addresses, separated by spaces.
+fn with_blocked(record: TokenRecord, blocked: Option<&str>) -> Result<SharedRecord, StoreError> {
     let blocked = blocked
-        .as_deref()
         .unwrap_or("")
         .split_ascii_whitespace()
         .map(|a| {

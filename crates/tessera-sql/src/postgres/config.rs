@@ -143,8 +143,10 @@ impl PostgresConfig {
     /// 2 seconds).
     pub const DEFAULT_WATCH_HEARTBEAT: Duration = Duration::seconds(1);
 
-    /// The default for [`lookup_queries`](Self::lookup_queries): 2.
-    pub const DEFAULT_LOOKUP_QUERIES: u32 = 2;
+    /// The default for [`lookup_queries`](Self::lookup_queries): 4 (with each lookup query one
+    /// round trip on a kept connection, 4 gave 1.15–1.7× the validations/s of 2 under 64
+    /// tasks, at the same CPU per validation; BENCHMARKS.md).
+    pub const DEFAULT_LOOKUP_QUERIES: u32 = 4;
 
     /// Connect to `url` (`postgres://user:password@host:port/database?sslmode=...`), using the
     /// server's default `search_path`.

@@ -28,11 +28,25 @@
 //!   on a runtime that shuts down is dropped like any future.
 //! - **Fail closed.** When a batch's query fails, every lookup of the batch gets the error
 //!   (its kind and message), never an answer of "not found".
+//!
+//! # Connections kept between queries
+//!
+//! sqlx's pool checks a connection with a round trip to the server (a `Sync`, answered by
+//! `ReadyForQuery`) when it hands one out and again when it takes one back, so a lookup query
+//! through the pool cost three round trips, and the two checks were an eighth of the client's
+//! CPU under 64 tasks. A lookup query's connection is therefore kept here after a query that
+//! succeeded (at most one per query slot) and taken by the next lookup query without a check,
+//! as long as it was kept less than [`KEEP`] ago; older ones go back through the pool (and its
+//! check). A query that fails or is dropped gives its connection back to the pool, which
+//! checks it or closes it, as before. [`Lookups::close`] hands every kept connection back, so
+//! closing the pool waits for none of them.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
-use sqlx::PgPool;
+use sqlx::pool::PoolConnection;
+use sqlx::{PgPool, Postgres};
 use tessera_core::digest::Digest;
 use tessera_store::{SharedRecord, StoreError};
 use tokio::sync::oneshot;
@@ -62,6 +76,11 @@ const FIND_SHARED_MANY: &str = concat!(
 /// The most lookups one query answers; more wait for the next query.
 const MAX_BATCH: usize = 1_024;
 
+/// How long a connection kept after a lookup query is taken by the next one without the
+/// pool's check: under load the next query comes within milliseconds; a connection idle for
+/// longer goes back through the pool, which checks it before handing it out again.
+const KEEP: Duration = Duration::from_secs(1);
+
 /// What a lookup returns.
 type Found = Result<Option<Arc<SharedRecord>>, StoreError>;
 
@@ -78,6 +97,8 @@ struct State {
     leading: usize,
     /// Lookups waiting for the next query to start, oldest first.
     queue: VecDeque<Waiter>,
+    /// Connections of finished lookup queries, with when each was kept, newest last.
+    kept: Vec<(PoolConnection<Postgres>, Instant)>,
 }
 
 /// A queued lookup.
@@ -117,6 +138,7 @@ impl Lookups {
             state: Mutex::new(State {
                 leading: 0,
                 queue: VecDeque::new(),
+                kept: Vec::new(),
             }),
         })
     }
@@ -234,15 +256,75 @@ impl Lookups {
         }
     }
 
+    /// Hand every kept connection back to the pool (before the pool is closed, which waits
+    /// for every connection handed out).
+    pub(super) fn close(&self) {
+        let kept = core::mem::take(&mut self.lock().kept);
+        drop(kept);
+    }
+
+    /// The newest kept connection if it was kept less than [`KEEP`] ago (older ones go back
+    /// to the pool).
+    fn kept(&self) -> Option<PoolConnection<Postgres>> {
+        let (fresh, stale) = {
+            let mut state = self.lock();
+            let fresh = state
+                .kept
+                .pop()
+                .filter(|(_, at)| at.elapsed() < KEEP)
+                .map(|(c, _)| c);
+            // Older than the newest: older still. Handed back outside the lock.
+            let stale = if fresh.is_none() {
+                core::mem::take(&mut state.kept)
+            } else {
+                Vec::new()
+            };
+            (fresh, stale)
+        };
+        drop(stale);
+        fresh
+    }
+
+    /// Keep the connection of a query that succeeded, for the next one (at most one per
+    /// query slot; more go back to the pool).
+    fn keep(&self, c: PoolConnection<Postgres>) {
+        let extra = {
+            let mut state = self.lock();
+            if state.kept.len() < self.queries {
+                state.kept.push((c, Instant::now()));
+                None
+            } else {
+                Some(c)
+            }
+        };
+        drop(extra);
+    }
+
     /// One lookup, alone.
     async fn find_one(&self, digest: &Digest) -> Found {
         let (key, bytes) = codec::digest(digest);
-        let row = sqlx::query(FIND_SHARED)
-            .bind(key)
-            .bind(bytes)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?;
+        let mut kept = self.kept();
+        let row = loop {
+            let (mut c, was_kept) = match kept.take() {
+                Some(c) => (c, true),
+                None => (self.pool.acquire().await.map_err(db)?, false),
+            };
+            match sqlx::query(FIND_SHARED)
+                .bind(key)
+                .bind(&bytes[..])
+                .fetch_optional(&mut *c)
+                .await
+            {
+                Ok(row) => {
+                    self.keep(c);
+                    break row;
+                }
+                // A kept connection was not checked: once more on one the pool checks (a
+                // query that starts later still answers this lookup freshly).
+                Err(_) if was_kept => {}
+                Err(e) => return Err(db(e)),
+            }
+        };
         row.as_ref()
             .map(|r| codec::shared_record(r).map(Arc::new))
             .transpose()
@@ -254,18 +336,52 @@ impl Lookups {
         keys: Vec<i64>,
         digests: Vec<Vec<u8>>,
     ) -> Result<HashMap<Digest, Arc<SharedRecord>>, StoreError> {
-        let rows = sqlx::query(FIND_SHARED_MANY)
-            .bind(keys)
-            .bind(digests)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
+        let mut kept = self.kept();
+        let rows = loop {
+            let (mut c, was_kept) = match kept.take() {
+                Some(c) => (c, true),
+                None => (self.pool.acquire().await.map_err(db)?, false),
+            };
+            match sqlx::query(FIND_SHARED_MANY)
+                .bind(&keys[..])
+                .bind(&digests[..])
+                .fetch_all(&mut *c)
+                .await
+            {
+                Ok(rows) => {
+                    self.keep(c);
+                    break rows;
+                }
+                // As in `find_one`.
+                Err(_) if was_kept => {}
+                Err(e) => return Err(db(e)),
+            }
+        };
         rows.iter()
             .map(|r| {
                 let shared = codec::shared_record(r)?;
                 Ok((shared.record().digest, Arc::new(shared)))
             })
             .collect()
+    }
+}
+
+impl Drop for Lookups {
+    fn drop(&mut self) {
+        let kept = core::mem::take(
+            &mut self
+                .state
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner)
+                .kept,
+        );
+        if tokio::runtime::Handle::try_current().is_err() {
+            // No runtime to hand them back to the pool on (sqlx spawns that): close them here;
+            // the pool counts them out and opens others when needed.
+            for (c, _) in kept {
+                drop(c.detach());
+            }
+        }
     }
 }
 

@@ -298,6 +298,7 @@ impl PostgresStore {
 
     /// Close every connection, waiting for operations in flight.
     pub async fn close(&self) {
+        self.lookups.close();
         self.pool.close().await;
     }
 

@@ -62,6 +62,11 @@ pub struct SqliteConfig {
     /// (`PRAGMA mmap_size`): [`SqliteConfig::DEFAULT_MMAP_SIZE`] by default, `0` to read
     /// every page with a system call into SQLite's own page cache.
     pub mmap_size: u64,
+    /// How many bytes of pages each connection keeps in its own cache (`PRAGMA cache_size`):
+    /// [`SqliteConfig::DEFAULT_CACHE_SIZE`] by default. Pages read through the memory map take
+    /// no room there; it holds the pages read from the WAL (those a recent write changed) and
+    /// the writer's changed pages until its commit.
+    pub cache_size: u64,
 }
 
 impl SqliteConfig {
@@ -71,6 +76,14 @@ impl SqliteConfig {
     /// under the same load, against SQLite's default 2 MiB page cache). Address space only:
     /// the pages are the kernel's file cache, shared by every connection and process.
     pub const DEFAULT_MMAP_SIZE: u64 = 256 << 20;
+
+    /// The default page cache per connection: 64 MiB, an upper bound rather than an
+    /// allocation (it fills only with pages read from the WAL, or changed by a write, and each
+    /// commit by another connection empties it). Pages a write changed are read from the WAL
+    /// with a system call and a copy until a checkpoint copies them back; cached, each is read
+    /// once per commit instead of once per lookup. The writer keeps a whole ledger batch's
+    /// pages in it rather than spilling them into the WAL before its commit.
+    pub const DEFAULT_CACHE_SIZE: u64 = 64 << 20;
 
     /// The default busy timeout: 5 seconds.
     pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::seconds(5);
@@ -96,6 +109,7 @@ impl SqliteConfig {
             synchronous: Synchronous::Normal,
             max_page_count: None,
             mmap_size: Self::DEFAULT_MMAP_SIZE,
+            cache_size: Self::DEFAULT_CACHE_SIZE,
         }
     }
 
@@ -109,6 +123,7 @@ impl SqliteConfig {
             synchronous: Synchronous::Normal,
             max_page_count: None,
             mmap_size: Self::DEFAULT_MMAP_SIZE,
+            cache_size: Self::DEFAULT_CACHE_SIZE,
         }
     }
 
@@ -117,6 +132,14 @@ impl SqliteConfig {
     #[must_use]
     pub const fn mmap_size(mut self, bytes: u64) -> Self {
         self.mmap_size = bytes;
+        self
+    }
+
+    /// Keep up to `bytes` of pages in each connection's cache; see
+    /// [`SqliteConfig::cache_size`](Self#structfield.cache_size).
+    #[must_use]
+    pub const fn cache_size(mut self, bytes: u64) -> Self {
+        self.cache_size = bytes;
         self
     }
 

@@ -17,4 +17,5 @@ pub(crate) const MIGRATIONS: &[Migration] = embed!("sqlite":
     4 "one enrollment per device" "0004_one_enrollment_per_device.sql",
     5 "unique names" "0005_unique_names.sql",
     6 "usage ledger" "0006_usage_ledger.sql",
+    7 "blocked addresses index" "0007_blocked_index.sql",
 );

@@ -48,7 +48,7 @@ const FIND_SHARED: &str = concat!(
     "SELECT ",
     record_columns!(),
     ", (SELECT group_concat(subject, ' ') FROM token_usage \
-       WHERE token_id = tokens.id AND subject_kind = 'ip' AND blocked) AS blocked \
+       WHERE token_id = tokens.id AND subject_kind = 'ip' AND blocked = 1) AS blocked \
      FROM tokens WHERE digest_key = $1 AND digest = $2"
 );
 
@@ -405,10 +405,12 @@ fn connect(config: &SqliteConfig, writer: bool) -> rusqlite::Result<Connection> 
                 SqliteConfig::DEFAULT_JOURNAL_SIZE_LIMIT
             ))?;
         }
+        // A negative cache size is in KiB.
         conn.execute_batch(&format!(
-            "PRAGMA synchronous = {}; PRAGMA mmap_size = {};",
+            "PRAGMA synchronous = {}; PRAGMA mmap_size = {}; PRAGMA cache_size = -{};",
             config.synchronous.pragma(),
-            config.mmap_size
+            config.mmap_size,
+            (config.cache_size / 1024).max(1)
         ))?;
     }
     Ok(conn)
@@ -1040,7 +1042,7 @@ impl Store for SqliteStore {
         self.read(|conn| {
             let mut stmt = prepare(conn, lite!(FIND_SHARED))?;
             first(&mut stmt, rusqlite::params![key, bytes], "token", |row| {
-                codec::shared_record(row).map(Arc::new)
+                codec::lite_shared_record(row).map(Arc::new)
             })
         })
         .await
