@@ -329,7 +329,7 @@ impl ApplicationTokens<'_> {
     pub async fn ips(&self, id: TokenId) -> Result<Vec<UsageEntry>> {
         self.svc.record(Kind::Application, id).await?;
         let mut out: Vec<UsageEntry> = Vec::new();
-        let mut stored = {
+        let stored = {
             let _steady = self.svc.inner.ledger.steady().await;
             let mut stored = self.svc.inner.store.usage(id).await?;
             // Counts this process has not written yet.
