@@ -5,6 +5,10 @@
 //! and usable.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly
 
+mod common;
+
+use common::postgres_url;
+
 use std::cell::{Cell, RefCell};
 use std::future::{Future, poll_fn};
 use std::net::IpAddr;
@@ -115,20 +119,6 @@ async fn services(label: &str) -> Vec<(String, TokenService)> {
         add("postgres", Arc::new(pg));
     }
     out
-}
-
-fn postgres_url() -> Option<String> {
-    match std::env::var("TESSERA_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") => panic!(
-            "CI=true but TESSERA_TEST_POSTGRES_URL is unset: start a server with \
-             `eval \"$(.ci/postgres-up)\"`"
-        ),
-        _ => {
-            println!("SKIPPED PostgreSQL: set TESSERA_TEST_POSTGRES_URL (see .ci/postgres-up)");
-            None
-        }
-    }
 }
 
 /// The issue's reproduction: a validation cancelled before it got anywhere, then another.

@@ -20,6 +20,10 @@
 //! suspends at every round trip, and is dropped at each.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly
 
+mod common;
+
+use common::postgres_url;
+
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::{Future, poll_fn};
@@ -666,20 +670,6 @@ async fn usable(what: &str, svc: &TokenService) {
         Err(Rejection::Revoked),
         "{what}"
     );
-}
-
-fn postgres_url() -> Option<String> {
-    match std::env::var("TESSERA_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") => panic!(
-            "CI=true but TESSERA_TEST_POSTGRES_URL is unset: start a server with \
-             `eval \"$(.ci/postgres-up)\"`"
-        ),
-        _ => {
-            println!("SKIPPED PostgreSQL: set TESSERA_TEST_POSTGRES_URL (see .ci/postgres-up)");
-            None
-        }
-    }
 }
 
 /// A fresh, migrated store of backend `name` (each configuration gets its own, so the cases of

@@ -9,7 +9,7 @@ mod common;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use common::{T0, admin, peppers};
+use common::{T0, admin, peppers, postgres_url};
 use tessera::core::audit::{Actor, AuditAction};
 use tessera::core::clock::ManualClock;
 use tessera::core::id::{AccessType, ApplicationName, Description, TokenId, UserId};
@@ -280,19 +280,6 @@ async fn sqlite(dir: &tempfile::TempDir) -> Arc<dyn Store> {
     let s = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
     s.migrate().await.unwrap();
     Arc::new(s)
-}
-
-fn postgres_url() -> Option<String> {
-    match std::env::var("TESSERA_TEST_POSTGRES_URL") {
-        Ok(u) if !u.trim().is_empty() => Some(u),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") => panic!(
-            "CI=true but TESSERA_TEST_POSTGRES_URL is unset: start a server with `eval \"$(.ci/postgres-up)\"`"
-        ),
-        _ => {
-            println!("SKIPPED: set TESSERA_TEST_POSTGRES_URL (see .ci/postgres-up)");
-            None
-        }
-    }
 }
 
 async fn postgres(url: &str, schema: &str) -> Arc<dyn Store> {

@@ -2,6 +2,10 @@
 //! rotated through one is refused by the others on their next validation.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly
 
+mod common;
+
+use common::postgres_url;
+
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -174,21 +178,6 @@ async fn sqlite_instances_on_one_file_agree() {
     first.migrate().await.unwrap();
     let second = SqliteStore::open(&path).await.unwrap();
     instances_agree(instance(Arc::new(first)), instance(Arc::new(second))).await;
-}
-
-fn postgres_url() -> Option<String> {
-    match std::env::var("TESSERA_TEST_POSTGRES_URL") {
-        Ok(u) if !u.trim().is_empty() => Some(u),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") => {
-            panic!(
-                "CI=true but TESSERA_TEST_POSTGRES_URL is unset: start a server with `eval \"$(.ci/postgres-up)\"`"
-            )
-        }
-        _ => {
-            println!("SKIPPED: set TESSERA_TEST_POSTGRES_URL (see .ci/postgres-up)");
-            None
-        }
-    }
 }
 
 async fn postgres_store(url: &str, schema: &str) -> Arc<dyn Store> {

@@ -11,6 +11,10 @@
 //! `TESSERA_LEDGER_WORKER` set.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly
 
+mod common;
+
+use common::postgres_url;
+
 use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
 use std::process::{Child, Command, Stdio};
@@ -208,23 +212,6 @@ async fn crash_loses_at_most_one_interval(db: &str) {
         audited, stored,
         "the aggregated audit rows count what the usage entries count (one transaction)"
     );
-}
-
-fn postgres_url() -> Option<String> {
-    match std::env::var("TESSERA_TEST_POSTGRES_URL") {
-        Ok(u) if !u.trim().is_empty() => Some(u),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") => {
-            panic!(
-                "CI=true but TESSERA_TEST_POSTGRES_URL is unset: start a server with `eval \"$(.ci/postgres-up)\"`"
-            )
-        }
-        _ => {
-            println!(
-                "SKIPPED: PostgreSQL ledger crash test; set TESSERA_TEST_POSTGRES_URL (see .ci/postgres-up)"
-            );
-            None
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -4,6 +4,10 @@
 //! `TESSERA_WORKER` set, and the `worker` test then acts as one storming process.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly
 
+mod common;
+
+use common::postgres_url;
+
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
@@ -67,23 +71,6 @@ impl Db {
                 s.migrate().await.unwrap();
                 Arc::new(s)
             }
-        }
-    }
-}
-
-fn postgres_url() -> Option<String> {
-    match std::env::var("TESSERA_TEST_POSTGRES_URL") {
-        Ok(u) if !u.trim().is_empty() => Some(u),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") => {
-            panic!(
-                "CI=true but TESSERA_TEST_POSTGRES_URL is unset: start a server with `eval \"$(.ci/postgres-up)\"`"
-            )
-        }
-        _ => {
-            println!(
-                "SKIPPED: PostgreSQL multi-process tests; set TESSERA_TEST_POSTGRES_URL (see .ci/postgres-up)"
-            );
-            None
         }
     }
 }

@@ -5,6 +5,10 @@
 //! after the change returned, whether its lookup ran alone or in a batch.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly
 
+mod common;
+
+use common::postgres_url;
+
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -21,20 +25,6 @@ const TASKS: u64 = 64;
 
 fn ip() -> IpAddr {
     "192.0.2.30".parse().unwrap()
-}
-
-fn postgres_url() -> Option<String> {
-    match std::env::var("TESSERA_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") => panic!(
-            "CI=true but TESSERA_TEST_POSTGRES_URL is unset: start a server with \
-             `eval \"$(.ci/postgres-up)\"`"
-        ),
-        _ => {
-            println!("SKIPPED PostgreSQL: set TESSERA_TEST_POSTGRES_URL (see .ci/postgres-up)");
-            None
-        }
-    }
 }
 
 /// Deactivate (even tokens) or block the address (odd tokens) of each token in turn, while 64

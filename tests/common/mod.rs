@@ -42,3 +42,20 @@ pub fn admin() -> Principal {
 pub fn user(name: &str) -> Principal {
     Principal::user(name).unwrap()
 }
+
+/// The PostgreSQL server the tests use (`TESSERA_TEST_POSTGRES_URL`, as `.ci/postgres-up`
+/// prints it): `None` (the caller skips, saying so) when unset, a panic under `CI=true`, where
+/// PostgreSQL tests must never skip.
+pub fn postgres_url() -> Option<String> {
+    match std::env::var("TESSERA_TEST_POSTGRES_URL") {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") => panic!(
+            "CI=true but TESSERA_TEST_POSTGRES_URL is unset: start a server with \
+             `eval \"$(.ci/postgres-up)\"`"
+        ),
+        _ => {
+            println!("SKIPPED PostgreSQL: set TESSERA_TEST_POSTGRES_URL (see .ci/postgres-up)");
+            None
+        }
+    }
+}
