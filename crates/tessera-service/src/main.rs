@@ -177,7 +177,7 @@ async fn feed(
     Extension(access): Extension<ApplicationAccess>,
     Extension(ClientIp(ip)): Extension<ClientIp>,
 ) -> String {
-    format!("feed for {} at {ip}\n", access.name)
+    format!("feed for {} at {ip}\n", access.name())
 }
 
 /// The unguarded route: the same work as [`feed`] without the guard (one line naming the
