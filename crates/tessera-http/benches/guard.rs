@@ -53,7 +53,7 @@ async fn feed(request: Request) -> Result<String, StatusCode> {
         extensions.get::<ApplicationAccess>(),
         extensions.get::<ClientIp>(),
     ) {
-        (Some(access), Some(ClientIp(ip))) => Ok(format!("feed for {} at {ip}\n", access.name)),
+        (Some(access), Some(ClientIp(ip))) => Ok(format!("feed for {} at {ip}\n", access.name())),
         _ => Err(StatusCode::INTERNAL_SERVER_ERROR),
     }
 }

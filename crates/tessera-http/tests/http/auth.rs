@@ -99,7 +99,7 @@ fn app(w: &World, dir: &Directory) -> Router {
         .route(
             "/reset",
             post(|Extension(access): Extension<AuthAccess>| async move {
-                format!("reset by {}", access.owner)
+                format!("reset by {}", access.owner())
             })
             .layer(guard.require(perm("reset_password"))),
         )
@@ -107,7 +107,7 @@ fn app(w: &World, dir: &Directory) -> Router {
         .route(
             "/unlock",
             post(|auth: Authorized<UnlockAccount>| async move {
-                format!("unlock by {}", auth.access.owner)
+                format!("unlock by {}", auth.access.owner())
             }),
         )
         .route("/broken", post(|_: Authorized<Broken>| async { "never" }))
@@ -265,7 +265,7 @@ async fn a_permissions_callback_that_waits_admits_and_refuses_alike() {
     let app = Router::new().route(
         "/reset",
         post(|Extension(access): Extension<AuthAccess>| async move {
-            format!("reset by {}", access.owner)
+            format!("reset by {}", access.owner())
         })
         .layer(guard.require(perm("reset_password"))),
     );
