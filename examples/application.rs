@@ -221,7 +221,7 @@ fn listing(rows: &[ApplicationListing]) {
 
 fn verdict(what: &str, outcome: &Result<ApplicationAccess, Rejection>) {
     match outcome {
-        Ok(a) => println!("   {what}: accepted as {}", a.name),
+        Ok(a) => println!("   {what}: accepted as {}", a.name()),
         Err(r) => println!(
             "   {what}: refused: {r} [{}]; the caller is told {} (HTTP {})",
             r.code(),

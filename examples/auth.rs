@@ -158,7 +158,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
     )
     .await?;
     verdict("reset_password ", &r);
-    assert_eq!(r.map(|a| a.owner), Ok(tina.id().clone()));
+    assert_eq!(r.map(|a| a.owner().clone()), Ok(tina.id().clone()));
 
     println!();
     println!("== what each one sees");
@@ -317,7 +317,7 @@ fn listing(title: &str, rows: &[AuthListing]) {
 
 fn verdict(what: &str, outcome: &Result<AuthAccess, Rejection>) {
     match outcome {
-        Ok(a) => println!("   {what}: accepted, acting as {}", a.owner),
+        Ok(a) => println!("   {what}: accepted, acting as {}", a.owner()),
         Err(r) => println!(
             "   {what}: refused: {r} [{}]; the caller is told {} (HTTP {})",
             r.code(),

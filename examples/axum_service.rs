@@ -82,8 +82,12 @@ async fn feed(
     Extension(access): Extension<ApplicationAccess>,
     Extension(ClientIp(ip)): Extension<ClientIp>,
 ) -> String {
-    let types: Vec<&str> = access.access.iter().map(AccessType::as_str).collect();
-    format!("feed for {} ({}) at {ip}\n", access.name, types.join(", "))
+    let types: Vec<&str> = access.access().iter().map(AccessType::as_str).collect();
+    format!(
+        "feed for {} ({}) at {ip}\n",
+        access.name(),
+        types.join(", ")
+    )
 }
 
 async fn orders(
@@ -102,7 +106,7 @@ async fn orders(
 async fn reset_password(auth: Authorized<ResetPassword>, Path(user): Path<String>) -> String {
     format!(
         "password of {user} reset on behalf of {}\n",
-        auth.access.owner
+        auth.access.owner()
     )
 }
 

@@ -1,6 +1,7 @@
 //! Application bearer tokens with a per-IP usage log, IP blocking and inactivity rules.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use tessera_core::Kind;
 use tessera_core::audit::{AuditAction, AuditEvent};
@@ -14,7 +15,7 @@ use tessera_core::net::canonical;
 use tessera_core::record::TokenRecord;
 use tessera_core::record::TokenSummary;
 use tessera_core::validate::{self, Rejection, Request};
-use tessera_store::{TokenFilter, UsageEntry, UsageSubject};
+use tessera_store::{SharedRecord, TokenFilter, UsageEntry, UsageSubject};
 use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
@@ -30,14 +31,61 @@ pub struct ApplicationTokens<'a> {
 }
 
 /// An accepted bearer request.
-#[derive(Clone, Debug, Eq, PartialEq)]
+///
+/// It shares the token's stored record: its name and access types are read when asked for,
+/// never copied on the validation path.
+#[derive(Clone)]
 pub struct ApplicationAccess {
     /// The token.
     pub token: TokenId,
-    /// Its name.
-    pub name: ApplicationName,
-    /// What it grants.
-    pub access: AccessTypes,
+    record: Arc<SharedRecord>,
+}
+
+impl ApplicationAccess {
+    /// The access `record` grants, if it is an application token's.
+    fn of(record: Arc<SharedRecord>) -> Option<Self> {
+        matches!(record.data, KindData::Application(_)).then(|| Self {
+            token: record.id,
+            record,
+        })
+    }
+
+    fn data(&self) -> &ApplicationData {
+        match &self.record.data {
+            KindData::Application(d) => d,
+            // `of` admits an application token's record only, and a shared record never
+            // changes (a write shares a new one).
+            _ => unreachable!("an ApplicationAccess holds an application token's record"),
+        }
+    }
+
+    /// The token's name.
+    pub fn name(&self) -> &ApplicationName {
+        &self.data().name
+    }
+
+    /// What the token grants.
+    pub fn access(&self) -> &AccessTypes {
+        &self.data().access
+    }
+}
+
+impl PartialEq for ApplicationAccess {
+    fn eq(&self, other: &Self) -> bool {
+        self.token == other.token && self.name() == other.name() && self.access() == other.access()
+    }
+}
+
+impl Eq for ApplicationAccess {}
+
+impl core::fmt::Debug for ApplicationAccess {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ApplicationAccess")
+            .field("token", &self.token)
+            .field("name", self.name())
+            .field("access", self.access())
+            .finish()
+    }
 }
 
 /// An application token in a listing.
@@ -281,14 +329,7 @@ impl ApplicationTokens<'_> {
         }
         self.svc
             .used(&found, Some(Subject::Ip(ip)), Some(ip), None, event);
-        let KindData::Application(d) = &record.data else {
-            return Ok(Err(Rejection::NotFound));
-        };
-        Ok(Ok(ApplicationAccess {
-            token: record.id,
-            name: d.name.clone(),
-            access: d.access.clone(),
-        }))
+        Ok(ApplicationAccess::of(found.record).ok_or(Rejection::NotFound))
     }
 
     /// The state `record` is in at `now` with inactivity applied. A cached copy may lag behind

@@ -1,6 +1,7 @@
 //! Per-user auth tokens: a user's REST API token scoped to a subset of their permissions.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use tessera_core::Kind;
 use tessera_core::format::Spelling;
@@ -11,7 +12,7 @@ use tessera_core::kind::onboarding::UsageLimit;
 use tessera_core::lifecycle::Action;
 use tessera_core::record::{TokenRecord, TokenSummary};
 use tessera_core::validate::{self, Rejection, Request};
-use tessera_store::TokenFilter;
+use tessera_store::{SharedRecord, TokenFilter};
 
 use crate::error::{Error, Result};
 use crate::principal::Principal;
@@ -64,12 +65,51 @@ impl NewAuth {
 }
 
 /// An accepted auth-token request.
-#[derive(Clone, Debug, Eq, PartialEq)]
+///
+/// It shares the token's stored record: its owner is read when asked for, never copied on the
+/// validation path.
+#[derive(Clone)]
 pub struct AuthAccess {
     /// The token.
     pub token: TokenId,
+    record: Arc<SharedRecord>,
+}
+
+impl AuthAccess {
+    /// The access `record` grants, if it is an auth token's.
+    fn of(record: Arc<SharedRecord>) -> Option<Self> {
+        matches!(record.data, KindData::Auth(_)).then(|| Self {
+            token: record.id,
+            record,
+        })
+    }
+
     /// The user the request acts for.
-    pub owner: UserId,
+    pub fn owner(&self) -> &UserId {
+        match &self.record.data {
+            KindData::Auth(d) => &d.owner,
+            // `of` admits an auth token's record only, and a shared record never changes (a
+            // write shares a new one).
+            _ => unreachable!("an AuthAccess holds an auth token's record"),
+        }
+    }
+}
+
+impl PartialEq for AuthAccess {
+    fn eq(&self, other: &Self) -> bool {
+        self.token == other.token && self.owner() == other.owner()
+    }
+}
+
+impl Eq for AuthAccess {}
+
+impl core::fmt::Debug for AuthAccess {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("AuthAccess")
+            .field("token", &self.token)
+            .field("owner", self.owner())
+            .finish()
+    }
 }
 
 /// An auth token in a listing.
@@ -246,15 +286,9 @@ impl AuthTokens<'_> {
         let (record, now) = (&*found.record, found.now);
         let event = || self.svc.use_event(record, now).permission(action);
         match validate::validate(record, &Request::Auth { action, held }, now) {
-            Ok(a) => {
+            Ok(_) => {
                 self.svc.used(&found, None, None, None, event);
-                let KindData::Auth(d) = &record.data else {
-                    return Ok(Err(Rejection::NotFound));
-                };
-                Ok(Ok(AuthAccess {
-                    token: a.token,
-                    owner: d.owner.clone(),
-                }))
+                Ok(AuthAccess::of(found.record).ok_or(Rejection::NotFound))
             }
             Err(rej) => {
                 self.svc.refused(&found, rej, None, None, event);

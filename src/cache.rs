@@ -21,7 +21,15 @@
 //!
 //! Only hits of records are cached, never "not found": a token issued by another instance is
 //! accepted at once, and unknown tokens cannot fill the memory.
+//!
+//! Each thread that validates keeps a copy of what it found in the shared map (its front, see
+//! [`Front`]), so that a repeated validation on that thread writes to no memory another thread
+//! reads (the shared map's lock word would move between the cores on every hit). A front's
+//! entries are valid for the cache's epoch they were copied at: every write, every change the
+//! watch reports and every loss bumps the epoch while it holds the shared map's write lock,
+//! which empties every front at its next lookup; and an entry keeps the time to live it had.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use std::net::IpAddr;
@@ -42,6 +50,7 @@ use tessera_store::{
     Result as StoreResult, SharedRecord, StateChange, Store, TokenFilter, UsageBatch, UsageEntry,
     UsageOutcome, UsageSubject, Watcher,
 };
+use thread_local::ThreadLocal;
 use time::{Duration, OffsetDateTime};
 
 use crate::observe::CacheMetrics;
@@ -110,6 +119,25 @@ pub(crate) fn unix_nanos(t: OffsetDateTime) -> i64 {
     i64::try_from(nanos).unwrap_or(if nanos < 0 { i64::MIN + 1 } else { i64::MAX })
 }
 
+/// A thread's copy of the entries it found in the shared map, valid while the cache's epoch is
+/// `epoch`.
+#[derive(Default)]
+struct Front {
+    epoch: u64,
+    entries: HashMap<Digest, FrontEntry, BuildHasherDefault<IdHasher>>,
+}
+
+/// An entry of a [`Front`]: the shared entry's record and times.
+struct FrontEntry {
+    record: Arc<SharedRecord>,
+    loaded_at: i64,
+    fresh_until: i64,
+}
+
+/// The most entries one thread's front holds (at most the cache's capacity): when full, it starts
+/// empty again.
+const FRONT_MAX: usize = 16_384;
+
 #[derive(Default)]
 struct Map {
     by_digest: HashMap<Digest, Entry, BuildHasherDefault<IdHasher>>,
@@ -136,9 +164,14 @@ pub(crate) struct CachingStore {
     config: ValidationCache,
     ttl_nanos: i64,
     map: RwLock<Map>,
-    /// Bumped by every write before it drops entries: a record read from the store before a
-    /// write finished is not cached after it.
-    epoch: AtomicU64,
+    /// Bumped by every write while it holds `map`'s write lock, before it drops entries: a
+    /// record read from the store before a write finished is not cached after it, and every
+    /// thread's front is emptied.
+    epoch: Padded<AtomicU64>,
+    /// Each thread's copy of the entries it found (read without touching `map`'s lock).
+    front: ThreadLocal<RefCell<Front>>,
+    /// The most entries a front holds.
+    front_max: usize,
     /// Whether the store reports other instances' changes to this cache (see [`Watch`]).
     watch: AtomicU8,
     /// Since when the watch is lost (caching off), or when asking for a watch last failed.
@@ -150,6 +183,19 @@ pub(crate) struct CachingStore {
     /// Hits, misses, evictions, time not caching, watch losses and resumptions.
     pub(crate) metrics: CacheMetrics,
     me: Weak<Self>,
+}
+
+/// A value on a cache line of its own: the epoch, read by every validation, is not moved between
+/// the cores by writes to the fields beside it (the shared map's lock word).
+#[repr(align(64))]
+struct Padded<T>(T);
+
+impl<T> core::ops::Deref for Padded<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
 }
 
 /// Where the cache stands with [`Store::watch`]: nothing is cached until the store answered,
@@ -295,7 +341,9 @@ impl CachingStore {
             config,
             ttl_nanos: i64::try_from(config.ttl.whole_nanoseconds()).unwrap_or(i64::MAX),
             map: RwLock::new(Map::default()),
-            epoch: AtomicU64::new(0),
+            epoch: Padded(AtomicU64::new(0)),
+            front: ThreadLocal::new(),
+            front_max: config.capacity.min(FRONT_MAX),
         })
     }
 
@@ -413,8 +461,8 @@ impl CachingStore {
 
     /// No load in flight may be kept, and nothing kept is left.
     fn clear(&self) {
-        self.epoch.fetch_add(1, Ordering::SeqCst);
         let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
+        self.epoch.fetch_add(1, Ordering::SeqCst);
         map.by_digest.clear();
         map.by_id.clear();
     }
@@ -431,14 +479,49 @@ impl CachingStore {
         if self.watch.load(Ordering::Acquire) == Watch::LOST {
             return None;
         }
+        // This thread's front first: valid while no write, reported change or loss bumped the
+        // epoch since its entries were copied.
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        let front = self.front.get_or(RefCell::default);
+        if let Ok(mut front) = front.try_borrow_mut() {
+            if front.epoch == epoch {
+                if let Some(e) = front.entries.get(digest) {
+                    if e.loaded_at <= at && at < e.fresh_until {
+                        let hit = Arc::clone(&e.record);
+                        drop(front);
+                        self.metrics.hit();
+                        return Some(hit);
+                    }
+                }
+            } else {
+                front.entries.clear();
+                front.epoch = epoch;
+            }
+        }
         let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
         let e = map.by_digest.get(digest)?;
-        let hit = (e.loaded_at <= at && at < e.fresh_until).then(|| Arc::clone(&e.record));
-        drop(map);
-        if hit.is_some() {
-            self.metrics.hit();
+        if !(e.loaded_at <= at && at < e.fresh_until) {
+            return None;
         }
-        hit
+        // Read under the read lock: an invalidation of this entry bumps the epoch under the
+        // write lock, so after this lock, and a copy made at this epoch is no longer used.
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        let copy = FrontEntry {
+            record: Arc::clone(&e.record),
+            loaded_at: e.loaded_at,
+            fresh_until: e.fresh_until,
+        };
+        drop(map);
+        let hit = Arc::clone(&copy.record);
+        if let Ok(mut front) = front.try_borrow_mut() {
+            if front.epoch != epoch || front.entries.len() >= self.front_max {
+                front.entries.clear();
+                front.epoch = epoch;
+            }
+            front.entries.insert(*digest, copy);
+        }
+        self.metrics.hit();
+        Some(hit)
     }
 
     /// Read the record from the store and keep it, unless a write ran meanwhile.
@@ -508,19 +591,17 @@ impl CachingStore {
 
     /// After a write: no load that began before it may be kept, and `ids` are dropped.
     fn invalidate_ids(&self, ids: impl IntoIterator<Item = TokenId>) {
-        self.epoch.fetch_add(1, Ordering::SeqCst);
         let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
+        self.epoch.fetch_add(1, Ordering::SeqCst);
         for id in ids {
             map.remove_id(id);
         }
     }
 
     fn invalidate_digest(&self, digest: &Digest) {
+        let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
         self.epoch.fetch_add(1, Ordering::SeqCst);
-        self.map
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove_digest(digest);
+        map.remove_digest(digest);
     }
 
     /// Ask the store to watch for changes if nobody asked yet (or the last failed ask is old

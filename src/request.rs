@@ -325,7 +325,7 @@ impl TokenService {
     /// let client = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
     /// let request = RequestContext::new().application(client);
     /// match service.validate(issued.secret.expose_secret(), &request).await {
-    ///     Outcome::Accepted(Access::Application(a)) => assert_eq!(a.name.as_str(), "siem"),
+    ///     Outcome::Accepted(Access::Application(a)) => assert_eq!(a.name().as_str(), "siem"),
     ///     other => panic!("{other:?}"),
     /// }
     /// let refused = service.validate("tsr_app_not-a-token", &request).await;

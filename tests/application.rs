@@ -46,9 +46,9 @@ async fn create_validate_and_log_ips() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(ok.name.as_str(), "siem-01");
+    assert_eq!(ok.name().as_str(), "siem-01");
     assert!(
-        ok.access
+        ok.access()
             .contains(&AccessType::parse("third-party-feeds").unwrap())
     );
     clock.advance(Duration::minutes(5));

@@ -52,7 +52,7 @@ async fn technician_generates_own_scoped_token() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(ok.owner.as_str(), "bob");
+    assert_eq!(ok.owner().as_str(), "bob");
     // Outside the scope, though the user holds it.
     let r = a
         .check(tok, &perm("create_user"), &delegated)

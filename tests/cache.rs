@@ -474,3 +474,99 @@ async fn a_record_read_before_a_revoke_is_not_cached_after_it() {
         Err(Rejection::Revoked)
     );
 }
+
+/// Validate `token` from `from` on each of three threads of its own, three times each (the
+/// first fills the shared map, the second copies the entry to the thread's front, the third is
+/// answered by the front); every answer of a thread the same.
+fn on_three_threads(svc: &TokenService, token: &str, from: IpAddr) -> Vec<Result<(), Rejection>> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..3)
+            .map(|_| {
+                s.spawn(|| {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_time()
+                        .build()
+                        .unwrap();
+                    let answers: Vec<Result<(), Rejection>> = (0..3)
+                        .map(|_| {
+                            rt.block_on(svc.application().validate(token, from))
+                                .unwrap()
+                                .map(drop)
+                        })
+                        .collect();
+                    assert!(
+                        answers.windows(2).all(|w| w[0] == w[1]),
+                        "one thread answered {answers:?}"
+                    );
+                    answers[0]
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+/// Each thread keeps its own copy of what it found (its front): a block, a revoke and a write
+/// through the store handle made on another thread are seen by every thread's next validation.
+#[test]
+fn every_thread_sees_a_change_made_on_another_at_once() {
+    let svc = TokenService::builder(MemoryStore::new(), peppers())
+        .validation_cache(ValidationCache::new(Duration::hours(1)))
+        .build();
+    let setup = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let issue = |name: &str| {
+        setup
+            .block_on(svc.application().create(
+                ApplicationName::parse(name).unwrap(),
+                Description::parse("front").unwrap(),
+                AccessTypes::new([AccessType::parse("third-party-feeds").unwrap()]).unwrap(),
+                &admin(),
+            ))
+            .unwrap()
+    };
+    let (a, b, c) = (issue("app-a"), issue("app-b"), issue("app-c"));
+    let secret = |i: &tessera::Issued| i.secret.expose_secret().to_owned();
+    let (a_tok, b_tok, c_tok) = (secret(&a), secret(&b), secret(&c));
+    let other: IpAddr = "203.0.113.9".parse().unwrap();
+    for tok in [&a_tok, &b_tok, &c_tok] {
+        assert_eq!(on_three_threads(&svc, tok, ip()), vec![Ok(()); 3]);
+    }
+    assert_eq!(svc.cached_records(), 3);
+
+    setup
+        .block_on(svc.application().block(a.token.id, ip(), &admin()))
+        .unwrap();
+    assert_eq!(
+        on_three_threads(&svc, &a_tok, ip()),
+        vec![Err(Rejection::IpBlocked); 3]
+    );
+    assert_eq!(on_three_threads(&svc, &a_tok, other), vec![Ok(()); 3]);
+    assert_eq!(on_three_threads(&svc, &b_tok, ip()), vec![Ok(()); 3]);
+
+    setup.block_on(svc.revoke(b.token.id, &admin())).unwrap();
+    assert_eq!(
+        on_three_threads(&svc, &b_tok, ip()),
+        vec![Err(Rejection::Revoked); 3]
+    );
+    assert_eq!(on_three_threads(&svc, &c_tok, ip()), vec![Ok(()); 3]);
+
+    setup
+        .block_on(svc.store().change_state(
+            c.token.id,
+            &StateChange::new(
+                State::Active,
+                State::Disabled,
+                time::OffsetDateTime::now_utc(),
+            ),
+            &[],
+        ))
+        .unwrap();
+    assert_eq!(
+        on_three_threads(&svc, &c_tok, ip()),
+        vec![Err(Rejection::Disabled); 3]
+    );
+    assert_eq!(on_three_threads(&svc, &a_tok, other), vec![Ok(()); 3]);
+}

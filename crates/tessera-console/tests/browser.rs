@@ -533,7 +533,7 @@ async fn auth_admin_generates_for_a_technician() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(access.owner.as_str(), "bob");
+    assert_eq!(access.owner().as_str(), "bob");
     r.link("Done").await.click().await.unwrap();
     r.check_page().await;
     let row = r

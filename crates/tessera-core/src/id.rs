@@ -2,7 +2,7 @@
 //! type is proof they hold.
 
 use core::fmt;
-use std::sync::Arc;
+use smol_str::SmolStr;
 
 use rand::TryRngCore;
 use rand::rngs::OsRng;
@@ -112,8 +112,10 @@ macro_rules! text_newtype {
         $(#[$doc])*
         #[derive(Clone, Debug, Deserialize, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize)]
         #[serde(try_from = "String", into = "String")]
-        // Shared text: a clone (every outcome and audit event carries one) is a count, not a copy.
-        pub struct $name(Arc<str>);
+        // Short text inline (up to 23 bytes), longer shared: a clone (every outcome and audit
+        // event carries one) is a copy of 24 bytes or a count, and reading or comparing a short
+        // one touches no memory beside its owner's.
+        pub struct $name(SmolStr);
 
         impl $name {
             #[doc = concat!("The most characters a ", $what, " may have.")]
@@ -127,24 +129,24 @@ macro_rules! text_newtype {
             pub fn parse(s: impl Into<String>) -> Result<Self, Error> {
                 let s = s.into();
                 check_text($what, &s, $max, false)?;
-                Ok(Self(Arc::from(s)))
+                Ok(Self(SmolStr::from(s)))
             }
 
             /// The text.
             pub fn as_str(&self) -> &str {
-                &self.0
+                self.0.as_str()
             }
         }
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.pad(&self.0)
+                f.pad(self.0.as_str())
             }
         }
 
         impl From<$name> for String {
             fn from(v: $name) -> Self {
-                Self::from(&*v.0)
+                Self::from(v.0.as_str())
             }
         }
 
@@ -241,7 +243,7 @@ impl TryFrom<String> for Description {
 
 impl fmt::Display for Description {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(&self.0)
+        f.pad(self.0.as_str())
     }
 }
 
@@ -249,8 +251,8 @@ impl fmt::Display for Description {
 /// characters.
 #[derive(Clone, Debug, Deserialize, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize)]
 #[serde(try_from = "String", into = "String")]
-// Shared text: a clone (every accepted bearer request's outcome carries one) is a count.
-pub struct ApplicationName(Arc<str>);
+// Inline text (at most 32 bytes: up to 23 inline, longer shared), as the identifiers above.
+pub struct ApplicationName(SmolStr);
 
 impl ApplicationName {
     /// The most characters.
@@ -278,25 +280,25 @@ impl ApplicationName {
                 why: String::from(why),
             }
             .into()),
-            None => Ok(Self(Arc::from(s))),
+            None => Ok(Self(SmolStr::from(s))),
         }
     }
 
     /// The text.
     pub fn as_str(&self) -> &str {
-        &self.0
+        self.0.as_str()
     }
 }
 
 impl fmt::Display for ApplicationName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(&self.0)
+        f.pad(self.0.as_str())
     }
 }
 
 impl From<ApplicationName> for String {
     fn from(v: ApplicationName) -> Self {
-        Self::from(&*v.0)
+        Self::from(v.0.as_str())
     }
 }
 

@@ -37,7 +37,7 @@ const KIND: &str = "application";
 /// fn feed(service: tessera::TokenService) -> Router {
 ///     Router::new()
 ///         .route("/feed", get(|Extension(access): Extension<ApplicationAccess>| async move {
-///             format!("hello {}", access.name)
+///             format!("hello {}", access.name())
 ///         }))
 ///         .layer(ApplicationLayer::new(service))
 ///     // serve with `into_make_service_with_connect_info::<SocketAddr>()`
@@ -83,7 +83,7 @@ impl ApplicationLayer {
             Outcome::Refused(rejection) => return Err(rejected(KIND, rejection, Some(ip))),
             Outcome::Failed(e) => return Err(unavailable(KIND, &e)),
         };
-        tracing::trace!(target: LOG_TARGET, kind = KIND, token_id = %access.token, name = %access.name, "request admitted");
+        tracing::trace!(target: LOG_TARGET, kind = KIND, token_id = %access.token, name = %access.name(), "request admitted");
         parts.extensions.insert(ClientIp(ip));
         parts.extensions.insert(access);
         Ok(())

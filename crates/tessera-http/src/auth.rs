@@ -137,7 +137,7 @@ impl AuthGuard {
             Outcome::Refused(rejection) => return Err(rejected(KIND, rejection, None)),
             Outcome::Failed(e) => return Err(unavailable(KIND, &e)),
         };
-        tracing::trace!(target: LOG_TARGET, kind = KIND, %action, token_id = %access.token, owner = %access.owner, "request admitted");
+        tracing::trace!(target: LOG_TARGET, kind = KIND, %action, token_id = %access.token, owner = %access.owner(), "request admitted");
         Ok(access)
     }
 }
@@ -188,7 +188,7 @@ pub trait Action {
 /// }
 ///
 /// async fn reset(auth: Authorized<ResetPassword>) -> String {
-///     format!("password reset on behalf of {}", auth.access.owner)
+///     format!("password reset on behalf of {}", auth.access.owner())
 /// }
 ///
 /// fn api(guard: AuthGuard) -> Router {

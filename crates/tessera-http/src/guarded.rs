@@ -3,11 +3,12 @@
 use core::fmt;
 use core::future::Future;
 use core::pin::Pin;
-use core::task::{Context, Poll};
+use core::task::{Context, Poll, Waker};
 use std::sync::Arc;
 
 use http::request::Parts;
 use http::{Request, Response};
+use pin_project_lite::pin_project;
 use tower::Service;
 
 use crate::application::ApplicationLayer;
@@ -15,8 +16,63 @@ use crate::auth::AuthLayer;
 use crate::endpoint::EndpointLayer;
 use crate::refusal::Refusal;
 
-/// The future a [`Guarded`] service returns.
-pub type ResponseFuture<R, E> = Pin<Box<dyn Future<Output = Result<R, E>> + Send + 'static>>;
+/// A request's admission, owning what it reads: the guard and the request's head (given back
+/// with the verdict, the accepted outcome in its extensions).
+type Admission = Pin<Box<dyn Future<Output = (Result<(), Refusal>, Parts)> + Send + 'static>>;
+
+pin_project! {
+    /// The future a [`Guarded`] service returns: the inner service's own future when the
+    /// request was admitted without waiting (a validation answered by the validation cache),
+    /// else the admission and then the inner call, or the refusal.
+    pub struct ResponseFuture<F, R, E> {
+        #[pin]
+        state: State<F, R, E>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, R, E> {
+        /// Admitted at once: the inner service was called in `call`.
+        Inner { #[pin] future: F },
+        /// The admission waits (the store is read): it and the inner call, boxed.
+        Waiting { future: Pin<Box<dyn Future<Output = Result<R, E>> + Send + 'static>> },
+        /// Refused at once.
+        Refused { response: Option<R> },
+    }
+}
+
+impl<F, R, E> fmt::Debug for ResponseFuture<F, R, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Inner { .. } => "admitted",
+            State::Waiting { .. } => "admitting",
+            State::Refused { .. } => "refused",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
+    }
+}
+
+impl<F, R, E> Future for ResponseFuture<F, R, E>
+where
+    F: Future<Output = Result<R, E>>,
+{
+    type Output = Result<R, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Inner { future } => future.poll(cx),
+            StateProj::Waiting { future } => future.as_mut().poll(cx),
+            StateProj::Refused { response } => match response.take() {
+                Some(r) => Poll::Ready(Ok(r)),
+                // Polled again after it answered: a caller's bug; answer never again.
+                None => Poll::Pending,
+            },
+        }
+    }
+}
 
 /// A service behind one of this crate's layers ([`ApplicationLayer`], [`EndpointLayer`],
 /// [`AuthLayer`]): it checks the request's token and either calls the inner service, with the
@@ -46,6 +102,15 @@ impl<S> Guarded<S> {
 }
 
 impl Guard {
+    /// Admit the request whose head is `parts`, as a future owning what it needs.
+    fn admission(self: &Arc<Self>, mut parts: Parts) -> Admission {
+        let guard = Arc::clone(self);
+        Box::pin(async move {
+            let verdict = guard.admit(&mut parts).await;
+            (verdict, parts)
+        })
+    }
+
     async fn admit(&self, parts: &mut Parts) -> Result<(), Refusal> {
         match self {
             Self::Application(layer) => layer.admit(parts).await,
@@ -73,23 +138,44 @@ where
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = ResponseFuture<Self::Response, Self::Error>;
+    type Future = ResponseFuture<S::Future, Self::Response, Self::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        // The clone is not ready; the one `poll_ready` readied is taken for this call.
-        let clone = self.inner.clone();
-        let mut inner = core::mem::replace(&mut self.inner, clone);
-        let guard = Arc::clone(&self.guard);
-        Box::pin(async move {
-            let (mut parts, body) = request.into_parts();
-            match guard.admit(&mut parts).await {
-                Ok(()) => inner.call(Request::from_parts(parts, body)).await,
-                Err(refusal) => Ok(refusal.response()),
+        let (parts, body) = request.into_parts();
+        let mut admission = self.guard.admission(parts);
+        // Most admissions wait for nothing (the validation cache answers): polled once here,
+        // such a request goes straight to the inner service this one readied, with no clone of
+        // it and no second box. A waker that does nothing is enough for this first poll: an
+        // admission that is not done is polled again, with the caller's waker, by the future
+        // returned below before anything can have been missed.
+        let state = match admission
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+        {
+            Poll::Ready((Ok(()), parts)) => State::Inner {
+                future: self.inner.call(Request::from_parts(parts, body)),
+            },
+            Poll::Ready((Err(refusal), _)) => State::Refused {
+                response: Some(refusal.response()),
+            },
+            Poll::Pending => {
+                // The clone is not ready; the one `poll_ready` readied is taken for this call.
+                let clone = self.inner.clone();
+                let mut inner = core::mem::replace(&mut self.inner, clone);
+                State::Waiting {
+                    future: Box::pin(async move {
+                        match admission.await {
+                            (Ok(()), parts) => inner.call(Request::from_parts(parts, body)).await,
+                            (Err(refusal), _) => Ok(refusal.response()),
+                        }
+                    }),
+                }
             }
-        })
+        };
+        ResponseFuture { state }
     }
 }

@@ -146,10 +146,10 @@ pub(crate) async fn run(ctx: &Ctx, cmd: AppCmd) -> Result<()> {
             };
             match svc.validate(token, ip).await? {
                 Ok(a) => {
-                    let access: Vec<&str> = a.access.iter().map(AccessType::as_str).collect();
+                    let access: Vec<&str> = a.access().iter().map(AccessType::as_str).collect();
                     ctx.out.result(
-                        &format!("accepted: application {} ({}) from {ip}", a.name, a.token),
-                        &json!({ "accepted": true, "token": a.token, "name": a.name, "access": access }),
+                        &format!("accepted: application {} ({}) from {ip}", a.name(), a.token),
+                        &json!({ "accepted": true, "token": a.token, "name": a.name(), "access": access }),
                     )
                 }
                 Err(rej) => {

@@ -150,11 +150,11 @@ pub(crate) async fn run(ctx: &Ctx, cmd: AuthCmd) -> Result<()> {
                 Ok(a) => ctx.out.result(
                     &format!(
                         "accepted: {action} for user {} with auth token {}{}",
-                        a.owner,
+                        a.owner(),
                         a.token,
                         grace(false)
                     ),
-                    &json!({ "accepted": true, "token": a.token, "owner": a.owner, "action": action }),
+                    &json!({ "accepted": true, "token": a.token, "owner": a.owner(), "action": action }),
                 ),
                 Err(rej) => {
                     rejected_json(ctx, rej)?;

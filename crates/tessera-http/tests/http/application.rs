@@ -20,12 +20,12 @@ async fn feed(
     Extension(ClientIp(ip)): Extension<ClientIp>,
     headers: HeaderMap,
 ) -> String {
-    let types: Vec<&str> = access.access.iter().map(AccessType::as_str).collect();
+    let types: Vec<&str> = access.access().iter().map(AccessType::as_str).collect();
     // A handler that logs its request headers must not print the token.
     format!(
         "{} {} {} {ip} {headers:?}",
         access.token,
-        access.name,
+        access.name(),
         types.join(",")
     )
 }

@@ -99,7 +99,7 @@ fn app(w: &World, dir: &Directory) -> Router {
         .route(
             "/reset",
             post(|Extension(access): Extension<AuthAccess>| async move {
-                format!("reset by {}", access.owner)
+                format!("reset by {}", access.owner())
             })
             .layer(guard.require(perm("reset_password"))),
         )
@@ -107,7 +107,7 @@ fn app(w: &World, dir: &Directory) -> Router {
         .route(
             "/unlock",
             post(|auth: Authorized<UnlockAccount>| async move {
-                format!("unlock by {}", auth.access.owner)
+                format!("unlock by {}", auth.access.owner())
             }),
         )
         .route("/broken", post(|_: Authorized<Broken>| async { "never" }))
@@ -233,4 +233,63 @@ async fn failing_permissions_or_store_are_503_and_a_bad_action_is_500() {
     }
     w.assert_clean();
     down.assert_clean();
+}
+
+/// A permissions callback that answers only after waiting (a user directory over the network):
+/// the guard's admission is not done when the layer is called, and the request still reaches
+/// the handler, or gets its refusal, once it is.
+#[tokio::test]
+async fn a_permissions_callback_that_waits_admits_and_refuses_alike() {
+    let w = World::new();
+    let dir = directory();
+    let (_, token) = issue(&w, &["reset_password"], Expiry::Days(30)).await;
+    let waited = Arc::new(AtomicUsize::new(0));
+    let slow = {
+        let (dir, waited) = (Arc::clone(&dir), Arc::clone(&waited));
+        Permissions::from_fn(move |user: UserId| {
+            let (dir, waited) = (Arc::clone(&dir), Arc::clone(&waited));
+            async move {
+                // Pending at least once: the admission cannot finish in the layer's `call`.
+                tokio::task::yield_now().await;
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                waited.fetch_add(1, Ordering::SeqCst);
+                dir.lock()
+                    .unwrap()
+                    .as_ref()
+                    .map(|users| users.get(user.as_str()).cloned().unwrap_or_default())
+                    .ok_or_else(|| BoxError::from("user directory at ldap.internal is unreachable"))
+            }
+        })
+    };
+    let guard = AuthGuard::new(w.service.clone(), slow);
+    let app = Router::new().route(
+        "/reset",
+        post(|Extension(access): Extension<AuthAccess>| async move {
+            format!("reset by {}", access.owner)
+        })
+        .layer(guard.require(perm("reset_password"))),
+    );
+
+    assert_eq!(
+        w.bearer(&app, Method::POST, "/reset", &token)
+            .await
+            .assert_ok(),
+        "reset by tech-1"
+    );
+    assert_eq!(waited.load(Ordering::SeqCst), 1);
+    // The owner no longer holds the action: refused after the wait.
+    dir.lock()
+        .unwrap()
+        .as_mut()
+        .unwrap()
+        .insert("tech-1".to_owned(), BTreeSet::new());
+    w.bearer(&app, Method::POST, "/reset", &token)
+        .await
+        .assert_refused(403, INSUFFICIENT_SCOPE);
+    // The directory is down: 503 after the wait.
+    *dir.lock().unwrap() = None;
+    let answer = w.bearer(&app, Method::POST, "/reset", &token).await;
+    assert_eq!(answer.status.as_u16(), 503, "{answer:?}");
+    assert_eq!(waited.load(Ordering::SeqCst), 3);
+    w.assert_clean();
 }

@@ -50,7 +50,7 @@ async fn served_on_loopback_with_the_connection_address() {
             get(
                 |Extension(a): Extension<ApplicationAccess>,
                  Extension(ClientIp(ip)): Extension<ClientIp>| async move {
-                    format!("{} from {ip}", a.name)
+                    format!("{} from {ip}", a.name())
                 },
             ),
         )
