@@ -28,6 +28,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
+use axum::handler::Handler;
 use axum::routing::get;
 use http::{HeaderValue, StatusCode};
 use http_body_util::BodyExt;
@@ -52,7 +53,7 @@ async fn feed(request: Request) -> Result<String, StatusCode> {
         extensions.get::<ApplicationAccess>(),
         extensions.get::<ClientIp>(),
     ) {
-        (Some(access), Some(ClientIp(ip))) => Ok(format!("feed for {} at {ip}\n", access.name)),
+        (Some(access), Some(ClientIp(ip))) => Ok(format!("feed for {} at {ip}\n", access.name())),
         _ => Err(StatusCode::INTERNAL_SERVER_ERROR),
     }
 }
@@ -159,7 +160,7 @@ fn main() {
     }));
     let state = Arc::new(service.clone());
     let router: Router = Router::new()
-        .route("/feed", get(feed).layer(ApplicationLayer::new(service)))
+        .route("/feed", get(feed.layer(ApplicationLayer::new(service))))
         .route("/open", get(open))
         .with_state(state);
 

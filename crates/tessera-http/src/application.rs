@@ -1,5 +1,7 @@
 //! [`ApplicationLayer`]: application bearer tokens.
 
+use std::sync::Arc;
+
 use http::request::Parts;
 use tessera::{Access, Outcome, Rejection, RequestContext, TokenService};
 use tower::Layer;
@@ -43,8 +45,19 @@ const KIND: &str = "application";
 ///     // serve with `into_make_service_with_connect_info::<SocketAddr>()`
 /// }
 /// ```
+///
+/// Applying the layer costs a reference count, nothing more: it can wrap a handler
+/// (`handler.layer(...)`, applied per request by axum) as cheaply as a route.
 #[derive(Clone, Debug)]
 pub struct ApplicationLayer {
+    guard: Arc<Guard>,
+    /// The same settings as the guard holds, to build a changed layer from.
+    settings: ApplicationGuard,
+}
+
+/// What an [`ApplicationLayer`] checks with.
+#[derive(Clone, Debug)]
+pub(crate) struct ApplicationGuard {
     service: TokenService,
     client_ip: ClientIpSource,
 }
@@ -52,19 +65,30 @@ pub struct ApplicationLayer {
 impl ApplicationLayer {
     /// Check application tokens with `service`, taking the client address from the connection.
     pub fn new(service: TokenService) -> Self {
-        Self {
+        Self::of(ApplicationGuard {
             service,
             client_ip: ClientIpSource::connection(),
+        })
+    }
+
+    fn of(settings: ApplicationGuard) -> Self {
+        Self {
+            guard: Arc::new(Guard::Application(settings.clone())),
+            settings,
         }
     }
 
     /// Take the client address from `source` instead (behind a trusted reverse proxy).
     #[must_use]
-    pub fn client_ip(mut self, source: ClientIpSource) -> Self {
-        self.client_ip = source;
-        self
+    pub fn client_ip(self, source: ClientIpSource) -> Self {
+        Self::of(ApplicationGuard {
+            client_ip: source,
+            ..self.settings
+        })
     }
+}
 
+impl ApplicationGuard {
     pub(crate) async fn admit(&self, parts: &mut Parts) -> Result<(), Refusal> {
         bearer::hide(&mut parts.headers);
         let token = bearer::token(&parts.headers, KIND)?;
@@ -94,6 +118,6 @@ impl<S> Layer<S> for ApplicationLayer {
     type Service = Guarded<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Guarded::new(inner, Guard::Application(self.clone()))
+        Guarded::new(inner, Arc::clone(&self.guard))
     }
 }

@@ -162,7 +162,7 @@ impl<S> Layer<S> for AuthLayer {
     type Service = Guarded<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Guarded::new(inner, Guard::Auth(self.clone()))
+        Guarded::new(inner, Arc::new(Guard::Auth(self.clone())))
     }
 }
 

@@ -1,5 +1,7 @@
 //! [`EndpointLayer`]: endpoint tokens, primary or mapped secondary, per route and method.
 
+use std::sync::Arc;
+
 use axum::extract::MatchedPath;
 use http::request::Parts;
 use tessera::core::id::EndpointId;
@@ -159,6 +161,6 @@ impl<S> Layer<S> for EndpointLayer {
     type Service = Guarded<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Guarded::new(inner, Guard::Endpoint(self.clone()))
+        Guarded::new(inner, Arc::new(Guard::Endpoint(self.clone())))
     }
 }

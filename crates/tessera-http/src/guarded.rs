@@ -11,7 +11,7 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower::Service;
 
-use crate::application::ApplicationLayer;
+use crate::application::ApplicationGuard;
 use crate::auth::AuthLayer;
 use crate::endpoint::EndpointLayer;
 use crate::refusal::Refusal;
@@ -74,7 +74,7 @@ where
     }
 }
 
-/// A service behind one of this crate's layers ([`ApplicationLayer`], [`EndpointLayer`],
+/// A service behind one of this crate's layers ([`ApplicationLayer`](crate::ApplicationLayer), [`EndpointLayer`],
 /// [`AuthLayer`]): it checks the request's token and either calls the inner service, with the
 /// accepted outcome in the request extensions, or answers with the [`Refusal`] itself.
 ///
@@ -87,17 +87,14 @@ pub struct Guarded<S> {
 
 #[derive(Debug)]
 pub(crate) enum Guard {
-    Application(ApplicationLayer),
+    Application(ApplicationGuard),
     Auth(AuthLayer),
     Endpoint(EndpointLayer),
 }
 
 impl<S> Guarded<S> {
-    pub(crate) fn new(inner: S, guard: Guard) -> Self {
-        Self {
-            inner,
-            guard: Arc::new(guard),
-        }
+    pub(crate) const fn new(inner: S, guard: Arc<Guard>) -> Self {
+        Self { inner, guard }
     }
 }
 

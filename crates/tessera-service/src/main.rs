@@ -26,6 +26,7 @@ use std::time::Duration as StdDuration;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
+use axum::handler::Handler;
 use axum::http::StatusCode;
 use axum::routing::get;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -101,7 +102,9 @@ async fn run() -> Result<(), config::Error> {
     let router = Router::new()
         .route(
             "/feed",
-            get(feed).layer(ApplicationLayer::new(service.clone())),
+            // The guard wraps the handler itself: per request, axum applies it (a reference
+            // count) instead of cloning and boxing a guarded route.
+            get(feed.layer(ApplicationLayer::new(service.clone()))),
         )
         .route("/open", get(open))
         .route("/healthz", get(|| async { "ok\n" }))

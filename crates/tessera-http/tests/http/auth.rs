@@ -265,7 +265,7 @@ async fn a_permissions_callback_that_waits_admits_and_refuses_alike() {
     let app = Router::new().route(
         "/reset",
         post(|Extension(access): Extension<AuthAccess>| async move {
-            format!("reset by {}", access.owner)
+            format!("reset by {}", access.owner())
         })
         .layer(guard.require(perm("reset_password"))),
     );
