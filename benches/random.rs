@@ -16,7 +16,8 @@
 //! - `ledger_flush`: one flush of 10^5 accumulated application uses (10^4 tokens, 4 addresses)
 //!   on each backend: one transaction.
 //!
-//! PostgreSQL cases need `TESSERA_TEST_POSTGRES_URL`. BENCHMARKS.md turns the figures into
+//! PostgreSQL cases need `TESSERA_TEST_POSTGRES_URL`. `TESSERA_BENCH_SQLITE_MMAP` (bytes) sets
+//! the SQLite stores' `mmap_size` instead of the default. BENCHMARKS.md turns the figures into
 //! ratios to the floor.
 #![allow(
     clippy::expect_used,
@@ -48,6 +49,7 @@ use tessera::{
     Builder, LedgerSettings, Principal, RequestContext, Store, TokenService, ValidationCache,
 };
 use tessera_sql::postgres::PostgresConfig;
+use tessera_sql::sqlite::SqliteConfig;
 use tessera_sql::{PostgresStore, SqliteStore};
 use tokio::runtime::Runtime;
 
@@ -239,6 +241,67 @@ async fn validate_once(svc: &TokenService, t: &Tokens, case: Case, pick: &mut Pi
     assert!(ok, "unexpected outcome for {case:?}");
 }
 
+/// What a sample's time is: `TESSERA_BENCH_CLOCK` unset or `wall` (the default), `cpu` (the
+/// CPU time every thread of this process spent, the busy loop's excepted: validating and the
+/// ledger's writer, which is what a validation costs when they share one core) or `thread`
+/// (the CPU time of the validating thread alone). CPU time is what to compare on a machine
+/// other work keeps busy, where wall time mostly measures the waits for a core.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+enum Clock {
+    Wall,
+    Cpu,
+    Thread,
+}
+
+impl Clock {
+    fn from_env() -> Self {
+        match std::env::var("TESSERA_BENCH_CLOCK").as_deref() {
+            Err(_) | Ok("wall") => Self::Wall,
+            Ok("cpu") => Self::Cpu,
+            Ok("thread") => Self::Thread,
+            Ok(other) => panic!("TESSERA_BENCH_CLOCK is wall, cpu or thread, not {other}"),
+        }
+    }
+}
+
+/// The thread id of the busy loop, while one runs (its CPU time is not the validations').
+static SPINNER_TID: AtomicU64 = AtomicU64::new(0);
+
+/// The calling thread's id (Linux).
+fn thread_id() -> u64 {
+    let link = std::fs::read_link("/proc/thread-self").expect("/proc/thread-self (Linux)");
+    link.file_name().unwrap().to_str().unwrap().parse().unwrap()
+}
+
+/// Nanoseconds on a CPU of thread `tid` of this process (its `schedstat`).
+fn thread_cpu(tid: u64) -> u64 {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The CPU time of every thread of this process but the busy loop, by thread.
+fn process_cpu() -> HashMap<u64, u64> {
+    let spinner = SPINNER_TID.load(Ordering::Relaxed);
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task (Linux)")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
+        .filter(|&tid| tid != spinner)
+        .map(|tid| (tid, thread_cpu(tid)))
+        .collect()
+}
+
+/// CPU time spent between two [`process_cpu`] readings (threads that ended meanwhile are lost:
+/// the runtime's blocking threads live for seconds after their last task).
+fn cpu_between(before: &HashMap<u64, u64>, after: &HashMap<u64, u64>) -> Duration {
+    let ns = after
+        .iter()
+        .map(|(tid, &n)| n.saturating_sub(before.get(tid).copied().unwrap_or(0)))
+        .sum();
+    Duration::from_nanos(ns)
+}
+
 fn bench_case(
     g: &mut BenchmarkGroup<'_, WallTime>,
     rt: &Runtime,
@@ -248,9 +311,14 @@ fn bench_case(
     case: Case,
 ) {
     let mut pick = Pick(0x9e37_79b9_7f4a_7c15);
+    let clock = Clock::from_env();
     g.bench_function(name, |b| {
         b.iter_custom(|iters| {
             rt.block_on(async {
+                // Read only for the clock in use (wall time reads nothing).
+                let me = (clock == Clock::Thread).then(thread_id);
+                let cpu = (clock == Clock::Cpu).then(process_cpu);
+                let own = me.map(thread_cpu);
                 let start = Instant::now();
                 for i in 0..iters {
                     validate_once(svc, t, case, &mut pick).await;
@@ -261,7 +329,14 @@ fn bench_case(
                         tokio::task::yield_now().await;
                     }
                 }
-                start.elapsed()
+                let wall = start.elapsed();
+                match (cpu, me.zip(own)) {
+                    (Some(cpu), _) => cpu_between(&cpu, &process_cpu()),
+                    (_, Some((me, own))) => {
+                        Duration::from_nanos(thread_cpu(me).saturating_sub(own))
+                    }
+                    _ => wall,
+                }
             })
         });
     });
@@ -275,16 +350,20 @@ fn current_thread() -> Runtime {
 }
 
 /// Whether the command line's filter (if any) can match a case of `group`: the set-up of a
-/// group (issuing 10^4 tokens per kind) is skipped when none can.
+/// group (issuing 10^4 tokens per kind) is skipped when none can. A filter naming cases of a
+/// group (`random_sqlite/no_cache`) wants that group only, not every group whose name starts
+/// the same (`random_sql`).
 fn wanted(group: &str) -> bool {
     let filters: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
     filters.is_empty()
-        || filters
-            .iter()
-            .any(|f| group.contains(f.as_str()) || f.starts_with(group))
+        || filters.iter().any(|f| {
+            group.contains(f.as_str())
+                || f.strip_prefix(group)
+                    .is_some_and(|rest| rest.starts_with('/'))
+        })
 }
 
 fn random_memory(c: &mut Criterion) {
@@ -382,10 +461,27 @@ fn random_memory(c: &mut Criterion) {
     g.finish();
 }
 
+/// A fresh SQLite file store for `tag`. Its folder is named after the process id, which an
+/// earlier run may have had too: a leftover folder (and the database in it) is removed first,
+/// so set-up never meets tokens issued by another run.
 async fn sqlite(tag: &str) -> Arc<dyn Store> {
     let dir = std::env::temp_dir().join(format!("tessera-bench-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let s = SqliteStore::open(dir.join("t.db")).await.unwrap();
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => panic!(
+            "cannot remove the leftover bench folder {}: {e}",
+            dir.display()
+        ),
+    }
+    std::fs::create_dir(&dir).unwrap();
+    let mut config = SqliteConfig::file(dir.join("t.db"));
+    // To compare page reads through the memory map with the page cache alone (`0`) in runs
+    // of the same binary.
+    if let Ok(bytes) = std::env::var("TESSERA_BENCH_SQLITE_MMAP") {
+        config = config.mmap_size(bytes.parse().expect("TESSERA_BENCH_SQLITE_MMAP in bytes"));
+    }
+    let s = SqliteStore::open_with(config).await.unwrap();
     s.migrate().await.unwrap();
     Arc::new(s)
 }
@@ -469,6 +565,7 @@ fn random_sqlite(c: &mut Criterion) {
         let spinner = busy.then(|| {
             let stop = stop.clone();
             std::thread::spawn(move || {
+                SPINNER_TID.store(thread_id(), Ordering::Relaxed);
                 let mut x = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     x = black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1));
@@ -489,6 +586,7 @@ fn random_sqlite(c: &mut Criterion) {
         stop.store(true, Ordering::Relaxed);
         if let Some(h) = spinner {
             h.join().unwrap();
+            SPINNER_TID.store(0, Ordering::Relaxed);
         }
     }
     g.finish();

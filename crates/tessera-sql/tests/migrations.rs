@@ -530,3 +530,111 @@ async fn sqlite_upgrade_keeps_each_devices_first_enrollment() {
         "the unique index refuses a second enrollment"
     );
 }
+
+/// 0008 counts the blocked addresses of tokens blocked before it, so the lookup (which probes
+/// the blocked entries only when the count says there are some) still sees them; afterwards
+/// blocking, unblocking and purging keep the count exact.
+#[tokio::test]
+async fn sqlite_0008_counts_addresses_blocked_before_it() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("t.db");
+    let pepper = fixtures::pepper();
+    let (_, record) = fixtures::issue(
+        &pepper,
+        fixtures::application("blocked-before", "", &["feeds"]),
+        Spelling::Prefixed,
+    );
+    let (_, other) = fixtures::issue(
+        &pepper,
+        fixtures::application("never-blocked", "", &["feeds"]),
+        Spelling::Prefixed,
+    );
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().expect("an address");
+    {
+        let old = SqliteStore::open(&path).await.expect("open");
+        old.migrate_to(7).await.expect("migrate to 0007");
+        old.insert(&record, &[]).await.expect("insert");
+        old.insert(&other, &[]).await.expect("insert");
+        for (addr, blocked) in [
+            ("192.0.2.1", true),
+            ("192.0.2.2", true),
+            ("192.0.2.2", false),
+        ] {
+            old.set_blocked(record.id, ip(addr), blocked, &[])
+                .await
+                .expect("block under schema 7");
+        }
+        old.set_blocked(other.id, ip("192.0.2.3"), false, &[])
+            .await
+            .expect("an unblocked entry under schema 7");
+        old.close().await;
+    }
+    let store = SqliteStore::open(&path).await.expect("reopen");
+    store.migrate().await.expect("upgrade");
+    let pool = raw(&path);
+    let count = |id: tessera_core::id::TokenId| -> i64 {
+        pool.query_row(
+            "SELECT blocked_ips FROM tokens WHERE id = ?1",
+            [id.to_string()],
+            |r| r.get(0),
+        )
+        .expect("read the count")
+    };
+    assert_eq!((count(record.id), count(other.id)), (1, 0));
+    let shared = store
+        .find_shared(&record.digest)
+        .await
+        .expect("lookup")
+        .expect("found");
+    assert_eq!(shared.blocked(), [ip("192.0.2.1")].as_slice());
+    assert!(
+        store
+            .find_shared(&other.digest)
+            .await
+            .expect("lookup")
+            .expect("found")
+            .blocked()
+            .is_empty()
+    );
+
+    // Blocking and unblocking (new entries and existing ones) keep the count exact.
+    store
+        .set_blocked(record.id, ip("192.0.2.2"), true, &[])
+        .await
+        .expect("block again");
+    store
+        .set_blocked(record.id, ip("2001:db8::9"), true, &[])
+        .await
+        .expect("block a new address");
+    store
+        .set_blocked(other.id, ip("192.0.2.3"), true, &[])
+        .await
+        .expect("block the other token's entry");
+    assert_eq!((count(record.id), count(other.id)), (3, 1));
+    store
+        .set_blocked(record.id, ip("192.0.2.1"), false, &[])
+        .await
+        .expect("unblock");
+    store
+        .set_blocked(record.id, ip("192.0.2.1"), false, &[])
+        .await
+        .expect("unblock twice");
+    assert_eq!(count(record.id), 2);
+    let mut blocked = store
+        .find_shared(&record.digest)
+        .await
+        .expect("lookup")
+        .expect("found")
+        .blocked()
+        .to_vec();
+    blocked.sort();
+    assert_eq!(blocked, [ip("192.0.2.2"), ip("2001:db8::9")]);
+
+    // Purging a token with blocked entries removes them with it; the other keeps its count.
+    assert_eq!(store.purge(&[record.id], &[]).await.expect("purge"), 1);
+    assert_eq!(count(other.id), 1);
+    let left: i64 = pool
+        .query_row("SELECT COUNT(*) FROM token_usage", [], |r| r.get(0))
+        .expect("count entries");
+    assert_eq!(left, 1);
+}

@@ -18,4 +18,5 @@ pub(crate) const MIGRATIONS: &[Migration] = embed!("sqlite":
     5 "unique names" "0005_unique_names.sql",
     6 "usage ledger" "0006_usage_ledger.sql",
     7 "blocked addresses index" "0007_blocked_index.sql",
+    8 "blocked address count" "0008_blocked_count.sql",
 );
