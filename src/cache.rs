@@ -781,6 +781,10 @@ impl Store for CachingStore {
         self.inner.enrollments(id).await
     }
 
+    async fn enrollments_of(&self, ids: &[TokenId]) -> StoreResult<Vec<(TokenId, Enrollment)>> {
+        self.inner.enrollments_of(ids).await
+    }
+
     async fn record_usage(
         &self,
         id: TokenId,

@@ -1,5 +1,7 @@
 //! Device onboarding (enrollment) tokens: usage-limited, shown as QR codes.
 
+use std::collections::HashMap;
+
 use tessera_core::audit::{Actor, AuditAction, AuditEvent};
 use tessera_core::format::{self, Spelling};
 use tessera_core::id::{DeviceGroup, DeviceId, PolicyId, TokenId};
@@ -377,13 +379,19 @@ impl OnboardingTokens<'_> {
             .store
             .list(&TokenFilter::default().kind(Kind::Onboarding))
             .await?;
+        // Every token's devices in one read, not one per token.
+        let ids: Vec<TokenId> = records.iter().map(|r| r.id).collect();
+        let mut devices: HashMap<TokenId, Vec<Enrollment>> = HashMap::new();
+        for (id, e) in self.svc.inner.store.enrollments_of(&ids).await? {
+            devices.entry(id).or_default().push(e);
+        }
         let mut out = Vec::with_capacity(records.len());
         for r in records {
             let KindData::Onboarding(data) = r.data.clone() else {
                 continue;
             };
             out.push(OnboardingListing {
-                devices: self.svc.inner.store.enrollments(r.id).await?,
+                devices: devices.remove(&r.id).unwrap_or_default(),
                 token: r.summary(now),
                 data,
             });

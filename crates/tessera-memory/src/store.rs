@@ -770,6 +770,15 @@ impl Store for MemoryStore {
             .unwrap_or_default())
     }
 
+    async fn enrollments_of(&self, ids: &[TokenId]) -> Result<Vec<(TokenId, Enrollment)>> {
+        let t = self.read();
+        Ok(ids
+            .iter()
+            .filter_map(|id| t.enrollments.get(id).map(|l| (*id, l)))
+            .flat_map(|(id, l)| l.list.iter().map(move |e| (id, e.clone())))
+            .collect())
+    }
+
     async fn record_usage(
         &self,
         id: TokenId,

@@ -644,6 +644,27 @@ pub(crate) fn enrollment(row: &impl Cols) -> Result<Enrollment, StoreError> {
     })
 }
 
+/// Read a token's enrollment (device, at, token id).
+pub(crate) fn token_enrollment(row: &impl Cols) -> Result<(TokenId, Enrollment), StoreError> {
+    Ok((from_id(&row.text(2, "token_id")?)?, enrollment(row)?))
+}
+
+/// Enrollments of many tokens read in token order, put back in the order of `ids`.
+pub(crate) fn in_order_of(
+    ids: &[TokenId],
+    mut rows: Vec<(TokenId, Enrollment)>,
+) -> Vec<(TokenId, Enrollment)> {
+    // Stable: each token's enrollments keep their order (oldest first).
+    let rank: std::collections::HashMap<TokenId, usize> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (*id, i))
+        .rev()
+        .collect();
+    rows.sort_by_key(|(id, _)| rank.get(id).copied().unwrap_or(usize::MAX));
+    rows
+}
+
 /// Read an audit event from its stored body.
 pub(crate) fn event(body: &str) -> Result<AuditEvent, StoreError> {
     from_json("audit event", body)

@@ -135,6 +135,18 @@ pub(crate) const ENROLLMENT_OF: &str = "SELECT e.device, e.at FROM enrollments e
 pub(crate) const ENROLLMENTS: &str =
     "SELECT device, at FROM enrollments WHERE token_id = $1 ORDER BY at, seq";
 
+/// The enrollments of many tokens (PostgreSQL): $1 the token ids as a text array; each token's
+/// oldest first.
+#[cfg(feature = "postgres")]
+pub(crate) const ENROLLMENTS_OF: &str = "SELECT device, at, token_id FROM enrollments \
+     WHERE token_id = ANY($1) ORDER BY token_id, at, seq";
+
+/// The enrollments of many tokens (SQLite): $1 the token ids as a JSON array of strings; each
+/// token's oldest first.
+#[cfg(feature = "sqlite")]
+pub(crate) const ENROLLMENTS_OF_LITE: &str = "SELECT device, at, token_id FROM enrollments \
+     WHERE token_id IN (SELECT value FROM json_each($1)) ORDER BY token_id, at, seq";
+
 /// Count one use unless blocked: $1 token, $2 subject kind, $3 subject, $4 method, $5 now.
 /// First and last seen only ever widen, whatever order concurrent uses land in.
 pub(crate) const RECORD_USAGE: &str = concat!(

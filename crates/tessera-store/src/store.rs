@@ -221,6 +221,20 @@ pub trait Store: core::fmt::Debug + Send + Sync + 'static {
     /// Devices that redeemed a token, oldest first.
     async fn enrollments(&self, id: TokenId) -> Result<Vec<Enrollment>>;
 
+    /// The devices that redeemed each of `ids`, as (token, enrollment) pairs: each token's
+    /// oldest first, tokens in the order of `ids` (a listing's enrollments in one read; a
+    /// token with none, or that does not exist, has no pair).
+    ///
+    /// The default asks [`enrollments`](Self::enrollments) once per token; the bundled
+    /// backends answer in one query.
+    async fn enrollments_of(&self, ids: &[TokenId]) -> Result<Vec<(TokenId, Enrollment)>> {
+        let mut out = Vec::new();
+        for &id in ids {
+            out.extend(self.enrollments(id).await?.into_iter().map(|e| (id, e)));
+        }
+        Ok(out)
+    }
+
     // ---- usage (IP log, endpoint traffic) ----
 
     /// Atomically count one accepted use of token `id` by `subject` at `now` (first seen, last

@@ -915,6 +915,23 @@ impl Store for PostgresStore {
         rows.iter().map(codec::enrollment).collect()
     }
 
+    async fn enrollments_of(
+        &self,
+        ids: &[TokenId],
+    ) -> Result<Vec<(TokenId, Enrollment)>, StoreError> {
+        let keys: Vec<String> = ids.iter().map(|id| codec::id(*id)).collect();
+        let rows = sqlx::query(sql::ENROLLMENTS_OF)
+            .bind(keys)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        let found = rows
+            .iter()
+            .map(codec::token_enrollment)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(codec::in_order_of(ids, found))
+    }
+
     async fn record_usage(
         &self,
         id: TokenId,

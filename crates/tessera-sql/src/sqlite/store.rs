@@ -1018,6 +1018,21 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn enrollments_of(
+        &self,
+        ids: &[TokenId],
+    ) -> Result<Vec<(TokenId, Enrollment)>, StoreError> {
+        let keys: Vec<String> = ids.iter().map(|id| codec::id(*id)).collect();
+        let keys = serde_json::to_string(&keys).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let found = self
+            .read(|conn| {
+                let mut stmt = prepare(conn, lite!(sql::ENROLLMENTS_OF_LITE))?;
+                every(&mut stmt, [keys], |row| codec::token_enrollment(row))
+            })
+            .await?;
+        Ok(codec::in_order_of(ids, found))
+    }
+
     async fn record_usage(
         &self,
         id: TokenId,

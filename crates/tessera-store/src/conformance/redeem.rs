@@ -44,6 +44,7 @@ pub(super) fn cases() -> Vec<Case> {
         redeem_repeat_refused_when_token_is_out_of_force,
         enrollments_are_oldest_first,
         enrollments_of_unredeemed_token_are_empty,
+        enrollments_of_many_tokens_in_one_read,
         redeem_stores_the_outcome_event_with_it,
         redeem_with_an_unstorable_event_is_undone,
     ]
@@ -600,6 +601,50 @@ async fn enrollments_are_oldest_first(store: Arc<dyn Store>) -> Outcome {
         store.enrollments(r.id).await.ctx("enrollments")?,
         expected,
         "enrollments"
+    );
+    Ok(())
+}
+
+/// `enrollments_of` answers what `enrollments` answers for each token, in the order asked,
+/// each token's oldest first; tokens without enrollments or unknown have no pair.
+async fn enrollments_of_many_tokens_in_one_read(store: Arc<dyn Store>) -> Outcome {
+    let (a, b, none) = (
+        onboarding_record(UsageLimit::uses(10)?)?,
+        onboarding_record(UsageLimit::uses(10)?)?,
+        onboarding_record(UsageLimit::uses(10)?)?,
+    );
+    insert_all(&*store, &[a.clone(), b.clone(), none.clone()]).await?;
+    for (i, name) in ["zeta", "alpha", "mu"].into_iter().enumerate() {
+        let when = at(i64::try_from(i)? * 10);
+        redeemed(&*store, &a, &device(&format!("a-{name}"))?, when).await?;
+        redeemed(
+            &*store,
+            &b,
+            &device(&format!("b-{name}"))?,
+            at(100) - (when - at(0)),
+        )
+        .await?;
+    }
+    let unknown = onboarding_record(UsageLimit::uses(1)?)?.id;
+    let ids = [b.id, none.id, unknown, a.id];
+    let mut expected = Vec::new();
+    for id in ids {
+        let each = store.enrollments(id).await.ctx("enrollments")?;
+        expected.extend(each.into_iter().map(|e| (id, e)));
+    }
+    ensure_eq!(expected.len(), 6, "enrollments redeemed");
+    ensure_eq!(
+        store.enrollments_of(&ids).await.ctx("enrollments_of")?,
+        expected,
+        "enrollments of b, none, unknown, a"
+    );
+    ensure!(
+        store
+            .enrollments_of(&[])
+            .await
+            .ctx("enrollments_of none")?
+            .is_empty(),
+        "enrollments of no token"
     );
     Ok(())
 }
