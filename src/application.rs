@@ -262,7 +262,7 @@ impl ApplicationTokens<'_> {
     /// acceptance the use is counted for that address (first seen, last seen, count) by the
     /// usage ledger, written behind the request path.
     ///
-    /// Every address is taken in its [canonical](tessera_core::net::canonical) spelling, here
+    /// Every address is taken in its canonical ([`tessera_core::net::canonical`]) spelling, here
     /// and in [`block`](Self::block), [`unblock`](Self::unblock) and [`ips`](Self::ips):
     /// `::ffff:10.0.0.9` and `::10.0.0.9` are `10.0.0.9`, so a block holds for every spelling.
     ///
