@@ -245,7 +245,9 @@ async fn validate_once(svc: &TokenService, t: &Tokens, case: Case, pick: &mut Pi
 /// CPU time every thread of this process spent, the busy loop's excepted: validating and the
 /// ledger's writer, which is what a validation costs when they share one core) or `thread`
 /// (the CPU time of the validating thread alone). CPU time is what to compare on a machine
-/// other work keeps busy, where wall time mostly measures the waits for a core.
+/// other work keeps busy, where wall time mostly measures the waits for a core. The kernel
+/// updates these times at its scheduler tick, so give samples tens of milliseconds
+/// (`--sample-size 10 --measurement-time 8`): criterion refuses a sample that read zero.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 enum Clock {
     Wall,
