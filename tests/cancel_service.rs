@@ -510,12 +510,24 @@ async fn attempt(c: &Ctx, case: &str, polls: usize) -> bool {
         }
         "tokens::exhausted" => drop_after(svc.exhausted(), polls).await,
         "tokens::sweep" => {
-            // A deployment token past its expiry for the sweep to expire.
-            let spec = NewDeployment::named(format!("dep-{}", c.next()))
-                .unwrap()
-                .expires_at(OffsetDateTime::now_utc() + time::Duration::milliseconds(1));
-            svc.deployment().generate(spec, by).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(2)).await;
+            // A deployment token past its expiry for the sweep to expire: issued to expire
+            // soon, then waited out. On a loaded machine issuing it can take longer than the
+            // margin (the expiry is then refused as past): try again with a wider one.
+            let mut margin = Duration::from_millis(2);
+            loop {
+                let spec = NewDeployment::named(format!("dep-{}", c.next()))
+                    .unwrap()
+                    .expires_at(OffsetDateTime::now_utc() + margin);
+                match svc.deployment().generate(spec, by).await {
+                    Ok(_) => break,
+                    Err(e) if margin < Duration::from_secs(4) => {
+                        eprintln!("{}: issuing with {margin:?} to expiry: {e}", c.what);
+                        margin *= 2;
+                    }
+                    Err(e) => panic!("{}: issuing a token that expires soon: {e}", c.what),
+                }
+            }
+            tokio::time::sleep(margin + Duration::from_millis(1)).await;
             drop_after(svc.sweep(false), polls).await
         }
         "tokens::reseal" => {
