@@ -16,7 +16,7 @@ mod postgres {
     use tessera_core::format::Spelling;
     use tessera_core::record::TokenRecord;
     use tessera_sql::postgres::{PostgresConfig, PostgresStore};
-    use tessera_store::Store;
+    use tessera_store::{SharedRecord, Store, StoreError};
 
     use crate::common::pg::drop_schema;
     use crate::common::{fixtures, fresh_schema, postgres_url_or_skip};
@@ -41,6 +41,25 @@ mod postgres {
             assert!(start.elapsed() < Duration::from_secs(10), "backends linger");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// Every record of `recs` looked up at once, one task each (lookups batched together).
+    async fn all_at_once(
+        store: &Arc<PostgresStore>,
+        recs: &[TokenRecord],
+    ) -> Vec<Result<Option<Arc<SharedRecord>>, StoreError>> {
+        let tasks: Vec<_> = recs
+            .iter()
+            .map(|r| {
+                let (store, digest) = (store.clone(), r.digest);
+                tokio::spawn(async move { store.find_shared(&digest).await })
+            })
+            .collect();
+        let mut found = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            found.push(t.await.unwrap());
+        }
+        found
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,29 +102,12 @@ mod postgres {
                     "a lookup on a kept connection the server ended is retried on a checked one",
                 );
                 assert_eq!(found.unwrap().record().id, r.id);
-                let tasks: Vec<_> = recs
-                    .iter()
-                    .map(|r| {
-                        let (store, digest) = (store.clone(), r.digest);
-                        tokio::spawn(async move { store.find_shared(&digest).await })
-                    })
-                    .collect();
-                for (t, r) in tasks.into_iter().zip(&recs) {
-                    assert_eq!(t.await.unwrap().unwrap().unwrap().record().id, r.id);
+                for (found, r) in all_at_once(&store, &recs).await.into_iter().zip(&recs) {
+                    assert_eq!(found.unwrap().unwrap().record().id, r.id);
                 }
                 end_other_backends(&mut admin).await;
-                let tasks: Vec<_> = recs
-                    .iter()
-                    .map(|r| {
-                        let (store, digest) = (store.clone(), r.digest);
-                        tokio::spawn(async move { store.find_shared(&digest).await })
-                    })
-                    .collect();
-                for (t, r) in tasks.into_iter().zip(&recs) {
-                    let found = t
-                        .await
-                        .unwrap()
-                        .expect("lookups on ended kept connections are retried");
+                for (found, r) in all_at_once(&store, &recs).await.into_iter().zip(&recs) {
+                    let found = found.expect("lookups on ended kept connections are retried");
                     assert_eq!(found.unwrap().record().id, r.id);
                 }
             }

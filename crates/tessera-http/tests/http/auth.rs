@@ -32,17 +32,29 @@ fn directory() -> Directory {
     Arc::new(Mutex::new(Some(users)))
 }
 
+/// What `user` holds in the directory, or the directory's outage.
+fn held(dir: &Directory, user: &UserId) -> Result<BTreeSet<Permission>, BoxError> {
+    dir.lock()
+        .unwrap()
+        .as_ref()
+        .map(|users| users.get(user.as_str()).cloned().unwrap_or_default())
+        .ok_or_else(|| BoxError::from("user directory at ldap.internal is unreachable"))
+}
+
+/// `user` loses every permission in the directory.
+fn withdraw_all(dir: &Directory, user: &str) {
+    dir.lock()
+        .unwrap()
+        .as_mut()
+        .unwrap()
+        .insert(user.to_owned(), BTreeSet::new());
+}
+
 fn permissions(dir: &Directory) -> Permissions {
     let dir = Arc::clone(dir);
     Permissions::from_fn(move |user: UserId| {
-        let held = dir
-            .lock()
-            .unwrap()
-            .as_ref()
-            .map(|users| users.get(user.as_str()).cloned().unwrap_or_default());
-        async move {
-            held.ok_or_else(|| BoxError::from("user directory at ldap.internal is unreachable"))
-        }
+        let held = held(&dir, &user);
+        async move { held }
     })
 }
 
@@ -150,11 +162,7 @@ async fn scope_and_withdrawn_permissions_are_insufficient_scope() {
     w.assert_logged_reason("insufficient_scope");
 
     // In scope, but the user lost the permission since.
-    dir.lock()
-        .unwrap()
-        .as_mut()
-        .unwrap()
-        .insert("tech-1".to_owned(), BTreeSet::new());
+    withdraw_all(&dir, "tech-1");
     w.bearer(&app, Method::POST, "/reset", &token)
         .await
         .assert_refused(403, INSUFFICIENT_SCOPE);
@@ -253,11 +261,7 @@ async fn a_permissions_callback_that_waits_admits_and_refuses_alike() {
                 tokio::task::yield_now().await;
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
                 waited.fetch_add(1, Ordering::SeqCst);
-                dir.lock()
-                    .unwrap()
-                    .as_ref()
-                    .map(|users| users.get(user.as_str()).cloned().unwrap_or_default())
-                    .ok_or_else(|| BoxError::from("user directory at ldap.internal is unreachable"))
+                held(&dir, &user)
             }
         })
     };
@@ -278,11 +282,7 @@ async fn a_permissions_callback_that_waits_admits_and_refuses_alike() {
     );
     assert_eq!(waited.load(Ordering::SeqCst), 1);
     // The owner no longer holds the action: refused after the wait.
-    dir.lock()
-        .unwrap()
-        .as_mut()
-        .unwrap()
-        .insert("tech-1".to_owned(), BTreeSet::new());
+    withdraw_all(&dir, "tech-1");
     w.bearer(&app, Method::POST, "/reset", &token)
         .await
         .assert_refused(403, INSUFFICIENT_SCOPE);

@@ -300,29 +300,50 @@ impl Lookups {
         drop(extra);
     }
 
+    /// The connection to run a lookup query on: the kept one if there is one (`true`: not
+    /// checked), else one the pool checks.
+    async fn connection(
+        &self,
+        kept: &mut Option<PoolConnection<Postgres>>,
+    ) -> Result<(PoolConnection<Postgres>, bool), StoreError> {
+        match kept.take() {
+            Some(c) => Ok((c, true)),
+            None => Ok((self.pool.acquire().await.map_err(db)?, false)),
+        }
+    }
+
+    /// What a query on `c` answered: the answer (the connection kept), or `None` to run it once
+    /// more, when it failed on a kept connection (not checked: a query that starts later on one
+    /// the pool checks still answers freshly).
+    fn answered<T>(
+        &self,
+        c: PoolConnection<Postgres>,
+        was_kept: bool,
+        answer: Result<T, sqlx::Error>,
+    ) -> Option<Result<T, StoreError>> {
+        match answer {
+            Ok(answer) => {
+                self.keep(c);
+                Some(Ok(answer))
+            }
+            Err(_) if was_kept => None,
+            Err(e) => Some(Err(db(e))),
+        }
+    }
+
     /// One lookup, alone.
     async fn find_one(&self, digest: &Digest) -> Found {
         let (key, bytes) = codec::digest(digest);
         let mut kept = self.kept();
         let row = loop {
-            let (mut c, was_kept) = match kept.take() {
-                Some(c) => (c, true),
-                None => (self.pool.acquire().await.map_err(db)?, false),
-            };
-            match sqlx::query(FIND_SHARED)
+            let (mut c, was_kept) = self.connection(&mut kept).await?;
+            let answer = sqlx::query(FIND_SHARED)
                 .bind(key)
                 .bind(&bytes[..])
                 .fetch_optional(&mut *c)
-                .await
-            {
-                Ok(row) => {
-                    self.keep(c);
-                    break row;
-                }
-                // A kept connection was not checked: once more on one the pool checks (a
-                // query that starts later still answers this lookup freshly).
-                Err(_) if was_kept => {}
-                Err(e) => return Err(db(e)),
+                .await;
+            if let Some(answer) = self.answered(c, was_kept, answer) {
+                break answer?;
             }
         };
         row.as_ref()
@@ -338,23 +359,14 @@ impl Lookups {
     ) -> Result<HashMap<Digest, Arc<SharedRecord>>, StoreError> {
         let mut kept = self.kept();
         let rows = loop {
-            let (mut c, was_kept) = match kept.take() {
-                Some(c) => (c, true),
-                None => (self.pool.acquire().await.map_err(db)?, false),
-            };
-            match sqlx::query(FIND_SHARED_MANY)
+            let (mut c, was_kept) = self.connection(&mut kept).await?;
+            let answer = sqlx::query(FIND_SHARED_MANY)
                 .bind(&keys[..])
                 .bind(&digests[..])
                 .fetch_all(&mut *c)
-                .await
-            {
-                Ok(rows) => {
-                    self.keep(c);
-                    break rows;
-                }
-                // As in `find_one`.
-                Err(_) if was_kept => {}
-                Err(e) => return Err(db(e)),
+                .await;
+            if let Some(answer) = self.answered(c, was_kept, answer) {
+                break answer?;
             }
         };
         rows.iter()
