@@ -11,7 +11,9 @@
 //! - `random_sql`: SQLite (file) and PostgreSQL with the validation cache (time to live 60 s:
 //!   the steady state of a process that holds its 10^4 tokens), application and endpoint.
 //! - `random_sqlite`: SQLite (file, WAL), **no cache**, every kind valid and unknown, one
-//!   validation at a time; then the same while a busy loop holds the other core.
+//!   validation at a time; then the same while a busy loop holds the other core. Each half
+//!   starts with its own floor: the keyed BLAKE3 plus one bare point lookup of a row by its
+//!   digest on the same file (`floor/*/lookup_hit`, and `lookup_miss` for digests no row has).
 //! - `random_pg_tasks`: PostgreSQL, no cache, 64 tasks on a two-worker runtime.
 //! - `ledger_flush`: one flush of 10^5 accumulated application uses (10^4 tokens, 4 addresses)
 //!   on each backend: one transaction.
@@ -304,6 +306,21 @@ fn cpu_between(before: &HashMap<u64, u64>, after: &HashMap<u64, u64>) -> Duratio
     Duration::from_nanos(ns)
 }
 
+/// How long `f` took on `clock` (see [`Clock`]).
+fn timed(clock: Clock, f: impl FnOnce()) -> Duration {
+    let me = (clock == Clock::Thread).then(thread_id);
+    let cpu = (clock == Clock::Cpu).then(process_cpu);
+    let own = me.map(thread_cpu);
+    let start = Instant::now();
+    f();
+    let wall = start.elapsed();
+    match (cpu, me.zip(own)) {
+        (Some(cpu), _) => cpu_between(&cpu, &process_cpu()),
+        (_, Some((me, own))) => Duration::from_nanos(thread_cpu(me).saturating_sub(own)),
+        _ => wall,
+    }
+}
+
 fn bench_case(
     g: &mut BenchmarkGroup<'_, WallTime>,
     rt: &Runtime,
@@ -316,29 +333,18 @@ fn bench_case(
     let clock = Clock::from_env();
     g.bench_function(name, |b| {
         b.iter_custom(|iters| {
-            rt.block_on(async {
-                // Read only for the clock in use (wall time reads nothing).
-                let me = (clock == Clock::Thread).then(thread_id);
-                let cpu = (clock == Clock::Cpu).then(process_cpu);
-                let own = me.map(thread_cpu);
-                let start = Instant::now();
-                for i in 0..iters {
-                    validate_once(svc, t, case, &mut pick).await;
-                    // A validation answered from memory never waits: let the service's own
-                    // tasks (the ledger's writer) run now and then, as they do between the
-                    // requests of a server on this runtime.
-                    if i % 1024 == 1023 {
-                        tokio::task::yield_now().await;
+            timed(clock, || {
+                rt.block_on(async {
+                    for i in 0..iters {
+                        validate_once(svc, t, case, &mut pick).await;
+                        // A validation answered from memory never waits: let the service's own
+                        // tasks (the ledger's writer) run now and then, as they do between the
+                        // requests of a server on this runtime.
+                        if i % 1024 == 1023 {
+                            tokio::task::yield_now().await;
+                        }
                     }
-                }
-                let wall = start.elapsed();
-                match (cpu, me.zip(own)) {
-                    (Some(cpu), _) => cpu_between(&cpu, &process_cpu()),
-                    (_, Some((me, own))) => {
-                        Duration::from_nanos(thread_cpu(me).saturating_sub(own))
-                    }
-                    _ => wall,
-                }
+                });
             })
         });
     });
@@ -467,6 +473,11 @@ fn random_memory(c: &mut Criterion) {
 /// earlier run may have had too: a leftover folder (and the database in it) is removed first,
 /// so set-up never meets tokens issued by another run.
 async fn sqlite(tag: &str) -> Arc<dyn Store> {
+    sqlite_at(tag).await.0
+}
+
+/// [`sqlite`], and the database file's path.
+async fn sqlite_at(tag: &str) -> (Arc<dyn Store>, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("tessera-bench-{tag}-{}", std::process::id()));
     match std::fs::remove_dir_all(&dir) {
         Ok(()) => {}
@@ -477,7 +488,8 @@ async fn sqlite(tag: &str) -> Arc<dyn Store> {
         ),
     }
     std::fs::create_dir(&dir).unwrap();
-    let mut config = SqliteConfig::file(dir.join("t.db"));
+    let path = dir.join("t.db");
+    let mut config = SqliteConfig::file(&path);
     // To compare page reads through the memory map with the page cache alone (`0`) in runs
     // of the same binary.
     if let Ok(bytes) = std::env::var("TESSERA_BENCH_SQLITE_MMAP") {
@@ -485,7 +497,79 @@ async fn sqlite(tag: &str) -> Arc<dyn Store> {
     }
     let s = SqliteStore::open_with(config).await.unwrap();
     s.migrate().await.unwrap();
-    Arc::new(s)
+    (Arc::new(s), path)
+}
+
+/// The SQLite floor: what any validation on this file costs at least, measured the same way as
+/// the cases: the keyed BLAKE3 of a random token (as the memory floor) and one point lookup
+/// of a random token's row by its digest through the unique digest index, every column read,
+/// in a read transaction of its own (autocommit, as a validation must: a snapshot held across
+/// validations would miss revocations and starve the WAL's checkpoints), on a connection with
+/// the store's pragmas and a cached prepared statement. `hit` false: digests no row has.
+fn sqlite_floor(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    path: &std::path::Path,
+    t: &Tokens,
+    hit: bool,
+) {
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .unwrap();
+    conn.execute_batch(&format!(
+        "PRAGMA mmap_size = {}; PRAGMA cache_size = -{};",
+        SqliteConfig::DEFAULT_MMAP_SIZE,
+        SqliteConfig::DEFAULT_CACHE_SIZE / 1024
+    ))
+    .unwrap();
+    let mut keys: Vec<(i64, Vec<u8>)> = conn
+        .prepare("SELECT digest_key, digest FROM tokens WHERE kind = 'deployment'")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(keys.len() >= N, "the deployment tokens' rows");
+    if !hit {
+        for (_, d) in &mut keys {
+            d.iter_mut().for_each(|b| *b = !*b);
+        }
+    }
+    let sql = "SELECT id, kind, digest_key, digest, spelling, hint, state, created_at, \
+               created_by, generated_by, expires_at, last_used_at, activated_at, grace_until, \
+               successor, max_uses, uses, binding, bound_device, data, sealed \
+               FROM tokens WHERE digest_key = ?1 AND digest = ?2";
+    let clock = Clock::from_env();
+    let mut pick = Pick(0x9e37_79b9_7f4a_7c15);
+    g.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            timed(clock, || {
+                for _ in 0..iters {
+                    let tok = &t.deployment[pick.next(N)];
+                    black_box(blake3::keyed_hash(&KEY, black_box(tok.as_bytes())));
+                    let (key, digest) = &keys[pick.next(N)];
+                    let mut stmt = conn.prepare_cached(sql).unwrap();
+                    let mut rows = stmt.query(rusqlite::params![key, digest]).unwrap();
+                    let mut columns = 0usize;
+                    if let Some(row) = rows.next().unwrap() {
+                        for i in 0..21 {
+                            columns += usize::from(
+                                black_box(row.get_ref(i).unwrap()).data_type()
+                                    != rusqlite::types::Type::Null,
+                            );
+                        }
+                    }
+                    assert_eq!(
+                        columns > 0,
+                        hit,
+                        "a stored digest is found, a flipped one not"
+                    );
+                }
+            })
+        });
+    });
 }
 
 async fn postgres(tag: &str, connections: u32) -> Option<Arc<dyn Store>> {
@@ -557,7 +641,7 @@ fn random_sqlite(c: &mut Criterion) {
     let rt = current_thread();
     let mut g = c.benchmark_group("random_sqlite");
     g.throughput(Throughput::Elements(1));
-    let store = rt.block_on(sqlite("straight"));
+    let (store, path) = rt.block_on(sqlite_at("straight"));
     let all = Case::VALID;
     let t = rt.block_on(issue(store.clone(), &all));
     let svc = builder(store).build();
@@ -575,6 +659,14 @@ fn random_sqlite(c: &mut Criterion) {
             })
         });
         let tag = if busy { "busy_core" } else { "idle_core" };
+        sqlite_floor(&mut g, &format!("floor/{tag}/lookup_hit"), &path, &t, true);
+        sqlite_floor(
+            &mut g,
+            &format!("floor/{tag}/lookup_miss"),
+            &path,
+            &t,
+            false,
+        );
         for case in all.into_iter().chain([Case::Unknown]) {
             bench_case(
                 &mut g,
