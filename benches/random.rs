@@ -14,7 +14,8 @@
 //!   validation at a time; then the same while a busy loop holds the other core. Each half
 //!   starts with its own floor: the keyed BLAKE3 plus one bare point lookup of a row by its
 //!   digest on the same file (`floor/*/lookup_hit`, and `lookup_miss` for digests no row has).
-//! - `random_pg_tasks`: PostgreSQL, no cache, 64 tasks on a two-worker runtime.
+//! - `random_pg_tasks`: PostgreSQL, no cache, 64 tasks on a two-worker runtime; first the floor,
+//!   the store's own (coalesced) lookup of random stored digests and nothing else.
 //! - `ledger_flush`: one flush of 10^5 accumulated application uses (10^4 tokens, 4 addresses)
 //!   on each backend: one transaction.
 //!
@@ -47,6 +48,7 @@ use tessera::core::kind::endpoint::Method;
 use tessera::core::{Kind, Secret};
 use tessera::deployment::NewDeployment;
 use tessera::memory::MemoryStore;
+use tessera::store::TokenFilter;
 use tessera::{
     Builder, LedgerSettings, Principal, RequestContext, Store, TokenService, ValidationCache,
 };
@@ -707,6 +709,30 @@ fn random_pg_tasks(c: &mut Criterion) {
     let t = Arc::new(rt.block_on(issue(store.clone(), &[Case::Application])));
     let mut g = c.benchmark_group("random_pg_tasks");
     g.throughput(Throughput::Elements(1));
+    // The floor: the store's own lookup (coalesced as the defaults do) of random stored
+    // digests by 64 tasks, and nothing else: no parse, no digest, no rule, no ledger, no write.
+    let digests: Arc<Vec<Digest>> = Arc::new(
+        rt.block_on(store.list(&TokenFilter::default().kind(Kind::Application)))
+            .unwrap()
+            .into_iter()
+            .map(|r| r.digest)
+            .collect(),
+    );
+    assert!(digests.len() >= N, "the application tokens' digests");
+    g.bench_function("postgres/floor/find_shared/64_tasks", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(tasks_64(iters, |k, left| {
+                let (store, digests) = (store.clone(), digests.clone());
+                async move {
+                    let mut pick = Pick(0x9e37_79b9 + k);
+                    while take_one(&left) {
+                        let found = store.find_shared(&digests[pick.next(N)]).await.unwrap();
+                        assert!(found.is_some(), "a stored digest is found");
+                    }
+                }
+            }))
+        });
+    });
     // The defaults (lookups coalesced past `lookup_queries` in flight), then the baseline: the
     // same schema through a store that runs every lookup as a query of its own.
     let alone = rt.block_on(postgres_with("tasks", 64, 64)).unwrap();
@@ -716,35 +742,44 @@ fn random_pg_tasks(c: &mut Criterion) {
             format!("postgres/no_cache/application_iplog/64_tasks/{name}"),
             |b| {
                 b.iter_custom(|iters| {
-                    rt.block_on(async {
-                        let left = Arc::new(AtomicU64::new(iters));
-                        let start = Instant::now();
-                        let tasks: Vec<_> = (0..64u64)
-                            .map(|k| {
-                                let (svc, t, left) = (svc.clone(), t.clone(), left.clone());
-                                tokio::spawn(async move {
-                                    let mut pick = Pick(0x9e37_79b9 + k);
-                                    while left
-                                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                                            n.checked_sub(1)
-                                        })
-                                        .is_ok()
-                                    {
-                                        validate_once(&svc, &t, Case::Application, &mut pick).await;
-                                    }
-                                })
-                            })
-                            .collect();
-                        for task in tasks {
-                            task.await.unwrap();
+                    rt.block_on(tasks_64(iters, |k, left| {
+                        let (svc, t) = (svc.clone(), t.clone());
+                        async move {
+                            let mut pick = Pick(0x9e37_79b9 + k);
+                            while take_one(&left) {
+                                validate_once(&svc, &t, Case::Application, &mut pick).await;
+                            }
                         }
-                        start.elapsed()
-                    })
+                    }))
                 });
             },
         );
     }
     g.finish();
+}
+
+/// Wall time for 64 tasks (`task(k, left)`, `k` 0..64) sharing `iters` operations between them
+/// (each takes one with [`take_one`] until none is left).
+async fn tasks_64<F, Fut>(iters: u64, task: F) -> Duration
+where
+    F: Fn(u64, Arc<AtomicU64>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let left = Arc::new(AtomicU64::new(iters));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..64u64)
+        .map(|k| tokio::spawn(task(k, left.clone())))
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    start.elapsed()
+}
+
+/// Take one of the operations left, if any.
+fn take_one(left: &AtomicU64) -> bool {
+    left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+        .is_ok()
 }
 
 fn ledger_flush(c: &mut Criterion) {
