@@ -890,7 +890,10 @@ impl EndpointTokens<'_> {
     /// Accepted requests to an endpoint per token and method, filtered as the data viewer
     /// filters (by token, by secondary name, by time window), each with the carrier's name.
     /// Without a window the counts come from the usage ledger; a window is answered from the
-    /// audit trail of uses, which counts every accepted request with its time.
+    /// audit trail of uses, which counts every accepted request with its time: exactly with
+    /// [`LedgerSettings::audit_each_use`](crate::LedgerSettings::audit_each_use), else to the
+    /// aggregated rows' window ([`LedgerSettings::audit_window`](crate::LedgerSettings::audit_window),
+    /// a minute by default: a row's uses count at its first).
     ///
     /// # Errors
     ///
@@ -924,7 +927,7 @@ impl EndpointTokens<'_> {
                 let (count, last) = match &e.action {
                     AuditAction::Used => (1, e.at),
                     // An aggregated row counts where its first use falls (rows span one
-                    // ledger interval).
+                    // audit window, `LedgerSettings::audit_window`: a minute by default).
                     AuditAction::UsedMany { count, last, .. } => (*count, *last),
                     _ => continue,
                 };

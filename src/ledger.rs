@@ -17,6 +17,11 @@
 //! [`LedgerSettings::max_held`] tokens it drops the counts of new ones (counted in
 //! `tessera_ledger_dropped_total` and logged), so memory stays bounded.
 //!
+//! Uses and refusals are audited as aggregated rows, one per token, carrier and window of uses
+//! ([`LedgerSettings::audit_window`], a minute by default): each batch of the window writes the
+//! row's totals so far, in the same transaction as the counts, and the store keeps one version
+//! of each row (its key), the latest.
+//!
 //! What is not yet written is included in this process's reads
 //! ([`ips`](crate::ApplicationTokens::ips), [`traffic`](crate::EndpointTokens::traffic),
 //! [`audit`](crate::TokenService::audit)); other processes see it once it is written.
@@ -27,7 +32,8 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
-use tessera_core::audit::{AuditAction, AuditEvent};
+use tessera_core::audit::{AuditAction, AuditEvent, RowKey};
+use tessera_core::clock::Clock;
 use tessera_core::id::{EndpointId, TokenId};
 use tessera_core::kind::KindData;
 use tessera_core::kind::endpoint::EndpointData;
@@ -56,6 +62,7 @@ use crate::service::IdHasher;
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub struct LedgerSettings {
     interval: Duration,
+    audit_window: Duration,
     max_pending: usize,
     max_held: usize,
     each_use: bool,
@@ -64,16 +71,20 @@ pub struct LedgerSettings {
 impl LedgerSettings {
     /// The default interval: one second.
     pub const DEFAULT_INTERVAL: Duration = Duration::seconds(1);
+    /// The default window of an aggregated audit row: one minute.
+    pub const DEFAULT_AUDIT_WINDOW: Duration = Duration::minutes(1);
     /// The default number of waiting entries that triggers a write before the interval ends.
     pub const DEFAULT_MAX_PENDING: usize = 100_000;
     /// The default number of tokens held while the store cannot be written.
     pub const DEFAULT_MAX_HELD: usize = 1_000_000;
 
     /// The defaults: write every second, or at 100,000 waiting entries; hold at most
-    /// 1,000,000 tokens' counts while the store is down; audit uses as aggregated rows.
+    /// 1,000,000 tokens' counts while the store is down; audit uses as aggregated rows, one per
+    /// token and minute of uses.
     pub const fn new() -> Self {
         Self {
             interval: Self::DEFAULT_INTERVAL,
+            audit_window: Self::DEFAULT_AUDIT_WINDOW,
             max_pending: Self::DEFAULT_MAX_PENDING,
             max_held: Self::DEFAULT_MAX_HELD,
             each_use: false,
@@ -85,6 +96,21 @@ impl LedgerSettings {
     #[must_use]
     pub const fn interval(mut self, interval: Duration) -> Self {
         self.interval = interval;
+        self
+    }
+
+    /// Aggregate a token's uses (and refusals) into one audit row per `window` of them (default
+    /// one minute; never less than the interval): the row is written with its totals so far at
+    /// every write of its window, in the same transaction as the counts it sums, and the store
+    /// keeps its latest version. A row starts at a use that no row of the token (and carrier,
+    /// and refusal reason) still open takes: one at most `window` after it started, used since
+    /// the previous write.
+    ///
+    /// A longer window writes fewer audit rows (a busy token adds one row per window to the
+    /// audit trail, instead of one per interval) and fewer index entries.
+    #[must_use]
+    pub const fn audit_window(mut self, window: Duration) -> Self {
+        self.audit_window = window;
         self
     }
 
@@ -124,6 +150,15 @@ impl LedgerSettings {
         self.each_use
     }
 
+    /// The window of an aggregated audit row: as set, but never less than the interval.
+    pub fn aggregation_window(&self) -> Duration {
+        if self.audit_window < self.interval {
+            self.interval
+        } else {
+            self.audit_window
+        }
+    }
+
     fn interval_std(&self) -> std::time::Duration {
         let ms = self
             .interval
@@ -146,7 +181,7 @@ const SHARDS: usize = 16;
 /// new subjects of that token are not counted until the next write.
 const MAX_SUBJECTS: usize = 4_096;
 
-/// Aggregated audit rows held per token before rows stop starting a new one per interval.
+/// Aggregated audit rows held per token before rows stop starting a new one per window.
 const MAX_ROWS: usize = 64;
 
 type ById<V> = HashMap<TokenId, V, BuildHasherDefault<IdHasher>>;
@@ -195,6 +230,15 @@ impl Span {
 /// One aggregated audit row in the making.
 #[derive(Debug)]
 struct Row {
+    /// Its key: each write of the row replaces the version stored before.
+    key: RowKey,
+    /// Uses counted since it was last taken into a batch.
+    dirty: bool,
+    /// Started since the last batch was taken (an entry of `pending`).
+    fresh: bool,
+    /// The time of its event once a version was taken to be written: the store finds the row
+    /// by it, so a use noted later with an earlier clock reading does not move it.
+    at: Option<OffsetDateTime>,
     /// The event it becomes (subject, carrier), its action and times set when written.
     template: AuditEvent,
     span: Span,
@@ -208,6 +252,7 @@ struct Row {
 impl Row {
     fn add(&mut self, at: OffsetDateTime, ip: Option<IpAddr>) {
         self.span.add(at);
+        self.dirty = true;
         self.note_ip(ip);
     }
 
@@ -221,28 +266,33 @@ impl Row {
 
     fn event(&self) -> AuditEvent {
         let mut e = self.template.clone();
-        e.at = self.span.first;
+        e.at = self.at.unwrap_or(self.span.first);
         let addresses = self.addresses.len() as u64;
         e.action = match self.refused {
             None => AuditAction::UsedMany {
                 count: self.span.count,
                 last: self.span.last,
                 addresses,
+                row: Some(self.key),
             },
             Some(reason) => AuditAction::RefusedMany {
                 reason,
                 count: self.span.count,
                 last: self.span.last,
                 addresses,
+                row: Some(self.key),
             },
         };
         e
     }
 }
 
-/// What one token did over the interval.
+/// What one token did over the interval, and its audit rows still open.
 #[derive(Debug, Default)]
 struct Tally {
+    /// Noted since the last batch was taken (an entry of `pending`); a tally carried over with
+    /// open rows only is not, until its next note.
+    noted: bool,
     last_used: Option<OffsetDateTime>,
     subjects: Vec<(UsageSubject, Span)>,
     rows: Vec<Row>,
@@ -283,6 +333,7 @@ impl Tally {
             }
             if let Some(row) = fast.row.and_then(|i| self.rows.get_mut(i)) {
                 row.span.add_many(c.uses, last);
+                row.dirty = true;
             }
         }
         if close {
@@ -344,9 +395,11 @@ impl Subject<'_> {
 /// The ledger of one service (and its clones).
 pub(crate) struct Ledger {
     store: Arc<dyn Store>,
+    /// The service's clock: an audit row stays open until its window has passed by it.
+    clock: Arc<dyn Clock>,
     /// This ledger among the process's (the owner in the keys of records' use slots).
     id: u64,
-    /// The interval in nanoseconds: how far from its claim a use slot counts.
+    /// An audit row's window in nanoseconds: how far from its claim a use slot counts.
     window: i64,
     settings: LedgerSettings,
     audit_uses: bool,
@@ -370,6 +423,9 @@ pub(crate) struct Ledger {
     /// A random base and a counter: batch ids unique across processes.
     batch_base: u128,
     batch_seq: AtomicU64,
+    /// Row keys, the same way (another base drawn from the same random id).
+    row_base: u128,
+    row_seq: AtomicU64,
     me: Weak<Self>,
 }
 
@@ -390,13 +446,15 @@ pub struct Flushed {
     pub batches: u32,
     /// Uses counted in them.
     pub uses: u64,
-    /// Audit events appended.
+    /// Audit events written: appended, or aggregated rows replacing their version written
+    /// earlier in their window.
     pub events: u64,
 }
 
 impl Ledger {
     pub(crate) fn new(
         store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
         settings: LedgerSettings,
         audit_uses: bool,
         audit_refusals: bool,
@@ -412,8 +470,10 @@ impl Ledger {
         );
         Arc::new_cyclic(|me| Self {
             store,
+            clock,
             id: LEDGERS.fetch_add(1, Ordering::Relaxed) & OWNER_MASK,
-            window: i64::try_from(settings.interval.whole_nanoseconds()).unwrap_or(i64::MAX),
+            window: i64::try_from(settings.aggregation_window().whole_nanoseconds())
+                .unwrap_or(i64::MAX),
             settings,
             audit_uses,
             audit_refusals,
@@ -427,6 +487,8 @@ impl Ledger {
             dropping: AtomicBool::new(false),
             batch_base,
             batch_seq: AtomicU64::new(0),
+            row_base: batch_base.rotate_left(64) ^ 0x5a5a_5a5a,
+            row_seq: AtomicU64::new(0),
             me: me.clone(),
         })
     }
@@ -483,10 +545,14 @@ impl Ledger {
                         return;
                     }
                     new_token = true;
-                    added += 1;
                     shard.tokens.entry(note.token).or_default()
                 }
             };
+            // New, or carried over with open audit rows only: an entry waiting from now on.
+            if !tally.noted {
+                tally.noted = true;
+                added += 1;
+            }
             // Where this use went: the slot may count the next ones there.
             let mut subject_at = None;
             let mut row_at = None;
@@ -520,12 +586,12 @@ impl Ledger {
                     added += 1;
                 } else {
                     let carrier = note.carrier;
-                    let span = self.settings.interval;
+                    let span = self.settings.aggregation_window();
                     // The newest rows are last, and a note belongs to a row of this
                     // interval: searching from the end finds it among the last few however
                     // many intervals wait unwritten (a store that is down, a writer that has
                     // not run yet).
-                    // A row spans at most one interval of the clock's time (a clock that
+                    // A row spans at most one window of the clock's time (a clock that
                     // jumps, as a test's does, starts a new row) — unless the token already
                     // holds `MAX_ROWS` rows waiting (the store has been down for that many
                     // intervals): then the newest row of its carrier grows instead, its first
@@ -551,7 +617,14 @@ impl Ledger {
                             // details.
                             template.ip = None;
                             template.subject.permission = None;
+                            let key = self.row_base.wrapping_add(u128::from(
+                                self.row_seq.fetch_add(1, Ordering::Relaxed),
+                            ));
                             let mut row = Row {
+                                key: RowKey::from_u128(key),
+                                dirty: true,
+                                fresh: true,
+                                at: None,
                                 template,
                                 span: Span::new(note.at),
                                 addresses: HashSet::default(),
@@ -701,8 +774,10 @@ impl Ledger {
     fn take(&self) -> Option<UsageBatch> {
         let seq = self.batch_seq.fetch_add(1, Ordering::Relaxed);
         let mut batch = UsageBatch::new(BatchId(self.batch_base.wrapping_add(u128::from(seq))));
+        let window = self.settings.aggregation_window();
+        let now = self.clock.now();
         for shard in &self.shards {
-            let (tokens, each) = {
+            let (tokens, each, rows, carried) = {
                 let mut s = shard.lock().unwrap_or_else(PoisonError::into_inner);
                 // Under the lock: a use the slot refuses from now on is counted in the
                 // next tally.
@@ -712,17 +787,54 @@ impl Ledger {
                 // The next interval's table starts at this one's size: the same tokens come
                 // back, without growing (and rehashing) it again from nothing.
                 let room = s.tokens.len();
-                let tokens = core::mem::replace(
+                let mut tokens = core::mem::replace(
                     &mut s.tokens,
                     ById::with_capacity_and_hasher(room, BuildHasherDefault::default()),
                 );
-                (tokens, core::mem::take(&mut s.each))
+                // Each audit row used since the last batch is written with its totals so far;
+                // one whose window has not passed stays open in the next table (moved under
+                // the lock: a use meanwhile finds it there, not a new row). A row whose window
+                // has passed is done: its stored version is its last.
+                let mut rows = Vec::new();
+                let mut carried = 0;
+                for (id, tally) in &mut tokens {
+                    let mut open = Vec::new();
+                    for mut row in core::mem::take(&mut tally.rows) {
+                        if row.dirty {
+                            let event = row.event();
+                            row.at = Some(event.at);
+                            rows.push((row.fresh, event));
+                        }
+                        if now - row.span.first < window && row.span.last - row.span.first < window
+                        {
+                            row.dirty = false;
+                            row.fresh = false;
+                            open.push(row);
+                        }
+                    }
+                    if !open.is_empty() {
+                        s.tokens.insert(
+                            *id,
+                            Tally {
+                                rows: open,
+                                ..Tally::default()
+                            },
+                        );
+                        carried += 1;
+                    }
+                }
+                (tokens, core::mem::take(&mut s.each), rows, carried)
             };
-            self.tokens.fetch_sub(tokens.len(), Ordering::Relaxed);
+            self.tokens
+                .fetch_sub(tokens.len() - carried, Ordering::Relaxed);
             let mut taken = each.len();
             batch.events.extend(each);
+            for (fresh, event) in rows {
+                taken += usize::from(fresh);
+                batch.events.push(event);
+            }
             for (id, tally) in tokens {
-                taken += 1 + tally.subjects.len() + tally.rows.len();
+                taken += usize::from(tally.noted) + tally.subjects.len();
                 if let Some(at) = tally.last_used {
                     batch.last_used.push((id, at));
                 }
@@ -735,7 +847,6 @@ impl Ledger {
                         count: span.count,
                     });
                 }
-                batch.events.extend(tally.rows.iter().map(Row::event));
             }
             self.pending.fetch_sub(taken, Ordering::Relaxed);
         }
@@ -900,13 +1011,9 @@ impl Ledger {
             return Vec::new();
         }
         let mut out: Vec<AuditEvent> = Vec::new();
-        if let Some(b) = &*self
-            .unwritten
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-        {
-            out.extend(b.events.iter().filter(|e| filter.matches(e)).cloned());
-        }
+        // The open rows first: a row's version here is later than one in a batch not yet
+        // written (the caller drops stored versions of the rows returned).
+        let mut open: HashSet<RowKey, BuildHasherDefault<IdHasher>> = HashSet::default();
         for shard in &self.shards {
             let mut s = shard.lock().unwrap_or_else(PoisonError::into_inner);
             out.extend(s.each.iter().filter(|e| filter.matches(e)).cloned());
@@ -915,8 +1022,22 @@ impl Ledger {
                     continue;
                 }
                 t.settle(false);
+                open.extend(t.rows.iter().map(|r| r.key));
                 out.extend(t.rows.iter().map(Row::event).filter(|e| filter.matches(e)));
             }
+        }
+        if let Some(b) = &*self
+            .unwritten
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
+            out.extend(
+                b.events
+                    .iter()
+                    .filter(|e| e.action.row().is_none_or(|k| !open.contains(&k)))
+                    .filter(|e| filter.matches(e))
+                    .cloned(),
+            );
         }
         out
     }

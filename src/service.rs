@@ -128,7 +128,7 @@ pub struct Settings {
     /// Entropy of generated prefixed tokens.
     pub entropy: Entropy,
     /// Whether accepted uses are audited: as aggregated rows through the usage ledger (one per
-    /// token, carrier and interval), or one per use with
+    /// token, carrier and window of uses, [`LedgerSettings::audit_window`]), or one per use with
     /// [`LedgerSettings::audit_each_use`].
     pub audit_uses: bool,
     /// Whether refusals of known tokens are appended to the audit trail.
@@ -236,7 +236,8 @@ impl Builder {
     }
 
     /// Whether to audit accepted uses (default on): as aggregated rows written by the usage
-    /// ledger (count, first, last, distinct addresses per token, carrier and interval), or one
+    /// ledger (count, first, last, distinct addresses per token, carrier and window of uses,
+    /// [`LedgerSettings::audit_window`]), or one
     /// row per use with [`LedgerSettings::audit_each_use`]. Off, uses still count (last use,
     /// IP log, traffic, redemptions).
     #[must_use]
@@ -282,6 +283,7 @@ impl Builder {
         };
         let ledger = Ledger::new(
             store.clone(),
+            Arc::clone(&self.clock),
             self.settings.ledger,
             self.settings.audit_uses,
             self.settings.audit_refusals,

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use tessera_core::Kind;
-use tessera_core::audit::{Actor, AuditAction, AuditEvent};
+use tessera_core::audit::{Actor, AuditAction, AuditEvent, RowKey};
 use tessera_core::id::{TokenId, UserId};
 use tessera_core::kind::onboarding::UsageLimit;
 use tessera_core::kind::{EndpointData, KindData};
@@ -513,6 +513,13 @@ impl TokenService {
             return Ok(self.inner.store.events(filter).await?);
         }
         let mut events = self.inner.store.events(filter).await?;
+        // An aggregated row the ledger still holds replaces its stored version (the totals
+        // written at an earlier batch of its window).
+        let newer: std::collections::HashSet<RowKey> =
+            waiting.iter().filter_map(|e| e.action.row()).collect();
+        if !newer.is_empty() {
+            events.retain(|e| e.action.row().is_none_or(|k| !newer.contains(&k)));
+        }
         events.extend(waiting);
         // Stable: events at one instant keep their order, stored ones first.
         events.sort_by_key(|e| e.at);

@@ -430,3 +430,115 @@ async fn a_long_outage_keeps_a_bounded_number_of_audit_rows_per_token() {
     assert!(rows.iter().any(|(count, first, last)| *count > 1
         && *last - *first >= Duration::hours(2) * i32::try_from(*count - 1).unwrap()));
 }
+
+/// Uses of one token over several writes within the audit window are one aggregated row,
+/// written with its totals so far at every write and stored once (its latest version); a use
+/// after the window, or after a write that found the row unused, starts another. Reads before
+/// a write show each row once, with the totals not yet written.
+#[tokio::test]
+async fn an_audit_row_spans_its_window_across_writes_and_is_stored_once() {
+    let store = Arc::new(MemoryStore::new());
+    let clock = Arc::new(ManualClock::new(T0));
+    let svc = TokenService::builder_shared(store.clone(), peppers())
+        .clock(clock.clone())
+        .ledger(
+            // The window is never shorter than the interval: an interval of 10 s (of the
+            // system's clock, which this test outruns: only its own flushes write).
+            LedgerSettings::new()
+                .interval(Duration::seconds(10))
+                .audit_window(Duration::minutes(1)),
+        )
+        .build();
+    let t = app(&svc, "app").await;
+    let rows =
+        |events: Vec<tessera::core::audit::AuditEvent>| -> Vec<(time::OffsetDateTime, u64, u64)> {
+            events
+                .iter()
+                .filter_map(|e| match e.action {
+                    AuditAction::UsedMany {
+                        count,
+                        addresses,
+                        row,
+                        ..
+                    } => {
+                        assert!(row.is_some(), "an aggregated row has a key");
+                        Some((e.at, count, addresses))
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+    let stored = || async {
+        rows(
+            store
+                .events(&AuditFilter::default().token(t.token.id))
+                .await
+                .unwrap(),
+        )
+    };
+    let read = || async {
+        rows(
+            svc.audit(&AuditFilter::default().token(t.token.id), &admin())
+                .await
+                .unwrap(),
+        )
+    };
+    // Three writes 20 s apart: one row, its totals growing.
+    use_n(&svc, &t, 2).await;
+    svc.flush().await.unwrap();
+    assert_eq!(stored().await, vec![(T0, 2, 2)]);
+    clock.advance(Duration::seconds(20));
+    use_n(&svc, &t, 3).await;
+    assert_eq!(
+        read().await,
+        vec![(T0, 5, 3)],
+        "the open row's totals, once, before the write"
+    );
+    svc.flush().await.unwrap();
+    assert_eq!(
+        stored().await,
+        vec![(T0, 5, 3)],
+        "the stored row replaced, not a second one"
+    );
+    clock.advance(Duration::seconds(20));
+    use_n(&svc, &t, 1).await;
+    svc.flush().await.unwrap();
+    assert_eq!(stored().await, vec![(T0, 6, 3)]);
+    // Past the window: a new row.
+    clock.advance(Duration::seconds(30));
+    use_n(&svc, &t, 4).await;
+    svc.flush().await.unwrap();
+    let later = T0 + Duration::seconds(70);
+    assert_eq!(stored().await, vec![(T0, 6, 3), (later, 4, 3)]);
+    // Writes with nothing new leave the open row as it is; a use within its window still
+    // counts in it.
+    svc.flush().await.unwrap();
+    clock.advance(Duration::seconds(5));
+    svc.flush().await.unwrap();
+    use_n(&svc, &t, 1).await;
+    svc.flush().await.unwrap();
+    assert_eq!(stored().await, vec![(T0, 6, 3), (later, 5, 3)]);
+    // A use once the window has passed by the clock starts another.
+    clock.advance(Duration::seconds(60));
+    svc.flush().await.unwrap();
+    use_n(&svc, &t, 1).await;
+    svc.flush().await.unwrap();
+    assert_eq!(
+        stored().await,
+        vec![
+            (T0, 6, 3),
+            (later, 5, 3),
+            (later + Duration::seconds(65), 1, 1)
+        ]
+    );
+    assert_eq!(
+        read().await,
+        stored().await,
+        "nothing waiting: reads are the store's"
+    );
+    assert_eq!(
+        stored_count(store.as_ref(), t.token.id).await,
+        12,
+        "the usage entries agree"
+    );
+}

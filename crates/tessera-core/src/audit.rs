@@ -56,9 +56,9 @@ pub enum AuditAction {
     },
     /// A token was presented and accepted `count` times between `at` (the first) and `last`:
     /// the usage ledger's aggregated row, one per token, carrier (endpoint and method) and
-    /// interval.
+    /// window of uses (a minute by default, see `LedgerSettings::audit_window` in `tessera`).
     UsedMany {
-        /// Accepted uses in the interval.
+        /// Accepted uses in the row's window.
         count: u64,
         /// The last of them (the event's `at` is the first).
         #[serde(with = "time::serde::rfc3339")]
@@ -66,13 +66,17 @@ pub enum AuditAction {
         /// Distinct client addresses among them (counted up to
         /// [`AuditAction::MAX_DISTINCT`], the bound when reached).
         addresses: u64,
+        /// The row's key: a later version of the row (more uses in its window) replaces the
+        /// stored one with the same key. `None` in rows written before keys existed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        row: Option<RowKey>,
     },
     /// A token was presented and refused `count` times for `reason` between `at` (the first)
     /// and `last`: the usage ledger's aggregated row.
     RefusedMany {
         /// Why (the exact internal reason; never sent to the client).
         reason: Rejection,
-        /// Refusals in the interval.
+        /// Refusals in the row's window.
         count: u64,
         /// The last of them (the event's `at` is the first).
         #[serde(with = "time::serde::rfc3339")]
@@ -80,6 +84,9 @@ pub enum AuditAction {
         /// Distinct client addresses among them (counted up to
         /// [`AuditAction::MAX_DISTINCT`]).
         addresses: u64,
+        /// The row's key (see [`AuditAction::UsedMany`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        row: Option<RowKey>,
     },
     /// A token's state changed.
     StateChanged {
@@ -170,6 +177,80 @@ impl AuditAction {
     /// How many distinct client addresses an aggregated row counts at most (beyond it, the
     /// count stays at this bound).
     pub const MAX_DISTINCT: u64 = 1024;
+
+    /// The key of an aggregated row, if this is one that has a key.
+    pub const fn row(&self) -> Option<RowKey> {
+        match self {
+            Self::UsedMany { row, .. } | Self::RefusedMany { row, .. } => *row,
+            _ => None,
+        }
+    }
+}
+
+/// The key of one aggregated row of the usage ledger ([`AuditAction::UsedMany`],
+/// [`AuditAction::RefusedMany`]): the ledger writes a row's totals so far at every batch of its
+/// window, and a store keeps one row per key, the latest.
+///
+/// Written as 32 hexadecimal digits.
+///
+/// ```
+/// use tessera_core::audit::RowKey;
+///
+/// let key = RowKey::from_u128(0x2a);
+/// assert_eq!(key.to_string(), "0000000000000000000000000000002a");
+/// assert_eq!("0000000000000000000000000000002a".parse::<RowKey>(), Ok(key));
+/// assert!("2a".parse::<RowKey>().is_err());
+/// ```
+#[derive(Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+pub struct RowKey(u128);
+
+impl RowKey {
+    /// The key with this value.
+    pub const fn from_u128(value: u128) -> Self {
+        Self(value)
+    }
+
+    /// Its value.
+    pub const fn as_u128(self) -> u128 {
+        self.0
+    }
+}
+
+impl fmt::Display for RowKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+/// A row key that is not 32 hexadecimal digits.
+#[derive(Clone, Copy, Debug, Eq, PartialEq, thiserror::Error)]
+#[error("a row key is 32 hexadecimal digits")]
+pub struct RowKeyError;
+
+impl core::str::FromStr for RowKey {
+    type Err = RowKeyError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(RowKeyError);
+        }
+        u128::from_str_radix(s, 16)
+            .map(Self)
+            .map_err(|_| RowKeyError)
+    }
+}
+
+impl Serialize for RowKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for RowKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// One append-only audit event.

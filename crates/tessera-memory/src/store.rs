@@ -216,11 +216,27 @@ impl MemoryStore {
     /// [`MemoryLimits::max_audit_events`]. Costs the batch plus the events later than its
     /// earliest, not one shift of the log per event: the usage ledger's batches hold
     /// thousands of rows, in no time order.
+    ///
+    /// An aggregated row whose key is already in `events` replaces it in place (a row's `at`,
+    /// its first use, never changes: the stored version is among the events at that instant).
     fn merge_events(&self, events: &mut VecDeque<AuditEvent>, new: &[AuditEvent]) {
-        let Some(earliest) = new.iter().map(|e| e.at).min() else {
+        let mut batch: Vec<&AuditEvent> = Vec::with_capacity(new.len());
+        for event in new {
+            if let Some(key) = event.action.row() {
+                let from = events.partition_point(|e| e.at < event.at);
+                let stored = (from..events.len())
+                    .take_while(|&i| events[i].at == event.at)
+                    .find(|&i| events[i].action.row() == Some(key));
+                if let Some(i) = stored {
+                    events[i] = event.clone();
+                    continue;
+                }
+            }
+            batch.push(event);
+        }
+        let Some(earliest) = batch.iter().map(|e| e.at).min() else {
             return;
         };
-        let mut batch: Vec<&AuditEvent> = new.iter().collect();
         batch.sort_by_key(|e| e.at);
         let at = events.partition_point(|e| e.at <= earliest);
         let later = events.split_off(at);

@@ -242,6 +242,13 @@ pub(crate) const MAPPINGS: &str = "SELECT secondary, endpoint, method, enabled F
 pub(crate) const APPEND_EVENT: &str =
     "INSERT INTO audit_events (at, token_id, actor, body) VALUES ($1, $2, $3, $4)";
 
+/// Append an aggregated row, or replace the stored row with its key $5 (its body only: its
+/// time, token and actor never change).
+#[cfg(feature = "sqlite")]
+pub(crate) const UPSERT_ROW: &str = "INSERT INTO audit_events (at, token_id, actor, body, row_key) \
+     VALUES ($1, $2, $3, $4, $5) \
+     ON CONFLICT (row_key) WHERE row_key IS NOT NULL DO UPDATE SET body = excluded.body";
+
 /// Events narrowed by $1 token, $2 actor, $3 since, $4 until (each optional), at most $5.
 pub(crate) const EVENTS: &str = "SELECT body FROM audit_events \
      WHERE ($1 IS NULL OR token_id = $1) AND ($2 IS NULL OR actor = $2) \

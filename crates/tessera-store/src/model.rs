@@ -509,7 +509,8 @@ pub struct UsageBatch {
     pub usage: Vec<UsageDelta>,
     /// Last uses: a token's `last_used_at` becomes this unless it is later already.
     pub last_used: Vec<(TokenId, OffsetDateTime)>,
-    /// Audit events to append (aggregated use and refusal rows, or one per use).
+    /// Audit events to append (aggregated use and refusal rows, or one per use); an
+    /// aggregated row whose key is stored replaces the stored row.
     pub events: Vec<AuditEvent>,
 }
 

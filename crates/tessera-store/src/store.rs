@@ -257,6 +257,10 @@ pub trait Store: core::fmt::Debug + Send + Sync + 'static {
     /// later (never earlier), and append the events. Counts and last uses of tokens that no
     /// longer exist are skipped; their events are appended (audit outlives a purge).
     ///
+    /// An aggregated row with a key ([`AuditAction::row`](tessera_core::audit::AuditAction::row))
+    /// whose key is already stored **replaces** that stored row instead (the ledger writes a
+    /// row's totals so far at every batch of its window): one row per key, the latest.
+    ///
     /// Returns `false`, changing nothing, when a batch with the same [`id`](UsageBatch::id)
     /// was written before: a batch retried after its answer was lost counts once. Nothing here
     /// is announced to [watchers](Store::watch): a validation decides nothing on counts.

@@ -20,4 +20,5 @@ pub(crate) const MIGRATIONS: &[Migration] = embed!("postgres":
     6 "unique names" "0006_unique_names.sql",
     7 "usage ledger" "0007_usage_ledger.sql",
     8 "validation upkeep" "0008_validation_upkeep.sql",
+    9 "audit row keys" "0009_audit_row_keys.sql",
 );

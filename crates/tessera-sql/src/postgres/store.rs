@@ -57,6 +57,14 @@ const APPEND_EVENTS_MANY: &str = "INSERT INTO audit_events (at, token_id, actor,
      FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[]) \
          WITH ORDINALITY AS d(a, t, c, b, n) ORDER BY d.n";
 
+/// The ledger's aggregated rows: each appended, or replacing the stored row with its key (its
+/// body only: its time, token and actor never change, so the update can stay on its page).
+const UPSERT_ROWS_MANY: &str = "INSERT INTO audit_events (at, token_id, actor, body, row_key) \
+     SELECT d.a, d.t, d.c, d.b, d.k \
+     FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[]) \
+         WITH ORDINALITY AS d(a, t, c, b, k, n) ORDER BY d.n \
+     ON CONFLICT (row_key) WHERE row_key IS NOT NULL DO UPDATE SET body = EXCLUDED.body";
+
 /// How long ledger batch ids are kept to refuse a batch written twice (a writer retries one
 /// batch until it is written: seconds, or as long as the database is down).
 const BATCH_IDS_KEPT: Duration = Duration::days(7);
@@ -1047,29 +1055,40 @@ impl Store for PostgresStore {
                 .await
                 .map_err(db)?;
         }
-        if !batch.events.is_empty() {
-            let n = batch.events.len();
-            let (mut ats, mut tokens, mut actors, mut bodies) = (
+        // Events without a key are appended; the ledger's keyed rows appended or replaced.
+        for keyed in [false, true] {
+            let events: Vec<&AuditEvent> = batch
+                .events
+                .iter()
+                .filter(|e| e.action.row().is_some() == keyed)
+                .collect();
+            if events.is_empty() {
+                continue;
+            }
+            let n = events.len();
+            let (mut ats, mut tokens, mut actors, mut bodies, mut keys) = (
+                Vec::with_capacity(n),
                 Vec::with_capacity(n),
                 Vec::with_capacity(n),
                 Vec::with_capacity(n),
                 Vec::with_capacity(n),
             );
-            for event in &batch.events {
+            for event in events {
                 let (at, token, actor, body) = codec::event_columns(event)?;
                 ats.push(at);
                 tokens.push(token);
                 actors.push(actor);
                 bodies.push(body);
+                keys.push(event.action.row().map(|k| k.to_string()));
             }
-            sqlx::query(APPEND_EVENTS_MANY)
-                .bind(ats)
-                .bind(tokens)
-                .bind(actors)
-                .bind(bodies)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
+            let query = if keyed {
+                sqlx::query(UPSERT_ROWS_MANY)
+            } else {
+                sqlx::query(APPEND_EVENTS_MANY)
+            };
+            let query = query.bind(ats).bind(tokens).bind(actors).bind(bodies);
+            let query = if keyed { query.bind(keys) } else { query };
+            query.execute(&mut *tx).await.map_err(db)?;
         }
         tx.commit().await.map_err(db)?;
         Ok(true)

@@ -19,4 +19,5 @@ pub(crate) const MIGRATIONS: &[Migration] = embed!("sqlite":
     6 "usage ledger" "0006_usage_ledger.sql",
     7 "blocked addresses index" "0007_blocked_index.sql",
     8 "blocked address count" "0008_blocked_count.sql",
+    9 "audit row keys" "0009_audit_row_keys.sql",
 );

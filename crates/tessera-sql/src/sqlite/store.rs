@@ -705,9 +705,14 @@ fn log(conn: &Connection, events: &[AuditEvent]) -> Result<(), StoreError> {
 
 fn append_in(conn: &Connection, event: &AuditEvent) -> Result<(), StoreError> {
     let (at, token, actor, body) = codec::event_columns(event)?;
-    prepare(conn, lite!(sql::APPEND_EVENT))?
-        .execute(rusqlite::params![at, token, actor, body])
-        .map_err(db)?;
+    match event.action.row() {
+        None => prepare(conn, lite!(sql::APPEND_EVENT))?
+            .execute(rusqlite::params![at, token, actor, body])
+            .map_err(db)?,
+        Some(key) => prepare(conn, lite!(sql::UPSERT_ROW))?
+            .execute(rusqlite::params![at, token, actor, body, key.to_string()])
+            .map_err(db)?,
+    };
     Ok(())
 }
 

@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
-use tessera_core::audit::AuditAction;
+use tessera_core::audit::{AuditAction, RowKey};
 use tessera_core::id::TokenId;
 use tessera_core::kind::endpoint::Method;
+use tessera_core::validate::Rejection;
 
 use super::fixtures::{application, at, endpoint, event, ip, record, secondary};
 use super::{Case, Context, Outcome};
@@ -16,6 +17,7 @@ pub(super) fn cases() -> Vec<Case> {
         record_batch_adds_counts_and_widens_times,
         record_batch_moves_last_use_only_later,
         record_batch_written_twice_counts_once,
+        record_batch_replaces_a_row_by_its_key,
         record_batch_skips_unknown_tokens_and_keeps_events,
         record_batch_counts_blocked_entries_and_keeps_the_block,
         record_batch_of_ten_thousand_deltas_counts_each,
@@ -76,6 +78,7 @@ async fn record_batch_adds_counts_and_widens_times(store: Arc<dyn Store>) -> Out
             count: 7,
             last: at(20),
             addresses: 2,
+            row: None,
         },
     )
     .about(&r);
@@ -179,6 +182,90 @@ async fn record_batch_written_twice_counts_once(store: Arc<dyn Store>) -> Outcom
         vec![entry(r.id, a, 8, 1, 3)],
         "counted twice under two ids"
     );
+    Ok(())
+}
+
+/// An aggregated row whose key is stored replaces the stored row (one row per key, the
+/// latest version), in batches of later ids; rows of other keys, and events without a key,
+/// are appended; a retried batch replaces nothing.
+async fn record_batch_replaces_a_row_by_its_key(store: Arc<dyn Store>) -> Outcome {
+    let r = record(application("app")?)?;
+    store.insert(&r, &[]).await.ctx("insert")?;
+    let used = |count: u64, last: i64, key: u128| {
+        event(
+            at(10),
+            AuditAction::UsedMany {
+                count,
+                last: at(last),
+                addresses: 1,
+                row: Some(RowKey::from_u128(key)),
+            },
+        )
+        .about(&r)
+    };
+    let refused = |count: u64, key: u128| {
+        event(
+            at(11),
+            AuditAction::RefusedMany {
+                reason: Rejection::IpBlocked,
+                count,
+                last: at(12),
+                addresses: 1,
+                row: Some(RowKey::from_u128(key)),
+            },
+        )
+        .about(&r)
+    };
+    let events = || async {
+        store
+            .events(&AuditFilter::default().token(r.id))
+            .await
+            .ctx("events")
+    };
+    let mut first = batch(1);
+    first.events = vec![used(3, 12, 7), refused(1, 8)];
+    ensure!(store.record_batch(&first).await.ctx("first")?, "writes");
+    ensure_eq!(
+        events().await?,
+        vec![used(3, 12, 7), refused(1, 8)],
+        "two rows"
+    );
+    let mut second = batch(2);
+    second.events = vec![used(5, 20, 7), event(at(30), AuditAction::Used).about(&r)];
+    ensure!(store.record_batch(&second).await.ctx("second")?, "writes");
+    ensure_eq!(
+        events().await?,
+        vec![
+            used(5, 20, 7),
+            refused(1, 8),
+            event(at(30), AuditAction::Used).about(&r)
+        ],
+        "row 7 replaced by its later version, in its place; the plain event appended"
+    );
+    let mut third = batch(3);
+    third.events = vec![used(9, 25, 7), refused(4, 8), used(1, 10, 9)];
+    ensure!(store.record_batch(&third).await.ctx("third")?, "writes");
+    // The retry of an older batch changes nothing.
+    ensure!(
+        !store.record_batch(&second).await.ctx("retry")?,
+        "a batch written before is not written again"
+    );
+    let all = events().await?;
+    ensure_eq!(all.len(), 4, "rows 7, 8 and 9 and the plain event: {all:?}");
+    let count = |key: u128| {
+        all.iter()
+            .filter(|e| e.action.row() == Some(RowKey::from_u128(key)))
+            .map(|e| match e.action {
+                AuditAction::UsedMany { count, .. } | AuditAction::RefusedMany { count, .. } => {
+                    count
+                }
+                _ => 0,
+            })
+            .collect::<Vec<_>>()
+    };
+    ensure_eq!(count(7), vec![9], "row 7: its latest version only");
+    ensure_eq!(count(8), vec![4], "row 8: its latest version only");
+    ensure_eq!(count(9), vec![1], "row 9: new");
     Ok(())
 }
 
