@@ -283,6 +283,10 @@ async fn postgres_watch_loss_is_counted_and_reported_by_readiness() {
     assert_eq!(ready.watch, WatchState::Watching);
     accepted(&svc, &a).await;
     accepted(&svc, &a).await;
+    // Written now: the usage ledger's writer would otherwise write these uses about a second
+    // later, holding a pooled connection, and the readiness check below, needing a second one
+    // while new connections are refused, would fail for that reason (seen once in CI).
+    svc.flush().await.unwrap();
     let before = figures(&svc);
     assert_eq!(before.caching, 1.0);
 
