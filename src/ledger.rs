@@ -102,9 +102,9 @@ impl LedgerSettings {
     /// Aggregate a token's uses (and refusals) into one audit row per `window` of them (default
     /// one minute; never less than the interval): the row is written with its totals so far at
     /// every write of its window, in the same transaction as the counts it sums, and the store
-    /// keeps its latest version. A row starts at a use that no row of the token (and carrier,
-    /// and refusal reason) still open takes: one at most `window` after it started, used since
-    /// the previous write.
+    /// keeps its latest version. A row stays open until `window` has passed since its first use
+    /// (by the service's clock); a use that no open row of the token (and carrier, and refusal
+    /// reason) takes starts a new one.
     ///
     /// A longer window writes fewer audit rows (a busy token adds one row per window to the
     /// audit trail, instead of one per interval) and fewer index entries.
@@ -423,7 +423,7 @@ pub(crate) struct Ledger {
     /// A random base and a counter: batch ids unique across processes.
     batch_base: u128,
     batch_seq: AtomicU64,
-    /// Row keys, the same way (another base drawn from the same random id).
+    /// Row keys, the same way (the same random id, its halves swapped: a namespace of its own).
     row_base: u128,
     row_seq: AtomicU64,
     me: Weak<Self>,
@@ -487,7 +487,7 @@ impl Ledger {
             dropping: AtomicBool::new(false),
             batch_base,
             batch_seq: AtomicU64::new(0),
-            row_base: batch_base.rotate_left(64) ^ 0x5a5a_5a5a,
+            row_base: batch_base.rotate_left(64),
             row_seq: AtomicU64::new(0),
             me: me.clone(),
         })
