@@ -471,26 +471,23 @@ fn random_memory(c: &mut Criterion) {
     g.finish();
 }
 
-/// A fresh SQLite file store for `tag`. Its folder is named after the process id, which an
-/// earlier run may have had too: a leftover folder (and the database in it) is removed first,
-/// so set-up never meets tokens issued by another run.
-async fn sqlite(tag: &str) -> Arc<dyn Store> {
-    sqlite_at(tag).await.0
+/// A fresh SQLite file store in a folder of its own, removed when the returned guard is
+/// dropped (the databases grow to hundreds of megabytes: left behind, a few runs fill a disk).
+async fn sqlite(tag: &str) -> (Arc<dyn Store>, BenchDir) {
+    let (store, _, dir) = sqlite_at(tag).await;
+    (store, dir)
 }
 
+/// The folder of a bench database; removed with everything in it when dropped.
+type BenchDir = tempfile::TempDir;
+
 /// [`sqlite`], and the database file's path.
-async fn sqlite_at(tag: &str) -> (Arc<dyn Store>, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!("tessera-bench-{tag}-{}", std::process::id()));
-    match std::fs::remove_dir_all(&dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => panic!(
-            "cannot remove the leftover bench folder {}: {e}",
-            dir.display()
-        ),
-    }
-    std::fs::create_dir(&dir).unwrap();
-    let path = dir.join("t.db");
+async fn sqlite_at(tag: &str) -> (Arc<dyn Store>, std::path::PathBuf, BenchDir) {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("tessera-bench-{tag}-"))
+        .tempdir()
+        .expect("a temporary folder for the bench database");
+    let path = dir.path().join("t.db");
     let mut config = SqliteConfig::file(&path);
     // To compare page reads through the memory map with the page cache alone (`0`) in runs
     // of the same binary.
@@ -499,7 +496,7 @@ async fn sqlite_at(tag: &str) -> (Arc<dyn Store>, std::path::PathBuf) {
     }
     let s = SqliteStore::open_with(config).await.unwrap();
     s.migrate().await.unwrap();
-    (Arc::new(s), path)
+    (Arc::new(s), path, dir)
 }
 
 /// The SQLite floor: what any validation on this file costs at least, measured the same way as
@@ -601,7 +598,8 @@ fn random_sql(c: &mut Criterion) {
     let mut g = c.benchmark_group("random_sql");
     g.throughput(Throughput::Elements(1));
     let kinds = [Case::Application, Case::Endpoint];
-    let mut stores = vec![("sqlite", rt.block_on(sqlite("cached")))];
+    let (sqlite_store, _dir) = rt.block_on(sqlite("cached"));
+    let mut stores = vec![("sqlite", sqlite_store)];
     if let Some(pg) = rt.block_on(postgres("cached", 4)) {
         stores.push(("postgres", pg));
     }
@@ -643,7 +641,7 @@ fn random_sqlite(c: &mut Criterion) {
     let rt = current_thread();
     let mut g = c.benchmark_group("random_sqlite");
     g.throughput(Throughput::Elements(1));
-    let (store, path) = rt.block_on(sqlite_at("straight"));
+    let (store, path, _dir) = rt.block_on(sqlite_at("straight"));
     let all = Case::VALID;
     let t = rt.block_on(issue(store.clone(), &all));
     let svc = builder(store).build();
@@ -790,9 +788,10 @@ fn ledger_flush(c: &mut Criterion) {
     let mut g = c.benchmark_group("ledger_flush");
     g.sample_size(10);
     g.throughput(Throughput::Elements(100_000));
+    let (sqlite_store, _dir) = rt.block_on(sqlite("flush"));
     let mut stores = vec![
         ("memory", Arc::new(MemoryStore::new()) as Arc<dyn Store>),
-        ("sqlite", rt.block_on(sqlite("flush"))),
+        ("sqlite", sqlite_store),
     ];
     if let Some(pg) = rt.block_on(postgres("flush", 4)) {
         stores.push(("postgres", pg));

@@ -167,11 +167,15 @@ fn pick(state: &Cell<u64>, n: usize) -> usize {
 
 fn random(c: &mut Criterion) {
     let rt = current_thread();
-    let dir = common::data_dir().join(format!("random-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    // Removed when the bench ends: unlike the stores kept per size, this one is not reused.
+    let dir = tempfile::Builder::new()
+        .prefix("random-")
+        .tempdir_in(common::data_dir())
+        .expect("a folder for the random bench database");
     let sqlite = rt.block_on(async {
-        let s = SqliteStore::open(dir.join("random.db")).await.unwrap();
+        let s = SqliteStore::open(dir.path().join("random.db"))
+            .await
+            .unwrap();
         s.migrate().await.unwrap();
         Arc::new(s) as Arc<dyn Store>
     });
