@@ -8,7 +8,7 @@ use tower::Layer;
 
 use crate::bearer;
 use crate::client_ip::{ClientIp, ClientIpSource};
-use crate::guarded::{Guard, Guarded};
+use crate::guarded::{Admit, Guarded};
 use crate::refusal::{LOG_TARGET, Refusal, misconfigured, rejected, unavailable};
 
 const KIND: &str = "application";
@@ -50,14 +50,12 @@ const KIND: &str = "application";
 /// (`handler.layer(...)`, applied per request by axum) as cheaply as a route.
 #[derive(Clone, Debug)]
 pub struct ApplicationLayer {
-    guard: Arc<Guard>,
-    /// The same settings as the guard holds, to build a changed layer from.
-    settings: ApplicationGuard,
+    guard: Arc<ApplicationGuard>,
 }
 
 /// What an [`ApplicationLayer`] checks with.
 #[derive(Clone, Debug)]
-pub(crate) struct ApplicationGuard {
+struct ApplicationGuard {
     service: TokenService,
     client_ip: ClientIpSource,
 }
@@ -65,31 +63,24 @@ pub(crate) struct ApplicationGuard {
 impl ApplicationLayer {
     /// Check application tokens with `service`, taking the client address from the connection.
     pub fn new(service: TokenService) -> Self {
-        Self::of(ApplicationGuard {
-            service,
-            client_ip: ClientIpSource::connection(),
-        })
-    }
-
-    fn of(settings: ApplicationGuard) -> Self {
         Self {
-            guard: Arc::new(Guard::Application(settings.clone())),
-            settings,
+            guard: Arc::new(ApplicationGuard {
+                service,
+                client_ip: ClientIpSource::connection(),
+            }),
         }
     }
 
     /// Take the client address from `source` instead (behind a trusted reverse proxy).
     #[must_use]
-    pub fn client_ip(self, source: ClientIpSource) -> Self {
-        Self::of(ApplicationGuard {
-            client_ip: source,
-            ..self.settings
-        })
+    pub fn client_ip(mut self, source: ClientIpSource) -> Self {
+        Arc::make_mut(&mut self.guard).client_ip = source;
+        self
     }
 }
 
-impl ApplicationGuard {
-    pub(crate) async fn admit(&self, parts: &mut Parts) -> Result<(), Refusal> {
+impl Admit for ApplicationGuard {
+    async fn admit(&self, parts: &mut Parts) -> Result<(), Refusal> {
         bearer::hide(&mut parts.headers);
         let token = bearer::token(&parts.headers, KIND)?;
         let Some(ip) = self.client_ip.client_ip(parts) else {
@@ -118,6 +109,6 @@ impl<S> Layer<S> for ApplicationLayer {
     type Service = Guarded<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Guarded::new(inner, Arc::clone(&self.guard))
+        Guarded::new(inner, Arc::clone(&self.guard) as _)
     }
 }

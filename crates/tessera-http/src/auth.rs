@@ -17,7 +17,7 @@ use tessera::{Access, Outcome, Rejection, RequestContext, TokenService};
 use tower::Layer;
 
 use crate::bearer;
-use crate::guarded::{Guard, Guarded};
+use crate::guarded::{Admit, Guarded};
 use crate::refusal::{LOG_TARGET, Refusal, misconfigured, rejected, unavailable};
 
 const KIND: &str = "auth";
@@ -104,8 +104,10 @@ impl AuthGuard {
     /// [`AuthAccess`] (token id and owner) in the request extensions.
     pub fn require(&self, action: Permission) -> AuthLayer {
         AuthLayer {
-            guard: self.clone(),
-            action,
+            required: Arc::new(Required {
+                guard: self.clone(),
+                action,
+            }),
         }
     }
 
@@ -145,12 +147,18 @@ impl AuthGuard {
 /// Requires one action of an auth token: made by [`AuthGuard::require`].
 #[derive(Clone, Debug)]
 pub struct AuthLayer {
+    required: Arc<Required>,
+}
+
+/// What an [`AuthLayer`] checks with: the guard and the action.
+#[derive(Debug)]
+struct Required {
     guard: AuthGuard,
     action: Permission,
 }
 
-impl AuthLayer {
-    pub(crate) async fn admit(&self, parts: &mut Parts) -> Result<(), Refusal> {
+impl Admit for Required {
+    async fn admit(&self, parts: &mut Parts) -> Result<(), Refusal> {
         bearer::hide(&mut parts.headers);
         let access = self.guard.authorize(&parts.headers, &self.action).await?;
         parts.extensions.insert(access);
@@ -162,7 +170,7 @@ impl<S> Layer<S> for AuthLayer {
     type Service = Guarded<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Guarded::new(inner, Arc::new(Guard::Auth(self.clone())))
+        Guarded::new(inner, Arc::clone(&self.required) as _)
     }
 }
 

@@ -12,7 +12,7 @@ use tower::Layer;
 
 use crate::bearer;
 use crate::client_ip::{ClientIp, ClientIpSource};
-use crate::guarded::{Guard, Guarded};
+use crate::guarded::{Admit, Guarded};
 use crate::refusal::{LOG_TARGET, Refusal, misconfigured, refused, rejected, unavailable};
 
 const KIND: &str = "endpoint";
@@ -54,6 +54,12 @@ const KIND: &str = "endpoint";
 /// ```
 #[derive(Clone, Debug)]
 pub struct EndpointLayer {
+    guard: Arc<EndpointGuard>,
+}
+
+/// What an [`EndpointLayer`] checks with.
+#[derive(Clone, Debug)]
+struct EndpointGuard {
     service: TokenService,
     endpoint: Route,
     client_ip: ClientIpSource,
@@ -68,11 +74,7 @@ enum Route {
 impl EndpointLayer {
     /// Guard the routes it is applied to as the one endpoint `endpoint`.
     pub fn new(service: TokenService, endpoint: EndpointId) -> Self {
-        Self {
-            service,
-            endpoint: Route::Fixed(endpoint),
-            client_ip: ClientIpSource::connection(),
-        }
+        Self::of(service, Route::Fixed(endpoint))
     }
 
     /// Guard every route it is applied to as its own endpoint, named by axum's route template
@@ -80,21 +82,29 @@ impl EndpointLayer {
     /// `Router::layer` so that the route is matched first; without a matched path the request
     /// gets a 500 and the log says why.
     pub fn matched_path(service: TokenService) -> Self {
+        Self::of(service, Route::Matched)
+    }
+
+    fn of(service: TokenService, endpoint: Route) -> Self {
         Self {
-            service,
-            endpoint: Route::Matched,
-            client_ip: ClientIpSource::connection(),
+            guard: Arc::new(EndpointGuard {
+                service,
+                endpoint,
+                client_ip: ClientIpSource::connection(),
+            }),
         }
     }
 
     /// Take the client address from `source` instead (behind a trusted reverse proxy).
     #[must_use]
     pub fn client_ip(mut self, source: ClientIpSource) -> Self {
-        self.client_ip = source;
+        Arc::make_mut(&mut self.guard).client_ip = source;
         self
     }
+}
 
-    pub(crate) async fn admit(&self, parts: &mut Parts) -> Result<(), Refusal> {
+impl Admit for EndpointGuard {
+    async fn admit(&self, parts: &mut Parts) -> Result<(), Refusal> {
         bearer::hide(&mut parts.headers);
         let token = bearer::token(&parts.headers, KIND)?;
         let matched;
@@ -161,6 +171,6 @@ impl<S> Layer<S> for EndpointLayer {
     type Service = Guarded<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Guarded::new(inner, Arc::new(Guard::Endpoint(self.clone())))
+        Guarded::new(inner, Arc::clone(&self.guard) as _)
     }
 }

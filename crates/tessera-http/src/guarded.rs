@@ -11,9 +11,6 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower::Service;
 
-use crate::application::ApplicationGuard;
-use crate::auth::AuthLayer;
-use crate::endpoint::EndpointLayer;
 use crate::refusal::Refusal;
 
 /// A request's admission, owning what it reads: the guard and the request's head (given back
@@ -82,38 +79,36 @@ where
 #[derive(Clone)]
 pub struct Guarded<S> {
     inner: S,
-    guard: Arc<Guard>,
+    guard: Arc<dyn Guard>,
 }
 
-#[derive(Debug)]
-pub(crate) enum Guard {
-    Application(ApplicationGuard),
-    Auth(AuthLayer),
-    Endpoint(EndpointLayer),
+/// What a layer checks a request with: its settings, shared by every service it wraps.
+pub(crate) trait Admit: fmt::Debug + Send + Sync + 'static {
+    /// Check the request whose head is `parts`; an admitted request's outcome goes into its
+    /// extensions.
+    fn admit(&self, parts: &mut Parts) -> impl Future<Output = Result<(), Refusal>> + Send;
 }
 
-impl<S> Guarded<S> {
-    pub(crate) const fn new(inner: S, guard: Arc<Guard>) -> Self {
-        Self { inner, guard }
-    }
-}
-
-impl Guard {
+/// [`Admit`] as a trait object: what a [`Guarded`] holds, whatever the layer.
+pub(crate) trait Guard: fmt::Debug + Send + Sync + 'static {
     /// Admit the request whose head is `parts`, as a future owning what it needs.
-    fn admission(self: &Arc<Self>, mut parts: Parts) -> Admission {
-        let guard = Arc::clone(self);
+    fn admission(self: Arc<Self>, parts: Parts) -> Admission;
+}
+
+impl<G: Admit> Guard for G {
+    fn admission(self: Arc<Self>, mut parts: Parts) -> Admission {
         Box::pin(async move {
-            let verdict = guard.admit(&mut parts).await;
+            let verdict = self.admit(&mut parts).await;
             (verdict, parts)
         })
     }
+}
 
-    async fn admit(&self, parts: &mut Parts) -> Result<(), Refusal> {
-        match self {
-            Self::Application(layer) => layer.admit(parts).await,
-            Self::Auth(layer) => layer.admit(parts).await,
-            Self::Endpoint(layer) => layer.admit(parts).await,
-        }
+impl<S> Guarded<S> {
+    /// `inner` behind `guard`: a reference count, the layer's settings shared (axum applies a
+    /// layer given to a handler once per request).
+    pub(crate) fn new(inner: S, guard: Arc<dyn Guard>) -> Self {
+        Self { inner, guard }
     }
 }
 
@@ -143,7 +138,7 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let (parts, body) = request.into_parts();
-        let mut admission = self.guard.admission(parts);
+        let mut admission = Arc::clone(&self.guard).admission(parts);
         // Most admissions wait for nothing (the validation cache answers): polled once here,
         // such a request goes straight to the inner service this one readied, with no clone of
         // it and no second box. A waker that does nothing is enough for this first poll: an

@@ -71,6 +71,10 @@ async fn run() -> Result<(), config::Error> {
     let metrics = PrometheusBuilder::new()
         .install_recorder()
         .map_err(|e| config::Error::Start(format!("cannot install the metrics recorder: {e}")))?;
+    // A recorder installed this way keeps every histogram sample until something drains it:
+    // only a scrape would, so a service nobody scrapes grew by each timed validation. The
+    // upkeep the exporter's own server runs, every 5 s as its default.
+    tokio::spawn(upkeep(metrics.clone()));
     let (store, backend): (Arc<dyn Store>, Backend) = match &config.database {
         Database::Sqlite(path) => {
             let store = tessera::sql::SqliteStore::open(path).await?;
@@ -154,6 +158,19 @@ async fn run() -> Result<(), config::Error> {
     tracing::info!("tessera-service stopped");
     Ok(())
 }
+
+/// Drain the recorder's histogram samples into their summaries, every [`UPKEEP_EVERY`].
+async fn upkeep(metrics: PrometheusHandle) {
+    let mut every = tokio::time::interval(UPKEEP_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        metrics.run_upkeep();
+    }
+}
+
+/// How often [`upkeep`] runs: the exporter's default for its own upkeep task.
+const UPKEEP_EVERY: StdDuration = StdDuration::from_secs(5);
 
 /// SIGTERM or Ctrl-C.
 async fn shutdown() {
