@@ -8,11 +8,21 @@ use crate::refusal::{Refusal, refused};
 
 /// Mark the `Authorization` header sensitive, so that a later `Debug` of the headers (a tracing
 /// layer, a handler logging its request) prints `Sensitive` instead of the token.
+///
+/// Not through `HeaderMap::entry`: it makes room for an insertion first, and a full map (as
+/// hyper hands over for some header counts) would grow for nothing.
 pub(crate) fn hide(headers: &mut HeaderMap) {
-    if let http::header::Entry::Occupied(mut entry) = headers.entry(AUTHORIZATION) {
-        for value in entry.iter_mut() {
-            value.set_sensitive(true);
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let several = values.next().is_some() && values.next().is_some();
+    if several {
+        // Refused as a broken request anyway; every value is hidden all the same.
+        for (name, value) in headers.iter_mut() {
+            if name == AUTHORIZATION {
+                value.set_sensitive(true);
+            }
         }
+    } else if let Some(value) = headers.get_mut(AUTHORIZATION) {
+        value.set_sensitive(true);
     }
 }
 
@@ -124,6 +134,37 @@ mod tests {
             HeaderValue::from_bytes(b"Bearer \xe9t\xe9").unwrap(),
         );
         assert_eq!(token(&h, "t"), Err(Refusal::InvalidRequest));
+    }
+
+    /// hyper sizes a request's header map to the headers it read, so a request with 3, 6, 12...
+    /// headers comes in a full map: it must not grow (an allocation and a rehash on every such
+    /// request) to mark a value.
+    #[test]
+    fn hides_without_growing_a_full_map() {
+        let mut h = HeaderMap::new();
+        h.insert(AUTHORIZATION, HeaderValue::from_static("Bearer tsr_app_x"));
+        let full = h.capacity();
+        for i in 1..full {
+            let name = http::HeaderName::from_bytes(format!("x-filler-{i}").as_bytes()).unwrap();
+            h.insert(name, HeaderValue::from_static("1"));
+        }
+        assert_eq!(h.len(), full, "the test needs a full map");
+        hide(&mut h);
+        assert_eq!(h.capacity(), full);
+        assert!(h.get(AUTHORIZATION).unwrap().is_sensitive());
+    }
+
+    #[test]
+    fn hides_every_authorization_header() {
+        let mut h = with(&["Bearer tsr_app_one", "Bearer tsr_app_two"]);
+        hide(&mut h);
+        assert!(
+            h.get_all(AUTHORIZATION)
+                .iter()
+                .all(HeaderValue::is_sensitive)
+        );
+        let printed = format!("{h:?}");
+        assert!(!printed.contains("tsr_app_one") && !printed.contains("tsr_app_two"));
     }
 
     #[test]
