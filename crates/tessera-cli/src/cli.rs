@@ -27,7 +27,8 @@ pub(crate) struct Global {
     /// ~/.local/share/tessera]
     #[arg(long, env = "TESSERA_DB", global = true, value_name = "PATH")]
     pub(crate) db: Option<PathBuf>,
-    /// Use PostgreSQL at this URL instead of SQLite (postgres://user@host/database)
+    /// Use PostgreSQL at this URL (postgres://user@host/database) instead of --db; sqlite:PATH
+    /// names a SQLite file, as tessera-service reads the same variable
     #[arg(
         long,
         env = "TESSERA_DATABASE_URL",

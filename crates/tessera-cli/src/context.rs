@@ -53,9 +53,31 @@ impl std::fmt::Debug for Backend {
 }
 
 impl Backend {
-    /// The backend the options name: PostgreSQL with `--database-url`, else SQLite.
+    /// The backend the options name: `--database-url` (`postgres://`, or `sqlite:PATH` as
+    /// `tessera-service` reads the same variable), else SQLite at `--db`.
     pub(crate) fn from_global(g: &Global) -> Result<Self> {
         if let Some(url) = &g.database_url {
+            if let Some(path) = url.strip_prefix("sqlite:") {
+                if path.is_empty() {
+                    return Err(CliError::usage(
+                        "--database-url sqlite: names no file; write sqlite:PATH, e.g. \
+                         sqlite:/var/lib/tessera/tokens.db",
+                    ));
+                }
+                if g.database_schema.is_some() {
+                    return Err(CliError::usage(
+                        "--database-schema is for PostgreSQL; a SQLite database has no schemas",
+                    ));
+                }
+                return Ok(Self::Sqlite(PathBuf::from(path)));
+            }
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                // The URL is not repeated: it may hold a password.
+                return Err(CliError::usage(
+                    "--database-url (or TESSERA_DATABASE_URL) is neither postgres://... nor \
+                     sqlite:PATH",
+                ));
+            }
             return Ok(Self::Postgres(url.clone(), g.database_schema.clone()));
         }
         match &g.db {

@@ -10,7 +10,7 @@
 //! | `TESSERA_CACHE_TTL_SECONDS` | validation cache time to live: the longest a token revoked by another instance may still pass here when the watch is down or on SQLite | 2 |
 //! | `TESSERA_LEDGER_INTERVAL_MS` | how often the usage ledger writes counts, last uses and audit rows (the most a crash can lose) | 1000 |
 //! | `TESSERA_LISTEN` | address and port | `127.0.0.1:8080` |
-//! | `RUST_LOG` | tracing filter (`info`, `tessera=debug`, ...) | `info` |
+//! | `RUST_LOG` | tracing filter (`info`, `tessera=debug`, ...) | `info,sqlx=warn` |
 
 use std::fmt;
 use std::net::SocketAddr;

@@ -48,11 +48,17 @@ struct Shared {
     metrics: PrometheusHandle,
 }
 
+/// The log filter without `RUST_LOG`: Tessera and the service at INFO; sqlx's PostgreSQL
+/// notices ("schema ... already exists, skipping" at every start) only from WARN.
+const DEFAULT_LOG: &str = "info,sqlx=warn";
+
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
+        // Colours on a terminal only: a log file or journald gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG)),
         )
         .init();
     match run().await {

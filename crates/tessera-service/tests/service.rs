@@ -61,6 +61,11 @@ fn start(database_url: &str, schema: Option<&str>) -> Running {
             .next()
             .expect("the service exited before listening")
             .unwrap();
+        // Its log, to a pipe here, is plain text: no terminal colour codes in a log file.
+        assert!(
+            !line.contains('\u{1b}'),
+            "a colour code in the log: {line:?}"
+        );
         if let Some(a) = line.strip_prefix("listening on ") {
             break a.parse().unwrap();
         }

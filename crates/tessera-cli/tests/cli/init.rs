@@ -145,3 +145,62 @@ fn pending_migrations_are_applied_by_any_command() {
         "{err}"
     );
 }
+
+/// `TESSERA_DATABASE_URL=sqlite:PATH`, as `tessera-service` reads it: the same database for the
+/// service and the CLI in one shell, the key file beside it; anything else is refused clearly.
+#[test]
+fn a_sqlite_database_url_names_the_file_the_service_reads() {
+    let env = Env::new();
+    let db = env.dir.path().join("service").join("tokens.db");
+    let url = format!("sqlite:{}", db.display());
+    let with_url = |args: &[&str]| {
+        let mut c = env.cmd();
+        c.env_remove("TESSERA_DB")
+            .env("TESSERA_DATABASE_URL", &url)
+            .args(args);
+        c.assert()
+    };
+    let v = parse(&stdout(with_url(&["--json", "init"]).success()));
+    assert_eq!(v["database"]["backend"], "sqlite");
+    assert!(db.exists(), "the database is where the URL says");
+    assert!(db.parent().unwrap().join("tessera.key").exists());
+    let created = parse(&stdout(
+        with_url(&[
+            "--json",
+            "app",
+            "create",
+            "--name",
+            "feeds",
+            "--access",
+            "third-party-feeds",
+        ])
+        .success(),
+    ));
+    let (_, id) = issued(&created);
+    let listed = stdout(with_url(&["list"]).success());
+    assert!(listed.contains(&id), "{listed}");
+    // The default database (--db, here TESSERA_DB) never saw it.
+    assert!(!env.db.exists());
+
+    for (bad, says) in [
+        ("sqlite:", "names no file"),
+        ("mysql://u@h/db", "neither postgres://"),
+    ] {
+        let mut c = env.cmd();
+        let err = c
+            .env("TESSERA_DATABASE_URL", bad)
+            .arg("list")
+            .assert()
+            .code(BAD_INPUT)
+            .get_output()
+            .stderr
+            .clone();
+        let err = String::from_utf8(err).unwrap();
+        assert!(err.contains(says), "{bad}: {err}");
+    }
+    let err = env.fails(
+        &["--database-url", &url, "--database-schema", "s", "list"],
+        BAD_INPUT,
+    );
+    assert!(err.contains("no schemas"), "{err}");
+}
