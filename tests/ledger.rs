@@ -432,9 +432,9 @@ async fn a_long_outage_keeps_a_bounded_number_of_audit_rows_per_token() {
 }
 
 /// Uses of one token over several writes within the audit window are one aggregated row,
-/// written with its totals so far at every write and stored once (its latest version); a use
-/// after the window, or after a write that found the row unused, starts another. Reads before
-/// a write show each row once, with the totals not yet written.
+/// written with its totals so far at every write and stored once (its latest version); writes
+/// that find the row unused leave it open, and a use once its window has passed by the clock
+/// starts another. Reads before a write show each row once, with the totals not yet written.
 #[tokio::test]
 async fn an_audit_row_spans_its_window_across_writes_and_is_stored_once() {
     let store = Arc::new(MemoryStore::new());

@@ -231,12 +231,7 @@ impl core::str::FromStr for RowKey {
     type Err = RowKeyError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(RowKeyError);
-        }
-        u128::from_str_radix(s, 16)
-            .map(Self)
-            .map_err(|_| RowKeyError)
+        crate::id::hex128(s).map(Self).ok_or(RowKeyError)
     }
 }
 

@@ -33,10 +33,8 @@ impl TokenId {
     ///
     /// [`InvalidInput::Id`] for anything else.
     pub fn parse(s: &str) -> Result<Self, Error> {
-        if s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
-            if let Ok(v) = u128::from_str_radix(s, 16) {
-                return Ok(Self(v));
-            }
+        if let Some(v) = hex128(s) {
+            return Ok(Self(v));
         }
         Err(InvalidInput::Id {
             what: "token id",
@@ -54,6 +52,15 @@ impl TokenId {
     /// Rebuild from a number.
     pub const fn from_u128(v: u128) -> Self {
         Self(v)
+    }
+}
+
+/// Exactly 32 hexadecimal digits, as a number: the printed form of 128-bit ids and keys.
+pub(crate) fn hex128(s: &str) -> Option<u128> {
+    if s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        u128::from_str_radix(s, 16).ok()
+    } else {
+        None
     }
 }
 

@@ -51,15 +51,11 @@ const LAST_USED_MANY: &str = "UPDATE tokens AS t SET last_used_at = d.a \
      FROM UNNEST($1::text[], $2::bigint[]) AS d(i, a) \
      WHERE t.id = d.i AND (t.last_used_at IS NULL OR t.last_used_at < d.a)";
 
-/// Append events from arrays, in order: $1 at, $2 token, $3 actor, $4 body.
-const APPEND_EVENTS_MANY: &str = "INSERT INTO audit_events (at, token_id, actor, body) \
-     SELECT d.a, d.t, d.c, d.b \
-     FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[]) \
-         WITH ORDINALITY AS d(a, t, c, b, n) ORDER BY d.n";
-
-/// The ledger's aggregated rows: each appended, or replacing the stored row with its key (its
-/// body only: its time, token and actor never change, so the update can stay on its page).
-const UPSERT_ROWS_MANY: &str = "INSERT INTO audit_events (at, token_id, actor, body, row_key) \
+/// Append events from arrays, in order: $1 at, $2 token, $3 actor, $4 body, $5 row key. An
+/// aggregated row of the ledger (a key) replaces the stored row with its key (its body only:
+/// its time, token and actor never change, so the update can stay on its page); an event
+/// without a key (NULL) never conflicts and is appended.
+const APPEND_EVENTS_MANY: &str = "INSERT INTO audit_events (at, token_id, actor, body, row_key) \
      SELECT d.a, d.t, d.c, d.b, d.k \
      FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[]) \
          WITH ORDINALITY AS d(a, t, c, b, k, n) ORDER BY d.n \
@@ -1055,17 +1051,8 @@ impl Store for PostgresStore {
                 .await
                 .map_err(db)?;
         }
-        // Events without a key are appended; the ledger's keyed rows appended or replaced.
-        for keyed in [false, true] {
-            let events: Vec<&AuditEvent> = batch
-                .events
-                .iter()
-                .filter(|e| e.action.row().is_some() == keyed)
-                .collect();
-            if events.is_empty() {
-                continue;
-            }
-            let n = events.len();
+        if !batch.events.is_empty() {
+            let n = batch.events.len();
             let (mut ats, mut tokens, mut actors, mut bodies, mut keys) = (
                 Vec::with_capacity(n),
                 Vec::with_capacity(n),
@@ -1073,7 +1060,7 @@ impl Store for PostgresStore {
                 Vec::with_capacity(n),
                 Vec::with_capacity(n),
             );
-            for event in events {
+            for event in &batch.events {
                 let (at, token, actor, body) = codec::event_columns(event)?;
                 ats.push(at);
                 tokens.push(token);
@@ -1081,14 +1068,15 @@ impl Store for PostgresStore {
                 bodies.push(body);
                 keys.push(event.action.row().map(|k| k.to_string()));
             }
-            let query = if keyed {
-                sqlx::query(UPSERT_ROWS_MANY)
-            } else {
-                sqlx::query(APPEND_EVENTS_MANY)
-            };
-            let query = query.bind(ats).bind(tokens).bind(actors).bind(bodies);
-            let query = if keyed { query.bind(keys) } else { query };
-            query.execute(&mut *tx).await.map_err(db)?;
+            sqlx::query(APPEND_EVENTS_MANY)
+                .bind(ats)
+                .bind(tokens)
+                .bind(actors)
+                .bind(bodies)
+                .bind(keys)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
         }
         tx.commit().await.map_err(db)?;
         Ok(true)
