@@ -186,16 +186,7 @@ fn a_sqlite_database_url_names_the_file_the_service_reads() {
         ("sqlite:", "names no file"),
         ("mysql://u@h/db", "neither postgres://"),
     ] {
-        let mut c = env.cmd();
-        let err = c
-            .env("TESSERA_DATABASE_URL", bad)
-            .arg("list")
-            .assert()
-            .code(BAD_INPUT)
-            .get_output()
-            .stderr
-            .clone();
-        let err = String::from_utf8(err).unwrap();
+        let err = env.fails(&["--database-url", bad, "list"], BAD_INPUT);
         assert!(err.contains(says), "{bad}: {err}");
     }
     let err = env.fails(
